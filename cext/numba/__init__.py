@@ -1,0 +1,15 @@
+"""Numba CPU kernels; the registry hands this module out for NumPy arrays."""
+
+from .blas1 import cg_update_p, cg_update_xr, dot
+from .dia import dia_spmv, dia_spmv_dot
+from .spmv import csr_spmv, csr_spmv_dot
+
+__all__ = [
+    "cg_update_p",
+    "cg_update_xr",
+    "csr_spmv",
+    "csr_spmv_dot",
+    "dia_spmv",
+    "dia_spmv_dot",
+    "dot",
+]

@@ -1,0 +1,81 @@
+"""Hand an algorithm the kernels that fit the arrays it holds.
+
+Algorithms never import a kernel backend by name: they call
+``kernels_for(xp)`` with the array namespace of their data and get an
+object whose attributes are the kernels (``csr_spmv``, ``cg_update_xr``,
+...). NumPy gets the Numba module, CuPy the CuPy module (imported only
+here, only when a CuPy namespace arrives), anything else -- and any kernel a
+backend lacks -- the array-API reference in :mod:`cext.reference`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from functools import lru_cache
+from types import ModuleType
+
+from . import reference
+
+KERNEL_NAMES = (
+    "dot",
+    "csr_spmv",
+    "csr_spmv_dot",
+    "dia_spmv",
+    "dia_spmv_dot",
+    "cg_update_xr",
+    "cg_update_p",
+)
+
+
+class KernelSet:
+    """The kernels of one backend, with reference fallbacks for missing ones.
+
+    Attributes
+    ----------
+    backend : str
+        ``"numba"``, ``"cupy"`` or ``"reference"``.
+    """
+
+    def __init__(self, backend: str, module: ModuleType | None):
+        self.backend = backend
+        for name in KERNEL_NAMES:
+            kernel = getattr(module, name, None) if module is not None else None
+            setattr(self, name, kernel if kernel is not None else getattr(reference, name))
+
+    def __repr__(self) -> str:
+        return f"KernelSet(backend={self.backend!r})"
+
+
+def backend_name(xp) -> str:
+    """Name of the kernel backend for namespace ``xp``."""
+    name = getattr(xp, "__name__", "")
+    if name in ("numpy", "array_api_compat.numpy"):
+        return "numba"
+    if name in ("cupy", "array_api_compat.cupy"):
+        return "cupy"
+    return "reference"
+
+
+@lru_cache(maxsize=None)
+def _load(backend: str) -> KernelSet:
+    if backend == "reference":
+        return KernelSet("reference", None)
+    module = importlib.import_module(f"cext.{backend}")
+    return KernelSet(backend, module)
+
+
+def kernels_for(xp) -> KernelSet:
+    """Return the :class:`KernelSet` for array namespace ``xp``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from array_api_compat import array_namespace
+    >>> from cext import kernels_for
+    >>> k = kernels_for(array_namespace(np.zeros(3)))
+    >>> k.backend
+    'numba'
+    >>> k.dot(np.arange(3.0), np.arange(3.0))
+    5.0
+    """
+    return _load(backend_name(xp))

@@ -1,0 +1,91 @@
+"""Input checks shared by the solvers: misuse raises at once, naming the fix."""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+from array_api_compat import array_namespace, is_array_api_obj
+
+from .operators import operator_dtype
+
+_LEGACY = {
+    "tol": "use rtol= (scipy renamed tol to rtol in 1.12; the stopping rule is "
+           "||r|| <= max(rtol*||b||, atol))",
+}
+
+
+def reject_unknown_keywords(func: str, kwargs: dict) -> None:
+    """Raise TypeError for keywords ``func`` does not take, with a hint for old ones."""
+    for key in kwargs:
+        hint = _LEGACY.get(key, "see the docstring for the accepted keywords")
+        raise TypeError(f"{func}() got an unexpected keyword argument {key!r}: {hint}")
+
+
+def check_nonnegative(name: str, value) -> float:
+    """``value`` as a float, or ValueError if it is not a real number >= 0."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a real number >= 0, got {value!r}")
+    value = float(value)
+    if math.isnan(value) or value < 0:
+        raise ValueError(f"{name} must be a real number >= 0, got {value!r}")
+    return value
+
+
+def check_maxiter(maxiter, default: int) -> int:
+    """``maxiter`` as an int (``default`` for None), or ValueError."""
+    if maxiter is None:
+        return default
+    if isinstance(maxiter, bool) or not isinstance(maxiter, numbers.Integral) or maxiter < 0:
+        raise ValueError(f"maxiter must be an integer >= 0 or None, got {maxiter!r}")
+    return int(maxiter)
+
+
+def working_dtype(xp, b, *operators):
+    """Floating dtype for the solve: float32 only if everything is float32.
+
+    Integer and boolean inputs are promoted to float64 (scipy does the same);
+    complex input is refused, since the solvers here are real.
+    """
+    candidates = [b.dtype] + [operator_dtype(op) for op in operators if operator_dtype(op) is not None]
+    result = xp.float32
+    for dt in candidates:
+        try:
+            kind_complex = xp.isdtype(dt, "complex floating")
+            kind_real = xp.isdtype(dt, "real floating")
+        except (TypeError, ValueError, AttributeError):
+            # dtypes from another library (e.g. scipy sparse in a cupy call)
+            name = str(dt)
+            kind_complex, kind_real = "complex" in name, "float" in name
+        if kind_complex:
+            raise TypeError(f"complex dtype {dt} is not supported; the solvers are real")
+        if not (kind_real and str(dt).endswith("float32")):
+            result = xp.float64
+    return result
+
+
+def as_rhs(b, name: str = "b"):
+    """Return ``(xp, b)`` with ``b`` 1-D; accepts shape ``(n,)`` or ``(n, 1)``."""
+    if not is_array_api_obj(b):
+        import numpy as np
+
+        b = np.asarray(b)
+        if b.dtype == object:
+            raise TypeError(f"{name} must be a numeric array")
+    xp = array_namespace(b)
+    if b.ndim == 2 and b.shape[1] == 1:
+        b = xp.reshape(b, (b.shape[0],))
+    if b.ndim != 1:
+        raise ValueError(f"{name} must have shape (n,) or (n, 1), got {b.shape}")
+    return xp, b
+
+
+def as_initial_guess(x0, xp, n: int, dtype):
+    """A fresh working copy of ``x0`` (never aliases the user's array)."""
+    if x0 is None:
+        return xp.zeros(n, dtype=dtype)
+    if not is_array_api_obj(x0) or array_namespace(x0).__name__ != xp.__name__:
+        raise TypeError(f"x0 must be an array of the same namespace as b ({xp.__name__})")
+    if x0.shape not in ((n,), (n, 1)):
+        raise ValueError(f"x0 has shape {x0.shape}, expected ({n},)")
+    return xp.astype(xp.reshape(x0, (n,)), dtype, copy=True)

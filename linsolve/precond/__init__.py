@@ -1,0 +1,3 @@
+"""Preconditioners for :func:`linsolve.pcg`: operators with ``matvec``, ``shape``, ``dtype``."""
+
+__all__: list[str] = []
