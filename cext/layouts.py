@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba as nb
 import numpy as np
 
 
@@ -45,15 +46,34 @@ def csr_to_dia(indptr, indices, data, n: int, *, max_diagonals: int = 32,
     indptr = np.asarray(indptr)
     indices = np.asarray(indices)
     data = np.asarray(data)
-    nnz = data.shape[0]
-    if n == 0 or nnz == 0:
+    if n == 0 or data.shape[0] == 0:
         return None
-    rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(indptr))
-    diag_of_entry = indices.astype(np.int64) - rows
-    offsets = np.unique(diag_of_entry)
-    if offsets.size > max_diagonals or offsets.size * n > max_fill * nnz:
+    present = _diagonals_present(indptr, indices, n)
+    offsets = np.flatnonzero(present) - (n - 1)
+    if offsets.size > max_diagonals or offsets.size * n > max_fill * data.shape[0]:
         return None
-    slot = np.searchsorted(offsets, diag_of_entry)
+    slot_of_offset = np.full(2 * n - 1, -1, dtype=np.int64)
+    slot_of_offset[offsets + (n - 1)] = np.arange(offsets.size)
     values = np.zeros((offsets.size, n), dtype=data.dtype)
-    np.add.at(values, (slot, rows), data)
+    _fill_dia(indptr, indices, data, slot_of_offset, values)
     return DiaLayout(tuple(int(o) for o in offsets), values)
+
+
+# Conversion runs inside every pcg call on a stencil matrix, so it must cost a
+# few SpMVs, not a sort: one O(nnz) pass to find the diagonals, one to fill.
+@nb.njit(cache=True, nogil=True)
+def _diagonals_present(indptr, indices, n):
+    present = np.zeros(2 * n - 1, dtype=np.bool_)
+    for i in range(n):
+        for jj in range(indptr[i], indptr[i + 1]):
+            present[indices[jj] - i + n - 1] = True
+    return present
+
+
+@nb.njit(cache=True, nogil=True, parallel=True)
+def _fill_dia(indptr, indices, data, slot_of_offset, values):
+    n = values.shape[1]
+    for i in nb.prange(n):
+        for jj in range(indptr[i], indptr[i + 1]):
+            # += sums duplicate entries of non-canonical CSR, as SpMV would
+            values[slot_of_offset[indices[jj] - i + n - 1], i] += data[jj]
