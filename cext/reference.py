@@ -90,3 +90,84 @@ def cg_update_xr(x, r, p, q, alpha) -> float:
 def cg_update_p(p, z, beta) -> None:
     """``p = z + beta p`` in place."""
     p[...] = z + beta * p
+
+
+# --- SOR sweeps (oracle twins of cext/numba/sor.py: plain loops, small n) ---
+# The CSR arrays hold the off-diagonal entries only; ``diag`` the diagonal.
+
+def _relax_row(i, indptr, indices, data, diag, b, x, omega):
+    sigma = 0.0
+    for jj in range(int(indptr[i]), int(indptr[i + 1])):
+        sigma += float(data[jj]) * float(x[int(indices[jj])])
+    x[i] = (1.0 - omega) * float(x[i]) + omega * (float(b[i]) - sigma) / float(diag[i])
+
+
+def sor_sweep_forward(indptr, indices, data, diag, b, x, omega) -> None:
+    """One lexicographic SOR sweep, rows 0..n-1, in place."""
+    for i in range(x.shape[0]):
+        _relax_row(i, indptr, indices, data, diag, b, x, omega)
+
+
+def sor_sweep_backward(indptr, indices, data, diag, b, x, omega) -> None:
+    """One lexicographic SOR sweep, rows n-1..0, in place."""
+    for i in reversed(range(x.shape[0])):
+        _relax_row(i, indptr, indices, data, diag, b, x, omega)
+
+
+def sor_sweep_colored(indptr, indices, data, diag, b, x, omega, color_ptr, color_rows,
+                      reverse=False) -> None:
+    """One coloured SOR sweep (colours in order, or reversed), in place."""
+    ncolors = color_ptr.shape[0] - 1
+    for c in (reversed(range(ncolors)) if reverse else range(ncolors)):
+        for k in range(int(color_ptr[c]), int(color_ptr[c + 1])):
+            _relax_row(int(color_rows[k]), indptr, indices, data, diag, b, x, omega)
+
+
+def csr_residual_norm2(indptr, indices, data, b, x) -> float:
+    """``||b - A x||^2``."""
+    xp = array_namespace(data, b, x)
+    Ax = xp.empty_like(x)
+    csr_spmv(indptr, indices, data, x, Ax)
+    r = b - Ax
+    return dot(r, r)
+
+
+def greedy_coloring(indptr, indices, n: int):
+    """First-fit colouring in natural order (same rule as the Numba kernel)."""
+    import numpy as np
+
+    colors = np.full(n, -1, dtype=np.int64)
+    for i in range(n):
+        taken = {int(colors[int(j)]) for j in indices[int(indptr[i]):int(indptr[i + 1])]
+                 if int(j) != i and colors[int(j)] >= 0}
+        c = 0
+        while c in taken:
+            c += 1
+        colors[i] = c
+    return colors
+
+
+def two_coloring(indptr, indices, n: int):
+    """Depth-parity colouring by breadth-first search; ``(colors, bipartite)``."""
+    import collections
+
+    import numpy as np
+
+    colors = np.full(n, -1, dtype=np.int64)
+    for root in range(n):
+        if colors[root] >= 0:
+            continue
+        colors[root] = 0
+        queue = collections.deque([root])
+        while queue:
+            i = queue.popleft()
+            for j in indices[int(indptr[i]):int(indptr[i + 1])]:
+                j = int(j)
+                if j == i:
+                    continue
+                if colors[j] < 0:
+                    colors[j] = 1 - colors[i]
+                    queue.append(j)
+                elif colors[j] == colors[i]:
+                    return colors, False
+    return colors, True

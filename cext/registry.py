@@ -24,6 +24,12 @@ KERNEL_NAMES = (
     "dia_spmv_dot",
     "cg_update_xr",
     "cg_update_p",
+    "csr_residual_norm2",
+    "sor_sweep_forward",
+    "sor_sweep_backward",
+    "sor_sweep_colored",
+    "greedy_coloring",
+    "two_coloring",
 )
 
 

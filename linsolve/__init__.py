@@ -1,8 +1,9 @@
-"""Iterative linear solvers: PCG, preconditioners, and (to come) SOR and sketching."""
+"""Iterative linear solvers: PCG, SOR/SSOR, preconditioners (sketching to come)."""
 
 from . import precond
 from .operators import Operator, as_operator
 from .pcg import pcg
 from .result import REASONS, SolveResult
+from .sor import SorMatrix, sor
 
-__all__ = ["REASONS", "Operator", "SolveResult", "as_operator", "pcg", "precond"]
+__all__ = ["REASONS", "Operator", "SolveResult", "as_operator", "pcg", "precond", "sor", "SorMatrix"]

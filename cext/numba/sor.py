@@ -1,0 +1,147 @@
+"""SOR sweeps over a CSR matrix (Numba): lexicographic and coloured.
+
+One sweep updates every unknown once,
+``x_i <- (1 - w) x_i + w (b_i - sum_{j != i} a_ij x_j) / a_ii``,
+using the newest values of the other unknowns. The lexicographic sweeps are
+sequential by nature; the coloured sweep updates the rows of one colour
+(no two of which are coupled) in parallel, one colour after another.
+The CSR arrays hold only the *off-diagonal* entries of A and ``diag`` its
+diagonal (checked nonzero by the caller): splitting once saves a column
+test per entry in every sweep.
+Mirrors :mod:`cext.cupy.sor` and the ``sor_*`` functions of
+:mod:`cext.reference`.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+from numba import prange
+
+from .spmv import unsigned_view
+
+_SEQ = dict(nogil=True, cache=True, boundscheck=False)
+_PAR = dict(nogil=True, cache=True, boundscheck=False, parallel=True)
+
+
+@nb.njit(**_SEQ)
+def _relax_row(i, indptr, indices, data, diag, b, x, omega):
+    sigma = 0.0
+    for jj in range(indptr[i], indptr[i + 1]):
+        sigma += data[jj] * x[indices[jj]]
+    x[i] = (1.0 - omega) * x[i] + omega * (b[i] - sigma) / diag[i]
+
+
+@nb.njit(**_SEQ)
+def _forward(indptr, indices, data, diag, b, x, omega):
+    for i in range(x.shape[0]):
+        _relax_row(np.uint64(i), indptr, indices, data, diag, b, x, omega)
+
+
+@nb.njit(**_SEQ)
+def _backward(indptr, indices, data, diag, b, x, omega):
+    for k in range(x.shape[0]):
+        _relax_row(np.uint64(x.shape[0] - 1 - k), indptr, indices, data, diag, b, x, omega)
+
+
+@nb.njit(**_PAR)
+def _colored(indptr, indices, data, diag, b, x, omega, color_ptr, color_rows, reverse):
+    ncolors = color_ptr.shape[0] - 1
+    for c in range(ncolors):
+        color = ncolors - 1 - c if reverse else c
+        for k in prange(color_ptr[color], color_ptr[color + 1]):
+            _relax_row(color_rows[k], indptr, indices, data, diag, b, x, omega)
+
+
+def sor_sweep_forward(indptr, indices, data, diag, b, x, omega) -> None:
+    """One lexicographic sweep, rows 0..n-1, updating ``x`` in place."""
+    _forward(unsigned_view(indptr), unsigned_view(indices), data, diag, b, x, float(omega))
+
+
+def sor_sweep_backward(indptr, indices, data, diag, b, x, omega) -> None:
+    """One lexicographic sweep, rows n-1..0, updating ``x`` in place."""
+    _backward(unsigned_view(indptr), unsigned_view(indices), data, diag, b, x, float(omega))
+
+
+def sor_sweep_colored(indptr, indices, data, diag, b, x, omega, color_ptr, color_rows,
+                      reverse=False) -> None:
+    """One coloured sweep: colours in order (reversed if ``reverse``), rows of a colour in parallel.
+
+    ``color_rows[color_ptr[c]:color_ptr[c + 1]]`` are the rows of colour ``c``.
+    """
+    _colored(unsigned_view(indptr), unsigned_view(indices), data, diag, b, x, float(omega),
+             color_ptr, unsigned_view(color_rows), bool(reverse))
+
+
+@nb.njit(**_SEQ)
+def _greedy_colors(indptr, indices, n):
+    colors = np.full(n, -1, dtype=np.int64)
+    used = np.full(n + 1, -1, dtype=np.int64)  # used[c] == i: colour c taken by a neighbour of i
+    for i in range(n):
+        for jj in range(indptr[i], indptr[i + 1]):
+            j = indices[jj]
+            if j != i and colors[j] >= 0:
+                used[colors[j]] = i
+        c = 0
+        while used[c] == i:
+            c += 1
+        colors[i] = c
+    return colors
+
+
+def greedy_coloring(indptr, indices, n: int) -> np.ndarray:
+    """Greedy (first-fit, natural order) colouring of the symmetric CSR graph.
+
+    Adjacent rows (a_ij != 0 stored, i != j) get different colours; at most
+    ``max degree + 1`` colours.
+    """
+    return _greedy_colors(unsigned_view(indptr), unsigned_view(indices), n)
+
+
+@nb.njit(**_SEQ)
+def _two_colors(indptr, indices, n):
+    # Breadth-first search per connected component: colour = depth parity.
+    colors = np.full(n, -1, dtype=np.int64)
+    queue = np.empty(n, dtype=np.int64)
+    for root in range(n):
+        if colors[root] >= 0:
+            continue
+        colors[root] = 0
+        head, tail = 0, 1
+        queue[0] = root
+        while head < tail:
+            i = queue[head]
+            head += 1
+            for jj in range(indptr[i], indptr[i + 1]):
+                j = indices[jj]
+                if j == i:
+                    continue
+                if colors[j] < 0:
+                    colors[j] = 1 - colors[i]
+                    queue[tail] = j
+                    tail += 1
+                elif colors[j] == colors[i]:
+                    return colors, False
+    return colors, True
+
+
+def two_coloring(indptr, indices, n: int):
+    """Red-black colouring of a symmetric CSR graph: ``(colors, ok)``; ok is False if not bipartite."""
+    return _two_colors(unsigned_view(indptr), unsigned_view(indices), n)
+
+
+@nb.njit(**_PAR)
+def _residual_norm2(indptr, indices, data, b, x):
+    total = 0.0
+    for i in prange(b.shape[0]):
+        acc = 0.0
+        for jj in range(indptr[i], indptr[i + 1]):
+            acc += data[jj] * x[indices[jj]]
+        ri = b[i] - acc
+        total += ri * ri
+    return total
+
+
+def csr_residual_norm2(indptr, indices, data, b, x) -> float:
+    """``||b - A x||^2`` in one pass, without storing the residual."""
+    return _residual_norm2(unsigned_view(indptr), unsigned_view(indices), data, b, x)

@@ -1,0 +1,192 @@
+"""SOR/SSOR: theory on 2-D Poisson, sweeps as triangular solves, kernels vs reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import scipy.sparse.linalg as sla
+
+from cext import numba as nbk
+from cext import reference
+from linsolve import SorMatrix, sor
+
+from .problems import anisotropic2d, poisson2d, random_sparse_spd
+
+N = 16
+H = 1.0 / (N + 1)
+OMEGA_OPT = 2.0 / (1.0 + np.sin(np.pi * H))
+
+
+def _tail_factor(result) -> float:
+    """Geometric mean residual reduction over the second half of the run."""
+    norms, k = result.residual_norms, result.iterations
+    return float((norms[k] / norms[k // 2]) ** (1.0 / (k - k // 2)))
+
+
+@pytest.fixture(scope="module")
+def poisson():
+    A = poisson2d(N)
+    b = np.random.default_rng(0).standard_normal(N * N)
+    return A, b
+
+
+@pytest.mark.parametrize("ordering", ["natural", "redblack", "multicolor"])
+def test_gauss_seidel_tail_factor_is_cos_squared(poisson, ordering):
+    A, b = poisson
+    result = sor(A, b, 1.0, rtol=1e-13, ordering=ordering)
+    assert result.converged
+    expected = np.cos(np.pi * H) ** 2
+    assert abs(_tail_factor(result) - expected) <= 0.01 * expected
+
+
+@pytest.mark.parametrize("ordering", ["natural", "redblack", "multicolor"])
+def test_optimal_omega_tail_factor_is_omega_minus_one(poisson, ordering):
+    A, b = poisson
+    result = sor(A, b, OMEGA_OPT, rtol=1e-13, ordering=ordering)
+    assert result.converged
+    assert abs(_tail_factor(result) - (OMEGA_OPT - 1)) <= 0.02 * (OMEGA_OPT - 1)
+    # and over-relaxation pays: far fewer sweeps than Gauss-Seidel
+    assert result.iterations < sor(A, b, 1.0, rtol=1e-13, ordering=ordering).iterations / 5
+
+
+def test_orderings_share_tail_factors(poisson):
+    A, b = poisson
+    for omega in (1.0, 1.5, OMEGA_OPT):
+        factors = [_tail_factor(sor(A, b, omega, rtol=1e-13, ordering=o))
+                   for o in ("natural", "redblack", "multicolor")]
+        assert max(factors) - min(factors) <= 0.01 * max(factors)
+
+
+@pytest.mark.parametrize("omega", [0.7, 1.0, 1.6])
+def test_forward_sweep_is_a_triangular_solve(omega):
+    A = random_sparse_spd(60, 0.1, seed=2)
+    b = np.random.default_rng(3).standard_normal(60)
+    x = np.random.default_rng(4).standard_normal(60)
+    S = SorMatrix(A)
+    swept = x.copy()
+    S.sweep(b, swept, omega)
+    D = sp.diags(A.diagonal())
+    lower = (D / omega + sp.tril(A, k=-1)).tocsr()
+    expected = x + sla.spsolve_triangular(lower, b - A @ x, lower=True)
+    np.testing.assert_allclose(swept, expected, rtol=0, atol=1e-13 * np.abs(expected).max())
+    back = x.copy()
+    S.sweep(b, back, omega, backward=True)
+    upper = (D / omega + sp.triu(A, k=1)).tocsr()
+    expected = x + sla.spsolve_triangular(upper, b - A @ x, lower=False)
+    np.testing.assert_allclose(back, expected, rtol=0, atol=1e-13 * np.abs(expected).max())
+
+
+def test_ssor_iteration_matches_the_ssor_matrix():
+    A = poisson2d(6)
+    b = np.ones(36)
+    omega = 1.3
+    one_step = sor(A, b, omega, symmetric=True, maxiter=1, rtol=0.0)
+    D = np.diag(A.diagonal())
+    L, U = np.tril(A.toarray(), -1), np.triu(A.toarray(), 1)
+    # Saad (4.16): M = (D + wL) D^{-1} (D + wU) / (w (2 - w)). SPEC section 3
+    # writes (D/w)^{-1} in the middle, which is w times this: a scaling that
+    # leaves PCG's iterates unchanged but not the stationary iteration's.
+    M = (D + omega * L) @ np.linalg.inv(D) @ (D + omega * U) / (omega * (2 - omega))
+    np.testing.assert_allclose(one_step.x, np.linalg.solve(M, b), rtol=1e-13, atol=1e-14)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("ordering", ["natural", "redblack", "multicolor"])
+def test_converges_to_dense_solution(dtype, ordering):
+    A = anisotropic2d(10, 0.3, dtype=dtype)
+    b = np.random.default_rng(5).standard_normal(100).astype(dtype)
+    rtol = 1e-10 if dtype == np.float64 else 1e-5
+    result = sor(A, b, 1.5, rtol=rtol, ordering=ordering, symmetric=ordering == "natural")
+    assert result.converged and result.x.dtype == dtype
+    assert result.residual_norms.shape == (result.iterations + 1,)
+    x_dense = np.linalg.solve(A.toarray().astype(np.float64), b.astype(np.float64))
+    cond = np.linalg.cond(A.toarray().astype(np.float64))
+    assert np.linalg.norm(result.x - x_dense) <= cond * rtol * 2 * np.linalg.norm(x_dense)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_numba_sweeps_equal_reference(dtype):
+    S = SorMatrix(random_sparse_spd(40, 0.15, seed=6, dtype=dtype), dtype=dtype,
+                  ordering="multicolor")
+    b = np.random.default_rng(7).standard_normal(40).astype(dtype)
+    args = (S.off_indptr, S.off_indices, S.off_data, S.diag, b)
+    eps = np.finfo(dtype).eps
+    for name in ("sor_sweep_forward", "sor_sweep_backward"):
+        x1, x2 = np.ones(40, dtype), np.ones(40, dtype)
+        getattr(nbk, name)(*args, x1, 1.4)
+        getattr(reference, name)(*args, x2, 1.4)
+        np.testing.assert_allclose(x1, x2, rtol=40 * eps, atol=40 * eps)
+    for reverse in (False, True):
+        x1, x2 = np.ones(40, dtype), np.ones(40, dtype)
+        nbk.sor_sweep_colored(*args, x1, 1.4, S.color_ptr, S.color_rows, reverse)
+        reference.sor_sweep_colored(*args, x2, 1.4, S.color_ptr, S.color_rows, reverse)
+        np.testing.assert_allclose(x1, x2, rtol=40 * eps, atol=40 * eps)
+    A = random_sparse_spd(40, 0.15, seed=6)
+    r1 = nbk.csr_residual_norm2(A.indptr, A.indices, A.data, b.astype(float), np.ones(40))
+    r2 = reference.csr_residual_norm2(A.indptr, A.indices, A.data, b.astype(float), np.ones(40))
+    assert r1 == pytest.approx(r2, rel=1e-13)
+
+
+def test_colorings_are_proper_and_match_reference():
+    A = random_sparse_spd(80, 0.05, seed=8)
+    pattern = (abs(A) + abs(A.T)).tocsr()
+    colors = nbk.greedy_coloring(pattern.indptr, pattern.indices, 80)
+    np.testing.assert_array_equal(colors, reference.greedy_coloring(pattern.indptr, pattern.indices, 80))
+    rows, cols = pattern.nonzero()
+    off = rows != cols
+    assert np.all(colors[rows[off]] != colors[cols[off]])
+    grid = poisson2d(7)
+    two, ok = nbk.two_coloring(grid.indptr, grid.indices, 49)
+    two_ref, ok_ref = reference.two_coloring(grid.indptr, grid.indices, 49)
+    assert ok and ok_ref
+    np.testing.assert_array_equal(two, two_ref)
+    r, c = grid.nonzero()
+    assert np.all(two[r[r != c]] != two[c[r != c]])
+    triangle = sp.csr_matrix(np.ones((3, 3)))
+    assert not nbk.two_coloring(triangle.indptr, triangle.indices, 3)[1]
+
+
+def test_bad_input_raises():
+    A = poisson2d(4).tolil()
+    A[5, 5] = 0.0
+    with pytest.raises(ValueError, match=r"nonzero diagonal; A\[5, 5\]"):
+        sor(A.tocsr(), np.ones(16))
+    missing = sp.csr_matrix(np.array([[0.0, 1.0], [1.0, 2.0]]))
+    with pytest.raises(ValueError, match="nonzero diagonal"):
+        sor(missing, np.ones(2))
+    for omega in (0.0, 2.0, -1.0, "1.5", float("nan")):
+        with pytest.raises(ValueError, match="omega"):
+            sor(poisson2d(3), np.ones(9), omega)
+    with pytest.raises(ValueError, match="two-colourable"):
+        sor(sp.csr_matrix(np.ones((3, 3)) + 2 * np.eye(3)), np.ones(3), ordering="redblack")
+    with pytest.raises(ValueError, match="ordering"):
+        sor(poisson2d(3), np.ones(9), ordering="zigzag")
+    with pytest.raises(TypeError, match="rtol"):
+        sor(poisson2d(3), np.ones(9), tol=1e-3)
+    with pytest.raises(ValueError, match="expected"):
+        sor(poisson2d(3), np.ones(8))
+
+
+def test_failures_are_values():
+    b = np.ones(9)
+    b[2] = np.nan
+    assert sor(poisson2d(3), b).reason == "DIVERGED_NANORINF"
+    # Gauss-Seidel diverges on this indefinite matrix
+    diverging = sp.csr_matrix(np.array([[1.0, 3.0], [3.0, 1.0]]))
+    result = sor(diverging, np.ones(2), 1.0)
+    assert result.reason == "DIVERGED_DTOL" and not result.converged and result.info == -1
+    capped = sor(poisson2d(5), np.ones(25), 1.0, rtol=1e-14, maxiter=3)
+    assert capped.reason == "DIVERGED_ITS" and capped.iterations == 3
+
+
+def test_x0_untouched_and_prebuilt_matrix_reused():
+    A = poisson2d(5)
+    S = SorMatrix(A, ordering="redblack")
+    x0 = np.full(25, 0.1)
+    keep = x0.copy()
+    a = sor(S, np.ones(25), 1.2, x0=x0, ordering="redblack")
+    b = sor(A, np.ones(25), 1.2, x0=x0, ordering="redblack")
+    np.testing.assert_array_equal(x0, keep)
+    np.testing.assert_array_equal(a.x, b.x)
+    assert a.iterations == b.iterations
