@@ -123,15 +123,6 @@ def sor_sweep_colored(indptr, indices, data, diag, b, x, omega, color_ptr, color
             _relax_row(int(color_rows[k]), indptr, indices, data, diag, b, x, omega)
 
 
-def csr_residual_norm2(indptr, indices, data, b, x) -> float:
-    """``||b - A x||^2``."""
-    xp = array_namespace(data, b, x)
-    Ax = xp.empty_like(x)
-    csr_spmv(indptr, indices, data, x, Ax)
-    r = b - Ax
-    return dot(r, r)
-
-
 def greedy_coloring(indptr, indices, n: int):
     """First-fit colouring in natural order (same rule as the Numba kernel)."""
     import numpy as np
@@ -171,3 +162,36 @@ def two_coloring(indptr, indices, n: int):
                 elif colors[j] == colors[i]:
                     return colors, False
     return colors, True
+
+
+def csr_residual_norm2_split(indptr, indices, data, diag, b, x) -> float:
+    """``||b - (D + O) x||^2`` for off-diagonal CSR ``O`` and diagonal ``diag``."""
+    xp = array_namespace(data, b, x)
+    Ox = xp.empty_like(x)
+    csr_spmv(indptr, indices, data, x, Ox)
+    r = b - diag * x - Ox
+    return dot(r, r)
+
+
+def sor_run(indptr, indices, data, diag, b, x, omega, symmetric, color_ptr, color_rows,
+            tol, grow_limit, maxiter, norms, start=0) -> int:
+    """Sweep until converged, grown past ``grow_limit``, NaN, or ``maxiter`` (see the Numba twin)."""
+    import math
+
+    k = start
+    while k < maxiter:
+        if color_ptr.shape[0] > 1:
+            sor_sweep_colored(indptr, indices, data, diag, b, x, omega, color_ptr, color_rows)
+            if symmetric:
+                sor_sweep_colored(indptr, indices, data, diag, b, x, omega, color_ptr,
+                                  color_rows, reverse=True)
+        else:
+            sor_sweep_forward(indptr, indices, data, diag, b, x, omega)
+            if symmetric:
+                sor_sweep_backward(indptr, indices, data, diag, b, x, omega)
+        k += 1
+        rnorm = math.sqrt(csr_residual_norm2_split(indptr, indices, data, diag, b, x))
+        norms[k] = rnorm
+        if not (rnorm > tol and rnorm <= grow_limit):
+            break
+    return k

@@ -63,9 +63,6 @@ class SorMatrix:
         self.shape = csr.shape
         self.dtype = np.dtype(dtype)
         self.ordering = ordering
-        self.indptr = np.ascontiguousarray(csr.indptr, dtype=index_dtype)
-        self.indices = np.ascontiguousarray(csr.indices, dtype=index_dtype)
-        self.data = np.ascontiguousarray(csr.data, dtype=dtype)
         self.diag = np.ascontiguousarray(csr.diagonal(), dtype=dtype)
         # the sweep kernels take the off-diagonal part and the diagonal apart
         off = (csr - sp.diags(csr.diagonal())).tocsr()
@@ -77,7 +74,9 @@ class SorMatrix:
         if bad.size:
             raise ValueError(f"SOR needs a nonzero diagonal; A[{bad[0]}, {bad[0]}] = "
                              f"{self.diag[bad[0]]} ({bad.size} such rows)")
-        self.color_ptr = self.color_rows = None
+        # an empty colour table means the lexicographic ordering
+        self.color_ptr = np.zeros(1, dtype=np.int64)
+        self.color_rows = np.zeros(0, dtype=index_dtype)
         self.n_colors = 1
         if ordering != "natural":
             self._color(csr, n, index_dtype)
@@ -111,8 +110,15 @@ class SorMatrix:
 
     def residual_norm(self, b, x) -> float:
         """``||b - A x||``."""
-        value = kernels_for(np).csr_residual_norm2(self.indptr, self.indices, self.data, b, x)
+        value = kernels_for(np).csr_residual_norm2_split(self.off_indptr, self.off_indices,
+                                                        self.off_data, self.diag, b, x)
         return math.sqrt(value) if value >= 0 else float("nan")
+
+    def run(self, b, x, omega, *, symmetric, tol, grow_limit, maxiter, norms, start=0) -> int:
+        """Sweep in compiled code until converged, diverged or ``maxiter`` (see ``cext`` ``sor_run``)."""
+        return kernels_for(np).sor_run(self.off_indptr, self.off_indices, self.off_data, self.diag,
+                                       b, x, omega, symmetric, self.color_ptr, self.color_rows,
+                                       tol, grow_limit, maxiter, norms, start)
 
 
 def sor(A: Any, b: Any, omega: float = 1.0, x0: Any = None, *, rtol: float = 1e-8,
@@ -209,33 +215,36 @@ def sor(A: Any, b: Any, omega: float = 1.0, x0: Any = None, *, rtol: float = 1e-
     def finish(reason, k, norms, message):
         return SolveResult(x=x, converged=reason.startswith("CONVERGED"), reason=reason,
                            iterations=k, residual_norms=np.asarray(norms, dtype=np.float64),
-                           true_residual_norm=norms[-1], matvecs=len(norms),
+                           true_residual_norm=float(norms[-1]), matvecs=len(norms),
                            time=time.perf_counter() - start, message=message)
 
     rnorm = S.residual_norm(b, x) if math.isfinite(bnorm) else float("nan")
-    norms = [rnorm]
-    r0 = rnorm
+    norms = np.empty(maxiter + 1)
+    norms[0] = rnorm
+    grow_limit = dtol * rnorm
+    k = 0
     if monitor:
         print(_MONITOR_FORMAT % (0, rnorm), file=sys.stdout)
-    k = 0
-    while True:
-        if not math.isfinite(rnorm):
-            return finish("DIVERGED_NANORINF", k, norms, f"residual norm is {rnorm} at iteration {k}")
-        if rnorm <= tol:
-            return finish(reason_converged, k, norms, f"||r|| = {rnorm:.3e} <= {tol:.3e}")
-        if rnorm > dtol * r0:
-            return finish("DIVERGED_DTOL", k, norms,
-                          f"||r|| grew to {rnorm:.3e} > dtol * ||r0||; omega = {omega} diverges")
-        if k >= maxiter:
-            return finish("DIVERGED_ITS", k, norms,
-                          f"reached maxiter = {maxiter} with ||r|| = {rnorm:.3e}")
-        S.sweep(b, x, omega)
-        if symmetric:
-            S.sweep(b, x, omega, backward=True)
-        k += 1
-        rnorm = S.residual_norm(b, x)
-        norms.append(rnorm)
-        if monitor:
-            print(_MONITOR_FORMAT % (k, rnorm), file=sys.stdout)
-        if callback is not None:
-            callback(x)
+    if math.isfinite(rnorm) and rnorm > tol:
+        # One compiled call for the whole solve, or one per sweep when the
+        # caller watches every iterate.
+        step = 1 if (callback is not None or monitor) else maxiter
+        while k < maxiter:
+            k = S.run(b, x, omega, symmetric=symmetric, tol=tol, grow_limit=grow_limit,
+                      maxiter=min(k + step, maxiter), norms=norms, start=k)
+            if monitor:
+                print(_MONITOR_FORMAT % (k, norms[k]), file=sys.stdout)
+            if callback is not None:
+                callback(x)
+            if not (tol < norms[k] <= grow_limit):
+                break
+    norms = norms[:k + 1]
+    rnorm = float(norms[-1])
+    if not math.isfinite(rnorm):
+        return finish("DIVERGED_NANORINF", k, norms, f"residual norm is {rnorm} at iteration {k}")
+    if rnorm <= tol:
+        return finish(reason_converged, k, norms, f"||r|| = {rnorm:.3e} <= {tol:.3e}")
+    if rnorm > grow_limit:
+        return finish("DIVERGED_DTOL", k, norms,
+                      f"||r|| grew to {rnorm:.3e} > dtol * ||r0||; omega = {omega} diverges")
+    return finish("DIVERGED_ITS", k, norms, f"reached maxiter = {maxiter} with ||r|| = {rnorm:.3e}")

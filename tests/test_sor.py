@@ -122,10 +122,23 @@ def test_numba_sweeps_equal_reference(dtype):
         nbk.sor_sweep_colored(*args, x1, 1.4, S.color_ptr, S.color_rows, reverse)
         reference.sor_sweep_colored(*args, x2, 1.4, S.color_ptr, S.color_rows, reverse)
         np.testing.assert_allclose(x1, x2, rtol=40 * eps, atol=40 * eps)
-    A = random_sparse_spd(40, 0.15, seed=6)
-    r1 = nbk.csr_residual_norm2(A.indptr, A.indices, A.data, b.astype(float), np.ones(40))
-    r2 = reference.csr_residual_norm2(A.indptr, A.indices, A.data, b.astype(float), np.ones(40))
-    assert r1 == pytest.approx(r2, rel=1e-13)
+    A = random_sparse_spd(40, 0.15, seed=6, dtype=dtype)
+    x = np.linspace(-1, 1, 40).astype(dtype)
+    expected = float(np.sum((b.astype(float) - A.astype(float) @ x.astype(float)) ** 2))
+    for module in (nbk, reference):
+        r2 = module.csr_residual_norm2_split(*args[:4], b, x)
+        assert r2 == pytest.approx(expected, rel=200 * float(eps))
+    for symmetric in (False, True):
+        runs = []
+        for module in (nbk, reference):
+            x = np.zeros(40, dtype)
+            norms = np.zeros(8)
+            k = module.sor_run(*args, x, 1.4, symmetric, S.color_ptr, S.color_rows,
+                               0.0, np.inf, 7, norms)
+            runs.append((k, x, norms))
+        assert runs[0][0] == runs[1][0] == 7
+        np.testing.assert_allclose(runs[0][1], runs[1][1], rtol=100 * eps, atol=100 * eps)
+        np.testing.assert_allclose(runs[0][2], runs[1][2], rtol=100 * eps)
 
 
 def test_colorings_are_proper_and_match_reference():

@@ -2,20 +2,21 @@
 
 from .blas1 import cg_update_p, cg_update_xr, dot
 from .dia import dia_spmv, dia_spmv_dot
-from .sor import (csr_residual_norm2, greedy_coloring, sor_sweep_backward, sor_sweep_colored,
-                  sor_sweep_forward, two_coloring)
+from .sor import (csr_residual_norm2_split, greedy_coloring, sor_run,
+                  sor_sweep_backward, sor_sweep_colored, sor_sweep_forward, two_coloring)
 from .spmv import csr_spmv, csr_spmv_dot
 
 __all__ = [
     "cg_update_p",
     "cg_update_xr",
-    "csr_residual_norm2",
+    "csr_residual_norm2_split",
     "csr_spmv",
     "csr_spmv_dot",
     "dia_spmv",
     "dia_spmv_dot",
     "dot",
     "greedy_coloring",
+    "sor_run",
     "sor_sweep_backward",
     "sor_sweep_colored",
     "sor_sweep_forward",

@@ -131,10 +131,10 @@ def two_coloring(indptr, indices, n: int):
 
 
 @nb.njit(**_PAR)
-def _residual_norm2(indptr, indices, data, b, x):
+def _residual_norm2_split(indptr, indices, data, diag, b, x):
     total = 0.0
     for i in prange(b.shape[0]):
-        acc = 0.0
+        acc = diag[i] * x[i]
         for jj in range(indptr[i], indptr[i + 1]):
             acc += data[jj] * x[indices[jj]]
         ri = b[i] - acc
@@ -142,6 +142,42 @@ def _residual_norm2(indptr, indices, data, b, x):
     return total
 
 
-def csr_residual_norm2(indptr, indices, data, b, x) -> float:
-    """``||b - A x||^2`` in one pass, without storing the residual."""
-    return _residual_norm2(unsigned_view(indptr), unsigned_view(indices), data, b, x)
+@nb.njit(**_SEQ)
+def _sor_run(indptr, indices, data, diag, b, x, omega, symmetric, color_ptr, color_rows,
+             tol, grow_limit, maxiter, norms, start):
+    k = start
+    while k < maxiter:
+        if color_ptr.shape[0] > 1:
+            _colored(indptr, indices, data, diag, b, x, omega, color_ptr, color_rows, False)
+            if symmetric:
+                _colored(indptr, indices, data, diag, b, x, omega, color_ptr, color_rows, True)
+        else:
+            _forward(indptr, indices, data, diag, b, x, omega)
+            if symmetric:
+                _backward(indptr, indices, data, diag, b, x, omega)
+        k += 1
+        rnorm = np.sqrt(_residual_norm2_split(indptr, indices, data, diag, b, x))
+        norms[k] = rnorm
+        if not (rnorm > tol and rnorm <= grow_limit):  # also stops on NaN
+            break
+    return k
+
+
+def sor_run(indptr, indices, data, diag, b, x, omega, symmetric, color_ptr, color_rows,
+            tol, grow_limit, maxiter, norms, start=0) -> int:
+    """Sweep until ``||b - A x|| <= tol``, it exceeds ``grow_limit`` or is NaN, or ``maxiter``.
+
+    The whole iteration runs in compiled code (small systems in long
+    sequences are dominated by per-call overhead otherwise). ``norms[k]``
+    receives the residual norm after sweep ``k`` (``norms[start]`` is the
+    caller's); returns the last ``k``. ``color_ptr`` of length < 2 means
+    the lexicographic ordering; ``symmetric`` adds the reverse sweep.
+    """
+    return _sor_run(unsigned_view(indptr), unsigned_view(indices), data, diag, b, x,
+                    float(omega), bool(symmetric), color_ptr, unsigned_view(color_rows),
+                    float(tol), float(grow_limit), int(maxiter), norms, int(start))
+
+
+def csr_residual_norm2_split(indptr, indices, data, diag, b, x) -> float:
+    """``||b - (D + O) x||^2`` for off-diagonal CSR ``O`` and diagonal ``D``."""
+    return _residual_norm2_split(unsigned_view(indptr), unsigned_view(indices), data, diag, b, x)
