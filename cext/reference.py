@@ -195,3 +195,56 @@ def sor_run(indptr, indices, data, diag, b, x, omega, symmetric, color_ptr, colo
         if not (rnorm > tol and rnorm <= grow_limit):
             break
     return k
+
+
+# --- triangular solves and IC(0) (oracle twins of cext/numba/triangular.py) ---
+
+def csr_triangular_solve(indptr, indices, data, diag, b, out, lower) -> None:
+    """Solve ``(D + L) out = b`` (``lower``) or ``(D + U) out = b`` with a plain loop.
+
+    Only the strictly lower (upper) CSR entries are read; ``out`` may be ``b``.
+    """
+    n = out.shape[0]
+    rows = range(n) if lower else reversed(range(n))
+    for i in rows:
+        acc = float(b[i])
+        for jj in range(int(indptr[i]), int(indptr[i + 1])):
+            j = int(indices[jj])
+            if (j < i) if lower else (j > i):
+                acc -= float(data[jj]) * float(out[j])
+        out[i] = acc / float(diag[i])
+
+
+def csr_ichol0(indptr, indices, data) -> int:
+    """IC(0) of sorted lower-triangular CSR in place; ``-1`` or the failed row.
+
+    Dictionary-per-row version of the Numba kernel's merge.
+    """
+    import math
+
+    n = indptr.shape[0] - 1
+    rows = []  # rows[k] = {column: position} for the finished rows
+    for i in range(n):
+        start, end = int(indptr[i]), int(indptr[i + 1])
+        positions = {int(indices[p]): p for p in range(start, end)}
+        if i not in positions:
+            return i
+        for p in range(start, end):
+            k = int(indices[p])
+            if k >= i:
+                continue
+            acc = float(data[p])
+            row_k = rows[k]
+            for j, q in row_k.items():
+                if j < k and j in positions:
+                    acc -= float(data[positions[j]]) * float(data[q])
+            data[p] = acc / float(data[row_k[k]])
+        pivot = float(data[positions[i]])
+        for j, p in positions.items():
+            if j < i:
+                pivot -= float(data[p]) ** 2
+        if not (pivot > 0.0 and math.isfinite(pivot)):
+            return i
+        data[positions[i]] = math.sqrt(pivot)
+        rows.append(positions)
+    return -1

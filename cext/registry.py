@@ -31,6 +31,8 @@ KERNEL_NAMES = (
     "sor_sweep_colored",
     "greedy_coloring",
     "two_coloring",
+    "csr_triangular_solve",
+    "csr_ichol0",
 )
 
 

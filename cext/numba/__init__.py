@@ -5,13 +5,16 @@ from .dia import dia_spmv, dia_spmv_dot
 from .sor import (csr_residual_norm2_split, greedy_coloring, sor_run,
                   sor_sweep_backward, sor_sweep_colored, sor_sweep_forward, two_coloring)
 from .spmv import csr_spmv, csr_spmv_dot
+from .triangular import csr_ichol0, csr_triangular_solve
 
 __all__ = [
     "cg_update_p",
     "cg_update_xr",
+    "csr_ichol0",
     "csr_residual_norm2_split",
     "csr_spmv",
     "csr_spmv_dot",
+    "csr_triangular_solve",
     "dia_spmv",
     "dia_spmv_dot",
     "dot",

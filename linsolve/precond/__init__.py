@@ -1,3 +1,11 @@
 """Preconditioners for :func:`linsolve.pcg`: operators with ``matvec``, ``shape``, ``dtype``."""
 
-__all__: list[str] = []
+from ._base import Preconditioner
+from .amg import AMG, amg
+from .chebyshev import Chebyshev, chebyshev, lanczos_bounds
+from .ichol0 import IChol0, ichol0
+from .jacobi import Jacobi, jacobi
+from .ssor import SSOR, ssor
+
+__all__ = ["AMG", "Chebyshev", "IChol0", "Jacobi", "Preconditioner", "SSOR", "amg", "chebyshev",
+           "ichol0", "jacobi", "lanczos_bounds", "ssor"]

@@ -1,0 +1,165 @@
+"""The small base class every preconditioner shares, and input helpers.
+
+A preconditioner here is an operator ``M ~ A^{-1}``: ``matvec``, ``shape``,
+``dtype``, ``M @ r`` and :meth:`Preconditioner.aslinearoperator` for
+scipy's solvers. It deliberately has no ``solve`` attribute: :func:`pcg`
+applies objects with ``solve`` (curvature approximations of ``A``) through
+``solve``, and these already approximate ``A^{-1}``.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+from array_api_compat import array_namespace, is_array_api_obj
+
+
+class Preconditioner:
+    """Base class: an SPD operator approximating ``A^{-1}``.
+
+    Subclasses implement ``_apply(r)`` for a 1-D array ``r`` already of
+    ``self.dtype``; it must return a new array and leave ``r`` untouched.
+
+    Attributes
+    ----------
+    shape : tuple of int
+    dtype : dtype of the namespace ``xp``
+    xp : namespace
+        The array namespace the preconditioner is applied in.
+    """
+
+    def __init__(self, shape, dtype, xp):
+        self.shape = (int(shape[0]), int(shape[1]))
+        self.dtype = dtype
+        self.xp = xp
+
+    def _apply(self, r):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def matvec(self, r):
+        """Return ``M @ r`` as a new 1-D array of ``r``'s namespace and dtype.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from linsolve.precond import jacobi
+        >>> jacobi(np.diag([2.0, 4.0])).matvec(np.ones(2)).tolist()
+        [0.5, 0.25]
+        """
+        xp = self.xp
+        if not is_array_api_obj(r):
+            raise TypeError(f"expected an array, got {type(r).__name__}")
+        r_xp = array_namespace(r)
+        if r_xp.__name__ != xp.__name__:
+            raise TypeError(f"this preconditioner works on {xp.__name__} arrays, got a "
+                            f"{r_xp.__name__} array: build it from a matrix of the same library")
+        n = self.shape[1]
+        if tuple(r.shape) != (n,):
+            raise ValueError(f"expected a vector of shape ({n},), got shape {tuple(r.shape)}")
+        out_dtype = r.dtype if xp.isdtype(r.dtype, "real floating") else self.dtype
+        if r.dtype != self.dtype:
+            r = xp.astype(r, self.dtype)
+        z = self._apply(r)
+        if z.dtype != out_dtype:
+            z = xp.astype(z, out_dtype)
+        return z
+
+    def __matmul__(self, r):
+        return self.matvec(r)
+
+    def aslinearoperator(self):
+        """This preconditioner as a (symmetric) :class:`scipy.sparse.linalg.LinearOperator`.
+
+        For scipy's solvers, e.g. ``scipy.sparse.linalg.cg(A, b, M=M.aslinearoperator())``;
+        NumPy preconditioners only.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from linsolve.precond import jacobi
+        >>> op = jacobi(np.diag([2.0, 4.0])).aslinearoperator()
+        >>> op.shape, (op @ np.ones(2)).tolist()
+        ((2, 2), [0.5, 0.25])
+        """
+        import numpy as np
+        from scipy.sparse.linalg import LinearOperator
+
+        if "numpy" not in self.xp.__name__:
+            raise TypeError(f"aslinearoperator() needs a NumPy preconditioner; this one works "
+                            f"on {self.xp.__name__} arrays")
+
+        def apply(x):
+            return self.matvec(np.reshape(np.asarray(x), (-1,)))
+
+        return LinearOperator(self.shape, matvec=apply, rmatvec=apply, dtype=np.dtype(self.dtype))
+
+    def __repr__(self) -> str:
+        return (f"<{type(self).__name__} preconditioner, {self.shape[0]}x{self.shape[1]}, "
+                f"dtype={self.dtype}>")
+
+
+def is_scipy_sparse(A) -> bool:
+    """True for scipy sparse matrices and arrays."""
+    import scipy.sparse as sp
+
+    return sp.issparse(A)
+
+
+def is_cupyx_sparse(A) -> bool:
+    """True for cupyx sparse matrices; checked by module name, never importing cupy."""
+    return type(A).__module__.startswith("cupyx.scipy.sparse")
+
+
+def float_dtype(xp, dtype):
+    """float32 of ``xp`` for float32 ``dtype``, float64 otherwise (ints, bools, float64).
+
+    Compared by name, so dtypes of another library (scipy sparse data while
+    ``xp`` is the array-API NumPy) work too. Complex is refused: the
+    preconditioners here are real.
+    """
+    name = str(dtype)
+    if "complex" in name:
+        raise TypeError(f"complex dtype {dtype} is not supported; the preconditioners are real")
+    return xp.float32 if name.endswith("float32") else xp.float64
+
+
+def check_square(A, name: str = "A") -> int:
+    """``n`` for an ``n x n`` ``A``; ValueError otherwise."""
+    shape = tuple(getattr(A, "shape", ()))
+    if len(shape) != 2 or shape[0] != shape[1]:
+        raise ValueError(f"{name} must be a square matrix, got shape {shape}")
+    return int(shape[0])
+
+
+def check_real(name: str, value) -> float:
+    """``value`` as a finite float, or ValueError."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite real number, got {value!r}")
+    return float(value)
+
+
+def scipy_csr(A, name: str = "A"):
+    """``A`` (scipy sparse or a NumPy 2-D array) as a canonical float scipy CSR array.
+
+    Canonical: duplicates summed, column indices sorted; a fresh copy.
+    """
+    import numpy as np
+    import scipy.sparse as sp
+
+    if is_cupyx_sparse(A):
+        raise TypeError(f"{name} is a cupyx sparse matrix; this preconditioner runs on the CPU "
+                        "only: pass A.get() (scipy), or use jacobi() or chebyshev() on the GPU")
+    if not is_scipy_sparse(A):
+        if not isinstance(A, np.ndarray):
+            raise TypeError(f"{name} must be a scipy sparse matrix (or a NumPy array), "
+                            f"got {type(A).__name__}")
+    check_square(A, name)
+    csr = sp.csr_array(A, copy=True)
+    if csr.dtype.kind == "c":
+        raise TypeError(f"complex dtype {csr.dtype} is not supported; the preconditioners are real")
+    if csr.dtype not in (np.float32, np.float64):
+        csr = csr.astype(np.float64)
+    csr.sum_duplicates()
+    csr.sort_indices()
+    return csr
