@@ -1,3 +1,7 @@
-"""Hessian and Fisher approximations and Newton-type methods (in progress)."""
+"""Hessian and Fisher approximations and Newton-type methods."""
 
-__all__: list[str] = []
+from .roots import RootError, RootInfo, inverse_root
+from .shampoo import Shampoo
+from .soap import SOAP
+
+__all__ = ["RootError", "RootInfo", "SOAP", "Shampoo", "inverse_root"]

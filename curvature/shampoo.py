@@ -1,0 +1,286 @@
+"""Shampoo: a Kronecker-factored preconditioner per tensor (Gupta, Koren, Singer 2018).
+
+For an order-k gradient ``G`` each mode ``i`` keeps a factor
+``F_i = sum_t G_(i) G_(i)'`` (``G_(i)``: the mode-i unfolding), and the
+direction is ``G x_1 F_1^{-1/(2k)} x_2 ... x_k F_k^{-1/(2k)}``: for a matrix,
+``L^{-1/4} G R^{-1/4}``; for a vector, full-matrix AdaGrad ``L^{-1/2} g``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+from array_api_compat import array_namespace
+
+from ._grafting import check_grafting, graft_direction
+from .roots import RootError, inverse_root
+
+__all__ = ["Shampoo"]
+
+
+def _unfold(xp, X, mode):
+    """Mode-``mode`` unfolding: that axis first, the rest flattened, C order."""
+    order = (mode,) + tuple(i for i in range(X.ndim) if i != mode)
+    return xp.reshape(xp.permute_dims(X, order), (X.shape[mode], -1))
+
+
+def _cycle_modes(xp, X, ops):
+    """Apply ``ops[i]`` (acting on an ``(n_i, rest)`` matrix) along each mode.
+
+    Each op works on axis 0, which is then moved last: after all k modes the
+    axes are back in their original order (the classic Shampoo loop), so no
+    op ever needs an axis other than the first.
+    """
+    for op in ops:
+        shape = X.shape
+        Y = op(xp.reshape(X, (shape[0], -1)))
+        Y = xp.reshape(Y, shape)
+        X = xp.permute_dims(Y, tuple(range(1, len(shape))) + (0,))
+    return X
+
+
+def _check_finite(xp, grad, name="gradient"):
+    if not bool(xp.all(xp.isfinite(grad))):
+        raise ValueError(f"{name} contains NaN or Inf")
+
+
+class Shampoo:
+    """Shampoo preconditioner for one tensor of the given shape; returns directions.
+
+    Learning-rate free: ``update(grad)`` returns the direction ``D`` and the
+    caller steps ``x -= lr * D`` (and adds momentum if wanted).
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Parameter (and gradient) shape; its order k sets the exponents
+        ``-1/(2k)``.
+    beta2 : float
+        1.0 sums the factors (AdaGrad-style); below 1 an exponential moving
+        average ``F <- beta2 F + (1 - beta2) G_(i) G_(i)'``.
+    eps : float
+        Added to each factor's diagonal before the root, ``(F + eps I)``,
+        and used as the root's eigenvalue floor (guards rounding below zero).
+    update_freq : int
+        Roots are recomputed every ``update_freq`` steps from ``start``.
+    start : int
+        First (1-based) step that is preconditioned; before it the direction
+        is the grafted method's (or the gradient without grafting). Factors
+        accumulate from step 1.
+    grafting : {"adam", "adagrad", "sgd", None}
+        Each direction is rescaled to the norm of this method's direction
+        (see :mod:`curvature._grafting`; ``adam`` is Adam's second-moment
+        scaling, its first moment is the caller's).
+    max_dim : int
+        Modes longer than this keep only the factor's diagonal (a diagonal,
+        AdaGrad-like preconditioner ``diag(F_i)^{-1/(2k)}`` on that mode),
+        so no ``max_dim``-sized eigendecomposition is ever needed.
+    graft_beta2, graft_eps : float
+        Adam/AdaGrad constants of the grafted method.
+    root_method : str
+        Passed to :func:`curvature.roots.inverse_root` as ``method``.
+    max_failures : int
+        A failed root keeps the previous roots; this many consecutive
+        failures raise :class:`curvature.roots.RootError`.
+
+    Attributes
+    ----------
+    shape : tuple
+        ``(d, d)`` with ``d`` the parameter size: the operator's shape on the
+        flattened parameter. The parameter shape is ``param_shape``.
+    dtype
+        Set by the first gradient.
+
+    Notes
+    -----
+    ``solve(v)`` applies the current (frozen) preconditioner
+    ``F_1^{-1/(2k)} kron ... kron F_k^{-1/(2k)}`` to a flattened (C order)
+    gradient-shaped vector, without grafting; ``matvec(v)`` applies its
+    inverse. Before the first root both are the identity.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from curvature.shampoo import Shampoo
+    >>> opt = Shampoo((3, 2), grafting=None)
+    >>> G = np.array([[1.0, 0.0], [0.0, 2.0], [0.0, 0.0]])
+    >>> D = opt.update(G)           # L = G G' + eps I,  R = G' G + eps I
+    >>> np.round(D, 6)              # L^{-1/4} G R^{-1/4}: signs kept, scale removed
+    array([[1., 0.],
+           [0., 1.],
+           [0., 0.]])
+    >>> v = np.arange(6.0)
+    >>> bool(np.allclose(opt.matvec(opt.solve(v)), v))
+    True
+    """
+
+    def __init__(self, shape: Sequence[int], beta2: float = 1.0, eps: float = 1e-12,
+                 update_freq: int = 1, start: int = 1, grafting: str | None = "adam",
+                 max_dim: int = 2048, *, graft_beta2: float = 0.999,
+                 graft_eps: float = 1e-8, root_method: str = "auto",
+                 max_failures: int = 5):
+        self.param_shape = tuple(int(s) for s in shape)
+        if any(s < 1 for s in self.param_shape):
+            raise ValueError(f"shape must have positive entries, got {shape!r}")
+        if not 0.0 < beta2 <= 1.0:
+            raise ValueError(f"beta2 must be in (0, 1], got {beta2!r}")
+        if not eps >= 0.0:
+            raise ValueError(f"eps must be >= 0, got {eps!r}")
+        for name, value in (("update_freq", update_freq), ("start", start),
+                            ("max_dim", max_dim), ("max_failures", max_failures)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        self.beta2, self.eps = float(beta2), float(eps)
+        self.update_freq, self.start, self.max_dim = update_freq, start, max_dim
+        self.grafting = check_grafting(grafting)
+        self.graft_beta2, self.graft_eps = float(graft_beta2), float(graft_eps)
+        self.root_method = root_method
+        self.max_failures = max_failures
+        self.order = len(self.param_shape)
+        self.power = 2 * self.order
+        self.diagonal = tuple(n > max_dim for n in self.param_shape)
+        d = math.prod(self.param_shape)
+        self.shape = (d, d)
+        self.dtype = None
+        self._xp = None
+        self.step = 0
+        self.failures = 0
+        self.factors: list | None = None
+        self.roots: list | None = None
+        self.graft_state = None
+
+    # --- the update -----------------------------------------------------
+    def update(self, grad: Any) -> Any:
+        """Accumulate ``grad`` and return the direction (same shape and namespace)."""
+        xp = array_namespace(grad)
+        if tuple(grad.shape) != self.param_shape:
+            raise ValueError(f"gradient shape {tuple(grad.shape)} != {self.param_shape}")
+        _check_finite(xp, grad)
+        if self._xp is None:
+            self._xp, self.dtype = xp, grad.dtype
+        grad = xp.astype(grad, self.dtype)
+        t = self.step + 1
+        self._accumulate(xp, grad)
+        graft = None
+        if self.grafting is not None:
+            graft, self.graft_state = graft_direction(
+                xp, self.grafting, self.graft_state, grad, t, self.graft_beta2, self.graft_eps)
+        if t >= self.start and (t - self.start) % self.update_freq == 0:
+            self._refresh_roots(xp)
+        self.step = t
+        if t < self.start or self.roots is None:
+            return grad if graft is None else graft
+        direction = self._precondition(xp, grad)
+        if graft is None:
+            return direction
+        norm = float(xp.linalg.vector_norm(direction))
+        if norm == 0.0:
+            return direction
+        return direction * (float(xp.linalg.vector_norm(graft)) / norm)
+
+    def _accumulate(self, xp, grad):
+        new = []
+        for mode, diagonal in enumerate(self.diagonal):
+            U = _unfold(xp, grad, mode)
+            new.append(xp.sum(U * U, axis=1) if diagonal
+                       else xp.matmul(U, xp.matrix_transpose(U)))
+        if self.factors is None:
+            self.factors = [(1.0 - self.beta2) * F if self.beta2 < 1.0 else F for F in new]
+        elif self.beta2 == 1.0:
+            self.factors = [F + N for F, N in zip(self.factors, new)]
+        else:
+            self.factors = [self.beta2 * F + (1.0 - self.beta2) * N
+                            for F, N in zip(self.factors, new)]
+
+    def _refresh_roots(self, xp):
+        roots = []
+        ok = True
+        for F, diagonal in zip(self.factors, self.diagonal):
+            if diagonal:
+                shifted = F + self.eps
+                ok = ok and bool(xp.all(shifted > 0))
+                roots.append(shifted ** (-1.0 / self.power))
+                continue
+            eye = xp.eye(F.shape[0], dtype=F.dtype)
+            X, info = inverse_root(F + self.eps * eye, self.power, eps=self.eps,
+                                   method=self.root_method, return_info=True)
+            ok = ok and info.converged
+            roots.append(X)
+        if ok:
+            self.roots, self.failures = roots, 0
+            return
+        # Keep the previous roots (or none: the grafted/identity direction).
+        self.failures += 1
+        if self.failures >= self.max_failures:
+            raise RootError(f"Shampoo: {self.failures} consecutive inverse-root failures "
+                            f"at step {self.step + 1}; increase eps or use float64")
+
+    def _ops(self, xp, inverse=False):
+        ops = []
+        for R, diagonal in zip(self.roots, self.diagonal):
+            if diagonal:
+                ops.append((lambda M, r=R: M / r[:, None]) if inverse
+                           else (lambda M, r=R: M * r[:, None]))
+            elif inverse:
+                ops.append(lambda M, r=R: xp.linalg.solve(r, M))
+            else:
+                ops.append(lambda M, r=R: xp.matmul(r, M))
+        return ops
+
+    def _precondition(self, xp, grad):
+        return _cycle_modes(xp, grad, self._ops(xp))
+
+    # --- operator interface on the flattened parameter -------------------
+    def _flat_apply(self, v, inverse):
+        xp = array_namespace(v)
+        if v.shape != (self.shape[0],):
+            raise ValueError(f"v must have shape ({self.shape[0]},), got {v.shape}")
+        if self.roots is None:
+            return v
+        X = xp.reshape(v, self.param_shape)
+        return xp.reshape(_cycle_modes(xp, X, self._ops(xp, inverse)), (-1,))
+
+    def solve(self, v: Any) -> Any:
+        """Preconditioned direction of a flattened (C order) gradient, frozen factors."""
+        return self._flat_apply(v, inverse=False)
+
+    def matvec(self, v: Any) -> Any:
+        """Inverse of :meth:`solve`: the curvature approximation times ``v``."""
+        return self._flat_apply(v, inverse=True)
+
+    # --- state ----------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Copies of the state: Python scalars and arrays of the gradient's namespace."""
+        def copy(a):
+            return None if a is None else self._xp.asarray(a, copy=True)
+        return {
+            "param_shape": list(self.param_shape),
+            "step": self.step,
+            "failures": self.failures,
+            "factors": None if self.factors is None else [copy(F) for F in self.factors],
+            "roots": None if self.roots is None else [copy(R) for R in self.roots],
+            "graft_state": copy(self.graft_state) if self._xp is not None else None,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a :meth:`state_dict`; later updates continue bit for bit."""
+        if tuple(state["param_shape"]) != self.param_shape:
+            raise ValueError(f"state is for shape {tuple(state['param_shape'])}, "
+                             f"not {self.param_shape}")
+        arrays = [a for key in ("factors", "roots") for a in (state[key] or [])]
+        if state["graft_state"] is not None:
+            arrays.append(state["graft_state"])
+        self.step, self.failures = int(state["step"]), int(state["failures"])
+        if not arrays:
+            self._xp = self.dtype = None
+            self.factors = self.roots = self.graft_state = None
+            return
+        xp = array_namespace(*arrays)
+        self._xp, self.dtype = xp, arrays[0].dtype
+
+        def copy(a):
+            return None if a is None else xp.asarray(a, copy=True)
+        self.factors = None if state["factors"] is None else [copy(F) for F in state["factors"]]
+        self.roots = None if state["roots"] is None else [copy(R) for R in state["roots"]]
+        self.graft_state = copy(state["graft_state"])

@@ -1,0 +1,234 @@
+"""SOAP: Adam in the eigenbasis of Shampoo's factors (Vyas et al. 2024, arXiv:2409.11321).
+
+Each mode ``i`` of the parameter keeps Shampoo's factor ``F_i`` (an EMA of
+``G_(i) G_(i)'``) and an orthogonal basis ``Q_i`` approximating its
+eigenvectors. Adam runs on the rotated gradient ``G x_1 Q_1' ... x_k Q_k'``
+and its direction is rotated back. The basis comes from one ``eigh`` at the
+first step and is then refreshed every ``precondition_frequency`` steps by
+one power step ``Q_i <- qr(F_i Q_i)``, as in the authors' code
+(nikhilvyas/SOAP, ``get_orthogonal_matrix_QR``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+from array_api_compat import array_namespace
+
+from .shampoo import _check_finite, _cycle_modes, _unfold
+
+__all__ = ["SOAP"]
+
+
+class SOAP:
+    """SOAP directions for one tensor of the given shape (learning-rate free).
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Parameter shape.
+    beta1, beta2, eps : float
+        Adam's constants. The direction is ``m_hat / (sqrt(v_hat) + eps)``
+        in the rotated basis, rotated back (Kingma and Ba's placement of
+        eps; the reference code adds eps before bias correction, a
+        ``sqrt(1 - beta2^t)`` rescaling of eps).
+    precondition_frequency : int
+        The basis is refreshed at steps ``t`` with ``t % f == 0``.
+    shampoo_beta : float, optional
+        EMA constant of the factors; default ``beta2`` (as the reference code).
+    max_dim : int
+        Modes longer than this are not rotated (identity basis on that mode).
+    precondition_1d : bool
+        Rotate 1-D parameters too (default False, as the reference code:
+        their factor is a full ``d x d`` matrix).
+    rotate : bool
+        False keeps the identity basis on every mode: then SOAP is Adam.
+
+    Notes
+    -----
+    Departures from the reference code: the first step is an Adam step in
+    the basis built from the first gradient (the code returns no update at
+    step 1), and eps is placed as in Adam (see above). As in the code, the
+    first moment lives in the parameter's coordinates and is rotated each
+    step, the second moment lives in the rotated coordinates; at a refresh
+    the columns of each ``Q_i`` are sorted by the estimated eigenvalues
+    ``diag(Q_i' F_i Q_i)`` (descending) and the second moment is permuted
+    along that mode the same way before the power step, so each of its
+    entries stays attached to (nearly) the same eigenvector.
+
+    ``solve(v)`` applies the frozen diagonal preconditioner in the current
+    basis, ``Q (sqrt(v_hat) + eps)^{-1} Q'``, to a flattened (C order)
+    vector; ``matvec`` its inverse; the identity before the first step.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from curvature.soap import SOAP
+    >>> opt = SOAP((2, 2), rotate=False)     # identity basis: Adam
+    >>> G = np.array([[1.0, -2.0], [0.5, 0.0]])
+    >>> np.round(opt.update(G), 6)           # Adam's first step: sign(g)
+    array([[ 1., -1.],
+           [ 1.,  0.]])
+    """
+
+    def __init__(self, shape: Sequence[int], beta1: float = 0.9, beta2: float = 0.999,
+                 eps: float = 1e-8, precondition_frequency: int = 10,
+                 shampoo_beta: float | None = None, max_dim: int = 10000, *,
+                 precondition_1d: bool = False, rotate: bool = True):
+        self.param_shape = tuple(int(s) for s in shape)
+        if any(s < 1 for s in self.param_shape):
+            raise ValueError(f"shape must have positive entries, got {shape!r}")
+        for name, value in (("beta1", beta1), ("beta2", beta2)):
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+        if shampoo_beta is None:
+            shampoo_beta = beta2
+        if not 0.0 <= shampoo_beta < 1.0:
+            raise ValueError(f"shampoo_beta must be in [0, 1), got {shampoo_beta!r}")
+        if not isinstance(precondition_frequency, int) or precondition_frequency < 1:
+            raise ValueError("precondition_frequency must be a positive int, "
+                             f"got {precondition_frequency!r}")
+        self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
+        self.shampoo_beta = float(shampoo_beta)
+        self.precondition_frequency = precondition_frequency
+        self.max_dim = max_dim
+        one_d = len(self.param_shape) == 1 and not precondition_1d
+        self.rotated = tuple(rotate and not one_d and n <= max_dim for n in self.param_shape)
+        d = math.prod(self.param_shape)
+        self.shape = (d, d)
+        self.dtype = None
+        self._xp = None
+        self.step = 0
+        self.exp_avg = None        # first moment, parameter coordinates
+        self.exp_avg_sq = None     # second moment, rotated coordinates
+        self.factors = None        # per mode: F_i or None (not rotated)
+        self.bases = None          # per mode: Q_i or None (identity)
+
+    # --- rotations --------------------------------------------------------
+    def _project(self, xp, X):
+        """``X x_i Q_i'`` on every rotated mode."""
+        ops = [(lambda M: M) if Q is None else (lambda M, Q=Q: xp.matmul(xp.matrix_transpose(Q), M))
+               for Q in self.bases]
+        return _cycle_modes(xp, X, ops)
+
+    def _project_back(self, xp, X):
+        ops = [(lambda M: M) if Q is None else (lambda M, Q=Q: xp.matmul(Q, M))
+               for Q in self.bases]
+        return _cycle_modes(xp, X, ops)
+
+    # --- the update -----------------------------------------------------
+    def update(self, grad: Any) -> Any:
+        """Return the SOAP direction for ``grad`` (same shape and namespace)."""
+        xp = array_namespace(grad)
+        if tuple(grad.shape) != self.param_shape:
+            raise ValueError(f"gradient shape {tuple(grad.shape)} != {self.param_shape}")
+        _check_finite(xp, grad)
+        if self._xp is None:
+            self._xp, self.dtype = xp, grad.dtype
+        grad = xp.astype(grad, self.dtype)
+        t = self.step + 1
+        if self.bases is None:
+            self._init_basis(xp, grad)
+        b1, b2 = self.beta1, self.beta2
+        rotated_grad = self._project(xp, grad)
+        square = rotated_grad * rotated_grad
+        if self.exp_avg is None:
+            self.exp_avg = (1.0 - b1) * grad
+            self.exp_avg_sq = (1.0 - b2) * square
+        else:
+            self.exp_avg = b1 * self.exp_avg + (1.0 - b1) * grad
+            self.exp_avg_sq = b2 * self.exp_avg_sq + (1.0 - b2) * square
+        m_hat = self._project(xp, self.exp_avg) / (1.0 - b1 ** t)
+        v_hat = self.exp_avg_sq / (1.0 - b2 ** t)
+        direction = self._project_back(xp, m_hat / (xp.sqrt(v_hat) + self.eps))
+        self.step = t
+        if t > 1:
+            self._accumulate(xp, grad)
+            if t % self.precondition_frequency == 0:
+                self._refresh_basis(xp)
+        return direction
+
+    def _accumulate(self, xp, grad):
+        sb = self.shampoo_beta
+        for mode, F in enumerate(self.factors):
+            if F is not None:
+                U = _unfold(xp, grad, mode)
+                self.factors[mode] = sb * F + (1.0 - sb) * xp.matmul(U, xp.matrix_transpose(U))
+
+    def _init_basis(self, xp, grad):
+        self.factors = [xp.zeros((n, n), dtype=self.dtype) if r else None
+                        for n, r in zip(self.param_shape, self.rotated)]
+        self._accumulate(xp, grad)
+        self.bases = []
+        for F in self.factors:
+            if F is None:
+                self.bases.append(None)
+                continue
+            _, Q = xp.linalg.eigh(F)
+            self.bases.append(xp.flip(Q, axis=1))   # descending eigenvalues
+
+    def _refresh_basis(self, xp):
+        exp_avg_sq = self.exp_avg_sq
+        for mode, (F, Q) in enumerate(zip(self.factors, self.bases)):
+            if F is None:
+                continue
+            estimated = xp.sum(Q * xp.matmul(F, Q), axis=0)    # diag(Q' F Q)
+            order = xp.argsort(estimated, descending=True)
+            Q = xp.take(Q, order, axis=1)
+            exp_avg_sq = xp.take(exp_avg_sq, order, axis=mode)
+            self.bases[mode], _ = xp.linalg.qr(xp.matmul(F, Q))
+        self.exp_avg_sq = exp_avg_sq
+
+    # --- operator interface ---------------------------------------------
+    def _flat_apply(self, v, inverse):
+        xp = array_namespace(v)
+        if v.shape != (self.shape[0],):
+            raise ValueError(f"v must have shape ({self.shape[0]},), got {v.shape}")
+        if self.exp_avg_sq is None:
+            return v
+        scale = xp.sqrt(self.exp_avg_sq / (1.0 - self.beta2 ** self.step)) + self.eps
+        X = self._project(xp, xp.reshape(v, self.param_shape))
+        X = X * scale if inverse else X / scale
+        return xp.reshape(self._project_back(xp, X), (-1,))
+
+    def solve(self, v: Any) -> Any:
+        """Frozen preconditioner ``Q diag(1 / (sqrt(v_hat) + eps)) Q'`` times ``v``."""
+        return self._flat_apply(v, inverse=False)
+
+    def matvec(self, v: Any) -> Any:
+        """Inverse of :meth:`solve` times ``v``."""
+        return self._flat_apply(v, inverse=True)
+
+    # --- state ----------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Copies of the state: Python scalars and arrays of the gradient's namespace."""
+        def copy(a):
+            return None if a is None else self._xp.asarray(a, copy=True)
+        return {
+            "param_shape": list(self.param_shape),
+            "step": self.step,
+            "exp_avg": copy(self.exp_avg),
+            "exp_avg_sq": copy(self.exp_avg_sq),
+            "factors": None if self.factors is None else [copy(F) for F in self.factors],
+            "bases": None if self.bases is None else [copy(Q) for Q in self.bases],
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a :meth:`state_dict`; later updates continue bit for bit."""
+        if tuple(state["param_shape"]) != self.param_shape:
+            raise ValueError(f"state is for shape {tuple(state['param_shape'])}, "
+                             f"not {self.param_shape}")
+        self.step = int(state["step"])
+        if state["exp_avg"] is None:
+            self._xp = self.dtype = None
+            self.exp_avg = self.exp_avg_sq = self.factors = self.bases = None
+            return
+        xp = array_namespace(state["exp_avg"])
+        self._xp, self.dtype = xp, state["exp_avg"].dtype
+
+        def copy(a):
+            return None if a is None else xp.asarray(a, copy=True)
+        self.exp_avg, self.exp_avg_sq = copy(state["exp_avg"]), copy(state["exp_avg_sq"])
+        self.factors = None if state["factors"] is None else [copy(F) for F in state["factors"]]
+        self.bases = None if state["bases"] is None else [copy(Q) for Q in state["bases"]]

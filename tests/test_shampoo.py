@@ -1,0 +1,189 @@
+"""Shampoo: dense references (full-matrix AdaGrad, Kronecker form), grafting, state."""
+
+import numpy as np
+import pytest
+import array_api_strict
+
+import curvature.shampoo as shampoo_module
+from curvature.roots import RootError, RootInfo
+from curvature.shampoo import Shampoo
+
+NAMESPACES = [pytest.param(np, id="numpy"), pytest.param(array_api_strict, id="strict")]
+
+
+def to_numpy(x):
+    return np.from_dlpack(x) if not isinstance(x, np.ndarray) else x
+
+
+def power_psd(S, a):
+    lam, Q = np.linalg.eigh(S)
+    return (Q * lam ** a) @ Q.T
+
+
+def grads(shape, steps, seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(shape) for _ in range(steps)]
+
+
+@pytest.mark.parametrize("xp", NAMESPACES)
+def test_vector_with_beta2_one_is_full_matrix_adagrad(xp):
+    eps, d = 1e-3, 6
+    opt = Shampoo((d,), eps=eps, grafting=None)
+    S = np.zeros((d, d))
+    for g in grads((d,), 10):          # passes rank d: both regimes
+        S += np.outer(g, g)
+        ref = power_psd(eps * np.eye(d) + S, -0.5) @ g
+        D = to_numpy(opt.update(xp.asarray(g)))
+        assert np.linalg.norm(D - ref) <= 1e-10 * np.linalg.norm(ref)
+
+
+@pytest.mark.parametrize("xp", NAMESPACES)
+def test_matrix_equals_dense_kronecker_form(xp):
+    eps, (m, n) = 1e-3, (4, 3)
+    opt = Shampoo((m, n), eps=eps, grafting=None)
+    L, R = np.zeros((m, m)), np.zeros((n, n))
+    for G in grads((m, n), 5, seed=1):
+        L += G @ G.T
+        R += G.T @ G
+        K = np.kron(power_psd(R + eps * np.eye(n), -0.25), power_psd(L + eps * np.eye(m), -0.25))
+        ref = (K @ G.flatten(order="F")).reshape((m, n), order="F")
+        D = to_numpy(opt.update(xp.asarray(G)))
+        assert np.linalg.norm(D - ref) <= 1e-10 * np.linalg.norm(ref)
+
+
+def test_order3_tensor_uses_exponent_minus_one_sixth_per_mode():
+    eps, shape = 1e-2, (2, 3, 4)
+    opt = Shampoo(shape, eps=eps, grafting=None)
+    F = [np.zeros((k, k)) for k in shape]
+    for G in grads(shape, 3, seed=2):
+        for i in range(3):
+            U = np.moveaxis(G, i, 0).reshape(shape[i], -1)
+            F[i] += U @ U.T
+        roots = [power_psd(Fi + eps * np.eye(len(Fi)), -1 / 6) for Fi in F]
+        K = np.kron(roots[2], np.kron(roots[1], roots[0]))   # column-major vec
+        ref = (K @ G.flatten(order="F")).reshape(shape, order="F")
+        D = opt.update(G)
+        assert np.linalg.norm(D - ref) <= 1e-10 * np.linalg.norm(ref)
+
+
+def test_ema_factors_with_beta2_below_one():
+    eps, beta2 = 1e-3, 0.9
+    opt = Shampoo((3, 2), beta2=beta2, eps=eps, grafting=None)
+    L, R = np.zeros((3, 3)), np.zeros((2, 2))
+    for G in grads((3, 2), 4, seed=3):
+        L = beta2 * L + (1 - beta2) * G @ G.T
+        R = beta2 * R + (1 - beta2) * G.T @ G
+        ref = power_psd(L + eps * np.eye(3), -0.25) @ G @ power_psd(R + eps * np.eye(2), -0.25)
+        assert np.linalg.norm(opt.update(G) - ref) <= 1e-10 * np.linalg.norm(ref)
+
+
+def test_long_mode_uses_diagonal_fallback():
+    eps = 1e-3
+    opt = Shampoo((3, 40), eps=eps, max_dim=10, grafting=None)
+    L, r = np.zeros((3, 3)), np.zeros(40)
+    for G in grads((3, 40), 3, seed=4):
+        L += G @ G.T
+        r += np.sum(G * G, axis=0)
+        ref = power_psd(L + eps * np.eye(3), -0.25) @ G * (r + eps) ** -0.25
+        assert np.linalg.norm(opt.update(G) - ref) <= 1e-10 * np.linalg.norm(ref)
+
+
+def reference_graft(kind, gs, beta2=0.999, eps=1e-8):
+    acc, out = 0.0, []
+    for t, g in enumerate(gs, start=1):
+        if kind == "sgd":
+            out.append(g)
+        elif kind == "adagrad":
+            acc = acc + g * g
+            out.append(g / (np.sqrt(acc) + eps))
+        else:
+            acc = beta2 * acc + (1 - beta2) * (g * g)   # torch: addcmul(g, g, 1 - beta2)
+            out.append(g / (np.sqrt(acc / (1 - beta2 ** t)) + eps))
+    return out
+
+
+@pytest.mark.parametrize("kind", ["sgd", "adagrad", "adam"])
+def test_identity_preconditioner_with_grafting_is_the_grafted_method(kind):
+    gs = grads((4, 3), 6, seed=5)
+    opt = Shampoo((4, 3), grafting=kind, start=100)    # never preconditions
+    for D, ref in zip([opt.update(g) for g in gs], reference_graft(kind, gs)):
+        np.testing.assert_array_equal(D, ref)
+
+
+@pytest.mark.parametrize("kind", ["sgd", "adagrad", "adam"])
+def test_frozen_preconditioner_with_grafting_has_grafted_norm(kind):
+    gs = grads((4, 3), 6, seed=6)
+    opt = Shampoo((4, 3), eps=1e-3, grafting=kind, update_freq=1000)   # root at step 1 only
+    refs = reference_graft(kind, gs)
+    opt.update(gs[0])
+    frozen = [r.copy() for r in opt.roots]
+    for g, ref in zip(gs[1:], refs[1:]):
+        D = opt.update(g)
+        P = frozen[0] @ g @ frozen[1]
+        expected = P * (np.linalg.norm(ref) / np.linalg.norm(P))
+        np.testing.assert_allclose(D, expected, rtol=1e-13, atol=0)
+        np.testing.assert_allclose(opt.solve(g.ravel()).reshape(g.shape), P, rtol=1e-13)
+        assert np.linalg.norm(D) == pytest.approx(np.linalg.norm(ref), rel=1e-14)
+
+
+def test_failed_root_keeps_previous_then_raises(monkeypatch):
+    gs = grads((3, 3), 5, seed=7)
+    opt = Shampoo((3, 3), eps=1e-3, grafting=None, max_failures=3)
+    opt.update(gs[0])
+    kept = [r.copy() for r in opt.roots]
+
+    def failing(A, p, **kw):
+        return np.full(A.shape, np.nan), RootInfo(np.inf, 0, "eigh", False)
+
+    monkeypatch.setattr(shampoo_module, "inverse_root", failing)
+    for g in gs[1:3]:
+        D = opt.update(g)
+        np.testing.assert_array_equal(D, kept[0] @ g @ kept[1])
+    assert opt.failures == 2
+    with pytest.raises(RootError, match="consecutive"):
+        opt.update(gs[3])
+
+
+def test_singular_factor_without_eps_falls_back_then_raises():
+    opt = Shampoo((2, 2), eps=0.0, grafting="sgd", max_failures=2)
+    G = np.zeros((2, 2))
+    np.testing.assert_array_equal(opt.update(G), G)   # no root: grafted direction
+    assert opt.roots is None and opt.failures == 1
+    with pytest.raises(RootError):
+        opt.update(G)
+
+
+@pytest.mark.parametrize("xp", NAMESPACES)
+def test_state_dict_restores_bit_identically(xp):
+    gs = [xp.asarray(g) for g in grads((5, 3), 8, seed=8)]
+    a = Shampoo((5, 3), update_freq=2, grafting="adam")
+    for g in gs[:4]:
+        a.update(g)
+    b = Shampoo((5, 3), update_freq=2, grafting="adam")
+    b.load_state_dict(a.state_dict())
+    for g in gs[4:]:
+        np.testing.assert_array_equal(to_numpy(a.update(g)), to_numpy(b.update(g)))
+
+
+def test_solve_and_matvec_are_inverse_spd_operators():
+    opt = Shampoo((4, 3), eps=1e-2, grafting=None)
+    v = np.arange(12.0)
+    np.testing.assert_array_equal(opt.solve(v), v)      # identity before any root
+    for g in grads((4, 3), 3, seed=9):
+        opt.update(g)
+    assert opt.shape == (12, 12)
+    P = np.stack([opt.solve(e) for e in np.eye(12)], axis=1)
+    np.testing.assert_allclose(P, P.T, atol=1e-12)
+    assert np.linalg.eigvalsh(P).min() > 0
+    np.testing.assert_allclose(opt.matvec(opt.solve(v)), v, rtol=1e-12, atol=1e-12)
+
+
+def test_bad_input():
+    with pytest.raises(ValueError):
+        Shampoo((3,), grafting="lion")
+    opt = Shampoo((2, 2))
+    with pytest.raises(ValueError, match="shape"):
+        opt.update(np.ones(4))
+    with pytest.raises(ValueError, match="NaN"):
+        opt.update(np.array([[1.0, np.nan], [0.0, 1.0]]))
+    assert opt.step == 0
