@@ -1,0 +1,430 @@
+"""M-FAC: a sliding window of gradients as an inverse-Fisher operator.
+
+Frantar, Kurtic and Alistarh, "M-FAC: Efficient Matrix-Free Approximations
+of Second-Order Information" (NeurIPS 2021). The empirical Fisher of the
+last ``m`` gradients ``g_1..g_m`` (rows of the window ``G``, m x d),
+
+    F = damping * I + (1/m) * sum_i g_i g_i' = damping * I + G'G / m,
+
+is never formed. Its inverse follows from the m x m system (Woodbury, or
+the push-through identity ``(lam I + G'G/m)^{-1} G' = m G'(m lam I + GG')^{-1}``):
+
+    F^{-1} v = (v - G'c) / damping,   c = (m damping I + K)^{-1} G v,   K = GG'.
+
+Departures from the paper's dynamic algorithm, and why:
+
+* The paper builds ``F^{-1}`` by m nested Sherman-Morrison steps whose
+  coefficients (its matrix D) are recomputed when the window slides, and
+  evaluates ``v/lam - sum_i coef_i g_i`` in the working precision. For a
+  vector in (or near) the span of the window, ``v`` and ``G'c`` agree to
+  ``1 - O(m lam / sigma^2)``: the difference is a cancellation of two large,
+  nearly equal terms amplified by ``1/lam``. With float32 windows and small
+  damping that loses every digit (a float32 accumulation of ``G'c`` has an
+  absolute error ``~eps32 ||v||``, divided by ``lam``). No reordering of
+  float32 arithmetic avoids it -- the orthogonal component of ``v`` must be
+  resolved to ``~1e-11 ||v||`` -- so here the two passes over the window
+  (``G v`` and ``v - G'c``) read the float32 window but accumulate in
+  float64, and the m x m system (Gram matrix, factor, coefficients) is kept
+  in float64 for every window dtype. Reading float32 stays the cost; the
+  passes remain memory-bound (see ``bench/mfac_speed.py``).
+* The Gram matrix ``K`` is updated in O(dm) per push (one new row/column,
+  the new gradient against the window); the Cholesky factor of
+  ``m lam I + K`` is recomputed from ``K`` in O(m^3) at the first ``solve``
+  after a push (lazily: several pushes pay for one factorisation). That is
+  below one pass over the window for ``m <= 256`` and ``d >= 10^4``;
+  rank-two up/downdates of the factor would be O(m^2) but a downdate is
+  not backward stable. A factor that fails (damping below the rounding of
+  ``K``) falls back to an eigendecomposition with ``K``'s eigenvalues
+  clipped at zero.
+* Warm-up: with ``k < m`` gradients present, ``F = lam I + (1/k) sum g g'``
+  (the mean over the gradients present, not over ``m``); with none,
+  ``F = lam I``.
+
+Blocks (:class:`BlockedMFAC`) are column ranges of one window (one per
+layer) with their own Gram matrices and factors: the passes over the
+window go block-aware in one sweep and the small systems are factored in
+one batched call, so the cost of many blocks is not a Python loop over
+layers.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+from array_api_compat import array_namespace, is_numpy_namespace
+
+
+from .mfac_blocked import _Layout, _Window, _check_positive_int
+
+__all__ = ["MFAC", "BlockedMFAC"]
+
+
+def _default_xp():
+    return array_namespace(np.empty(0))
+
+
+def _resolve_dtype(xp, dtype):
+    if dtype is None:
+        return xp.float64
+    if isinstance(dtype, str):
+        name = dtype
+    elif dtype == xp.float32:
+        return xp.float32
+    elif dtype == xp.float64:
+        return xp.float64
+    else:
+        try:
+            name = np.dtype(dtype).name
+        except TypeError as exc:
+            raise ValueError(f"dtype must be float32 or float64, got {dtype!r}") from exc
+    if name not in ("float32", "float64"):
+        raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
+    return getattr(xp, name)
+
+
+def _dtype_name(xp, dtype) -> str:
+    return "float32" if dtype == xp.float32 else "float64"
+
+
+def _check_damping(damping) -> float:
+    try:
+        damping = float(damping)
+    except (TypeError, ValueError):
+        raise ValueError(f"damping must be a positive number, got {damping!r}") from None
+    if not (math.isfinite(damping) and damping > 0.0):
+        raise ValueError(f"damping must be finite and > 0, got {damping}")
+    return damping
+
+
+def _inverse_factor(xp, A):
+    """Stack of S with ``A^{-1} = S'S`` for SPD stack ``A`` (float64).
+
+    Cholesky ``A = LL'`` gives ``S = L^{-1}``; where it fails (or returns
+    NaN, as GPU libraries do) the eigendecomposition with eigenvalues
+    clipped at the damping shift is used: ``S = diag(w^{-1/2}) Q'``.
+    """
+    k = A.shape[-1]
+    try:
+        L = xp.linalg.cholesky(A)
+        ok = bool(xp.all(xp.isfinite(L)))
+    except Exception:  # LinAlgError of whichever library
+        ok = False
+    if ok:
+        if is_numpy_namespace(xp):
+            import scipy.linalg as sla
+
+            eye = np.eye(k)
+            return np.stack([sla.solve_triangular(Lb, eye, lower=True) for Lb in L])
+        return xp.linalg.inv(L)
+    return None
+
+
+def _eigen_factor(xp, K, shift: float):
+    w, Q = xp.linalg.eigh(K)
+    w = xp.clip(w, min=0.0) + shift
+    return xp.matrix_transpose(Q) / xp.sqrt(w)[..., :, None]
+
+
+class _MFACBase:
+    """Window storage, Gram matrices and factors shared by MFAC and BlockedMFAC."""
+
+    def __init__(self, block_sizes, m, damping, dtype=None, xp=None, memmap=None):
+        self._m = _check_positive_int("m", m)
+        self._damping = _check_damping(damping)
+        self._layout = _Layout(block_sizes)
+        if xp is None:
+            xp = _default_xp()
+        self.xp = xp
+        self._dtype = _resolve_dtype(xp, dtype)
+        self._window = _Window(xp, self._layout)
+        d, nb = self._layout.dim, len(self._layout.sizes)
+        if memmap is not None:
+            if not is_numpy_namespace(xp):
+                raise ValueError("memmap windows are NumPy-only; pass xp=None or numpy")
+            # mode "w+" creates (or truncates) the file, zero-filled.
+            self._G = np.memmap(memmap, dtype=_dtype_name(xp, self._dtype), mode="w+",
+                                shape=(self._m, d))
+        else:
+            self._G = xp.zeros((self._m, d), dtype=self._dtype)
+        self._K = xp.zeros((nb, self._m, self._m), dtype=xp.float64)
+        self._count = 0
+        self._factor = None  # S with (k lam I + K)^{-1} = S'S, per block; None: stale
+
+    # --- attributes -----------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self._layout.dim, self._layout.dim)
+
+    @property
+    def dtype(self):
+        return self._dtype
+
+    @property
+    def m(self) -> int:
+        """Window length."""
+        return self._m
+
+    @property
+    def count(self) -> int:
+        """Gradients pushed so far (including evicted ones)."""
+        return self._count
+
+    @property
+    def size(self) -> int:
+        """Gradients in the window now: ``min(count, m)``."""
+        return min(self._count, self._m)
+
+    @property
+    def damping(self) -> float:
+        return self._damping
+
+    @damping.setter
+    def damping(self, value) -> None:
+        self._damping = _check_damping(value)
+        self._factor = None
+
+    @property
+    def window(self):
+        """The gradients present, ``(size, dim)``, in ring (not arrival) order."""
+        return self._G[: self.size, :]
+
+    # --- checks ---------------------------------------------------------
+    def _check_vector(self, v, name: str):
+        xp = self.xp
+        try:
+            v_xp = array_namespace(v)
+        except TypeError:
+            raise TypeError(f"{name} must be an array of the window's namespace "
+                            f"({xp.__name__}), got {type(v).__name__}") from None
+        if v_xp.__name__ != xp.__name__:
+            raise TypeError(f"{name} is a {v_xp.__name__} array but the window lives in "
+                            f"{xp.__name__}: use one array library for both")
+        d = self._layout.dim
+        if tuple(v.shape) != (d,):
+            raise ValueError(f"{name} must have shape ({d},), got {tuple(v.shape)}")
+        if not xp.isdtype(v.dtype, "real floating"):
+            v = xp.astype(v, xp.float64)
+        return v
+
+    # --- the operator ---------------------------------------------------
+    def update(self, g) -> None:
+        """Push gradient ``g`` (shape ``(dim,)``), evicting the oldest when full.
+
+        Cost: one float64-accumulated pass over the window (the new row and
+        column of the Gram matrix) plus a copy of ``g``; the O(m^3)
+        refactorisation is deferred to the next ``solve``.
+
+        Raises
+        ------
+        ValueError
+            Wrong shape, or ``g`` contains NaN or Inf (the window is left
+            unchanged).
+        TypeError
+            ``g`` from another array library.
+        """
+        xp = self.xp
+        g = self._check_vector(g, "g")
+        g = xp.astype(g, self._dtype)
+        if not bool(xp.all(xp.isfinite(g))):
+            raise ValueError("gradient contains NaN or Inf; the window is unchanged")
+        slot = self._count % self._m
+        k = min(self._count + 1, self._m)
+        self._G[slot, :] = g
+        y = self._window.dot(self._G, k, xp.astype(g, xp.float64))
+        self._K[:, slot, :k] = y
+        self._K[:, :k, slot] = y
+        self._count += 1
+        self._factor = None
+
+    def _factors(self):
+        if self._factor is None:
+            xp, k = self.xp, self.size
+            K = self._K[:, :k, :k]
+            shift = k * self._damping
+            A = K + shift * xp.eye(k, dtype=xp.float64)
+            S = _inverse_factor(xp, A)
+            self._factor = S if S is not None else _eigen_factor(xp, K, shift)
+        return self._factor
+
+    def solve(self, v):
+        """Return ``F^{-1} v`` in O(dm + m^2) (plus O(m^3) after a push).
+
+        ``v`` of shape ``(dim,)``; the result has the dtype
+        ``result_type(v, window)``. See the module notes on precision.
+        """
+        xp = self.xp
+        v = self._check_vector(v, "v")
+        out_dtype = xp.result_type(v.dtype, self._dtype)
+        v64 = xp.astype(v, xp.float64)
+        k, lam = self.size, self._damping
+        if k == 0:
+            return xp.astype(v64 / lam, out_dtype)
+        S = self._factors()
+        y = self._window.dot(self._G, k, v64)
+        c = (xp.matrix_transpose(S) @ (S @ y[..., None]))[..., 0]
+        x = self._window.combine(self._G, k, c, v64, 1.0 / lam, -1.0 / lam)
+        return xp.astype(x, out_dtype)
+
+    def matvec(self, v):
+        """Return ``F v = damping v + G'(G v)/k`` (k = gradients present)."""
+        xp = self.xp
+        v = self._check_vector(v, "v")
+        out_dtype = xp.result_type(v.dtype, self._dtype)
+        v64 = xp.astype(v, xp.float64)
+        k, lam = self.size, self._damping
+        if k == 0:
+            return xp.astype(lam * v64, out_dtype)
+        y = self._window.dot(self._G, k, v64)
+        return xp.astype(self._window.combine(self._G, k, y, v64, lam, 1.0 / k), out_dtype)
+
+    # --- state ----------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """A snapshot: window and Gram matrices copied (a memmap window too,
+        into memory -- for windows larger than RAM keep the file instead)."""
+        xp = self.xp
+        return {"block_sizes": self._layout.sizes, "m": self._m, "damping": self._damping,
+                "dtype": _dtype_name(xp, self._dtype), "count": self._count,
+                "window": xp.asarray(self._G, copy=True) if not isinstance(self._G, np.memmap)
+                else np.array(self._G),
+                "gram": xp.asarray(self._K, copy=True)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict` of an object of the same layout, m and dtype."""
+        xp = self.xp
+        for key, mine in (("block_sizes", self._layout.sizes), ("m", self._m),
+                          ("dtype", _dtype_name(xp, self._dtype))):
+            theirs = tuple(state[key]) if key == "block_sizes" else state[key]
+            if theirs != mine:
+                raise ValueError(f"state has {key}={theirs!r}, this object {mine!r}")
+        count = _check_positive_int("count", state["count"] + 1) - 1
+        damping = _check_damping(state["damping"])
+        window = xp.asarray(state["window"], dtype=self._dtype)
+        gram = xp.asarray(state["gram"], dtype=xp.float64)
+        if tuple(window.shape) != tuple(self._G.shape) or tuple(gram.shape) != tuple(self._K.shape):
+            raise ValueError("state arrays do not match this object's shapes")
+        if isinstance(self._G, np.memmap):
+            self._G[...] = window
+        else:
+            self._G = xp.asarray(window, copy=True)
+        self._K = xp.asarray(gram, copy=True)
+        self._count, self._damping, self._factor = count, damping, None
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(dim={self._layout.dim}, m={self._m}, "
+                f"damping={self._damping:g}, dtype={_dtype_name(self.xp, self._dtype)}, "
+                f"size={self.size})")
+
+
+class MFAC(_MFACBase):
+    """Sliding-window empirical Fisher ``damping I + (1/m) sum g g'`` and its inverse.
+
+    Parameters
+    ----------
+    dim : int
+        Length of a gradient.
+    m : int
+        Window length (any m >= 1; the O(m^3) factorisation per push is
+        meant for m up to a few hundred).
+    damping : float
+        ``lambda > 0``.
+    dtype : {"float32", "float64"} or dtype, optional
+        Storage of the window (default float64). The small m x m system and
+        the accumulation of both passes are float64 whatever this is.
+    xp : array namespace, optional
+        Default NumPy. Any array-API namespace works; NumPy windows use
+        Numba kernels.
+    memmap : str or path, optional
+        Keep the window in a ``numpy.memmap`` file (created or overwritten)
+        for windows larger than RAM; NumPy only.
+
+    Attributes
+    ----------
+    shape, dtype : the operator's ``(dim, dim)`` and the window dtype, so
+        ``linsolve.pcg(A, b, M=mfac)`` applies :meth:`solve`.
+    count, size, m, damping, window
+
+    Notes
+    -----
+    ``solve`` costs two passes over the window; ``update`` one, plus an
+    O(m^3) Cholesky refactorisation done at the next ``solve``. Until ``m``
+    gradients have arrived the Fisher is normalised by the number present
+    ``k``: ``F = lambda I + (1/k) sum g g'`` (``F = lambda I`` when empty).
+    See the module docstring for the float32 precision argument.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from curvature.mfac import MFAC
+    >>> rng = np.random.default_rng(0)
+    >>> grads = rng.standard_normal((5, 40))
+    >>> mfac = MFAC(40, m=4, damping=1e-2)
+    >>> for g in grads:
+    ...     mfac.update(g)
+    >>> F = 1e-2 * np.eye(40) + grads[1:].T @ grads[1:] / 4   # last 4 gradients
+    >>> v = rng.standard_normal(40)
+    >>> bool(np.allclose(mfac.solve(v), np.linalg.solve(F, v), rtol=1e-10))
+    True
+    >>> bool(np.allclose(mfac.matvec(mfac.solve(v)), v))
+    True
+    """
+
+    def __init__(self, dim: int, m: int, damping: float, dtype=None, xp=None,
+                 memmap=None):
+        super().__init__((_check_positive_int("dim", dim),), m, damping, dtype, xp, memmap)
+
+    @property
+    def dim(self) -> int:
+        return self._layout.dim
+
+
+class BlockedMFAC(_MFACBase):
+    """Independent M-FAC windows on column blocks (one per layer).
+
+    ``F = blockdiag(F_1, ..., F_B)`` with ``F_b = damping I + (1/m) G_b'G_b``
+    over the block's slice of the last ``m`` gradients. All blocks share one
+    ring buffer (a gradient arrives for every layer at once).
+
+    Parameters
+    ----------
+    block_sizes : sequence of int
+        Lengths of the blocks, in order; ``dim = sum(block_sizes)``.
+    m, damping, dtype, xp, memmap
+        As in :class:`MFAC`.
+
+    Notes
+    -----
+    Batched, not looped: one pass over the whole window computes every
+    block's ``G_b v_b`` (the Numba kernels chunk the columns so that no
+    chunk straddles a block); the B small systems are one stacked
+    ``(B, m, m)`` Cholesky. No padding is needed because every block has
+    the same m. Cost per ``solve``: two passes over the window plus
+    O(B m^2); per push one pass plus O(B m^3) at the next ``solve``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from curvature.mfac import BlockedMFAC, MFAC
+    >>> rng = np.random.default_rng(1)
+    >>> blocked = BlockedMFAC([30, 10], m=3, damping=0.1)
+    >>> first, second = MFAC(30, 3, 0.1), MFAC(10, 3, 0.1)
+    >>> for g in rng.standard_normal((4, 40)):
+    ...     blocked.update(g); first.update(g[:30]); second.update(g[30:])
+    >>> v = rng.standard_normal(40)
+    >>> x = blocked.solve(v)
+    >>> bool(np.allclose(x, np.concatenate([first.solve(v[:30]), second.solve(v[30:])])))
+    True
+    """
+
+    def __init__(self, block_sizes: Sequence[int], m: int, damping: float, dtype=None,
+                 xp=None, memmap=None):
+        super().__init__(block_sizes, m, damping, dtype, xp, memmap)
+
+    @property
+    def block_sizes(self) -> tuple[int, ...]:
+        return self._layout.sizes
+
+    @property
+    def dim(self) -> int:
+        return self._layout.dim
