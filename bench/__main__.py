@@ -1,0 +1,183 @@
+"""Command line: ``python -m bench [linear|speed] ...``.
+
+``python -m bench`` with no sub-command is the main job: 2-D Poisson
+(N = 256, n = 65536), every method, rtol 1e-8, a convergence table printed
+and written to ``results/`` as CSV, JSON and PNG. It takes the options of
+``linear``.
+
+``python -m bench linear [--problem NAME | --matrix FILE.mtx] [--size N]
+[--methods a,b,c] [--rtol RTOL] [--out DIR]`` does the same on a gallery
+problem (:mod:`bench.problems`) or a Matrix Market file.
+
+``python -m bench speed [--size 1000] [--repeat 7] [--iterations 100]``
+times SpMV and CG iterations against scipy (:mod:`bench.speed`).
+
+Errors in the input (unknown problem or method, unreadable or non-square
+matrix file) print one line starting ``error:`` and exit with status 2;
+Ctrl-C writes the rows finished so far and exits with status 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+
+from .methods import METHODS, parse_methods
+from .problems import PROBLEMS
+
+DEFAULT_PROBLEM = "poisson2d"
+DEFAULT_SIZE = 256
+DEFAULT_RTOL = 1e-8
+SUBCOMMANDS = ("linear", "speed")
+
+
+class InputError(ValueError):
+    """Bad command-line input; reported as ``error: ...`` with exit status 2."""
+
+
+def _linear_parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Convergence table of CG variants on one SPD problem.")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--problem", default=DEFAULT_PROBLEM,
+                        help=f"gallery problem: {', '.join(PROBLEMS)} (default {DEFAULT_PROBLEM})")
+    source.add_argument("--matrix", metavar="FILE.mtx",
+                        help="Matrix Market file with a square SPD matrix")
+    parser.add_argument("--size", type=int, default=DEFAULT_SIZE,
+                        help=f"grid points per dimension (default {DEFAULT_SIZE})")
+    parser.add_argument("--epsilon", type=float, default=1e-2,
+                        help="anisotropy of anisotropic2d (default 1e-2)")
+    parser.add_argument("--methods", help=f"comma-separated subset of {', '.join(METHODS)}")
+    parser.add_argument("--rtol", type=float, default=DEFAULT_RTOL,
+                        help=f"relative tolerance (default {DEFAULT_RTOL:g})")
+    parser.add_argument("--maxiter", type=int, default=None,
+                        help="iteration limit (default min(10 n, 10000))")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the right-hand side")
+    parser.add_argument("--out", default="results", help="output folder (default results/)")
+    parser.add_argument("--name", help="stem of the output files (default from the problem)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def _speed_parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog, description="SpMV and CG time per iteration: ours against scipy.")
+    parser.add_argument("--size", type=int, default=1000, help="2-D Poisson grid N (n = N^2)")
+    parser.add_argument("--repeat", type=int, default=7, help="interleaved samples per timing")
+    parser.add_argument("--iterations", type=int, default=100, help="CG iterations per call")
+    parser.add_argument("--stream-n", type=int, default=10_000_000,
+                        help="array length of the bandwidth measurement")
+    parser.add_argument("--out", default="results", help="output folder (default results/)")
+    parser.add_argument("--name", default="speed", help="stem of the output files")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def _stem(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "results"
+
+
+def run_linear(args: argparse.Namespace) -> int:
+    """The ``linear`` command (and the no-argument main job)."""
+    from .convergence import print_convergence, run_convergence, save_convergence, warn_if_asymmetric
+    from .problems import load_matrix, make_problem
+
+    try:
+        methods = parse_methods(args.methods)
+        if args.matrix is not None:
+            problem = load_matrix(args.matrix, seed=args.seed)
+        else:
+            if args.size < 1:
+                raise ValueError(f"--size must be at least 1, got {args.size}")
+            problem = make_problem(args.problem, args.size, seed=args.seed, epsilon=args.epsilon)
+        if not args.rtol > 0:
+            raise ValueError(f"--rtol must be positive, got {args.rtol}")
+    except (ValueError, ImportError) as error:
+        raise InputError(str(error)) from error
+    warn_if_asymmetric(problem)
+    record = run_convergence([problem], methods, args.rtol, args.maxiter,
+                             progress=False if args.no_progress else None)
+    # a file keeps its own stem; a gallery problem gets its size in the name
+    name = _stem(args.name or (problem.name if args.matrix else f"{problem.name}_n{problem.n}"))
+    paths = save_convergence(record, args.out, name, args.rtol,
+                             meta={"problem": problem.name, "source": args.matrix or "gallery"})
+    print_convergence(record)
+    print("wrote " + ", ".join(paths[suffix] for suffix in ("csv", "json", "png")))
+    return 130 if record.interrupted else 0
+
+
+def run_speed_command(args: argparse.Namespace) -> int:
+    """The ``speed`` command."""
+    from .speed import SPEED_COLUMNS, run_speed, summary_lines
+    from .table import format_table, write_csv, write_json
+
+    if args.size < 2 or args.repeat < 1 or args.iterations < 1 or args.stream_n < 1:
+        raise InputError("--size must be >= 2 and --repeat, --iterations, --stream-n >= 1")
+    record = run_speed(args.size, args.repeat, args.iterations, args.stream_n,
+                       progress=False if args.no_progress else None)
+    os.makedirs(args.out, exist_ok=True)
+    stem = os.path.join(args.out, _stem(args.name))
+    write_csv(stem + ".csv", record.rows, SPEED_COLUMNS)
+    write_json(stem + ".json", {"size": args.size, "repeat": args.repeat,
+                                "iterations": args.iterations, "bandwidth": record.bandwidth,
+                                "interrupted": record.interrupted, "columns": list(SPEED_COLUMNS),
+                                "rows": record.rows})
+    print(f"2-D Poisson N={args.size} (n={args.size ** 2}), median of {args.repeat} "
+          "interleaved samples")
+    print(format_table(record.rows, SPEED_COLUMNS))
+    for line in summary_lines(record):
+        print(line)
+    print(f"wrote {stem}.csv, {stem}.json")
+    return 130 if record.interrupted else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m bench``; returns the exit status.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Arguments without the program name; default ``sys.argv[1:]``.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    with _single_threaded_blas():
+        return _dispatch(argv)
+
+
+def _single_threaded_blas():
+    """Limit OpenBLAS to one thread while benchmarking, when threadpoolctl is there.
+
+    scipy's cg calls BLAS dot products; OpenBLAS threads them and its
+    threads wait on each other at every call. On this 2-core shared machine,
+    with one core busy elsewhere, that made scipy's cg 15-50x slower (27 s
+    instead of 0.5 s on the default problem) and the comparison meaningless.
+    One thread is what those memory-bound vector operations need anyway.
+    """
+    import contextlib
+
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def _dispatch(argv: list[str]) -> int:
+    try:
+        if argv and argv[0] == "speed":
+            return run_speed_command(_speed_parser("python -m bench speed").parse_args(argv[1:]))
+        if argv and argv[0] == "linear":
+            return run_linear(_linear_parser("python -m bench linear").parse_args(argv[1:]))
+        if argv and not argv[0].startswith("-"):
+            raise InputError(f"unknown command {argv[0]!r}; use one of {', '.join(SUBCOMMANDS)} "
+                             "or no command for the default Poisson table")
+        return run_linear(_linear_parser("python -m bench").parse_args(argv))
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""pytest-benchmark suites: ``python -m pytest bench/suite --benchmark-enable`` (``make bench``)."""
