@@ -12,6 +12,9 @@ On 2-D Poisson (default N = 1000, n = 10^6):
     ``linsolve.pcg(A, b, rtol=tiny, maxiter=k)``; time per iteration is the
     call's wall time over the iterations done (setup such as the DIA
     conversion is included, amortised over ``k``). Target: ours / scipy <= 0.5.
+(c) SOR: one forward sweep of pyamg's ``sor`` against ours in natural,
+    red-black and multicolour order (the ``speedup_vs_scipy`` column is
+    against pyamg here). Target: multicolour at least 2x faster.
 
 The machine is shared and noisy, so every timing is the median of
 ``repeat`` samples, and the implementations are interleaved (one sample of
@@ -38,6 +41,7 @@ SPEED_COLUMNS = ("benchmark", "implementation", "n", "nnz", "median_ms", "min_ms
 TINY_RTOL = 1e-300  # never met: both solvers run exactly maxiter iterations
 
 PCG_TARGET = 0.5  # ours / scipy time per iteration, from the issue
+SOR_TARGET = 2.0  # pyamg sweep / our multicolour sweep, from the SOR issue
 
 
 @dataclass
@@ -148,6 +152,43 @@ def pcg_rows(A, iterations: int, repeat: int) -> list[dict]:
     return rows
 
 
+def sor_rows(A, repeat: int, omega: float = 1.5) -> list[dict]:
+    """One SOR sweep: pyamg's ``sor`` (sequential C++) against ours, natural and coloured."""
+    try:
+        from pyamg.relaxation.relaxation import sor as pyamg_sor
+    except ImportError:  # the [amg] extra is optional
+        return []
+    from linsolve import SorMatrix
+
+    n = A.shape[0]
+    b = np.random.default_rng(2).standard_normal(n)
+    prepared = {ordering: SorMatrix(A, ordering=ordering)
+                for ordering in ("natural", "redblack", "multicolor")}
+    x_ref = np.zeros(n)
+    xs = {ordering: np.zeros(n) for ordering in prepared}
+    calls = {"pyamg sor (forward)": lambda: pyamg_sor(A, x_ref, b, omega, iterations=1,
+                                                      sweep="forward")}
+    for ordering, S in prepared.items():
+        calls[f"linsolve {ordering} sweep"] = (lambda S=S, x=xs[ordering]: S.sweep(b, x, omega))
+    # the natural sweep is the same computation as pyamg's: check it first
+    check, check_ref = np.zeros(n), np.zeros(n)
+    prepared["natural"].sweep(b, check, omega)
+    pyamg_sor(A, check_ref, b, omega, iterations=1, sweep="forward")
+    if not np.allclose(check, check_ref, rtol=1e-12, atol=1e-12):
+        raise AssertionError("natural SOR sweep disagrees with pyamg's")
+    samples = interleaved_medians(calls, repeat)
+    reference = float(np.median(samples["pyamg sor (forward)"]))
+    rows = []
+    for name, seconds in samples.items():
+        median = float(np.median(seconds))
+        rows.append({"benchmark": "sor sweep", "implementation": name, "n": n, "nnz": A.nnz,
+                     "median_ms": 1e3 * median, "min_ms": 1e3 * float(np.min(seconds)),
+                     "speedup_vs_scipy": reference / median,
+                     "ours_over_scipy": median / reference,
+                     "GBps": math.nan, "fraction_of_triad": math.nan})
+    return rows
+
+
 def run_speed(size: int = 1000, repeat: int = 7, iterations: int = 100,
               stream_n: int = 10_000_000, progress: bool | None = None) -> SpeedRecord:
     """Measure bandwidth, SpMV and CG per iteration on 2-D Poisson of grid size ``size``.
@@ -157,7 +198,7 @@ def run_speed(size: int = 1000, repeat: int = 7, iterations: int = 100,
     from tqdm import tqdm
 
     record = SpeedRecord()
-    stages = ["bandwidth", "matrix", "spmv", "cg"]
+    stages = ["bandwidth", "matrix", "spmv", "cg", "sor"]
     bar = tqdm(stages, disable=None if progress is None else not progress, file=sys.stderr,
                leave=False)
     A = None
@@ -170,8 +211,10 @@ def run_speed(size: int = 1000, repeat: int = 7, iterations: int = 100,
                 A = poisson2d(size)
             elif stage == "spmv":
                 record.rows += spmv_rows(A, repeat, record.bandwidth["triad_GBps"])
-            else:
+            elif stage == "cg":
                 record.rows += pcg_rows(A, iterations, repeat)
+            else:
+                record.rows += sor_rows(A, repeat)
     except KeyboardInterrupt:
         record.interrupted = True
     finally:
@@ -188,6 +231,10 @@ def summary_lines(record: SpeedRecord) -> list[str]:
                                          record.bandwidth["copy_GBps"],
                                          record.bandwidth["triad_GBps"]))
     for row in record.rows:
+        if row["implementation"] == "linsolve multicolor sweep":
+            verdict = "met" if row["speedup_vs_scipy"] >= SOR_TARGET else "NOT met"
+            lines.append(f"multicolour SOR sweep speed-up over pyamg = "
+                         f"{row['speedup_vs_scipy']:.2f} (target >= {SOR_TARGET}): {verdict}")
         if row["implementation"] == "linsolve pcg":
             verdict = "met" if row["ours_over_scipy"] <= PCG_TARGET else "NOT met"
             lines.append(f"pcg time per iteration ours/scipy = {row['ours_over_scipy']:.3f} "

@@ -98,6 +98,11 @@ class SorMatrix:
         order = np.argsort(colors, kind="stable")
         self.color_rows = order.astype(index_dtype)
         self.color_ptr = np.searchsorted(colors[order], np.arange(self.n_colors + 1)).astype(np.int64)
+        # store the off-diagonal rows colour by colour (see cext.numba.sor)
+        off = sp.csr_matrix((self.off_data, self.off_indices, self.off_indptr), shape=csr.shape)[order]
+        self.off_indptr = np.ascontiguousarray(off.indptr, dtype=index_dtype)
+        self.off_indices = np.ascontiguousarray(off.indices, dtype=index_dtype)
+        self.off_data = np.ascontiguousarray(off.data, dtype=self.dtype)
 
     def sweep(self, b, x, omega: float, *, backward: bool = False) -> None:
         """One SOR sweep on ``x`` in place (forward, or backward for SSOR's second half)."""
@@ -111,7 +116,8 @@ class SorMatrix:
     def residual_norm(self, b, x) -> float:
         """``||b - A x||``."""
         value = kernels_for(np).csr_residual_norm2_split(self.off_indptr, self.off_indices,
-                                                        self.off_data, self.diag, b, x)
+                                                        self.off_data, self.diag, b, x,
+                                                        self.color_rows)
         return math.sqrt(value) if value >= 0 else float("nan")
 
     def run(self, b, x, omega, *, symmetric, tol, grow_limit, maxiter, norms, start=0) -> int:

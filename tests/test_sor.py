@@ -126,7 +126,7 @@ def test_numba_sweeps_equal_reference(dtype):
     x = np.linspace(-1, 1, 40).astype(dtype)
     expected = float(np.sum((b.astype(float) - A.astype(float) @ x.astype(float)) ** 2))
     for module in (nbk, reference):
-        r2 = module.csr_residual_norm2_split(*args[:4], b, x)
+        r2 = module.csr_residual_norm2_split(*args[:4], b, x, S.color_rows)
         assert r2 == pytest.approx(expected, rel=200 * float(eps))
     for symmetric in (False, True):
         runs = []
