@@ -10,7 +10,12 @@ and written to ``results/`` as CSV, JSON and PNG. It takes the options of
 problem (:mod:`bench.problems`) or a Matrix Market file.
 
 ``python -m bench speed [--size 1000] [--repeat 7] [--iterations 100]``
-times SpMV and CG iterations against scipy (:mod:`bench.speed`).
+times SpMV, CG iterations and SOR sweeps against scipy and pyamg
+(:mod:`bench.speed`).
+
+``python -m bench omega [--experiment shifted|heat|all] [--steps T]
+[--variance high|low]`` runs the Learning-to-Relax sequences
+(:mod:`bench.omega`).
 
 Errors in the input (unknown problem or method, unreadable or non-square
 matrix file) print one line starting ``error:`` and exit with status 2;
@@ -30,7 +35,7 @@ from .problems import PROBLEMS
 DEFAULT_PROBLEM = "poisson2d"
 DEFAULT_SIZE = 256
 DEFAULT_RTOL = 1e-8
-SUBCOMMANDS = ("linear", "speed")
+SUBCOMMANDS = ("linear", "speed", "omega")
 
 
 class InputError(ValueError):
@@ -73,6 +78,57 @@ def _speed_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--name", default="speed", help="stem of the output files")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
+
+
+def _omega_parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Omega learned online across a sequence of linear systems.")
+    parser.add_argument("--experiment", choices=("shifted", "heat", "all"), default="all")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="systems per sequence (default 5000 shifted, 1000 heat)")
+    parser.add_argument("--variance", choices=("high", "low", "both"), default="both",
+                        help="c_t distribution of the shifted sequence")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="results", help="output folder (default results/)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def run_omega_command(args: argparse.Namespace) -> int:
+    """The ``omega`` command."""
+    from tqdm import tqdm
+
+    from .omega import SUMMARY_COLUMNS, plot_cumulative, run_heat, run_shifted
+    from .table import format_table, write_csv, write_json
+
+    if args.steps is not None and args.steps < 1:
+        raise InputError(f"--steps must be at least 1, got {args.steps}")
+    jobs = []
+    if args.experiment in ("shifted", "all"):
+        for variance in (("high", "low") if args.variance == "both" else (args.variance,)):
+            jobs.append((f"shifted-{variance}", args.steps or 5000,
+                         lambda T, p, v=variance: run_shifted(T, v, seed=args.seed, progress=p)))
+    if args.experiment in ("heat", "all"):
+        jobs.append(("heat", args.steps or 1000,
+                     lambda T, p: run_heat(T, seed=args.seed, progress=p)))
+    results = []
+    for name, steps, job in jobs:
+        with tqdm(total=steps, desc=name, disable=True if args.no_progress else None,
+                  file=sys.stderr, leave=False) as bar:
+            result = job(steps, lambda t: bar.update(1))
+        results.append(result)
+        if result.interrupted:
+            break
+    rows = [row for result in results for row in result.summary()]
+    os.makedirs(args.out, exist_ok=True)
+    stem = os.path.join(args.out, "omega")
+    write_csv(stem + ".csv", rows, SUMMARY_COLUMNS)
+    write_json(stem + ".json", {"columns": list(SUMMARY_COLUMNS), "rows": rows,
+                                "interrupted": any(r.interrupted for r in results)})
+    plot_cumulative(results, stem + ".png")
+    print(format_table(rows, SUMMARY_COLUMNS))
+    print(f"wrote {stem}.csv, {stem}.json, {stem}.png")
+    return 130 if any(r.interrupted for r in results) else 0
 
 
 def _stem(text: str) -> str:
@@ -168,6 +224,8 @@ def _dispatch(argv: list[str]) -> int:
     try:
         if argv and argv[0] == "speed":
             return run_speed_command(_speed_parser("python -m bench speed").parse_args(argv[1:]))
+        if argv and argv[0] == "omega":
+            return run_omega_command(_omega_parser("python -m bench omega").parse_args(argv[1:]))
         if argv and argv[0] == "linear":
             return run_linear(_linear_parser("python -m bench linear").parse_args(argv[1:]))
         if argv and not argv[0].startswith("-"):

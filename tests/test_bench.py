@@ -119,3 +119,31 @@ def test_speed_tiny(tmp_path, capsys):
     assert payload["bandwidth"]["triad_GBps"] > 0
     for row in payload["rows"]:
         assert row["median_ms"] > 0 and np.isfinite(row["speedup_vs_scipy"])
+
+
+def test_omega_command_writes_table_and_plot(tmp_path):
+    from bench.__main__ import main
+
+    status = main(["omega", "--experiment", "all", "--variance", "high", "--steps", "12",
+                   "--out", str(tmp_path), "--no-progress"])
+    assert status == 0
+    rows = json.loads((tmp_path / "omega.json").read_text())["rows"]
+    assert (tmp_path / "omega.png").stat().st_size > 0
+    by = {(row["experiment"], row["method"]): row for row in rows}
+    assert {"shifted-high", "heat"} == {row["experiment"] for row in rows}
+    for experiment in ("shifted-high", "heat"):
+        fixed = [r["mean_iterations"] for (e, m), r in by.items()
+                 if e == experiment and m.startswith("fixed")]
+        assert by[(experiment, "best fixed (hindsight)")]["mean_iterations"] == min(fixed)
+    # Young's omega is instance-optimal for SOR on these consistently ordered matrices
+    assert (by[("shifted-high", "instance-optimal (Young)")]["mean_iterations"]
+            < by[("shifted-high", "best fixed (hindsight)")]["mean_iterations"])
+    assert (by[("heat", "instance-optimal (grid)")]["mean_iterations"]
+            <= by[("heat", "best fixed (hindsight)")]["mean_iterations"])
+
+
+def test_omega_command_rejects_bad_steps(capsys):
+    from bench.__main__ import main
+
+    assert main(["omega", "--steps", "0"]) == 2
+    assert "error:" in capsys.readouterr().err
