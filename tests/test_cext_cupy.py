@@ -287,3 +287,131 @@ def test_pcg_on_dense_cupy_matches_numpy(dtype, rtol):
     x_gpu = cupy.asnumpy(gpu.x).astype(np.float64)
     x_cpu = cpu.x.astype(np.float64)
     assert np.linalg.norm(x_gpu - x_cpu) <= _pcg_tolerance(A, rtol) * np.linalg.norm(x_cpu)
+
+
+# --- coloured SOR sweeps (cext.cupy.sor) against cext.reference ---
+
+def _sor_arrays(dtype, index_dtype, ordering, N=16):
+    """2-D Poisson prepared for coloured sweeps (rows stored by colour), host arrays."""
+    from linsolve.sor import SorMatrix
+
+    S = SorMatrix(poisson2d(N), dtype=dtype, ordering=ordering)
+    return (S.off_indptr.astype(index_dtype), S.off_indices.astype(index_dtype), S.off_data,
+            S.diag, S.color_ptr, S.color_rows.astype(index_dtype))
+
+
+def _sor_scale(*vectors) -> float:
+    # Poisson rows: diag 4, off-diagonal |row sum| <= 4, omega <= 2, so every
+    # update is bounded by a few times the largest |x| and |b|.
+    return max(float(np.abs(v.astype(np.float64)).max()) for v in vectors)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+@pytest.mark.parametrize("ordering", ["redblack", "multicolor"])
+def test_sor_sweep_colored_matches_reference(ordering, index_dtype, dtype):
+    indptr, indices, data, diag, color_ptr, rows = _sor_arrays(dtype, index_dtype, ordering)
+    n = diag.shape[0]
+    b_host, x_host = _vector(n, dtype, 30), _vector(n, dtype, 31)
+    device = [cupy.asarray(a) for a in (indptr, indices, data, diag, b_host)]
+    x = cupy.array(x_host)  # a copy (x_host is the starting point below)
+    x_ref = x_host.copy()
+    for reverse, omega, ptr in ((False, 1.5, color_ptr), (True, 0.8, cupy.asarray(color_ptr)),
+                                (False, 1.0, color_ptr)):
+        cuk.sor_sweep_colored(*device, x, omega, ptr, cupy.asarray(rows), reverse)
+        reference.sor_sweep_colored(indptr, indices, data, diag, b_host, x_ref, omega, color_ptr,
+                                    rows, reverse)
+        tol = 32 * np.finfo(dtype).eps * (_sor_scale(x_ref, b_host) + _sor_scale(x_host))
+        np.testing.assert_allclose(cupy.asnumpy(x), x_ref, rtol=0, atol=tol)
+    assert x.dtype == dtype
+    assert not np.allclose(x_ref, x_host)  # the sweeps did something
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+@pytest.mark.parametrize("ordering", ["natural", "redblack"])
+def test_sor_residual_norm2_split_matches_reference(ordering, index_dtype, dtype):
+    indptr, indices, data, diag, _, rows = _sor_arrays(dtype, index_dtype, ordering)
+    n = diag.shape[0]
+    assert (rows.shape[0] == 0) == (ordering == "natural")
+    b_host, x_host = _vector(n, dtype, 32), _vector(n, dtype, 33)
+    device = [cupy.asarray(a) for a in (indptr, indices, data, diag, b_host, x_host, rows)]
+    value = cuk.csr_residual_norm2_split(*device)
+    assert isinstance(value, float)
+    expected = reference.csr_residual_norm2_split(indptr, indices, data, diag, b_host, x_host,
+                                                  rows)
+    A = poisson2d(16)
+    magnitude = float(np.sum((np.abs(b_host.astype(np.float64))
+                              + abs(A) @ np.abs(x_host.astype(np.float64))) ** 2))
+    # Products of float32 are exact in float64: only float64 roundings remain.
+    assert abs(value - expected) <= _tolerance(np.float64, n + 8) * magnitude
+    b64, x64 = b_host.astype(np.float64), x_host.astype(np.float64)
+    bound = _tolerance(np.float64, n + 8) * magnitude
+    assert abs(value - float(np.sum((b64 - A @ x64) ** 2))) <= bound
+    assert all(cuk.csr_residual_norm2_split(*device) == value for _ in range(5))  # deterministic
+    device[5][3] = np.nan
+    assert math.isnan(cuk.csr_residual_norm2_split(*device))
+    empty = [cupy.zeros(1, dtype=index_dtype)] + [cupy.empty(0, dtype=t) for t in
+                                                  (index_dtype, dtype, dtype, dtype, dtype,
+                                                   index_dtype)]
+    assert cuk.csr_residual_norm2_split(*empty) == 0.0
+
+
+@pytest.mark.parametrize("dtype,rtol", [(np.float64, 1e-9), (np.float32, 1e-4)])
+@pytest.mark.parametrize("symmetric,omega", [(False, 1.5), (True, 1.0)])
+def test_sor_run_matches_reference(symmetric, omega, dtype, rtol):
+    # (red-black SSOR converges slowly for large omega: ~900 sweeps at 1.5, 520 at 1.0)
+    indptr, indices, data, diag, color_ptr, rows = _sor_arrays(dtype, np.int32, "redblack")
+    n = diag.shape[0]
+    b_host = _vector(n, dtype, 34)
+    tol = rtol * float(np.linalg.norm(b_host.astype(np.float64)))
+    x_ref = np.zeros(n, dtype=dtype)
+    norms_ref = np.full(1000, np.nan)
+    norms_ref[0] = float(np.linalg.norm(b_host.astype(np.float64)))
+    k_ref = reference.sor_run(indptr, indices, data, diag, b_host, x_ref, omega, symmetric,
+                              color_ptr, rows, tol, 1e5 * norms_ref[0], 999, norms_ref, 0)
+    device = [cupy.asarray(a) for a in (indptr, indices, data, diag, b_host)]
+    x = cupy.zeros(n, dtype=dtype)
+    norms = np.full(1000, np.nan)
+    norms[0] = norms_ref[0]
+    k = cuk.sor_run(*device, x, omega, symmetric, color_ptr, cupy.asarray(rows), tol,
+                    1e5 * norms[0], 999, norms, 0)
+    assert norms_ref[k_ref] <= tol and norms[k] <= tol  # both converged
+    assert abs(k - k_ref) <= 1
+    assert np.isnan(norms[k + 1:]).all()
+    x_dev = cupy.asnumpy(x).astype(np.float64)
+    # The rounding differences stay bounded (SOR contracts); 8 = ||A||_inf of Poisson.
+    slack = 1e3 * np.finfo(dtype).eps * (8 * float(np.linalg.norm(x_dev)) + norms_ref[0])
+    common = min(k, k_ref)
+    np.testing.assert_allclose(norms[:common + 1], norms_ref[:common + 1], rtol=0, atol=slack)
+    np.testing.assert_allclose(x_dev, x_ref.astype(np.float64), rtol=0,
+                               atol=_pcg_tolerance(poisson2d(16), rtol) * float(np.abs(x_ref).max())
+                               + slack)
+    # the norms it reported are the true residual of the x it returns
+    true = float(np.linalg.norm(b_host.astype(np.float64) - poisson2d(16) @ x_dev))
+    assert abs(norms[k] - true) <= slack
+
+
+def test_sor_run_refuses_lexicographic_and_stops_on_nan():
+    indptr, indices, data, diag, color_ptr, rows = _sor_arrays(np.float64, np.int32, "natural")
+    device = [cupy.asarray(a) for a in (indptr, indices, data, diag)]
+    b = cupy.ones(diag.shape[0])
+    with pytest.raises(NotImplementedError, match="redblack"):
+        cuk.sor_run(*device, b, cupy.zeros_like(b), 1.0, False, color_ptr, cupy.asarray(rows),
+                    1e-8, 1e5, 10, np.zeros(11), 0)
+    indptr, indices, data, diag, color_ptr, rows = _sor_arrays(np.float64, np.int32, "redblack")
+    device = [cupy.asarray(a) for a in (indptr, indices, data, diag)]
+    b[5] = np.nan
+    norms = np.zeros(11)
+    k = cuk.sor_run(*device, b, cupy.zeros_like(b), 1.0, False, color_ptr, cupy.asarray(rows),
+                    1e-8, 1e5, 10, norms, 0)
+    assert k == 1 and math.isnan(norms[1])
+
+
+def test_registry_hands_out_the_cupy_sor_kernels_and_reference_for_the_rest():
+    kernels = kernels_for(array_namespace(cupy.ones(3)))
+    assert kernels.sor_sweep_colored is cuk.sor_sweep_colored
+    assert kernels.sor_run is cuk.sor_run
+    assert kernels.csr_residual_norm2_split is cuk.csr_residual_norm2_split
+    assert kernels.sor_sweep_forward is reference.sor_sweep_forward
+    assert kernels.greedy_coloring is reference.greedy_coloring

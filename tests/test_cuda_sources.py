@@ -18,7 +18,7 @@ import types
 import numpy as np
 import pytest
 
-from cext.cupy import _compile, blas1, dia, spmv
+from cext.cupy import _compile, blas1, dia, mfac, sor, spmv
 
 from . import nvrtc
 
@@ -26,7 +26,7 @@ if nvrtc.find_library() is None:
     pytest.skip("libnvrtc.so.12 not found (pip install nvidia-cuda-nvrtc-cu12)",
                 allow_module_level=True)
 
-MODULES = {"spmv": spmv, "dia": dia, "blas1": blas1}
+MODULES = {"spmv": spmv, "dia": dia, "blas1": blas1, "sor": sor, "mfac": mfac}
 DTYPES = ("float32", "float64")
 # compute_70: oldest arch CuPy 13 wheels target with __shfl_*_sync; 80 and 90: A100, H100.
 ARCHS = ("compute_70", "compute_80", "compute_90")
@@ -41,6 +41,15 @@ PARAMS = {
     "cg_update_xr": ["u64"] * 4 + ["f64", "u64", "u64"],  # x, r, p, q, alpha, n, partials
     "cg_update_p": ["u64", "u64", "f64", "u64"],  # p, z, beta, n
     "sum_partials": ["u64", "u64", "u64"],  # partials, m, result
+    # indptr, indices, data, diag, b, x, rows, omega, begin, end
+    "sor_color_sweep": ["u64"] * 7 + ["f64", "u64", "u64"],
+    # indptr, indices, data, diag, b, x, rows, n, permuted, partials
+    "sor_residual_norm2": ["u64"] * 7 + ["u64", "u32", "u64"],
+    # G, d, k, v, slot, chunk_start, partials
+    "window_gemv_partial": ["u64", "u64", "u32", "u64", "u32", "u64", "u64"],
+    "window_gemv_finish": ["u64", "u32", "u64", "u32", "u64"],  # partials, k, block_chunk, nblocks, out
+    # G, d, k, coef, v, alpha, beta, block_offsets, nblocks, out
+    "window_axpy_gemv_t": ["u64", "u64", "u32", "u64", "u64", "f64", "f64", "u64", "u32", "u64"],
 }
 
 
@@ -98,6 +107,9 @@ def test_instantiations_cover_every_dtype_and_index_type():
     assert dia.name_expressions("float64") == ("dia_spmv_dot<double>", "sum_partials")
     assert set(blas1.name_expressions("float64")) == {
         "dot_partial<double>", "cg_update_xr<double>", "cg_update_p<double>", "sum_partials"}
+    assert sor.name_expressions("float32") == (
+        "sor_color_sweep<float, int>", "sor_color_sweep<float, long long>",
+        "sor_residual_norm2<float, int>", "sor_residual_norm2<float, long long>", "sum_partials")
 
 
 def test_broken_source_fails_to_compile():
@@ -118,8 +130,8 @@ def test_missing_instantiation_fails_to_compile():
 
 
 class _FakeKernel:
-    def __init__(self, name, calls):
-        self.name, self.calls = name, calls
+    def __init__(self, name, calls, raw=None):
+        self.name, self.calls, self.raw = name, calls, raw
 
     def __call__(self, grid, block, args):
         kinds = []
@@ -131,11 +143,13 @@ class _FakeKernel:
             else:
                 kinds.append(type(arg).__name__)  # Python int/float/None: never right
         self.calls.append((self.name, grid, block, kinds))
+        if self.raw is not None:
+            self.raw.append((self.name, grid, args))
         if self.name == "sum_partials":
             args[2][0] = 0.0
 
 
-def _fake_cupy(calls):
+def _fake_cupy(calls, raw=None):
     fake = types.ModuleType("cupy")
 
     class RawModule:
@@ -145,7 +159,7 @@ def _fake_cupy(calls):
 
         def get_function(self, name):
             assert name in self.name_expressions
-            return _FakeKernel(name.split("<")[0], calls)
+            return _FakeKernel(name.split("<")[0], calls, raw)
 
     class Device:
         id = 0
@@ -172,7 +186,7 @@ def test_launchers_pass_arguments_matching_the_ptx(monkeypatch, dtype):
     # (checked above). Catches a Python int where the kernel wants an int32, etc.
     calls = []
     monkeypatch.setitem(sys.modules, "cupy", _fake_cupy(calls))
-    caches = (_compile._module, _compile.get_kernel, dia._device_offsets)
+    caches = (_compile._module, _compile.get_kernel, dia._device_offsets, mfac._tables)
     for cache in caches:
         cache.cache_clear()
     try:
@@ -188,6 +202,15 @@ def test_launchers_pass_arguments_matching_the_ptx(monkeypatch, dtype):
         assert isinstance(blas1.dot(v[0], v[1]), float)
         assert isinstance(blas1.cg_update_xr(v[0], v[1], v[2], v[3], 0.5), float)
         blas1.cg_update_p(v[0], v[1], 2.0)
+        colors = np.array([0, 150, n], dtype=np.int64)
+        rows = np.arange(n, dtype=np.int64)
+        sor.sor_sweep_colored(indptr, indices, v[0], v[1], v[2], v[3], 1.5, colors, rows)
+        assert isinstance(sor.csr_residual_norm2_split(indptr, indices, v[0], v[1], v[2], v[3],
+                                                       rows), float)
+        window, gram = np.ones((4, n), dtype=dtype), np.empty((2, 3))
+        mfac.window_gemv(window, v[0], (0, 100, n), gram)
+        mfac.window_push_gemv(window, 1, v[0], (0, 100, n), gram)
+        mfac.window_axpy_gemv_t(window, gram, v[0], 1.0, -1.0, (0, 100, n), v[1])
     finally:
         for cache in caches:
             cache.cache_clear()
@@ -196,3 +219,79 @@ def test_launchers_pass_arguments_matching_the_ptx(monkeypatch, dtype):
     for name, grid, block, kinds in calls:
         assert kinds == PARAMS[name], (name, kinds)
         assert block == (_compile.BLOCK,) and len(grid) == 1 and grid[0] >= 1
+
+
+def _sor_problem(n, index_dtype, value_dtype):
+    # 1-D chain stored red (even unknowns) then black (odd): off-diagonal CSR by colour.
+    order = np.concatenate([np.arange(0, n, 2), np.arange(1, n, 2)])
+    indptr, indices = [0], []
+    for i in order:
+        indices += [j for j in (i - 1, i + 1) if 0 <= j < n]
+        indptr.append(len(indices))
+    color_ptr = np.array([0, (n + 1) // 2, n], dtype=np.int64)
+    data = -np.ones(len(indices), dtype=value_dtype)
+    vectors = [np.full(n, 2.0, dtype=value_dtype)] + [np.ones(n, dtype=value_dtype)
+                                                      for _ in range(2)]
+    return (np.array(indptr, dtype=index_dtype), np.array(indices, dtype=index_dtype), data,
+            *vectors, color_ptr, order.astype(index_dtype))
+
+
+@pytest.mark.parametrize("index_dtype", ("int32", "int64"))
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sor_launchers_launch_one_kernel_per_colour(monkeypatch, dtype, index_dtype):
+    # The coloured sweep: one launch per nonempty colour, one thread per row,
+    # colours reversed on request; the right instantiation; argument kinds as the PTX.
+    calls, raw = [], []
+    monkeypatch.setitem(sys.modules, "cupy", _fake_cupy(calls, raw))
+    caches = (_compile._module, _compile.get_kernel)
+    for cache in caches:
+        cache.cache_clear()
+    try:
+        n = 601
+        indptr, indices, data, diag, b, x, color_ptr, rows = _sor_problem(n, index_dtype, dtype)
+        sor.sor_sweep_colored(indptr, indices, data, diag, b, x, 1.2, color_ptr, rows)
+        sor.sor_sweep_colored(indptr, indices, data, diag, b, x, 1.2, color_ptr, rows,
+                              reverse=True)
+        # an empty colour launches nothing; a rows map of another integer type is converted
+        sor.sor_sweep_colored(indptr, indices, data, diag, b, x, 1.0,
+                              np.array([0, 0, n], dtype=np.int32), rows.astype(np.uint32))
+        # an empty colour table: nothing to do for the sweep, refused by sor_run
+        sor.sor_sweep_colored(indptr, indices, data, diag, b, x, 1.0, np.zeros(1, np.int64),
+                              rows[:0])
+        assert sor.csr_residual_norm2_split(indptr, indices, data, diag, b, x, rows) == 0.0
+        assert sor.csr_residual_norm2_split(indptr, indices, data, diag, b, x, rows[:0]) == 0.0
+        norms = np.full(5, -1.0)
+        # the stand-in's sums are 0: converged after the first (symmetric) sweep
+        assert sor.sor_run(indptr, indices, data, diag, b, x, 1.0, True, color_ptr, rows,
+                           1e-8, 1e5, 4, norms, 0) == 1
+        assert norms[1] == 0.0 and norms[0] == -1.0
+        assert sor.sor_run(indptr, indices, data, diag, b, x, 1.0, False, color_ptr, rows,
+                           1e-8, 1e5, 4, norms, 4) == 4  # start == maxiter: no sweep
+        with pytest.raises(NotImplementedError, match="redblack"):
+            sor.sor_run(indptr, indices, data, diag, b, x, 1.0, False, np.zeros(1, np.int64),
+                        rows[:0], 1e-8, 1e5, 4, norms, 0)
+        with pytest.raises(TypeError):
+            sor.sor_sweep_colored(indptr, indices.astype(np.int16), data, diag, b, x, 1.0,
+                                  color_ptr, rows)
+        with pytest.raises(TypeError):
+            sor.sor_sweep_colored(indptr, indices, data, diag.astype(np.float16), b, x, 1.0,
+                                  color_ptr, rows)
+    finally:
+        for cache in caches:
+            cache.cache_clear()
+    for name, grid, block, kinds in calls:
+        assert kinds == PARAMS[name], (name, kinds)
+        assert block == (_compile.BLOCK,) and len(grid) == 1 and grid[0] >= 1
+    sweeps = [(grid[0], args) for name, grid, args in raw if name == "sor_color_sweep"]
+    spans = [(int(args[8]), int(args[9])) for _, args in sweeps]
+    red, black = (0, (n + 1) // 2), ((n + 1) // 2, n)
+    # forward, reverse, the empty-colour sweep, sor_run's forward + reverse
+    assert spans == [red, black, black, red, (0, n), red, black, black, red]
+    for grid, args in sweeps:
+        begin, end = int(args[8]), int(args[9])
+        assert grid == -(-(end - begin) // _compile.BLOCK)  # one thread per row
+        assert args[6].dtype.name == index_dtype  # rows map in the CSR index type
+        assert args[5] is x  # updated in place
+    residuals = [args for name, _, args in raw if name == "sor_residual_norm2"]
+    assert [int(args[8]) for args in residuals] == [1, 0, 1]  # permuted flag
+    assert all(int(args[7]) == n for args in residuals)

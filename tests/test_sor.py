@@ -203,3 +203,19 @@ def test_x0_untouched_and_prebuilt_matrix_reused():
     np.testing.assert_array_equal(x0, keep)
     np.testing.assert_array_equal(a.x, b.x)
     assert a.iterations == b.iterations
+
+
+def test_kernels_accept_int64_indices():
+    """Matrices past 2^31 nonzeros use int64 indices: the kernels must compile for them."""
+    S = SorMatrix(poisson2d(4), ordering="redblack")
+    as64 = [a.astype(np.int64) for a in (S.off_indptr, S.off_indices)]
+    rows64 = S.color_rows.astype(np.int64)
+    b = np.ones(16)
+    x32, x64 = np.zeros(16), np.zeros(16)
+    norms32, norms64 = np.zeros(6), np.zeros(6)
+    nbk.sor_run(S.off_indptr, S.off_indices, S.off_data, S.diag, b, x32, 1.2, False,
+                S.color_ptr, S.color_rows, 0.0, np.inf, 5, norms32)
+    nbk.sor_run(*as64, S.off_data, S.diag, b, x64, 1.2, False, S.color_ptr, rows64,
+                0.0, np.inf, 5, norms64)
+    np.testing.assert_array_equal(x32, x64)
+    np.testing.assert_array_equal(norms32, norms64)

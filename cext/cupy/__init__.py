@@ -3,20 +3,29 @@
 Importing it does not import CuPy: each kernel imports CuPy when first
 called, and the CUDA sources are plain strings (``SOURCE`` in each module)
 that the test suite compile-checks with NVRTC on machines without a GPU.
-Kernels without a CuPy version here (the SOR sweeps) fall back to
-:mod:`cext.reference` through the registry.
+Kernels without a CuPy version here (the lexicographic SOR sweeps, the
+colourings, the triangular solves) fall back to :mod:`cext.reference`
+through the registry.
 """
 
 from .blas1 import cg_update_p, cg_update_xr, dot
 from .dia import dia_spmv, dia_spmv_dot
+from .mfac import window_axpy_gemv_t, window_gemv, window_push_gemv
+from .sor import csr_residual_norm2_split, sor_run, sor_sweep_colored
 from .spmv import csr_spmv, csr_spmv_dot
 
 __all__ = [
     "cg_update_p",
     "cg_update_xr",
+    "csr_residual_norm2_split",
     "csr_spmv",
     "csr_spmv_dot",
     "dia_spmv",
     "dia_spmv_dot",
     "dot",
+    "sor_run",
+    "sor_sweep_colored",
+    "window_axpy_gemv_t",
+    "window_gemv",
+    "window_push_gemv",
 ]

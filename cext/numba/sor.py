@@ -143,7 +143,7 @@ def _residual_norm2_split(indptr, indices, data, diag, b, x, rows):
     permuted = rows.shape[0] > 0
     total = 0.0
     for k in prange(b.shape[0]):
-        i = rows[k] if permuted else k
+        i = np.uint64(rows[k]) if permuted else np.uint64(k)  # one integer type for both branches
         acc = diag[i] * x[i]
         for jj in range(indptr[k], indptr[k + 1]):
             acc += data[jj] * x[indices[jj]]
