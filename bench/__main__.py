@@ -17,6 +17,10 @@ times SpMV, CG iterations and SOR sweeps against scipy and pyamg
 [--variance high|low]`` runs the Learning-to-Relax sequences
 (:mod:`bench.omega`).
 
+``python -m bench curvature [--quick]`` tabulates inverse roots, trains a
+small MLP on scikit-learn's digits with SGD, Adam, Shampoo, SOAP and M-FAC,
+and times M-FAC against bare BLAS passes (:mod:`bench.curvature`).
+
 Errors in the input (unknown problem or method, unreadable or non-square
 matrix file) print one line starting ``error:`` and exit with status 2;
 Ctrl-C writes the rows finished so far and exits with status 130.
@@ -35,7 +39,7 @@ from .problems import PROBLEMS
 DEFAULT_PROBLEM = "poisson2d"
 DEFAULT_SIZE = 256
 DEFAULT_RTOL = 1e-8
-SUBCOMMANDS = ("linear", "speed", "omega")
+SUBCOMMANDS = ("linear", "speed", "omega", "curvature")
 
 
 class InputError(ValueError):
@@ -217,6 +221,10 @@ def _single_threaded_blas():
         from threadpoolctl import threadpool_limits
     except ImportError:
         return contextlib.nullcontext()
+    # threadpoolctl limits only libraries already loaded: scipy's own OpenBLAS
+    # loads with scipy.linalg, so load it first.
+    import scipy.linalg  # noqa: F401
+
     return threadpool_limits(limits=1, user_api="blas")
 
 
@@ -224,6 +232,11 @@ def _dispatch(argv: list[str]) -> int:
     try:
         if argv and argv[0] == "speed":
             return run_speed_command(_speed_parser("python -m bench speed").parse_args(argv[1:]))
+        if argv and argv[0] == "curvature":
+            from .curvature import curvature_parser, run_curvature_command
+
+            return run_curvature_command(curvature_parser("python -m bench curvature")
+                                         .parse_args(argv[1:]))
         if argv and argv[0] == "omega":
             return run_omega_command(_omega_parser("python -m bench omega").parse_args(argv[1:]))
         if argv and argv[0] == "linear":

@@ -253,3 +253,69 @@ def csr_ichol0(indptr, indices, data) -> int:
         data[positions[i]] = math.sqrt(pivot)
         rows.append(positions)
     return -1
+
+
+# --- M-FAC window passes (oracle twins of cext/numba/mfac.py) ---
+# The window is read in its own dtype and summed in float64, a column chunk
+# at a time so that the float64 copy stays at k x _WINDOW_CHUNK.
+
+_WINDOW_CHUNK = 1 << 16
+
+
+def _window_pieces(block_offsets):
+    """``(block, start, stop)`` column pieces of at most ``_WINDOW_CHUNK``, block by block."""
+    offsets = [int(o) for o in block_offsets]
+    for b in range(len(offsets) - 1):
+        for s in range(offsets[b], offsets[b + 1], _WINDOW_CHUNK):
+            yield b, s, min(s + _WINDOW_CHUNK, offsets[b + 1])
+
+
+def window_gemv(G, v, block_offsets, out) -> None:
+    """``out[b, i] = sum_{j in block b} G[i, j] v[j]`` in float64, rows ``i < out.shape[1]``."""
+    xp = array_namespace(G, v, out)
+    k = out.shape[1]
+    nblocks = len(block_offsets) - 1
+    rows = [xp.zeros((k,), dtype=xp.float64) for _ in range(nblocks)]
+    for b, s, e in _window_pieces(block_offsets):
+        rows[b] = rows[b] + xp.astype(G[:k, s:e], xp.float64) @ xp.astype(v[s:e], xp.float64)
+    for b in range(nblocks):
+        out[b, :] = rows[b]
+
+
+def window_axpy_gemv_t(G, coef, v, alpha, beta, block_offsets, out) -> None:
+    """``out[j] = alpha v[j] + beta sum_i coef[b(j), i] G[i, j]`` in float64, rounded once.
+
+    Rows ``i < k = coef.shape[1]`` of ``G`` are read.
+    """
+    xp = array_namespace(G, coef, v, out)
+    k = coef.shape[1]
+    for b, s, e in _window_pieces(block_offsets):
+        combination = coef[b, :] @ xp.astype(G[:k, s:e], xp.float64)
+        piece = alpha * xp.astype(v[s:e], xp.float64) + beta * combination
+        out[s:e] = xp.astype(piece, out.dtype)
+
+
+def window_push_gemv(G, slot, g, block_offsets, out) -> None:
+    """``G[slot] = g`` (in the window dtype), then ``window_gemv(G, G[slot], ..., out)``."""
+    xp = array_namespace(G, g, out)
+    G[slot, :] = xp.astype(g, G.dtype)
+    window_gemv(G, G[slot, :], block_offsets, out)
+
+
+def spd_inverse_factor(A, out) -> bool:
+    """``out[b] = L_b^{-1}`` with ``A[b] = L_b L_b'``; ``False`` where Cholesky fails."""
+    xp = array_namespace(A, out)
+    try:
+        L = xp.linalg.cholesky(A)
+    except Exception:  # LinAlgError of whichever library
+        return False
+    if not bool(xp.all(xp.isfinite(L))):  # GPU libraries return NaN instead of raising
+        return False
+    out[...] = xp.linalg.inv(L)
+    return True
+
+
+def factor_apply(S, y, out) -> None:
+    """``out[b] = S[b]' (S[b] y[b])``."""
+    xp = array_namespace(S, y, out)
+    out[...] = (xp.matrix_transpose(S) @ (S @ y[..., None]))[..., 0]

@@ -33,6 +33,11 @@ KERNEL_NAMES = (
     "two_coloring",
     "csr_triangular_solve",
     "csr_ichol0",
+    "window_gemv",
+    "window_axpy_gemv_t",
+    "window_push_gemv",
+    "spd_inverse_factor",
+    "factor_apply",
 )
 
 

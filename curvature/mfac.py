@@ -50,15 +50,37 @@ layers.
 from __future__ import annotations
 
 import math
+import operator
 from typing import Any, Sequence
 
 import numpy as np
 from array_api_compat import array_namespace, is_numpy_namespace
 
-
-from .mfac_blocked import _Layout, _Window, _check_positive_int
+from cext import kernels_for
 
 __all__ = ["MFAC", "BlockedMFAC"]
+
+
+def _check_positive_int(name: str, value) -> int:
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}") from None
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return value
+
+
+class _Layout:
+    """Column blocks of the window: sizes and the ``nblocks + 1`` offsets (a tuple of ints)."""
+
+    def __init__(self, block_sizes: Sequence[int]):
+        sizes = [_check_positive_int("block size", b) for b in block_sizes]
+        if not sizes:
+            raise ValueError("block_sizes must name at least one block")
+        self.sizes = tuple(sizes)
+        self.offsets = tuple(int(o) for o in np.concatenate([[0], np.cumsum(sizes)]))
+        self.dim = self.offsets[-1]
 
 
 def _default_xp():
@@ -98,29 +120,6 @@ def _check_damping(damping) -> float:
     return damping
 
 
-def _inverse_factor(xp, A):
-    """Stack of S with ``A^{-1} = S'S`` for SPD stack ``A`` (float64).
-
-    Cholesky ``A = LL'`` gives ``S = L^{-1}``; where it fails (or returns
-    NaN, as GPU libraries do) the eigendecomposition with eigenvalues
-    clipped at the damping shift is used: ``S = diag(w^{-1/2}) Q'``.
-    """
-    k = A.shape[-1]
-    try:
-        L = xp.linalg.cholesky(A)
-        ok = bool(xp.all(xp.isfinite(L)))
-    except Exception:  # LinAlgError of whichever library
-        ok = False
-    if ok:
-        if is_numpy_namespace(xp):
-            import scipy.linalg as sla
-
-            eye = np.eye(k)
-            return np.stack([sla.solve_triangular(Lb, eye, lower=True) for Lb in L])
-        return xp.linalg.inv(L)
-    return None
-
-
 def _eigen_factor(xp, K, shift: float):
     w, Q = xp.linalg.eigh(K)
     w = xp.clip(w, min=0.0) + shift
@@ -138,7 +137,9 @@ class _MFACBase:
             xp = _default_xp()
         self.xp = xp
         self._dtype = _resolve_dtype(xp, dtype)
-        self._window = _Window(xp, self._layout)
+        # The passes over the window (cext.numba for NumPy, memmaps included;
+        # cext.reference for other namespaces), accumulated in float64.
+        self._kernels = kernels_for(xp)
         d, nb = self._layout.dim, len(self._layout.sizes)
         if memmap is not None:
             if not is_numpy_namespace(xp):
@@ -226,17 +227,36 @@ class _MFACBase:
         """
         xp = self.xp
         g = self._check_vector(g, "g")
-        g = xp.astype(g, self._dtype)
+        if g.dtype != self._dtype:  # check what will be stored (float64 -> float32 may overflow)
+            g = xp.astype(g, self._dtype)
         if not bool(xp.all(xp.isfinite(g))):
             raise ValueError("gradient contains NaN or Inf; the window is unchanged")
         slot = self._count % self._m
         k = min(self._count + 1, self._m)
-        self._G[slot, :] = g
-        y = self._window.dot(self._G, k, xp.astype(g, xp.float64))
+        y = xp.empty((len(self._layout.sizes), k), dtype=xp.float64)
+        # One pass: g goes into the ring and meets every row present.
+        self._kernels.window_push_gemv(self._raw_window(), slot, g, self._layout.offsets, y)
         self._K[:, slot, :k] = y
         self._K[:, :k, slot] = y
         self._count += 1
         self._factor = None
+
+    def _raw_window(self):
+        """The window as the kernels take it (a memmap as a plain ndarray view)."""
+        return np.asarray(self._G) if isinstance(self._G, np.memmap) else self._G
+
+    def _gram_rows(self, v, k: int):
+        """``(nblocks, k)`` float64: block b of ``G[:k] @ v``."""
+        y = self.xp.empty((len(self._layout.sizes), k), dtype=self.xp.float64)
+        self._kernels.window_gemv(self._raw_window(), v, self._layout.offsets, y)
+        return y
+
+    def _combine(self, coef, v, alpha: float, beta: float, out_dtype):
+        """``alpha v + beta G_b' coef_b`` per block b (float64 sums, rounded once)."""
+        out = self.xp.empty((self._layout.dim,), dtype=out_dtype)
+        self._kernels.window_axpy_gemv_t(self._raw_window(), coef, v, alpha, beta,
+                                         self._layout.offsets, out)
+        return out
 
     def _factors(self):
         if self._factor is None:
@@ -244,8 +264,9 @@ class _MFACBase:
             K = self._K[:, :k, :k]
             shift = k * self._damping
             A = K + shift * xp.eye(k, dtype=xp.float64)
-            S = _inverse_factor(xp, A)
-            self._factor = S if S is not None else _eigen_factor(xp, K, shift)
+            S = xp.empty(A.shape, dtype=xp.float64)
+            ok = self._kernels.spd_inverse_factor(A, S)
+            self._factor = S if ok else _eigen_factor(xp, K, shift)
         return self._factor
 
     def solve(self, v):
@@ -257,27 +278,24 @@ class _MFACBase:
         xp = self.xp
         v = self._check_vector(v, "v")
         out_dtype = xp.result_type(v.dtype, self._dtype)
-        v64 = xp.astype(v, xp.float64)
         k, lam = self.size, self._damping
         if k == 0:
-            return xp.astype(v64 / lam, out_dtype)
+            return xp.astype(xp.astype(v, xp.float64) / lam, out_dtype)
         S = self._factors()
-        y = self._window.dot(self._G, k, v64)
-        c = (xp.matrix_transpose(S) @ (S @ y[..., None]))[..., 0]
-        x = self._window.combine(self._G, k, c, v64, 1.0 / lam, -1.0 / lam)
-        return xp.astype(x, out_dtype)
+        y = self._gram_rows(v, k)
+        c = xp.empty(y.shape, dtype=xp.float64)
+        self._kernels.factor_apply(S, y, c)  # c = (k lam I + K)^{-1} G v, per block
+        return self._combine(c, v, 1.0 / lam, -1.0 / lam, out_dtype)
 
     def matvec(self, v):
         """Return ``F v = damping v + G'(G v)/k`` (k = gradients present)."""
         xp = self.xp
         v = self._check_vector(v, "v")
         out_dtype = xp.result_type(v.dtype, self._dtype)
-        v64 = xp.astype(v, xp.float64)
         k, lam = self.size, self._damping
         if k == 0:
-            return xp.astype(lam * v64, out_dtype)
-        y = self._window.dot(self._G, k, v64)
-        return xp.astype(self._window.combine(self._G, k, y, v64, lam, 1.0 / k), out_dtype)
+            return xp.astype(lam * xp.astype(v, xp.float64), out_dtype)
+        return self._combine(self._gram_rows(v, k), v, lam, 1.0 / k, out_dtype)
 
     # --- state ----------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -396,8 +414,8 @@ class BlockedMFAC(_MFACBase):
     Notes
     -----
     Batched, not looped: one pass over the whole window computes every
-    block's ``G_b v_b`` (the Numba kernels chunk the columns so that no
-    chunk straddles a block); the B small systems are one stacked
+    block's ``G_b v_b`` (the kernels of :mod:`cext.numba.mfac` chunk the
+    columns so that no chunk straddles a block); the B small systems are one stacked
     ``(B, m, m)`` Cholesky. No padding is needed because every block has
     the same m. Cost per ``solve``: two passes over the window plus
     O(B m^2); per push one pass plus O(B m^3) at the next ``solve``.

@@ -2,6 +2,8 @@
 
 from .blas1 import cg_update_p, cg_update_xr, dot
 from .dia import dia_spmv, dia_spmv_dot
+from .mfac import (factor_apply, spd_inverse_factor, window_axpy_gemv_t, window_gemv,
+                   window_push_gemv)
 from .sor import (csr_residual_norm2_split, greedy_coloring, sor_run,
                   sor_sweep_backward, sor_sweep_colored, sor_sweep_forward, two_coloring)
 from .spmv import csr_spmv, csr_spmv_dot
@@ -18,10 +20,15 @@ __all__ = [
     "dia_spmv",
     "dia_spmv_dot",
     "dot",
+    "factor_apply",
     "greedy_coloring",
     "sor_run",
     "sor_sweep_backward",
     "sor_sweep_colored",
     "sor_sweep_forward",
+    "spd_inverse_factor",
     "two_coloring",
+    "window_axpy_gemv_t",
+    "window_gemv",
+    "window_push_gemv",
 ]
