@@ -17,7 +17,12 @@ def test_docs_exist():
     assert {"getting-started.md", "pcg.md"} <= names
 
 
-@pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
+# pages that hold measured tables and no code to run
+TABLE_PAGES = {"omega.md"}
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if p.name not in TABLE_PAGES],
+                         ids=[p.name for p in PAGES if p.name not in TABLE_PAGES])
 def test_code_blocks_run(page, tmp_path, monkeypatch):
     blocks = BLOCK.findall(page.read_text())
     assert blocks, f"{page.name} has no python code block"
