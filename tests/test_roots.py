@@ -178,3 +178,23 @@ def test_p_one_is_inverse_and_info_is_frozen():
     assert isinstance(info, RootInfo)
     with pytest.raises(Exception):
         info.residual = 0.0
+
+
+def test_parallel_batched_eigh_path_equals_serial():
+    """Large NumPy batches are split across threads; every block's root is unchanged."""
+    pytest.importorskip("threadpoolctl")
+    from curvature import roots
+
+    rng = np.random.default_rng(3)
+    G = rng.standard_normal((4, 128, 128))
+    A = G @ np.swapaxes(G, -1, -2) / 128 + 1e-3 * np.eye(128)
+    assert 4 * 128**3 < roots._PARALLEL_MIN_WORK  # lower the bar to take the threaded path
+    old = roots._PARALLEL_MIN_WORK
+    roots._PARALLEL_MIN_WORK = 1
+    try:
+        X, info = inverse_root(A.reshape(2, 2, 128, 128), 4, method="eigh", return_info=True)
+    finally:
+        roots._PARALLEL_MIN_WORK = old
+    serial = np.stack([inverse_root(a, 4, method="eigh") for a in A]).reshape(2, 2, 128, 128)
+    np.testing.assert_array_equal(X, serial)
+    assert info.converged and info.method == "eigh" and info.residual < 1e-10
