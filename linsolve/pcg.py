@@ -149,7 +149,8 @@ class _PCG:
 
     def finish(self, start, reason, iterations, norms, message, rtrue=None):
         if rtrue is None:
-            rtrue = math.sqrt(self.kernels.dot(*(2 * (self.true_residual(),))))
+            r = self.true_residual()
+            rtrue = math.sqrt(self.kernels.dot(r, r))
         converged = reason.startswith("CONVERGED")
         return SolveResult(x=self.x, converged=converged, reason=reason,
                            iterations=iterations,
@@ -169,7 +170,6 @@ class _PCG:
     def run(self, start) -> SolveResult:
         xp, K, A, M = self.xp, self.kernels, self.A, self.M
         x = self.x
-        n = x.shape[0]
         if not math.isfinite(self.bnorm):
             return self.finish(start, "DIVERGED_NANORINF", 0, [self.bnorm],
                                "b contains NaN or Inf", rtrue=self.bnorm)
@@ -263,6 +263,3 @@ class _PCG:
             self.report(k, rnorm)
             if self.callback is not None:
                 self.callback(x)
-            if n == 0:
-                break
-        return self.finish(start, self.converged_reason(), k, norms, "empty system")  # pragma: no cover
