@@ -14,6 +14,7 @@ from typing import Any, Sequence
 from array_api_compat import array_namespace
 
 from ._grafting import check_grafting, graft_direction
+from ._state import copy_array, copy_arrays
 from .roots import RootError, inverse_root
 
 __all__ = ["Shampoo"]
@@ -252,15 +253,14 @@ class Shampoo:
     # --- state ----------------------------------------------------------
     def state_dict(self) -> dict:
         """Copies of the state: Python scalars and arrays of the gradient's namespace."""
-        def copy(a):
-            return None if a is None else self._xp.asarray(a, copy=True)
+        xp = self._xp
         return {
             "param_shape": list(self.param_shape),
             "step": self.step,
             "failures": self.failures,
-            "factors": None if self.factors is None else [copy(F) for F in self.factors],
-            "roots": None if self.roots is None else [copy(R) for R in self.roots],
-            "graft_state": copy(self.graft_state) if self._xp is not None else None,
+            "factors": copy_arrays(xp, self.factors),
+            "roots": copy_arrays(xp, self.roots),
+            "graft_state": copy_array(xp, self.graft_state) if xp is not None else None,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -278,9 +278,6 @@ class Shampoo:
             return
         xp = array_namespace(*arrays)
         self._xp, self.dtype = xp, arrays[0].dtype
-
-        def copy(a):
-            return None if a is None else xp.asarray(a, copy=True)
-        self.factors = None if state["factors"] is None else [copy(F) for F in state["factors"]]
-        self.roots = None if state["roots"] is None else [copy(R) for R in state["roots"]]
-        self.graft_state = copy(state["graft_state"])
+        self.factors = copy_arrays(xp, state["factors"])
+        self.roots = copy_arrays(xp, state["roots"])
+        self.graft_state = copy_array(xp, state["graft_state"])

@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 from array_api_compat import array_namespace
 
+from ._state import copy_array, copy_arrays
 from .shampoo import _check_finite, _cycle_modes, _unfold
 
 __all__ = ["SOAP"]
@@ -203,15 +204,14 @@ class SOAP:
     # --- state ----------------------------------------------------------
     def state_dict(self) -> dict:
         """Copies of the state: Python scalars and arrays of the gradient's namespace."""
-        def copy(a):
-            return None if a is None else self._xp.asarray(a, copy=True)
+        xp = self._xp
         return {
             "param_shape": list(self.param_shape),
             "step": self.step,
-            "exp_avg": copy(self.exp_avg),
-            "exp_avg_sq": copy(self.exp_avg_sq),
-            "factors": None if self.factors is None else [copy(F) for F in self.factors],
-            "bases": None if self.bases is None else [copy(Q) for Q in self.bases],
+            "exp_avg": copy_array(xp, self.exp_avg),
+            "exp_avg_sq": copy_array(xp, self.exp_avg_sq),
+            "factors": copy_arrays(xp, self.factors),
+            "bases": copy_arrays(xp, self.bases),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -226,9 +226,7 @@ class SOAP:
             return
         xp = array_namespace(state["exp_avg"])
         self._xp, self.dtype = xp, state["exp_avg"].dtype
-
-        def copy(a):
-            return None if a is None else xp.asarray(a, copy=True)
-        self.exp_avg, self.exp_avg_sq = copy(state["exp_avg"]), copy(state["exp_avg_sq"])
-        self.factors = None if state["factors"] is None else [copy(F) for F in state["factors"]]
-        self.bases = None if state["bases"] is None else [copy(Q) for Q in state["bases"]]
+        self.exp_avg = copy_array(xp, state["exp_avg"])
+        self.exp_avg_sq = copy_array(xp, state["exp_avg_sq"])
+        self.factors = copy_arrays(xp, state["factors"])
+        self.bases = copy_arrays(xp, state["bases"])
