@@ -92,3 +92,134 @@ class SolveResult:
 
     def __iter__(self):
         return iter((self.x, self.info))
+
+
+MinimizeReason = Literal[
+    "CONVERGED_GTOL",
+    "CONVERGED_KKT",
+    "DIVERGED_ITS",
+    "DIVERGED_LINE_SEARCH",
+    "DIVERGED_BREAKDOWN",
+    "DIVERGED_NANORINF",
+]
+"""The closed set of ``MinimizeResult.reason``: PETSc-style names for minimizers
+(``CONVERGED_GTOL``: gradient norm below tolerance; ``CONVERGED_KKT``: KKT
+residual of a constrained problem below tolerance)."""
+
+MINIMIZE_REASONS: tuple[str, ...] = MinimizeReason.__args__
+
+HISTORY_FIELDS: tuple[str, ...] = (
+    "fun", "grad_norm", "step", "n_fun", "n_grad", "n_hess", "n_factorizations")
+"""Columns of ``MinimizeResult.history``; the ``n_*`` columns are cumulative."""
+
+
+@dataclass(frozen=True)
+class MinimizeResult:
+    """Outcome of a minimizer (Newton family, sketched Newton).
+
+    Attributes
+    ----------
+    x : array
+        The final iterate, in the namespace and dtype of ``x0``.
+    fun : float
+        Objective value at ``x``.
+    converged : bool
+        Whether the stopping test held at ``x``.
+    reason : str
+        One of :data:`MINIMIZE_REASONS`.
+    iterations : int
+        Outer iterations performed.
+    history : dict of numpy.ndarray
+        Host arrays of length ``iterations + 1`` (the start first), keyed by
+        :data:`HISTORY_FIELDS`: per-iteration ``fun``, ``grad_norm`` and
+        ``step`` (the step length taken to reach that iterate; 0 at the
+        start) and the cumulative counters ``n_fun``, ``n_grad``,
+        ``n_hess``, ``n_factorizations``. Methods may add columns of their
+        own (documented by the method).
+    message : str
+        A sentence on why the minimizer stopped.
+    time : float
+        Wall-clock seconds.
+
+    The totals ``n_fun``, ``n_grad``, ``n_hess`` and ``n_factorizations``
+    are also properties (the last history entry), for cost tables.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from linsolve import MinimizeResult
+    >>> h = {k: np.zeros(1) for k in ("fun", "grad_norm", "step", "n_fun",
+    ...                               "n_grad", "n_hess", "n_factorizations")}
+    >>> r = MinimizeResult(np.zeros(2), 0.0, True, "CONVERGED_GTOL", 0, h)
+    >>> r.n_hess
+    0
+    """
+
+    x: Any
+    fun: float
+    converged: bool
+    reason: str
+    iterations: int
+    history: dict
+    message: str = ""
+    time: float = 0.0
+    extra: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self):
+        if self.reason not in MINIMIZE_REASONS:
+            raise ValueError(
+                f"unknown reason {self.reason!r}; expected one of {MINIMIZE_REASONS}")
+        missing = [k for k in HISTORY_FIELDS if k not in self.history]
+        if missing:
+            raise ValueError(f"history lacks the columns {missing}")
+
+    def _total(self, key: str) -> int:
+        column = self.history[key]
+        return int(column[-1]) if len(column) else 0
+
+    @property
+    def n_fun(self) -> int:
+        return self._total("n_fun")
+
+    @property
+    def n_grad(self) -> int:
+        return self._total("n_grad")
+
+    @property
+    def n_hess(self) -> int:
+        return self._total("n_hess")
+
+    @property
+    def n_factorizations(self) -> int:
+        return self._total("n_factorizations")
+
+
+class HistoryRecorder:
+    """Collects one row per iterate and returns ``MinimizeResult.history``.
+
+    The cost counters are attributes a minimizer increments as it spends;
+    :meth:`record` snapshots them beside the per-iterate values.
+
+    Examples
+    --------
+    >>> rec = HistoryRecorder()
+    >>> rec.n_fun += 1; rec.n_grad += 1
+    >>> rec.record(fun=2.0, grad_norm=1.0, step=0.0)
+    >>> rec.arrays()["n_fun"]
+    array([1])
+    """
+
+    def __init__(self, *extra_columns: str):
+        self.n_fun = self.n_grad = self.n_hess = self.n_factorizations = 0
+        self._columns = HISTORY_FIELDS + tuple(extra_columns)
+        self._rows: dict[str, list] = {k: [] for k in self._columns}
+
+    def record(self, *, fun: float, grad_norm: float, step: float, **extra: float) -> None:
+        values = dict(fun=float(fun), grad_norm=float(grad_norm), step=float(step),
+                      n_fun=self.n_fun, n_grad=self.n_grad, n_hess=self.n_hess,
+                      n_factorizations=self.n_factorizations, **extra)
+        for key in self._columns:
+            self._rows[key].append(values.get(key, np.nan))
+
+    def arrays(self) -> dict:
+        return {k: np.asarray(v) for k, v in self._rows.items()}
