@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-EXTRAS := amg,bench,test
+EXTRAS := amg,bench,mpi,test
 
 .PHONY: demo test bench speed clean
 
