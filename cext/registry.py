@@ -38,6 +38,9 @@ KERNEL_NAMES = (
     "window_push_gemv",
     "spd_inverse_factor",
     "factor_apply",
+    "kaczmarz_run",
+    "countsketch_csr",
+    "countsketch_dense",
 )
 
 

@@ -11,10 +11,12 @@ through the registry.
 from .blas1 import cg_update_p, cg_update_xr, dot
 from .dia import dia_spmv, dia_spmv_dot
 from .mfac import window_axpy_gemv_t, window_gemv, window_push_gemv
+from .sketch import countsketch_dense
 from .sor import csr_residual_norm2_split, sor_run, sor_sweep_colored
 from .spmv import csr_spmv, csr_spmv_dot
 
 __all__ = [
+    "countsketch_dense",
     "cg_update_p",
     "cg_update_xr",
     "csr_residual_norm2_split",

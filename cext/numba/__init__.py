@@ -4,12 +4,16 @@ from .blas1 import cg_update_p, cg_update_xr, dot
 from .dia import dia_spmv, dia_spmv_dot
 from .mfac import (factor_apply, spd_inverse_factor, window_axpy_gemv_t, window_gemv,
                    window_push_gemv)
+from .sketch import countsketch_csr, countsketch_dense, kaczmarz_run
 from .sor import (csr_residual_norm2_split, greedy_coloring, sor_run,
                   sor_sweep_backward, sor_sweep_colored, sor_sweep_forward, two_coloring)
 from .spmv import csr_spmv, csr_spmv_dot
 from .triangular import csr_ichol0, csr_triangular_solve
 
 __all__ = [
+    "countsketch_csr",
+    "countsketch_dense",
+    "kaczmarz_run",
     "cg_update_p",
     "cg_update_xr",
     "csr_ichol0",

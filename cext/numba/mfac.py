@@ -126,10 +126,13 @@ def window_push_gemv(G, slot, g, block_offsets, out) -> None:
 def _rows_times_buffer(G, k, s, e, w, partial, c):
     """``partial[c, i] = sum_{j in [s, e)} G[i, j] w[j - s]`` for rows ``i < k`` (float64)."""
     i = 0
-    while i + 8 <= k:
+    while i + 16 <= k:  # 16 rows share each load of w (8 rows: 1.1x slower, 4: 1.5x)
         g0, g1, g2, g3 = G[i], G[i + 1], G[i + 2], G[i + 3]
         g4, g5, g6, g7 = G[i + 4], G[i + 5], G[i + 6], G[i + 7]
+        h0, h1, h2, h3 = G[i + 8], G[i + 9], G[i + 10], G[i + 11]
+        h4, h5, h6, h7 = G[i + 12], G[i + 13], G[i + 14], G[i + 15]
         a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
+        b0 = b1 = b2 = b3 = b4 = b5 = b6 = b7 = 0.0
         for j in range(s, e):
             wj = w[j - s]
             a0 += np.float64(g0[j]) * wj
@@ -140,15 +143,17 @@ def _rows_times_buffer(G, k, s, e, w, partial, c):
             a5 += np.float64(g5[j]) * wj
             a6 += np.float64(g6[j]) * wj
             a7 += np.float64(g7[j]) * wj
-        partial[c, i] = a0
-        partial[c, i + 1] = a1
-        partial[c, i + 2] = a2
-        partial[c, i + 3] = a3
-        partial[c, i + 4] = a4
-        partial[c, i + 5] = a5
-        partial[c, i + 6] = a6
-        partial[c, i + 7] = a7
-        i += 8
+            b0 += np.float64(h0[j]) * wj
+            b1 += np.float64(h1[j]) * wj
+            b2 += np.float64(h2[j]) * wj
+            b3 += np.float64(h3[j]) * wj
+            b4 += np.float64(h4[j]) * wj
+            b5 += np.float64(h5[j]) * wj
+            b6 += np.float64(h6[j]) * wj
+            b7 += np.float64(h7[j]) * wj
+        for r, a in enumerate((a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7)):
+            partial[c, i + r] = a
+        i += 16
     while i < k:
         gi = G[i]
         acc = 0.0
