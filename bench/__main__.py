@@ -21,6 +21,12 @@ times SpMV, CG iterations and SOR sweeps against scipy and pyamg
 small MLP on scikit-learn's digits with SGD, Adam, Shampoo, SOAP and M-FAC,
 and times M-FAC against bare BLAS passes (:mod:`bench.curvature`).
 
+``python -m bench sketch`` solves the Hock-Schittkowski equality problems
+and friends by sketched Newton against scipy.optimize (:mod:`bench.sketch`).
+
+``python -m bench scaling`` runs the MPI solvers on 1, 2 and 4 ranks:
+weak and strong scaling (:mod:`bench.scaling`).
+
 Errors in the input (unknown problem or method, unreadable or non-square
 matrix file) print one line starting ``error:`` and exit with status 2;
 Ctrl-C writes the rows finished so far and exits with status 130.
@@ -39,7 +45,15 @@ from .problems import PROBLEMS
 DEFAULT_PROBLEM = "poisson2d"
 DEFAULT_SIZE = 256
 DEFAULT_RTOL = 1e-8
-SUBCOMMANDS = ("linear", "speed", "omega", "curvature")
+SUBCOMMANDS = ("linear", "speed", "omega", "curvature", "sketch", "scaling")
+
+# Sub-commands living in their own module: (module, parser factory, runner),
+# imported only when asked for (sklearn, mpi4py and friends load lazily).
+_LAZY_COMMANDS = {
+    "curvature": ("curvature", "curvature_parser", "run_curvature_command"),
+    "sketch": ("sketch", "sketch_parser", "run_sketch_command"),
+    "scaling": ("scaling", "scaling_parser", "run_scaling_command"),
+}
 
 
 class InputError(ValueError):
@@ -232,11 +246,13 @@ def _dispatch(argv: list[str]) -> int:
     try:
         if argv and argv[0] == "speed":
             return run_speed_command(_speed_parser("python -m bench speed").parse_args(argv[1:]))
-        if argv and argv[0] == "curvature":
-            from .curvature import curvature_parser, run_curvature_command
+        if argv and argv[0] in _LAZY_COMMANDS:
+            import importlib
 
-            return run_curvature_command(curvature_parser("python -m bench curvature")
-                                         .parse_args(argv[1:]))
+            module_name, parser_name, runner_name = _LAZY_COMMANDS[argv[0]]
+            module = importlib.import_module(f".{module_name}", __package__)
+            parser = getattr(module, parser_name)(f"python -m bench {argv[0]}")
+            return getattr(module, runner_name)(parser.parse_args(argv[1:]))
         if argv and argv[0] == "omega":
             return run_omega_command(_omega_parser("python -m bench omega").parse_args(argv[1:]))
         if argv and argv[0] == "linear":

@@ -146,8 +146,13 @@ def _train(name: str, lr: float, data, epochs: int, batch_size: int, seed: int,
         for start in range(0, n - batch_size + 1, batch_size):
             batch = perm[start:start + batch_size]
             tick = time.perf_counter()
-            _, grads = loss_and_grad(params, data.X_train[batch], data.y_train[batch])
-            optimizer.step(params, grads, lr)
+            if getattr(optimizer, "needs_layers", False):   # K-FAC, MKOR: per-layer a and g
+                _, grads, layers = loss_and_grad(params, data.X_train[batch],
+                                                 data.y_train[batch], return_layers=True)
+                optimizer.step(params, grads, lr, layers)
+            else:
+                _, grads = loss_and_grad(params, data.X_train[batch], data.y_train[batch])
+                optimizer.step(params, grads, lr)
             elapsed += time.perf_counter() - tick
             steps += 1
             if bar is not None:

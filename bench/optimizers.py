@@ -43,10 +43,15 @@ import numpy as np
 __all__ = ["Digits", "OPTIMIZERS", "init_params", "load_digits_split", "loss_and_grad",
            "accuracy", "make_optimizer"]
 
-OPTIMIZERS = ("sgd", "adam", "shampoo", "soap", "mfac")
+OPTIMIZERS = ("sgd", "adam", "shampoo", "soap", "mfac", "kfac", "mkor")
 
 MFAC_WINDOW = 32
 MFAC_DAMPING = 0.1
+KFAC_DAMPING = 1e-2
+KFAC_KL_CLIP = 1e-2
+KFAC_INVERSE_FREQ = 1
+MKOR_DECAY = 0.95
+MKOR_FORM = "paper"
 
 
 @dataclass
@@ -99,8 +104,14 @@ def _log_softmax(logits):
     return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
 
 
-def loss_and_grad(params, X, y, *, need_grad: bool = True):
+def loss_and_grad(params, X, y, *, need_grad: bool = True, return_layers: bool = False):
     """Mean softmax cross-entropy and its gradient (list like ``params``).
+
+    With ``return_layers=True`` also a list, one ``(inputs, output_grads)``
+    pair per dense layer: the layer's input activations ``(n, fan_in)`` and
+    the per-example gradients of each example's own loss with respect to the
+    layer's pre-activations ``(n, fan_out)`` (``n`` times the backpropagated
+    gradient of the mean loss): what K-FAC and MKOR factor.
 
     Examples
     --------
@@ -120,12 +131,16 @@ def loss_and_grad(params, X, y, *, need_grad: bool = True):
     delta[np.arange(n), y] -= 1.0
     delta /= n                                  # d loss / d logits
     grads = [None] * len(params)
+    layers = [None] * (len(params) // 2)
     for i in reversed(range(len(params) // 2)):
         h = activations[i]
         grads[2 * i] = h.T @ delta
         grads[2 * i + 1] = delta.sum(axis=0)
+        layers[i] = (h, n * delta)
         if i > 0:
             delta = (delta @ params[2 * i].T) * (1.0 - h * h)   # tanh' = 1 - tanh^2
+    if return_layers:
+        return loss, grads, layers
     return loss, grads
 
 
@@ -217,7 +232,81 @@ class MFACOpt:
             offset += size
 
 
-_CLASSES = {"sgd": SGD, "adam": Adam, "shampoo": ShampooOpt, "soap": SOAPOpt, "mfac": MFACOpt}
+class _KroneckerOpt:
+    """Shared part of K-FAC and MKOR: one curvature object per dense layer.
+
+    The MLP stores ``W`` as ``(fan_in, fan_out)`` (``h @ W``); the curvature
+    objects want the ``(out, in + 1)`` gradient ``[W_grad', b_grad]``
+    (column-major vec convention of :mod:`curvature._kron`).
+    """
+
+    needs_layers = True
+
+    def __init__(self, params, momentum):
+        self.momentum = momentum
+        self.buffers = [np.zeros_like(p) for p in params]
+
+    @staticmethod
+    def _joined(grads, i):
+        return np.concatenate([grads[2 * i].T, grads[2 * i + 1][:, None]], axis=1)
+
+    @staticmethod
+    def _split(D):
+        return D[:, :-1].T, D[:, -1]
+
+    def _apply(self, params, directions, lr):
+        for p, d, b in zip(params, directions, self.buffers):
+            b *= self.momentum
+            b += d
+            p -= lr * b
+
+
+class KFACOpt(_KroneckerOpt):
+    """K-FAC per layer (eigen mode), KL clipping over all layers, then heavy-ball momentum."""
+
+    def __init__(self, params, damping=KFAC_DAMPING, decay=0.95, kl_clip=KFAC_KL_CLIP,
+                 inverse_update_freq=KFAC_INVERSE_FREQ, momentum=0.9):
+        from curvature.kfac import KFAC
+
+        super().__init__(params, momentum)
+        self.kl_clip = kl_clip
+        self.layers = [KFAC(params[2 * i].shape[0], params[2 * i].shape[1], damping=damping,
+                            decay=decay, inverse_update_freq=inverse_update_freq)
+                       for i in range(len(params) // 2)]
+
+    def step(self, params, grads, lr, layers):
+        from curvature.kfac import kl_clip_scale
+
+        joined, directions = [], []
+        for i, (layer, (inputs, output_grads)) in enumerate(zip(self.layers, layers)):
+            layer.update(inputs, output_grads)
+            joined.append(self._joined(grads, i))
+            directions.append(layer.precondition(joined[-1]))
+        nu = kl_clip_scale(directions, joined, lr, self.kl_clip) if self.kl_clip else 1.0
+        self._apply(params, [part for D in directions for part in self._split(nu * D)], lr)
+
+
+class MKOROpt(_KroneckerOpt):
+    """MKOR per layer (paper form, norm-matched directions), then heavy-ball momentum."""
+
+    def __init__(self, params, decay=MKOR_DECAY, form=MKOR_FORM, momentum=0.9):
+        from curvature.mkor import MKOR
+
+        super().__init__(params, momentum)
+        self.layers = [MKOR(params[2 * i].shape[0], params[2 * i].shape[1], decay=decay,
+                            form=form)
+                       for i in range(len(params) // 2)]
+
+    def step(self, params, grads, lr, layers):
+        directions = []
+        for i, (layer, (inputs, output_grads)) in enumerate(zip(self.layers, layers)):
+            layer.update(inputs, output_grads)
+            directions += self._split(layer.precondition(self._joined(grads, i)))
+        self._apply(params, directions, lr)
+
+
+_CLASSES = {"sgd": SGD, "adam": Adam, "shampoo": ShampooOpt, "soap": SOAPOpt, "mfac": MFACOpt,
+            "kfac": KFACOpt, "mkor": MKOROpt}
 
 LR_GRIDS = {
     "sgd": (0.01, 0.03, 0.1, 0.3, 1.0),
@@ -225,6 +314,8 @@ LR_GRIDS = {
     "shampoo": (3e-4, 1e-3, 3e-3, 1e-2, 3e-2),
     "soap": (1e-3, 3e-3, 1e-2, 3e-2, 0.1),
     "mfac": (1e-3, 3e-3, 1e-2, 3e-2, 0.1),
+    "kfac": (1e-3, 3e-3, 1e-2, 3e-2, 0.1),
+    "mkor": (0.01, 0.03, 0.1, 0.3, 1.0),
 }
 """Learning rates tried on the first epoch (see :func:`bench.curvature.run_optimizers`)."""
 
