@@ -21,7 +21,9 @@ Three parts, each printed as a table and written to ``--out``:
    method trains ``--epochs`` epochs from scratch with that rate. The
    full training loss is recorded after every step (outside the timer);
    times are those of the training steps (forward, backward, optimiser).
-   A PNG shows training loss against step and against time.
+   A PNG shows training loss against step and against time. The column
+   ``epochs_to_sgd_loss`` is the first epoch (fractional, per step) at
+   which a method's training loss reaches SGD's final loss.
 3. ``curvature_mfac_speed``: :func:`bench.mfac_speed.run` rows
    (d = 1e5 with ``--quick``, 1e6 otherwise).
 
@@ -50,7 +52,7 @@ ROOT_COLUMNS = ("method", "n", "cond", "p", "relative_error", "residual", "itera
                 "converged", "info_method", "time_s")
 ROOT_SPEED_COLUMNS = ("method", "blocks", "size", "time", "ratio")
 OPTIMIZER_COLUMNS = ("method", "lr", "epochs", "steps", "initial_train_loss", "train_loss",
-                     "test_accuracy", "time_s", "time_per_step_ms")
+                     "test_accuracy", "time_s", "time_per_step_ms", "epochs_to_sgd_loss")
 DEFAULT_MFAC_COLUMNS = ("operation", "d", "m", "dtype", "seconds", "baseline",
                         "baseline_seconds", "ratio", "target")
 
@@ -211,8 +213,24 @@ def run_optimizers(methods=None, epochs: int = 20, batch_size: int = 32, seed: i
                 histories.append({"method": name, "lr": lr, "loss": run["losses"],
                                   "time_s": run["times"]})
     except KeyboardInterrupt:
+        _epochs_to_sgd_loss(rows, histories, steps_per_epoch)
         return rows, histories, True
+    _epochs_to_sgd_loss(rows, histories, steps_per_epoch)
     return rows, histories, False
+
+
+def _epochs_to_sgd_loss(rows, histories, steps_per_epoch) -> None:
+    """Add ``epochs_to_sgd_loss``: the first point (in epochs, per step) at which a
+    method's full training loss is at or below SGD's final loss; NaN if never
+    (or no SGD row). K-FAC's claim: at most half of SGD's epochs."""
+    target = next((row["train_loss"] for row in rows if row["method"] == "sgd"), None)
+    for row, history in zip(rows, histories):
+        reached = float("nan")
+        if target is not None and np.isfinite(target):
+            hits = [k for k, loss in enumerate(history["loss"]) if loss <= target]
+            if hits:
+                reached = hits[0] / steps_per_epoch
+        row["epochs_to_sgd_loss"] = reached
 
 
 def plot_training(histories, path) -> None:

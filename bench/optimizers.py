@@ -32,6 +32,23 @@ place) and is built by :func:`make_optimizer`:
     least sensitive to the rate): ``update(g)``, then
     ``d = solve(g)``, then momentum 0.9 applied to ``d`` (momentum after
     the inverse-Hessian-vector product, as in Frantar et al. 2021).
+``kfac``
+    one :class:`curvature.kfac.KFAC` per dense layer (eigen mode: the exact
+    ``(kron(A, G) + lambda I)^{-1}``, damping 1e-2, factor EMA decay 0.95,
+    eigendecompositions every step -- 65 x 65 at most here, cheap), the
+    empirical Fisher (output gradients of the labelled loss, per example),
+    KL clipping 1e-2 over all layers (Martens and Grosse, section 10), then
+    heavy-ball momentum 0.9 on the clipped direction.
+``mkor``
+    one :class:`curvature.mkor.MKOR` per dense layer (paper form, decay
+    0.95, Sherman-Morrison updates of the factor inverses from the
+    batch-mean activation and output gradient, norm-matched direction),
+    then heavy-ball momentum 0.9.
+
+K-FAC and MKOR read per-layer inputs and per-example output gradients:
+their ``step(params, grads, lr, layers)`` takes the ``layers`` list of
+:func:`loss_and_grad` with ``return_layers=True`` (the class attribute
+``needs_layers`` tells the training loop).
 """
 
 from __future__ import annotations

@@ -366,3 +366,35 @@ def countsketch_dense(A, buckets, signs, out) -> None:
     for i in range(A.shape[0]):
         b = int(buckets[i])
         out[b, :] = out[b, :] + float(signs[i]) * xp.astype(A[i, :], out.dtype)
+
+
+# --- Kronecker-factored layers (curvature.kfac / curvature.mkor) ---------------
+# A batch of B same-shaped layers: X (B, m, n) holds each layer's (out, in)
+# matrix; vec is column-major, so vec(L X R) = kron(R', L) vec(X).
+
+
+def kron_matvec(left, right, X, out) -> None:
+    """``out[b] = left[b] @ X[b] @ right[b]`` (float64 sums, rounded once).
+
+    With symmetric ``right = A`` and ``left = G`` this is
+    ``kron(A, G) vec(X[b])`` on the column-major vec.
+    """
+    xp = array_namespace(left, right, X, out)
+    f64 = xp.float64
+    product = xp.astype(left, f64) @ xp.astype(X, f64) @ xp.astype(right, f64)
+    out[...] = xp.astype(product, out.dtype)
+
+
+def kron_eigen_solve(Ql, dl, Qr, dr, damping, X, out) -> None:
+    """``out[b] = Ql[b] ((Ql[b]' X[b] Qr[b]) / (dl[b] dr[b]' + damping)) Qr[b]'``.
+
+    K-FAC's eigen-mode solve ``(kron(A, G) + damping I)^{-1} vec(X)`` with
+    ``G = Ql diag(dl) Ql'`` and ``A = Qr diag(dr) Qr'``; float64 throughout.
+    """
+    xp = array_namespace(Ql, dl, Qr, dr, X, out)
+    f64 = xp.float64
+    Ql64, Qr64 = xp.astype(Ql, f64), xp.astype(Qr, f64)
+    rotated = xp.matrix_transpose(Ql64) @ xp.astype(X, f64) @ Qr64
+    scale = xp.astype(dl, f64)[:, :, None] * xp.astype(dr, f64)[:, None, :] + float(damping)
+    product = Ql64 @ (rotated / scale) @ xp.matrix_transpose(Qr64)
+    out[...] = xp.astype(product, out.dtype)

@@ -38,6 +38,8 @@ KERNEL_NAMES = (
     "window_push_gemv",
     "spd_inverse_factor",
     "factor_apply",
+    "kron_matvec",
+    "kron_eigen_solve",
     "kaczmarz_run",
     "countsketch_csr",
     "countsketch_dense",

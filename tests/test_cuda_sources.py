@@ -18,7 +18,7 @@ import types
 import numpy as np
 import pytest
 
-from cext.cupy import _compile, blas1, dia, mfac, sor, spmv
+from cext.cupy import _compile, blas1, dia, kron, mfac, sor, spmv
 
 from . import nvrtc
 
@@ -26,7 +26,7 @@ if nvrtc.find_library() is None:
     pytest.skip("libnvrtc.so.12 not found (pip install nvidia-cuda-nvrtc-cu12)",
                 allow_module_level=True)
 
-MODULES = {"spmv": spmv, "dia": dia, "blas1": blas1, "sor": sor, "mfac": mfac}
+MODULES = {"spmv": spmv, "dia": dia, "blas1": blas1, "sor": sor, "mfac": mfac, "kron": kron}
 DTYPES = ("float32", "float64")
 # compute_70: oldest arch CuPy 13 wheels target with __shfl_*_sync; 80 and 90: A100, H100.
 ARCHS = ("compute_70", "compute_80", "compute_90")
@@ -50,6 +50,10 @@ PARAMS = {
     "window_gemv_finish": ["u64", "u32", "u64", "u32", "u64"],  # partials, k, block_chunk, nblocks, out
     # G, d, k, coef, v, alpha, beta, block_offsets, nblocks, out
     "window_axpy_gemv_t": ["u64", "u64", "u32", "u64", "u64", "f64", "f64", "u64", "u32", "u64"],
+    # L, transpose, X, out, batch, m, n
+    "kron_left": ["u64", "u32", "u64", "u64", "u64", "u32", "u32"],
+    # X, R, transpose, dl, dr, damping, scale, out, batch, m, n
+    "kron_right": ["u64", "u64", "u32", "u64", "u64", "f64", "u32", "u64", "u64", "u32", "u32"],
 }
 
 
@@ -211,6 +215,11 @@ def test_launchers_pass_arguments_matching_the_ptx(monkeypatch, dtype):
         mfac.window_gemv(window, v[0], (0, 100, n), gram)
         mfac.window_push_gemv(window, 1, v[0], (0, 100, n), gram)
         mfac.window_axpy_gemv_t(window, gram, v[0], 1.0, -1.0, (0, 100, n), v[1])
+        factors, layers = np.ones((2, 3, 3), dtype=dtype), np.ones((2, 3, 4), dtype=dtype)
+        kron.kron_matvec(factors, np.ones((2, 4, 4), dtype=dtype), layers, layers.copy())
+        kron.kron_eigen_solve(factors, np.ones((2, 3), dtype=dtype),
+                              np.ones((2, 4, 4), dtype=dtype), np.ones((2, 4), dtype=dtype), 0.1,
+                              layers, layers.copy())
     finally:
         for cache in caches:
             cache.cache_clear()

@@ -10,6 +10,7 @@ through the registry.
 
 from .blas1 import cg_update_p, cg_update_xr, dot
 from .dia import dia_spmv, dia_spmv_dot
+from .kron import kron_eigen_solve, kron_matvec
 from .mfac import window_axpy_gemv_t, window_gemv, window_push_gemv
 from .sketch import countsketch_dense
 from .sor import csr_residual_norm2_split, sor_run, sor_sweep_colored
@@ -25,6 +26,8 @@ __all__ = [
     "dia_spmv",
     "dia_spmv_dot",
     "dot",
+    "kron_eigen_solve",
+    "kron_matvec",
     "sor_run",
     "sor_sweep_colored",
     "window_axpy_gemv_t",

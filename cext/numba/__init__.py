@@ -2,6 +2,7 @@
 
 from .blas1 import cg_update_p, cg_update_xr, dot
 from .dia import dia_spmv, dia_spmv_dot
+from .kron import kron_eigen_solve, kron_matvec
 from .mfac import (factor_apply, spd_inverse_factor, window_axpy_gemv_t, window_gemv,
                    window_push_gemv)
 from .sketch import countsketch_csr, countsketch_dense, kaczmarz_run
@@ -25,6 +26,8 @@ __all__ = [
     "dia_spmv_dot",
     "dot",
     "factor_apply",
+    "kron_eigen_solve",
+    "kron_matvec",
     "greedy_coloring",
     "sor_run",
     "sor_sweep_backward",
