@@ -24,8 +24,9 @@ and times M-FAC against bare BLAS passes (:mod:`bench.curvature`).
 ``python -m bench sketch`` solves the Hock-Schittkowski equality problems
 and friends by sketched Newton against scipy.optimize (:mod:`bench.sketch`).
 
-``python -m bench scaling`` runs the MPI solvers on 1, 2 and 4 ranks:
-weak and strong scaling (:mod:`bench.scaling`).
+``python -m bench scaling [--ranks 1,2,4] [--modes strong,weak]`` times
+distributed CG on 1, 2 and 4 ranks: weak and strong scaling and an estimate
+for many nodes (:mod:`bench.scaling`).
 
 Errors in the input (unknown problem or method, unreadable or non-square
 matrix file) print one line starting ``error:`` and exit with status 2;

@@ -1,0 +1,237 @@
+"""Communicators: a do-nothing serial one, and MPI's world through mpi4py (imported lazily).
+
+The solvers in :mod:`linsolve.mpi` talk to a communicator through the few
+collective operations below, never to mpi4py directly, so the same code
+runs in one process without MPI (:class:`SerialComm`) and under
+``mpiexec -n P python -m mpi4py script.py`` (:class:`MPIComm`).
+
+Reductions go through ``Allreduce`` (PETSc's ``VecDot``); every rank gets
+the same bits (MPICH's recursive-doubling sum adds the same two operands on
+both partners, and IEEE addition is commutative), which keeps the solvers'
+control flow identical on all ranks.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Sequence
+
+import numpy as np
+
+__all__ = ["MPIComm", "SerialComm", "as_comm", "world"]
+
+# Environment variables set by MPI launchers (MPICH/hydra, Open MPI, Slurm's PMI).
+_LAUNCHER_VARIABLES = ("PMI_SIZE", "PMI_RANK", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK")
+
+
+class _DoneRequest:
+    """A completed request (what the serial communicator's non-blocking calls return)."""
+
+    def __init__(self, value=None):
+        self._value = value
+
+    def wait(self):
+        return self._value
+
+
+class SerialComm:
+    """One process, no MPI: every collective is the identity.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> comm = SerialComm()
+    >>> comm.rank, comm.size, comm.allreduce_sum(np.array([1.0, 2.0])).tolist()
+    (0, 1, [1.0, 2.0])
+    """
+
+    rank = 0
+    size = 1
+
+    def allreduce_sum(self, values: np.ndarray) -> np.ndarray:
+        """Elementwise sum over ranks (a copy)."""
+        return np.array(values, dtype=np.float64, copy=True)
+
+    def iallreduce_sum(self, values: np.ndarray):
+        """Non-blocking :meth:`allreduce_sum`; ``.wait()`` returns the sums."""
+        return _DoneRequest(self.allreduce_sum(values))
+
+    def bcast(self, obj: Any, root: int = 0) -> Any:
+        return obj
+
+    def allgather(self, obj: Any) -> list:
+        return [obj]
+
+    def alltoall(self, objs: Sequence[Any]) -> list:
+        return list(objs)
+
+    def scatter(self, objs: Sequence[Any] | None, root: int = 0) -> Any:
+        return objs[0]
+
+    def gather(self, obj: Any, root: int = 0) -> list:
+        return [obj]
+
+    def allgatherv(self, local: np.ndarray, counts: Sequence[int]) -> np.ndarray:
+        """Concatenate every rank's 1-D ``local`` (``counts[r]`` entries from rank r)."""
+        return np.array(local, copy=True)
+
+    def gatherv(self, local: np.ndarray, counts: Sequence[int], root: int = 0):
+        return np.array(local, copy=True)
+
+    def start_exchange(self, sends, recvs):
+        """Post sends ``[(rank, array)]`` and receives ``[(rank, buffer)]``; returns a waitable."""
+        if sends or recvs:
+            raise ValueError("the serial communicator has no other rank to exchange with")
+        return _DoneRequest()
+
+    def barrier(self) -> None:
+        return None
+
+    def abort(self, code: int = 1) -> None:
+        raise SystemExit(code)
+
+    def __repr__(self) -> str:
+        return "SerialComm()"
+
+
+class _Requests:
+    def __init__(self, MPI, requests):
+        self._MPI, self._requests = MPI, requests
+
+    def wait(self):
+        self._MPI.Request.Waitall(self._requests)
+
+
+class _ReduceRequest:
+    def __init__(self, request, result):
+        self._request, self._result = request, result
+
+    def wait(self):
+        self._request.Wait()
+        return self._result
+
+
+class MPIComm:
+    """An mpi4py communicator behind the same small interface as :class:`SerialComm`.
+
+    Parameters
+    ----------
+    comm : mpi4py.MPI.Comm
+        Usually ``MPI.COMM_WORLD`` (see :func:`world`).
+    """
+
+    def __init__(self, comm):
+        from mpi4py import MPI
+
+        self._MPI = MPI
+        self.comm = comm
+        self.rank = comm.Get_rank()
+        self.size = comm.Get_size()
+
+    def allreduce_sum(self, values: np.ndarray) -> np.ndarray:
+        send = np.ascontiguousarray(values, dtype=np.float64)
+        result = np.empty_like(send)
+        self.comm.Allreduce(send, result, op=self._MPI.SUM)
+        return result
+
+    def iallreduce_sum(self, values: np.ndarray):
+        send = np.array(values, dtype=np.float64, copy=True)
+        result = np.empty_like(send)
+        request = self.comm.Iallreduce(send, result, op=self._MPI.SUM)
+        # keep the send buffer alive until the request completes
+        return _ReduceRequest(request, result) if request is not None else _DoneRequest(result)
+
+    def bcast(self, obj: Any, root: int = 0) -> Any:
+        return self.comm.bcast(obj, root=root)
+
+    def allgather(self, obj: Any) -> list:
+        return self.comm.allgather(obj)
+
+    def alltoall(self, objs: Sequence[Any]) -> list:
+        return self.comm.alltoall(list(objs))
+
+    def scatter(self, objs, root: int = 0):
+        return self.comm.scatter(objs, root=root)
+
+    def gather(self, obj: Any, root: int = 0):
+        return self.comm.gather(obj, root=root)
+
+    def allgatherv(self, local: np.ndarray, counts: Sequence[int]) -> np.ndarray:
+        local = np.ascontiguousarray(local)
+        counts = np.asarray(counts, dtype=np.int64)
+        result = np.empty(int(counts.sum()), dtype=local.dtype)
+        displs = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        self.comm.Allgatherv(local, [result, (counts, displs)])
+        return result
+
+    def gatherv(self, local: np.ndarray, counts: Sequence[int], root: int = 0):
+        local = np.ascontiguousarray(local)
+        counts = np.asarray(counts, dtype=np.int64)
+        if self.rank == root:
+            result = np.empty(int(counts.sum()), dtype=local.dtype)
+            displs = np.concatenate([[0], np.cumsum(counts)[:-1]])
+            self.comm.Gatherv(local, [result, (counts, displs)], root=root)
+            return result
+        self.comm.Gatherv(local, None, root=root)
+        return None
+
+    def start_exchange(self, sends, recvs, tag: int = 77):
+        """Post ``Irecv`` for every ``(rank, buffer)`` and ``Isend`` for every ``(rank, array)``."""
+        requests = [self.comm.Irecv(buffer, source=rank, tag=tag) for rank, buffer in recvs]
+        requests += [self.comm.Isend(array, dest=rank, tag=tag) for rank, array in sends]
+        return _Requests(self._MPI, requests)
+
+    def barrier(self) -> None:
+        self.comm.Barrier()
+
+    def abort(self, code: int = 1) -> None:
+        """End every rank of the job (``MPI_Abort``)."""
+        self.comm.Abort(code)
+
+    def __repr__(self) -> str:
+        return f"MPIComm(rank={self.rank}, size={self.size})"
+
+
+def world() -> MPIComm:
+    """``MPI.COMM_WORLD`` wrapped; imports mpi4py (and so initialises MPI) on first call.
+
+    Raises
+    ------
+    ImportError
+        mpi4py is not installed: ``pip install "curvature-linsolve[mpi]"``.
+    """
+    try:
+        from mpi4py import MPI
+    except ImportError as error:  # pragma: no cover - depends on the install
+        raise ImportError("linsolve.mpi needs mpi4py and an MPI library: "
+                          "pip install 'mpi4py>=4.0' mpich (the [mpi] extra)") from error
+    return MPIComm(MPI.COMM_WORLD)
+
+
+def _launched_by_mpi() -> bool:
+    return "mpi4py.MPI" in sys.modules or any(v in os.environ for v in _LAUNCHER_VARIABLES)
+
+
+def as_comm(comm: Any = None):
+    """The communicator to use: ours as given, an mpi4py one wrapped, or a default.
+
+    ``None`` means :func:`world` when the process was started by an MPI
+    launcher (or mpi4py is already imported), else :class:`SerialComm`: a
+    script runs unchanged with and without ``mpiexec``.
+
+    Examples
+    --------
+    >>> as_comm(SerialComm()).size
+    1
+    """
+    if comm is None:
+        return world() if _launched_by_mpi() else SerialComm()
+    if isinstance(comm, (SerialComm, MPIComm)):
+        return comm
+    if type(comm).__module__.startswith("mpi4py"):
+        return MPIComm(comm)
+    if all(hasattr(comm, name) for name in ("rank", "size", "allreduce_sum", "start_exchange")):
+        return comm
+    raise TypeError(f"comm must be a linsolve.mpi communicator or an mpi4py Comm, "
+                    f"got {type(comm).__name__}")
