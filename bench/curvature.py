@@ -26,6 +26,10 @@ Three parts, each printed as a table and written to ``--out``:
    which a method's training loss reaches SGD's final loss.
 3. ``curvature_mfac_speed``: :func:`bench.mfac_speed.run` rows
    (d = 1e5 with ``--quick``, 1e6 otherwise).
+4. ``curvature_newton``: the cost tables of :mod:`bench.newton` (damped,
+   lazy and gradient-normalized Newton, gradient descent and
+   scipy.optimize on logistic regression, log-sum-exp, Rosenbrock and
+   polytope feasibility).
 
 BLAS runs on one thread (as in the rest of ``python -m bench``: on the
 2-core shared machine, threaded BLAS on small matrices spent most of its
@@ -389,6 +393,20 @@ def run_curvature_command(args: argparse.Namespace) -> int:
         if mfac_error:
             print(f"M-FAC speed rows failed: {mfac_error}", file=sys.stderr)
 
+        # 4. Newton family: cost tables (bench.newton writes its own CSV/JSON)
+        newton_rows = []
+        if not interrupted:
+            from .newton import COLUMNS as NEWTON_COLUMNS, GTOL, run_newton
+            try:
+                newton_rows = run_newton(args.out, quick=quick, progress=progress is None)
+            except KeyboardInterrupt:
+                interrupted = True
+            if newton_rows:
+                written += [stem + "_newton.csv", stem + "_newton.json"]
+                print()
+                print(f"Newton family to ||grad|| <= {GTOL:g}; cost = gradients + d x Hessians")
+                print(format_table(newton_rows, NEWTON_COLUMNS))
+
     write_json(stem + ".json", {
         "quick": quick, "seed": args.seed, "epochs": epochs, "batch_size": args.batch_size,
         "load_average": load, "interrupted": interrupted,
@@ -398,6 +416,7 @@ def run_curvature_command(args: argparse.Namespace) -> int:
                        "histories": histories},
         "mfac_speed": {"columns": mfac_columns, "rows": mfac_rows, "d": mfac_d,
                        "error": mfac_error},
+        "newton_rows": len(newton_rows),
     })
     written.insert(0, stem + ".json")
     if interrupted:

@@ -1,14 +1,23 @@
 """Hessian and Fisher approximations and Newton-type methods."""
 
 from .distributed import DistributedShampoo
+from .gradient_normalized import gradient_normalized_newton
+from .hutchinson import hutchinson_diagonal, hutchpp_trace
 from .kfac import KFAC, kl_clip_scale, precondition_layers
+from .lazy_newton import cubic_step, lazy_newton
 from .mfac import MFAC, BlockedMFAC
 from .mfac_static import MFACStatic
 from .mkor import MKOR, sherman_morrison_step
+from .newton import damped_newton
+from .polynomial import (PolynomialPreconditioner, krylov_gradient, polynomial_preconditioner,
+                         preconditioned_fast_gradient, preconditioned_gradient)
 from .roots import RootError, RootInfo, inverse_root
 from .shampoo import Shampoo
 from .soap import SOAP
 
-__all__ = ["BlockedMFAC", "DistributedShampoo", "KFAC", "MFAC", "MFACStatic", "MKOR", "RootError", "RootInfo", "SOAP",
-           "Shampoo", "inverse_root", "kl_clip_scale", "precondition_layers",
-           "sherman_morrison_step"]
+__all__ = ["BlockedMFAC", "DistributedShampoo", "KFAC", "MFAC", "MFACStatic", "MKOR",
+           "PolynomialPreconditioner", "RootError", "RootInfo", "SOAP", "Shampoo", "cubic_step",
+           "damped_newton", "gradient_normalized_newton", "hutchinson_diagonal", "hutchpp_trace",
+           "inverse_root", "kl_clip_scale", "krylov_gradient", "lazy_newton",
+           "polynomial_preconditioner", "precondition_layers", "preconditioned_fast_gradient",
+           "preconditioned_gradient", "sherman_morrison_step"]

@@ -32,7 +32,7 @@ def quick_run(tmp_path_factory):
 def test_quick_run_writes_files_and_columns(quick_run):
     for name in ("curvature.json", "curvature_roots.csv", "curvature_roots_speed.csv",
                  "curvature_optimizers.csv", "curvature_optimizers.png",
-                 "curvature_mfac_speed.csv"):
+                 "curvature_mfac_speed.csv", "curvature_newton.csv"):
         assert (quick_run / name).stat().st_size > 0, name
     assert _read_csv(quick_run / "curvature_roots.csv")[0] == list(ROOT_COLUMNS)
     assert _read_csv(quick_run / "curvature_roots_speed.csv")[0] == list(ROOT_SPEED_COLUMNS)

@@ -1,0 +1,282 @@
+"""Damped Newton methods with global step-size schedules.
+
+With the Newton direction ``n = H^{-1} g`` and the Newton decrement
+``G = sqrt(g' n)`` (the gradient's dual local norm ``||g||_x^*``), every
+schedule steps ``x+ = x - alpha n`` with ``alpha`` in (0, 1]:
+
+* ``"aicn"``: Hanzely, Kamzolov, Pasechnyuk, Gasnikov, Richtarik and Takac,
+  "A Damped Newton Method Achieves Global O(1/k^2) and Local Quadratic
+  Convergence Rate" (AICN, NeurIPS 2022), Algorithm 1:
+  ``alpha = (-1 + sqrt(1 + 2 L G)) / (L G) = 2 / (1 + sqrt(1 + 2 L G))``,
+  the minimiser over ``alpha`` of the cubic upper model
+  ``f - alpha G^2 + alpha^2 G^2 / 2 + L alpha^3 G^3 / 6`` for
+  ``L``-semi-strongly self-concordant ``f``. The second form is used: it
+  has no cancellation for small ``L G``.
+* ``"root"``: Hanzely, Abdukhakimov and Takac, "Newton Method Revisited:
+  Global Convergence Rates up to O(k^-3) for Stepsize Schedules and
+  Linesearch Procedures" (2024): ``alpha = 1 / (1 + theta)`` with
+  ``theta = (L G^nu)^(1 / (1 + nu))`` for a Hessian that is Holder
+  continuous with exponent ``nu`` in the local norm (``nu = 1``: Lipschitz
+  Hessian, ``theta = sqrt(L G)``; ``nu = 2``: Lipschitz third derivative,
+  ``theta = (L G^2)^(1/3)``, the O(k^-3) case). This ``theta`` is the
+  root of the model's stationarity condition ``1 - alpha = L alpha^{1+nu}
+  G^nu`` with ``alpha^{1+nu}`` replaced by ``(1 + theta)^{-(1+nu)}``, so the
+  step never exceeds the model's minimiser. (Read from the paper's
+  abstract and Holder model; the exact constants of its theorems may
+  differ by a factor absorbed into ``L``.)
+* ``"universal"``: the constants unknown: backtracking on ``theta``.
+  Start each iteration from half the last accepted ``theta``; accept
+  ``alpha = 1 / (1 + theta)`` when ``f(x+) <= f(x) - alpha G^2 / 4``,
+  otherwise double ``theta`` (from ``2^-10`` if it was 0).
+* ``"greedy"``: line search on (0, 1] along ``n``: ``alpha = 1`` when the
+  directional derivative there, ``phi'(1) = -grad(x - n)' n``, is at most
+  ``c G^2`` (``c = 0.1``) and ``f`` did not increase (beyond its rounding); otherwise regula falsi
+  (Illinois) on ``phi'`` over [0, 1] until ``|phi'(alpha)| <= c G^2``
+  -- the paper's Newton method with exact line search, made inexact the
+  way a Wolfe search is. Once ``G^2`` is below the rounding of ``f`` the
+  search has nothing to measure and the full step is taken. Its gradients are the next iteration's, not extra.
+* ``"newton"``: ``alpha = 1`` (pure Newton), for comparison.
+
+All schedules are affine invariant: ``G``, ``f`` along ``n`` and the
+tests use only invariant quantities, so running on ``f(S y)`` gives
+``S y_k = x_k`` up to rounding.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Callable
+
+from ._hessian import (LocalHessian, Objective, check_maxiter, check_positive, dot, finish,
+                       hessian_kind, new_recorder, norm, prepare_x0, record)
+
+__all__ = ["damped_newton", "SCHEDULES", "aicn_step", "root_step"]
+
+SCHEDULES = ("aicn", "root", "universal", "greedy", "newton")
+
+_UNIVERSAL_DECREASE = 0.25   # accept when f decreases by at least this * alpha * G^2
+_UNIVERSAL_THETA_MIN = 2.0 ** -10
+_UNIVERSAL_TRIALS = 60
+_GREEDY_SLOPE = 0.1          # |phi'(alpha)| <= this * G^2 ends the greedy search
+_GREEDY_TRIALS = 30
+
+
+def aicn_step(L: float, decrement: float) -> float:
+    """AICN's step ``2 / (1 + sqrt(1 + 2 L G))`` for the Newton decrement ``G``.
+
+    Examples
+    --------
+    >>> aicn_step(1.0, 0.0), round(aicn_step(1.0, 4.0), 6)
+    (1.0, 0.5)
+    """
+    return 2.0 / (1.0 + math.sqrt(1.0 + 2.0 * L * decrement))
+
+
+def root_step(L: float, decrement: float, nu: float = 1.0) -> float:
+    """The root schedule's step ``1 / (1 + (L G^nu)^(1/(1+nu)))``.
+
+    Examples
+    --------
+    >>> root_step(1.0, 4.0), root_step(0.5, 4.0, nu=2.0)
+    (0.3333333333333333, 0.3333333333333333)
+    """
+    theta = (L * decrement ** nu) ** (1.0 / (1.0 + nu))
+    return 1.0 / (1.0 + theta)
+
+
+def damped_newton(fun: Callable[[Any], float], grad: Callable[[Any], Any], hess: Any, x0: Any,
+                  *, schedule: str = "aicn", L: float = 1.0, nu: float = 1.0,
+                  gtol: float = 1e-8, maxiter: int = 100, inner_rtol: float = 1e-10,
+                  callback: Callable[[Any], None] | None = None):
+    """Minimise a convex ``fun`` by Newton steps ``x - alpha H^{-1} g`` with a global schedule.
+
+    Parameters
+    ----------
+    fun, grad : callable
+        ``fun(x) -> float`` and ``grad(x) -> array (n,)``.
+    hess : callable or curvature object
+        ``hess(x) -> (n, n)`` array, an HVP ``hess(x, v) -> array`` (the
+        direction then comes from :func:`linsolve.pcg` to ``inner_rtol``),
+        an object with ``matvec``/``solve``, or ``hess(x)`` returning one.
+    x0 : array (n,)
+        Start; its namespace and floating dtype are kept.
+    schedule : {"aicn", "root", "universal", "greedy", "newton"}
+        Step-size rule (see the module docstring).
+    L : float
+        Smoothness constant of the ``"aicn"`` and ``"root"`` schedules
+        (the initial ``theta`` scale is irrelevant for the others).
+    nu : float
+        Holder exponent of the ``"root"`` schedule, in [0, 2].
+    gtol : float
+        Stop when ``||grad||_2 <= gtol``.
+    maxiter : int
+        Iteration limit.
+    inner_rtol : float
+        Relative tolerance of the CG solve for HVP ``hess``.
+    callback : callable, optional
+        ``callback(x)`` after every iteration.
+
+    Returns
+    -------
+    MinimizeResult
+        ``history`` has the extra columns ``decrement`` (``G`` at that
+        iterate; NaN at the last) and ``n_hvp``. Reasons:
+        ``CONVERGED_GTOL``, ``DIVERGED_ITS``, ``DIVERGED_NANORINF`` (NaN/Inf
+        in ``f`` or the gradient), ``DIVERGED_BREAKDOWN`` (``g' n <= 0``:
+        the Hessian is not positive definite, or the solve failed),
+        ``DIVERGED_LINE_SEARCH`` (the universal or greedy search failed).
+
+    Raises
+    ------
+    ValueError
+        Unknown schedule, x0 not 1-D or not finite, bad constants, a
+        gradient or Hessian of the wrong shape.
+    TypeError
+        ``hess`` of an unsupported kind, complex ``x0``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> A = np.array([[3.0, 1.0], [1.0, 2.0]]); b = np.array([1.0, 1.0])
+    >>> fun = lambda x: 0.5 * x @ A @ x - b @ x + 0.25 * np.sum(x ** 4)
+    >>> grad = lambda x: A @ x - b + x ** 3
+    >>> hess = lambda x: A + np.diag(3 * x ** 2)
+    >>> res = damped_newton(fun, grad, hess, np.array([5.0, -5.0]), schedule="aicn")
+    >>> res.converged, res.reason, bool(np.linalg.norm(grad(res.x)) <= 1e-8)
+    (True, 'CONVERGED_GTOL', True)
+    >>> res.n_hess == res.n_factorizations == res.iterations
+    True
+    """
+    start = time.perf_counter()
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}; expected one of {SCHEDULES}")
+    L = check_positive("L", L)
+    nu = check_positive("nu", nu, allow_zero=True)
+    if nu > 2:
+        raise ValueError(f"nu must lie in [0, 2], got {nu}")
+    gtol = check_positive("gtol", gtol, allow_zero=True)
+    inner_rtol = check_positive("inner_rtol", inner_rtol, allow_zero=True)
+    maxiter = check_maxiter(maxiter)
+    xp, x = prepare_x0(x0)
+    n, dtype = x.shape[0], x.dtype
+    kind = hessian_kind(hess)
+    rec = new_recorder("decrement")
+    obj = Objective(fun, grad, xp, n, dtype, rec)
+
+    f, g = obj.fun(x), obj.grad(x)
+    theta = 0.0  # the universal schedule's state
+    k = 0
+    while True:
+        gnorm = norm(xp, g)
+        if not (math.isfinite(f) and math.isfinite(gnorm)):
+            record(rec, fun=f, grad_norm=gnorm, step=0.0 if k == 0 else alpha,
+                   decrement=math.nan)
+            return finish(rec, x, f, "DIVERGED_NANORINF", k, start,
+                          "the objective or its gradient is NaN or Inf")
+        if gnorm <= gtol:
+            record(rec, fun=f, grad_norm=gnorm, step=0.0 if k == 0 else alpha,
+                   decrement=math.nan)
+            return finish(rec, x, f, "CONVERGED_GTOL", k, start,
+                          f"gradient norm {gnorm:.3e} <= gtol {gtol:.3e}")
+        if k >= maxiter:
+            record(rec, fun=f, grad_norm=gnorm, step=0.0 if k == 0 else alpha,
+                   decrement=math.nan)
+            return finish(rec, x, f, "DIVERGED_ITS", k, start,
+                          f"maxiter {maxiter} reached with gradient norm {gnorm:.3e}")
+        H = LocalHessian(hess, kind, x, xp, n, dtype, rec, inner_rtol)
+        direction = H.solve(g)
+        G2 = dot(xp, g, direction) if direction is not None else math.nan
+        record(rec, fun=f, grad_norm=gnorm, step=0.0 if k == 0 else alpha,
+               decrement=math.sqrt(G2) if G2 > 0 else math.nan)
+        if direction is None or not G2 > 0:
+            if direction is not None and not math.isfinite(G2):
+                return finish(rec, x, f, "DIVERGED_NANORINF", k, start,
+                              "the Newton direction is NaN or Inf")
+            return finish(rec, x, f, "DIVERGED_BREAKDOWN", k, start,
+                          "g' H^{-1} g <= 0 or the Newton system could not be solved: "
+                          "the Hessian is not positive definite here")
+        decrement = math.sqrt(G2)
+        g_new = None
+        if schedule == "aicn":
+            alpha = aicn_step(L, decrement)
+        elif schedule == "root":
+            alpha = root_step(L, decrement, nu)
+        elif schedule == "newton":
+            alpha = 1.0
+        elif schedule == "universal":
+            alpha, f_new, theta = _universal(obj, x, direction, f, G2, theta)
+            if alpha is None:
+                return finish(rec, x, f, "DIVERGED_LINE_SEARCH", k, start,
+                              "the universal schedule found no decrease "
+                              f"in {_UNIVERSAL_TRIALS} trials")
+        else:
+            alpha, f_new, g_new = _greedy(obj, xp, x, direction, f, G2)
+            if alpha is None:
+                return finish(rec, x, f, "DIVERGED_LINE_SEARCH", k, start,
+                              f"the greedy line search failed in {_GREEDY_TRIALS} trials")
+        x = x - alpha * direction
+        k += 1
+        if schedule in ("aicn", "root", "newton"):
+            f_new = obj.fun(x)
+        f = f_new
+        g = obj.grad(x) if g_new is None else g_new
+        if callback is not None:
+            callback(x)
+
+
+def _universal(obj: Objective, x, direction, f: float, G2: float, theta: float):
+    """Backtracking on ``theta``; returns ``(alpha, f(x+), theta)`` or ``(None, ...)``."""
+    theta = theta / 2.0
+    for _ in range(_UNIVERSAL_TRIALS):
+        alpha = 1.0 / (1.0 + theta)
+        f_new = obj.fun(x - alpha * direction)
+        if math.isfinite(f_new) and f_new <= f - _UNIVERSAL_DECREASE * alpha * G2:
+            return alpha, f_new, theta
+        theta = max(2.0 * theta, _UNIVERSAL_THETA_MIN)
+    return None, None, theta
+
+
+def _greedy(obj: Objective, xp, x, direction, f: float, G2: float):
+    """Inexact exact line search on (0, 1]; returns ``(alpha, f(x+), grad(x+))``."""
+    target = _GREEDY_SLOPE * G2
+    # f may not decrease measurably once G^2 is below its rounding: allow that
+    f_limit = f + 8.0 * 2.2e-16 * abs(f)
+
+    def trial(alpha):
+        y = x - alpha * direction
+        fy, gy = obj.fun(y), obj.grad(y)
+        return fy, gy, -dot(xp, gy, direction)
+
+    lo, slope_lo = 0.0, -G2
+    hi = 1.0
+    f_hi, g_hi, slope_hi = trial(hi)
+    if G2 <= 16.0 * 2.2e-16 * abs(f):
+        # the predicted decrease G^2/2 is below the rounding of f: nothing left to
+        # search for, take the full Newton step
+        return 1.0, f_hi, g_hi
+    if math.isfinite(f_hi) and math.isfinite(slope_hi) and slope_hi <= target and f_hi <= f_limit:
+        return 1.0, f_hi, g_hi
+    # phi is not decreasing at 1 (or f is not finite there): bracket [0, 1].
+    side = 0
+    for _ in range(_GREEDY_TRIALS):
+        if not (math.isfinite(f_hi) and math.isfinite(slope_hi)):
+            alpha = (lo + hi) / 2.0        # bisect away from the non-finite end
+        else:
+            alpha = hi - slope_hi * (hi - lo) / (slope_hi - slope_lo)
+            alpha = min(max(alpha, lo + 1e-3 * (hi - lo)), hi - 1e-3 * (hi - lo))
+        fa, ga, slope = trial(alpha)
+        finite = math.isfinite(fa) and math.isfinite(slope)
+        if finite and abs(slope) <= target and fa <= f_limit:
+            return alpha, fa, ga
+        if finite and slope < 0:
+            lo, slope_lo = alpha, slope
+            if side == -1:
+                slope_hi /= 2.0   # Illinois: halve the stale end
+            side = -1
+        else:
+            hi, f_hi, slope_hi = alpha, fa, slope
+            if side == 1:
+                slope_lo /= 2.0
+            side = 1
+    return None, None, None
