@@ -111,7 +111,9 @@ def _required_positional(func) -> int | None:
 
 def hessian_kind(hess) -> str:
     """``"object"``, ``"hvp"`` or ``"matrix"`` (provisional for one-argument callables)."""
-    if callable(getattr(hess, "matvec", None)) and callable(getattr(hess, "solve", None)):
+    # A class with matvec/solve is a factory hess(x) -> object, not a fixed object.
+    if (not inspect.isclass(hess) and callable(getattr(hess, "matvec", None))
+            and callable(getattr(hess, "solve", None))):
         return "object"
     if not callable(hess):
         raise TypeError("hess must be a callable hess(x) -> matrix, an HVP callable "

@@ -163,6 +163,17 @@ def test_hvp_and_object_forms_match_matrix_form():
                   maxiter=6, gtol=0.0, callback=lambda x: xs_obj.append(np.array(x)))
     for x, z in zip(xs, xs_obj):
         np.testing.assert_allclose(z, x, rtol=0, atol=1e-12)
+    # a class with matvec/solve is a factory called at each point, not a fixed object
+    xs_cls = [p.x0]
+
+    class HessianAt(_DenseCurvature):
+        def __init__(self, x):
+            super().__init__(p.hess(x))
+
+    damped_newton(p.fun, p.grad, HessianAt, p.x0, schedule="aicn", maxiter=6, gtol=0.0,
+                  callback=lambda x: xs_cls.append(np.array(x)))
+    for x, z in zip(xs, xs_cls):
+        np.testing.assert_allclose(z, x, rtol=0, atol=1e-12)
 
 
 def test_fixed_curvature_object_on_quadratic_is_one_newton_step():

@@ -107,6 +107,18 @@ def test_krylov_variant_beats_fixed_polynomial():
         np.testing.assert_allclose(adaptive.x, np.linalg.solve(B, b), rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("degree", [3, 4])
+def test_krylov_variant_reaches_tight_tolerance(degree):
+    # Near ||g|| = 1e-6 (|f| ~ 10) the decrease of f is below its rounding; a
+    # test on f alone stalled there until maxiter (DIVERGED_ITS).
+    B, b, f, g = few_large_eigenvalues()
+    result = krylov_gradient(f, g, B, np.zeros(len(b)), degree, gtol=1e-9, maxiter=200)
+    assert result.converged, result.message
+    x_star = np.linalg.solve(B, b)
+    # ||x - x*|| <= ||B^-1|| ||g|| with lambda_min(B) >= 1
+    assert np.linalg.norm(result.x - x_star) <= 1e-9
+
+
 def test_usable_as_pcg_preconditioner():
     B, b, _, _ = few_large_eigenvalues()
     plain = pcg(B, b, rtol=1e-10)
