@@ -112,11 +112,17 @@ def frobenius_dot(xp, X, Y) -> float:
 def kl_clip_scale(directions, gradients, lr: float, kl_clip: float) -> float:
     """K-FAC's step scale ``nu = min(1, sqrt(kl_clip / (lr^2 sum_l <D_l, grad_l>)))``.
 
-    Martens and Grosse (2015), section 10 / the form in kfac-pytorch: the
-    predicted KL change of the step ``-lr D`` under the Fisher model is about
+    KL clipping of Ba, Grosse and Martens ("Distributed second-order
+    optimization using Kronecker-factored approximations", ICLR 2017), in the
+    form of kfac-pytorch (Martens and Grosse 2015 themselves rescale the step
+    through the quadratic model, their section 6.4): the predicted KL change
+    of the step ``-lr D`` under the Fisher model is about
     ``lr^2 sum_l <D_l, grad_l>``; the whole step (all layers) is scaled so
-    that it is at most ``kl_clip``. A non-positive sum (no curvature
-    information) gives 1.
+    that it is at most ``kl_clip``. A zero sum (zero gradient) gives 1.
+    kfac-pytorch divides by ``|sum|``; here a negative sum -- a direction
+    that is not a descent direction, which K-FAC's damped SPD operators
+    cannot produce -- also gives 1: the KL model says nothing about such a
+    step, and the hybrid MKOR fallback handles it instead.
 
     Examples
     --------

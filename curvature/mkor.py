@@ -1,24 +1,47 @@
 """MKOR: Kronecker-factor inverses kept up to date by rank-1 Sherman-Morrison steps.
 
 Mozaffari, Li, Zhang and Dehnavi, "MKOR: Momentum-Enabled
-Kronecker-Factor-Based Optimizer Using Rank-1 Updates" (NeurIPS 2023).
-Like K-FAC (:mod:`curvature.kfac`, same column-major vec convention) a dense
-layer's curvature is ``kron(A, G)``, but the factors are rank-1 EMAs of the
-*batch-mean* input ``a_bar = mean [a, 1]`` and output gradient
-``g_bar = mean g``,
+Kronecker-Factor-Based Optimizer Using Rank-1 Updates" (NeurIPS 2023),
+Algorithm 1. Like K-FAC (:mod:`curvature.kfac`, same column-major vec
+convention) a dense layer's curvature is ``kron(A, G)``, but the factors are
+rank-1 EMAs of the *batch-mean* input ``a_bar = mean [a, 1]`` and output
+gradient ``g_bar = mean g`` (Algorithm 1, lines 2-3),
 
     A <- gamma A + (1 - gamma) a_bar a_bar',   A_0 = I   (G likewise),
 
-and only their inverses ``J_A = A^{-1}``, ``J_G = G^{-1}`` are kept, updated
-in O(d^2) by Sherman-Morrison (the paper's update, eq. (5)):
+and only their inverses ``J_A = A^{-1}``, ``J_G = G^{-1}`` are used, updated
+in O(d^2) by Sherman-Morrison:
 
-    J <- J/gamma - ((1-gamma)/gamma^2) (J v)(J v)' / (1 + ((1-gamma)/gamma) v' J v).
+    J <- J/gamma - ((1-gamma)/gamma^2) (J v)(J v)' / (1 + ((1-gamma)/gamma) v' J v),
 
-The direction is ``J_G grad_W J_A`` rescaled to the norm of ``grad_W``
-(the paper's norm-matched update; ``norm_match=False`` leaves it raw).
+which is exactly ``(gamma J^{-1} + (1-gamma) v v')^{-1}``. (Algorithm 1,
+lines 7-8, prints ``gamma J + (1-gamma)/(gamma^2 (1 + gamma (1-gamma) v'Jv))
+(Jv)(Jv)'``: ``gamma`` for ``1/gamma``, ``+`` for ``-`` and ``gamma (1-gamma)``
+for ``(1-gamma)/gamma``; that is not the inverse of any decayed rank-1 update
+-- it is 15% off in a random test -- so the exact Sherman-Morrison form of
+the factor EMA is used.)
 
-Safeguards (the paper asks for stability; the authors' code has none of
-the first three):
+The direction is ``J_G grad_W J_A`` rescaled to the Frobenius norm of
+``grad_W`` (weight and bias together; Algorithm 1, line 10, "rescale
+gradients"; ``norm_match=False`` leaves it raw). The caller's first-order
+optimiser (momentum) then takes the step (line 14).
+
+Norm-based stabiliser (Algorithm 1, lines 5-6), off unless
+``stabilizer_threshold`` (``epsilon``) is given: before each
+Sherman-Morrison step an inverse whose largest entry exceeds ``epsilon`` is
+mixed with the identity, ``J <- zeta J + (1 - zeta) I`` (``zeta =
+stabilizer_weight``), counted in ``stabilized``. A mixed ``J`` is no longer
+the inverse of an O(d^2)-updatable factor, so with the stabiliser on the
+factors are kept only when ``reinvert_every`` needs them (each mixing then
+re-sets the factor to the exact inverse of the mixed ``J``, O(d^3));
+otherwise ``factors`` is None. Algorithm 1 fixes neither the norm nor
+``epsilon``; the largest entry is the authors' code's measure, and
+``epsilon`` is measured against the identity start ``J_0 = I``. Off by
+default, so that ``J`` stays the exact inverse of the factor EMA; without
+it, directions the batch means stop exciting grow like ``gamma^-t`` until
+the blow-up reset below.
+
+Safeguards (not in the paper):
 
 * Denominator guard: the step is refused (inverse unchanged, counted in
   ``refused``) when ``1 + c v'Jv`` is not finite or below
@@ -31,25 +54,36 @@ the first three):
   ``reset_threshold`` is reset to the identity (its factor too), counted
   in ``resets``. A layer whose inputs stop varying makes ``A``'s
   unexcited directions decay like ``gamma^t``, so ``J_A`` grows like
-  ``gamma^-t`` there (a zero gradient does exactly that); the reset bounds it.
+  ``gamma^-t`` there (a zero gradient does exactly that); the reset bounds
+  it (the stabiliser above does so earlier and more gently).
 * ``reinvert_every=k``: every k updates the inverses are recomputed
   exactly from the factors, which are kept (O(d^2) each) for this and for
   inspection; this removes the rounding drift of long SM chains.
 
-``form="code"`` reproduces the authors' public code
-(Mohammad-Mozaffari/mkor): after each SM step the inverse is mixed with
-the identity, ``J <- 0.95 J + 0.05 I`` (``code_mixing``). Their fp16
-factors are not reproduced (the dtype of the data is kept), and the guard
-and symmetrisation stay on (they change nothing in a healthy step).
+``form="code"`` reproduces the update of the authors' public code
+(Mohammad-Mozaffari/mkor, ``mkor/mkor.py``), which differs from Algorithm 1:
+the inverse is first mixed with the identity, ``M = 0.95 J + 0.05 I``
+(``code_mixing``), then updated by an *undecayed* unit-weight step,
+``J <- (M^{-1} + v v')^{-1}`` (``decay`` is not used); after a step whose
+inverse has an entry above 2 (``code_reset_threshold``) both inverses of the
+layer are flagged, and a flagged inverse is set to ``I`` at its next update
+in place of the step (the very first update of each inverse is such a reset,
+so that update's vectors are not used). No factors are kept in this form
+(``factors`` is None, ``reinvert_every`` is refused). Not reproduced: fp16
+inverses, the elementwise clamp of activations and gradients to +-100
+before averaging, updates only every ``inv_freq`` = 10 steps (the caller
+decides when to call :meth:`update`). The guard and symmetrisation stay on
+(they change nothing in a healthy step).
 
-Hybrid mode (MKOR-H): the paper switches to the first-order method when
-the second-order one stops reducing the loss faster. One run observes only
-the method in use, so here :meth:`MKOR.observe_loss` tracks the
-second-order loss decrease and switches to the first-order direction (the
-gradient itself, for the caller's first-order optimiser) for good once
-the relative decrease over ``hybrid_window`` observations falls below
-``hybrid_tolerance``; and any step whose second-order direction is not a
-descent direction (``<D, grad> <= 0``) uses the gradient.
+Hybrid mode (MKOR-H): the paper falls back to the first-order method
+mid-training once the second-order updates stop speeding up the loss
+decrease. One run observes only the method in use, so here
+:meth:`MKOR.observe_loss` tracks the loss decrease and switches to the
+first-order direction (the gradient itself, for the caller's first-order
+optimiser) for good once the relative decrease over ``hybrid_window``
+observations falls below ``hybrid_tolerance``; and (an addition, never
+triggered by an SPD inverse) any step whose second-order direction is not
+a descent direction (``<D, grad> <= 0``) uses the gradient.
 """
 
 from __future__ import annotations
@@ -93,13 +127,22 @@ def sherman_morrison_step(J: Any, v: Any, gamma: float, *, guard: float = 1e-8):
     (array([[1., 0.],
            [0., 2.]]), True)
     """
+    return _rank_one_inverse(J, v, gamma, 1.0 - gamma, guard)
+
+
+def _rank_one_inverse(J, v, alpha: float, beta: float, guard: float):
+    """``(alpha J^{-1} + beta v v')^{-1}`` by Sherman-Morrison, guarded; (J_new, accepted).
+
+    ``J/alpha - (beta/alpha^2) (Jv)(Jv)' / (1 + (beta/alpha) v'Jv)``: the paper
+    form is ``alpha = gamma, beta = 1 - gamma``, the authors' code ``alpha = beta = 1``.
+    """
     xp = namespace_of(J, "J")
-    c = (1.0 - gamma) / gamma
+    c = beta / alpha
     # v'Jv through w = v / max|v| with the scale squared in Python floats, so an
     # overflowing vector gives q = inf (refused) rather than an array overflow.
     scale = float(xp.max(xp.abs(v))) if v.shape[0] else 0.0
     if scale == 0.0:
-        return symmetrise(xp, J / gamma), True
+        return symmetrise(xp, J / alpha), True
     w = v / scale
     u = xp.matmul(J, w)
     q = (scale * scale) * float(xp.sum(w * u))
@@ -107,8 +150,8 @@ def sherman_morrison_step(J: Any, v: Any, gamma: float, *, guard: float = 1e-8):
     if not (math.isfinite(denominator) and denominator >= guard * (1.0 + abs(c * q))) \
             or not bool(xp.all(xp.isfinite(u))):
         return J, False
-    coefficient = c * (scale * scale) / (gamma * denominator)
-    J_new = J / gamma - coefficient * (u[:, None] * u[None, :])
+    coefficient = c * (scale * scale) / (alpha * denominator)
+    J_new = J / alpha - coefficient * (u[:, None] * u[None, :])
     return symmetrise(xp, J_new), True
 
 
@@ -123,9 +166,17 @@ class MKOR:
     decay : float
         ``gamma`` in (0, 1).
     form : {"paper", "code"}
-        The paper's update (default) or the authors' code's (identity mixing).
+        The paper's update (default) or the authors' code's (see the module notes).
     code_mixing : float
-        ``form="code"``: ``J <- code_mixing J + (1 - code_mixing) I``.
+        ``form="code"``: ``M = code_mixing J + (1 - code_mixing) I`` before each step.
+    code_reset_threshold : float
+        ``form="code"``: an inverse entry above this flags both inverses for a
+        reset to ``I`` at their next update.
+    stabilizer_threshold : float, optional
+        The paper's norm-based stabiliser ``epsilon`` (off when None): an inverse
+        whose largest entry exceeds it is mixed with ``I`` before the next step.
+    stabilizer_weight : float
+        ``zeta`` in ``J <- zeta J + (1 - zeta) I`` (in [0, 1)).
     denominator_guard : float
         Relative guard on the Sherman-Morrison denominator.
     reset_threshold : float
@@ -146,10 +197,12 @@ class MKOR:
         The operator on the column-major vec of the ``(out, in + bias)`` weight.
     inverses : (J_A, J_G)
         Identity before the first update.
-    factors : (A, G)
-        The accumulated factors (from the identity).
-    step, refused, resets, fallbacks : int
-        Updates, refused SM steps, resets, per-step hybrid fallbacks.
+    factors : (A, G) or None
+        The accumulated factors (from the identity); None in ``form="code"``
+        and with the stabiliser on but no ``reinvert_every``.
+    step, refused, resets, stabilized, fallbacks : int
+        Updates, refused SM steps, resets, stabiliser mixings, per-step hybrid
+        fallbacks.
     phase : {"second", "first"}
 
     Examples
@@ -172,6 +225,8 @@ class MKOR:
 
     def __init__(self, in_features: int, out_features: int, *, bias: bool = True,
                  decay: float = 0.95, form: str = "paper", code_mixing: float = 0.95,
+                 code_reset_threshold: float = 2.0,
+                 stabilizer_threshold: float | None = None, stabilizer_weight: float = 0.9,
                  denominator_guard: float = 1e-8, reset_threshold: float = 1e10,
                  reinvert_every: int | None = None, norm_match: bool = True,
                  hybrid: bool = False, hybrid_window: int = 50,
@@ -186,10 +241,16 @@ class MKOR:
             raise ValueError(f"form must be 'paper' or 'code', got {form!r}")
         self.form = form
         self.code_mixing = check_decay("code_mixing", code_mixing, allow_one=True)
+        self.code_reset_threshold = check_positive("code_reset_threshold", code_reset_threshold)
+        self.stabilizer_threshold = (None if stabilizer_threshold is None else
+                                     check_positive("stabilizer_threshold", stabilizer_threshold))
+        self.stabilizer_weight = check_decay("stabilizer_weight", stabilizer_weight)
         self.denominator_guard = check_positive("denominator_guard", denominator_guard)
         self.reset_threshold = check_positive("reset_threshold", reset_threshold)
         self.reinvert_every = (None if reinvert_every is None
                                else check_features("reinvert_every", reinvert_every))
+        if self.reinvert_every is not None and form == "code":
+            raise ValueError("reinvert_every needs the kept factors of form='paper'")
         self.norm_match = bool(norm_match)
         self.hybrid = bool(hybrid)
         self.hybrid_window = check_features("hybrid_window", hybrid_window)
@@ -201,8 +262,11 @@ class MKOR:
         self.shape = (d, d)
         self.dtype = None
         self._xp = None
-        self._J = self._F = None   # [J_A, J_G], [A, G]
-        self.step = self.refused = self.resets = self.fallbacks = 0
+        self._J = self._F = None   # [J_A, J_G], [A, G] (see ``factors``)
+        self._keep_factors = form == "paper" and (self.stabilizer_threshold is None
+                                                  or self.reinvert_every is not None)
+        self._reset_flags = [True, True]   # form="code": reset to I at the next update
+        self.step = self.refused = self.resets = self.stabilized = self.fallbacks = 0
         self.phase = "second"
         self._losses: list[float] = []
 
@@ -236,7 +300,8 @@ class MKOR:
         if self._J is None:
             self._xp, self.dtype = xp, xp.result_type(a.dtype, g.dtype)
             self._J = [self._identity(self.cols), self._identity(self.rows)]
-            self._F = [self._identity(self.cols), self._identity(self.rows)]
+            self._F = ([self._identity(self.cols), self._identity(self.rows)]
+                       if self._keep_factors else None)
         a, g = xp.astype(a, self.dtype), xp.astype(g, self.dtype)
         if self.bias:
             a = with_ones(xp, a)
@@ -249,18 +314,49 @@ class MKOR:
 
     def _update_one(self, i: int, v) -> None:
         xp, gamma = self._xp, self.decay
-        J, ok = sherman_morrison_step(self._J[i], v, gamma, guard=self.denominator_guard)
+        J = self._J[i]
+        eye = self._identity(J.shape[0])
+        if self.form == "code" and self._reset_flags[i]:
+            # The authors' code: a flagged inverse becomes I in place of this step.
+            self._reset_flags[i] = False
+            self._J[i] = eye
+            if self.step > 1:          # the first update's reset is the identity start
+                self.resets += 1
+            return
+        F = None if self._F is None else self._F[i]
+        if self.stabilizer_threshold is not None and \
+                float(xp.max(xp.abs(J))) > self.stabilizer_threshold:
+            # Norm-based stabiliser (Algorithm 1, lines 5-6).
+            zeta = self.stabilizer_weight
+            J = symmetrise(xp, zeta * J + (1.0 - zeta) * eye)
+            if F is not None:
+                F = symmetrise(xp, xp.linalg.inv(J))
+            self.stabilized += 1
+        if self.form == "code":
+            mixed = self.code_mixing * J + (1.0 - self.code_mixing) * eye
+            J_new, ok = _rank_one_inverse(mixed, v, 1.0, 1.0, self.denominator_guard)
+        else:
+            J_new, ok = _rank_one_inverse(J, v, gamma, 1.0 - gamma, self.denominator_guard)
         if not ok:
             self.refused += 1
+            self._J[i] = J
+            if F is not None:
+                self._F[i] = F
             return
-        if self.form == "code":
-            J = self.code_mixing * J + (1.0 - self.code_mixing) * self._identity(J.shape[0])
-        F = symmetrise(xp, gamma * self._F[i] + (1.0 - gamma) * (v[:, None] * v[None, :]))
-        if not (bool(xp.all(xp.isfinite(J))) and bool(xp.all(xp.isfinite(F)))
-                and float(xp.max(xp.abs(J))) <= self.reset_threshold):
+        if F is not None:
+            F = symmetrise(xp, gamma * F + (1.0 - gamma) * (v[:, None] * v[None, :]))
+        largest = float(xp.max(xp.abs(J_new)))
+        if not (bool(xp.all(xp.isfinite(J_new))) and math.isfinite(largest)
+                and largest <= self.reset_threshold
+                and (F is None or bool(xp.all(xp.isfinite(F))))):
             self.resets += 1
-            J = F = self._identity(J.shape[0])
-        self._J[i], self._F[i] = J, F
+            J_new = eye
+            F = None if F is None else eye
+        elif self.form == "code" and largest > self.code_reset_threshold:
+            self._reset_flags = [True, True]
+        self._J[i] = J_new
+        if F is not None:
+            self._F[i] = F
 
     def reinvert(self) -> None:
         """Replace both inverses by the exact inverses of the kept factors."""
@@ -342,17 +438,22 @@ class MKOR:
             for key, arr in zip(("A", "G"), group or (None, None)):
                 arrays[f"{name}_{key}"] = None if arr is None else copy_array(xp, arr)
         return {"in_features": self.in_features, "out_features": self.out_features,
-                "bias": self.bias, "step": self.step, "refused": self.refused,
-                "resets": self.resets, "fallbacks": self.fallbacks, "phase": self.phase,
-                "losses": list(self._losses), **arrays}
+                "bias": self.bias, "form": self.form, "step": self.step,
+                "refused": self.refused, "resets": self.resets, "stabilized": self.stabilized,
+                "fallbacks": self.fallbacks, "reset_flags": list(self._reset_flags),
+                "phase": self.phase, "losses": list(self._losses), **arrays}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for key in ("in_features", "out_features", "bias"):
             if state[key] != getattr(self, key):
                 raise ValueError(f"state has {key}={state[key]!r}, this layer "
                                  f"{getattr(self, key)!r}")
+        if state.get("form", self.form) != self.form:
+            raise ValueError(f"state has form={state['form']!r}, this layer {self.form!r}")
         for key in ("step", "refused", "resets", "fallbacks"):
             setattr(self, key, int(state[key]))
+        self.stabilized = int(state.get("stabilized", 0))
+        self._reset_flags = [bool(f) for f in state.get("reset_flags", (True, True))]
         self.phase, self._losses = state["phase"], [float(x) for x in state["losses"]]
         if state["J_A"] is None:
             self._xp = self.dtype = self._J = self._F = None
@@ -360,7 +461,8 @@ class MKOR:
         xp = namespace_of(state["J_A"], "state['J_A']")
         self._xp, self.dtype = xp, state["J_A"].dtype
         self._J = [copy_array(xp, state["J_A"]), copy_array(xp, state["J_G"])]
-        self._F = [copy_array(xp, state["F_A"]), copy_array(xp, state["F_G"])]
+        self._F = (None if state.get("F_A") is None
+                   else [copy_array(xp, state["F_A"]), copy_array(xp, state["F_G"])])
         if tuple(self._J[0].shape) != (self.cols, self.cols) or \
                 tuple(self._J[1].shape) != (self.rows, self.rows):
             raise ValueError("state inverses do not match this layer's shapes")

@@ -117,19 +117,110 @@ def test_norm_matched_direction_and_identity_start():
     assert np.allclose(raw_layer.precondition(grad_W), raw, rtol=1e-13)
 
 
-def test_code_form_mixes_with_identity_and_reinversion_is_exact():
+def _code_reference(batches, mixing=0.95, threshold=2.0, J=None, flags=None):
+    """The authors' code (mkor/mkor.py) in dense float64: identity mixing *before*
+    an undecayed unit-weight Sherman-Morrison step, reset flags at max|J| > 2."""
+    J = [np.eye(IN + 1), np.eye(OUT)] if J is None else [X.copy() for X in J]
+    flags = [True, True] if flags is None else list(flags)
+    for a, g in batches:
+        for i, v in enumerate((np.r_[a.mean(axis=0), 1.0], g.mean(axis=0))):
+            if flags[i]:
+                J[i], flags[i] = np.eye(len(v)), False
+                continue
+            M = mixing * J[i] + (1 - mixing) * np.eye(len(v))
+            J[i] = np.linalg.inv(np.linalg.inv(M) + np.outer(v, v))
+            if np.max(np.abs(J[i])) > threshold:
+                flags = [True, True]
+    return J
+
+
+def test_code_form_is_the_authors_update_and_reinversion_is_exact():
     rng = np.random.default_rng(4)
     batches = [(rng.standard_normal((8, IN)), rng.standard_normal((8, OUT))) for _ in range(20)]
-    paper, code = MKOR(IN, OUT, decay=0.9), MKOR(IN, OUT, decay=0.9, form="code")
-    for a, g in batches[:1]:
-        paper.update(a, g)
+    code = MKOR(IN, OUT, decay=0.9, form="code")
+    code.update(*batches[0])
+    # the code's first update only sets the identity (the flags start raised)
+    assert all(np.array_equal(J, np.eye(len(J))) for J in code.inverses)
+    assert code.factors is None and code.resets == 0
+    for a, g in batches[1:]:
         code.update(a, g)
-    assert np.allclose(code.inverses[1], 0.95 * paper.inverses[1] + 0.05 * np.eye(OUT))
+    for J, ref in zip(code.inverses, _code_reference(batches)):
+        assert rel(J, ref) < 1e-12
+    # not the decayed paper step followed by mixing (the earlier reading)
+    paper = MKOR(IN, OUT, decay=0.9)
+    paper.update(*batches[1])
+    mixed_after = 0.95 * paper.inverses[1] + 0.05 * np.eye(OUT)
+    first = MKOR(IN, OUT, decay=0.9, form="code")
+    first.update(*batches[0])
+    first.update(*batches[1])
+    assert rel(first.inverses[1], mixed_after) > 1e-3
     exact = MKOR(IN, OUT, decay=0.9, reinvert_every=5)
     for a, g in batches:
         exact.update(a, g)
     for J, F in zip(exact.inverses, exact.factors):
         assert np.allclose(J @ F, np.eye(F.shape[0]), atol=1e-12)
+    with pytest.raises(ValueError, match="reinvert_every"):
+        MKOR(IN, OUT, form="code", reinvert_every=5)
+
+
+def test_code_form_reset_flags_follow_the_authors_rule():
+    rng = np.random.default_rng(7)
+    batches = [(rng.standard_normal((8, IN)), rng.standard_normal((8, OUT))) for _ in range(3)]
+    layer = MKOR(IN, OUT, form="code")
+    layer.update(*batches[0])
+    big = [3.0 * np.eye(IN + 1), np.eye(OUT)]
+    layer.load_state_dict({**layer.state_dict(), "J_A": big[0], "J_G": big[1],
+                           "reset_flags": [False, False]})
+    layer.update(*batches[1])
+    J_A, J_G = layer.inverses
+    assert np.max(np.abs(J_A)) > 2.0                       # the step is taken ...
+    assert np.array_equal(J_G, np.eye(OUT))                # ... and flags G at once
+    assert layer.resets == 1
+    layer.update(*batches[2])
+    assert np.array_equal(layer.inverses[0], np.eye(IN + 1)) and layer.resets == 2
+    ref = _code_reference(batches[1:], J=big, flags=[False, False])
+    for J, R in zip(layer.inverses, ref):
+        assert rel(J, R) < 1e-12
+    # a round trip keeps the flags and the form
+    other = MKOR(IN, OUT, form="code")
+    other.load_state_dict(layer.state_dict())
+    assert other.factors is None and other._reset_flags == layer._reset_flags
+    with pytest.raises(ValueError, match="form"):
+        MKOR(IN, OUT).load_state_dict(layer.state_dict())
+
+
+def test_norm_based_stabilizer_matches_the_dense_rule():
+    gamma, epsilon, zeta = 0.9, 5.0, 0.8
+    rng = np.random.default_rng(8)
+    batches = [(rng.standard_normal((16, IN)), rng.standard_normal((16, OUT)))
+               for _ in range(60)]
+    layer = MKOR(IN, OUT, decay=gamma, stabilizer_threshold=epsilon, stabilizer_weight=zeta)
+    kept = MKOR(IN, OUT, decay=gamma, stabilizer_threshold=epsilon, stabilizer_weight=zeta,
+                reinvert_every=1000)       # keeps the factors (re-set at each mixing)
+    F = [np.eye(IN + 1), np.eye(OUT)]
+    J = [np.eye(IN + 1), np.eye(OUT)]
+    fired = 0
+    for a, g in batches:
+        layer.update(a, g)
+        kept.update(a, g)
+        for i, v in enumerate((np.r_[a.mean(axis=0), 1.0], g.mean(axis=0))):
+            if np.max(np.abs(J[i])) > epsilon:
+                J[i] = zeta * J[i] + (1 - zeta) * np.eye(len(v))
+                F[i] = np.linalg.inv(J[i])
+                fired += 1
+            F[i] = gamma * F[i] + (1 - gamma) * np.outer(v, v)
+            J[i] = np.linalg.inv(F[i])
+    assert fired > 5 and layer.stabilized == fired and layer.resets == 0
+    assert layer.factors is None          # no O(d^2) factor for a mixed inverse
+    for got, other, ref, factor in zip(layer.inverses, kept.inverses, J, kept.factors):
+        assert rel(got, ref) < 1e-9 and np.array_equal(got, other)
+        assert np.max(np.abs(got)) <= epsilon / gamma * 1.5
+        assert np.allclose(got @ factor, np.eye(len(ref)), atol=1e-9)
+    # without it the same data drives the inverses far above epsilon
+    plain = MKOR(IN, OUT, decay=gamma)
+    for a, g in batches:
+        plain.update(a, g)
+    assert max(np.max(np.abs(J)) for J in plain.inverses) > 5 * epsilon
 
 
 def test_hybrid_falls_back_to_first_order():
