@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from cext.cupy import _compile, blas1, dia, kron, mfac, sor, spmv
+from cext.cupy import sketch as sketch_kernels
 
 from . import nvrtc
 
@@ -27,6 +28,7 @@ if nvrtc.find_library() is None:
                 allow_module_level=True)
 
 MODULES = {"spmv": spmv, "dia": dia, "blas1": blas1, "sor": sor, "mfac": mfac, "kron": kron}
+MODULES["sketch"] = sketch_kernels
 DTYPES = ("float32", "float64")
 # compute_70: oldest arch CuPy 13 wheels target with __shfl_*_sync; 80 and 90: A100, H100.
 ARCHS = ("compute_70", "compute_80", "compute_90")
@@ -50,6 +52,8 @@ PARAMS = {
     "window_gemv_finish": ["u64", "u32", "u64", "u32", "u64"],  # partials, k, block_chunk, nblocks, out
     # G, d, k, coef, v, alpha, beta, block_offsets, nblocks, out
     "window_axpy_gemv_t": ["u64", "u64", "u32", "u64", "u64", "f64", "f64", "u64", "u32", "u64"],
+    # A, m, n, buckets, signs, out
+    "countsketch_dense": ["u64", "u64", "u64", "u64", "u64", "u64"],
     # L, transpose, X, out, batch, m, n
     "kron_left": ["u64", "u32", "u64", "u64", "u64", "u32", "u32"],
     # X, R, transpose, dl, dr, damping, scale, out, batch, m, n
@@ -220,6 +224,10 @@ def test_launchers_pass_arguments_matching_the_ptx(monkeypatch, dtype):
         kron.kron_eigen_solve(factors, np.ones((2, 3), dtype=dtype),
                               np.ones((2, 4, 4), dtype=dtype), np.ones((2, 4), dtype=dtype), 0.1,
                               layers, layers.copy())
+        fake_cupy = sys.modules["cupy"]  # the sketch launcher also converts its index arrays
+        fake_cupy.ascontiguousarray, fake_cupy.int64 = np.ascontiguousarray, np.int64
+        sketch_kernels.countsketch_dense(np.ones((3, n), dtype=dtype), np.zeros(3, np.int64),
+                                         np.ones(3), np.zeros((2, n)))
     finally:
         for cache in caches:
             cache.cache_clear()
