@@ -224,3 +224,19 @@ def finish(rec: HistoryRecorder, x, fun: float, reason: str, iterations: int, st
 
 def finite(*values: float) -> bool:
     return all(math.isfinite(v) for v in values)
+
+
+def stop_test(rec: HistoryRecorder, x, f: float, gnorm: float, k: int, gtol: float,
+              maxiter: int, start: float) -> MinimizeResult | None:
+    """The minimizers' common exits at iterate ``k``: NaN/Inf, ``gnorm <= gtol``, ``maxiter``.
+
+    Returns the :class:`MinimizeResult` to hand back, or None to go on.
+    """
+    if not (math.isfinite(f) and math.isfinite(gnorm)):
+        return finish(rec, x, f, "DIVERGED_NANORINF", k, start, "NaN or Inf met")
+    if gnorm <= gtol:
+        return finish(rec, x, f, "CONVERGED_GTOL", k, start,
+                      f"gradient norm {gnorm:.3e} <= gtol {gtol:.3e}")
+    if k >= maxiter:
+        return finish(rec, x, f, "DIVERGED_ITS", k, start, f"maxiter {maxiter} reached")
+    return None

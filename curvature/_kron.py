@@ -75,6 +75,14 @@ def check_real(xp, x, name: str):
     return x
 
 
+def check_vector(v, name: str, expected, dim: int):
+    """``(xp, v)`` for a flattened-weight vector: same library, shape ``(dim,)``, real, finite."""
+    xp = namespace_of(v, name, expected)
+    if tuple(v.shape) != (dim,):
+        raise ValueError(f"{name} must have shape ({dim},), got {tuple(v.shape)}")
+    return xp, check_real(xp, v, name)
+
+
 def check_batch(xp, x, name: str, features: int):
     """A ``(batch, features)`` array (a 1-D ``(features,)`` is one example)."""
     if x.ndim == 1:

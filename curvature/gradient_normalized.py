@@ -41,7 +41,7 @@ from array_api_compat import is_array_api_obj
 from linsolve import pcg
 
 from ._hessian import (LocalHessian, Objective, check_maxiter, check_positive, dot, finish,
-                       hessian_kind, new_recorder, prepare_x0, record)
+                       hessian_kind, new_recorder, prepare_x0, record, stop_test)
 
 __all__ = ["gradient_normalized_newton"]
 
@@ -122,13 +122,9 @@ def gradient_normalized_newton(fun: Callable[[Any], float], grad: Callable[[Any]
         gnorm = float(xp.linalg.vector_norm(g))
         record(rec, fun=f, grad_norm=gnorm, step=0.0 if k == 0 else step_norm, lam=lam_used,
                gamma=gamma)
-        if not (math.isfinite(f) and math.isfinite(gnorm)):
-            return finish(rec, x, f, "DIVERGED_NANORINF", k, start, "NaN or Inf met")
-        if gnorm <= gtol:
-            return finish(rec, x, f, "CONVERGED_GTOL", k, start,
-                          f"gradient norm {gnorm:.3e} <= gtol {gtol:.3e}")
-        if k >= maxiter:
-            return finish(rec, x, f, "DIVERGED_ITS", k, start, f"maxiter {maxiter} reached")
+        done = stop_test(rec, x, f, gnorm, k, gtol, maxiter, start)
+        if done is not None:
+            return done
         H = LocalHessian(hess, kind, x, xp, n, dtype, rec, inner_rtol)
         solver = _ShiftedSolver(H, B, xp, rec, n, inner_rtol)
         for _ in range(_MAX_TRIALS):

@@ -48,6 +48,7 @@ from typing import Any
 from cext import kernels_for
 
 from ._kron import (check_batch, check_decay, check_features, check_positive, check_real,
+                    check_vector,
                     kl_clip_scale, namespace_of, symmetrise, unvec, vec, with_ones)
 from ._state import copy_array
 
@@ -284,16 +285,9 @@ class KFAC:
             D = D * kl_clip_scale([D], [V], lr, self.kl_clip)
         return D
 
-    def _check_vector(self, v, name):
-        xp = namespace_of(v, name, self._xp)
-        d = self.shape[0]
-        if tuple(v.shape) != (d,):
-            raise ValueError(f"{name} must have shape ({d},), got {tuple(v.shape)}")
-        return xp, check_real(xp, v, name)
-
     def solve(self, v: Any) -> Any:
         """``F_damped^{-1} v`` for ``v = vec(V)`` (column-major, see the module notes)."""
-        xp, v = self._check_vector(v, "v")
+        xp, v = check_vector(v, "v", self._xp, self.shape[0])
         if self._xp is None:
             return v
         return vec(xp, self._apply(unvec(xp, v, self.rows, self.cols), inverse=True))
@@ -301,7 +295,7 @@ class KFAC:
     def matvec(self, v: Any) -> Any:
         """``F_damped v``: ``(kron(A, G) + lambda I) v`` in eigen mode, the factored product
         ``kron(A + pi sqrt(lambda) I, G + sqrt(lambda)/pi I) v`` in inverse mode."""
-        xp, v = self._check_vector(v, "v")
+        xp, v = check_vector(v, "v", self._xp, self.shape[0])
         if self._xp is None:
             return v
         return vec(xp, self._apply(unvec(xp, v, self.rows, self.cols), inverse=False))

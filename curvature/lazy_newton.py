@@ -40,7 +40,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ._hessian import (LocalHessian, Objective, check_maxiter, check_positive, dot, finish,
-                       hessian_kind, new_recorder, norm, prepare_x0, record)
+                       hessian_kind, new_recorder, norm, prepare_x0, record, stop_test)
 
 __all__ = ["lazy_newton", "cubic_step", "REGULARIZATIONS"]
 
@@ -186,13 +186,9 @@ def lazy_newton(fun: Callable[[Any], float], grad: Callable[[Any], Any], hess: A
     while True:
         gnorm = norm(xp, g)
         record(rec, fun=f, grad_norm=gnorm, step=0.0 if k == 0 else step_norm, M=M_used)
-        if not (math.isfinite(f) and math.isfinite(gnorm)):
-            return finish(rec, x, f, "DIVERGED_NANORINF", k, start, "NaN or Inf met")
-        if gnorm <= gtol:
-            return finish(rec, x, f, "CONVERGED_GTOL", k, start,
-                          f"gradient norm {gnorm:.3e} <= gtol {gtol:.3e}")
-        if k >= maxiter:
-            return finish(rec, x, f, "DIVERGED_ITS", k, start, f"maxiter {maxiter} reached")
+        done = stop_test(rec, x, f, gnorm, k, gtol, maxiter, start)
+        if done is not None:
+            return done
         if k % period == 0:
             H = LocalHessian(hess, kind, x, xp, n, dtype, rec).dense()
             if not bool(xp.all(xp.isfinite(H))):

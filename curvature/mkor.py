@@ -92,6 +92,7 @@ import math
 from typing import Any
 
 from ._kron import (check_batch, check_decay, check_features, check_positive, check_real,
+                    check_vector,
                     namespace_of, symmetrise, unvec, vec, with_ones)
 from ._state import copy_array
 
@@ -406,15 +407,9 @@ class MKOR:
                 D = D * (float(xp.linalg.vector_norm(V)) / norm_d)
         return D
 
-    def _check_vector(self, v, name):
-        xp = namespace_of(v, name, self._xp)
-        if tuple(v.shape) != (self.shape[0],):
-            raise ValueError(f"{name} must have shape ({self.shape[0]},), got {tuple(v.shape)}")
-        return xp, check_real(xp, v, name)
-
     def solve(self, v: Any) -> Any:
         """``kron(J_A, J_G) v``: the kept inverses on a column-major vec (no norm matching)."""
-        xp, v = self._check_vector(v, "v")
+        xp, v = check_vector(v, "v", self._xp, self.shape[0])
         if self._J is None:
             return v
         J_A, J_G = self._J
@@ -423,7 +418,7 @@ class MKOR:
 
     def matvec(self, v: Any) -> Any:
         """The inverse of :meth:`solve`: ``kron(J_A^{-1}, J_G^{-1}) v`` by two solves."""
-        xp, v = self._check_vector(v, "v")
+        xp, v = check_vector(v, "v", self._xp, self.shape[0])
         if self._J is None:
             return v
         J_A, J_G = self._J

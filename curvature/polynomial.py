@@ -43,8 +43,8 @@ from array_api_compat import array_namespace, is_array_api_obj
 
 from linsolve import pcg
 
-from ._hessian import Objective, check_maxiter, check_positive, finish, new_recorder, norm, \
-    prepare_x0, record
+from ._hessian import (Objective, check_maxiter, check_positive, finish, new_recorder, norm,
+                       prepare_x0, record, stop_test)
 from .hutchinson import rademacher
 
 __all__ = ["PolynomialPreconditioner", "polynomial_preconditioner",
@@ -224,13 +224,9 @@ def _gradient_loop(obj, rec, xp, x, direction, lipschitz, gtol, maxiter, start, 
     while True:
         gnorm = norm(xp, g)
         record(rec, fun=f, grad_norm=gnorm, step=0.0 if k == 0 else 1.0 / lipschitz)
-        if not (math.isfinite(f) and math.isfinite(gnorm)):
-            return finish(rec, x, f, "DIVERGED_NANORINF", k, start, "NaN or Inf met")
-        if gnorm <= gtol:
-            return finish(rec, x, f, "CONVERGED_GTOL", k, start,
-                          f"gradient norm {gnorm:.3e} <= gtol {gtol:.3e}")
-        if k >= maxiter:
-            return finish(rec, x, f, "DIVERGED_ITS", k, start, f"maxiter {maxiter} reached")
+        done = stop_test(rec, x, f, gnorm, k, gtol, maxiter, start)
+        if done is not None:
+            return done
         x_new = y - direction(g_y) / lipschitz
         k += 1
         x_prev, x = x, x_new
@@ -333,13 +329,9 @@ def krylov_gradient(fun: Callable, grad: Callable, B: Any, x0: Any, degree: int,
     while True:
         gnorm = norm(xp, g)
         record(rec, fun=f, grad_norm=gnorm, step=0.0 if k == 0 else 1.0 / L)
-        if not (math.isfinite(f) and math.isfinite(gnorm)):
-            return finish(rec, x, f, "DIVERGED_NANORINF", k, start, "NaN or Inf met")
-        if gnorm <= gtol:
-            return finish(rec, x, f, "CONVERGED_GTOL", k, start,
-                          f"gradient norm {gnorm:.3e} <= gtol {gtol:.3e}")
-        if k >= maxiter:
-            return finish(rec, x, f, "DIVERGED_ITS", k, start, f"maxiter {maxiter} reached")
+        done = stop_test(rec, x, f, gnorm, k, gtol, maxiter, start)
+        if done is not None:
+            return done
         # Arnoldi with re-orthogonalisation: raw powers B^j g differ in scale by
         # lambda_max^j and their QR loses the small-eigenvalue directions.
         basis = [g / gnorm]
