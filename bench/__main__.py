@@ -40,6 +40,7 @@ import os
 import re
 import sys
 
+from ._threads import blas_one_thread
 from .methods import METHODS, parse_methods
 from .problems import PROBLEMS
 
@@ -217,30 +218,8 @@ def main(argv: list[str] | None = None) -> int:
         Arguments without the program name; default ``sys.argv[1:]``.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    with _single_threaded_blas():
+    with blas_one_thread():
         return _dispatch(argv)
-
-
-def _single_threaded_blas():
-    """Limit OpenBLAS to one thread while benchmarking, when threadpoolctl is there.
-
-    scipy's cg calls BLAS dot products; OpenBLAS threads them and its
-    threads wait on each other at every call. On this 2-core shared machine,
-    with one core busy elsewhere, that made scipy's cg 15-50x slower (27 s
-    instead of 0.5 s on the default problem) and the comparison meaningless.
-    One thread is what those memory-bound vector operations need anyway.
-    """
-    import contextlib
-
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
-    # threadpoolctl limits only libraries already loaded: scipy's own OpenBLAS
-    # loads with scipy.linalg, so load it first.
-    import scipy.linalg  # noqa: F401
-
-    return threadpool_limits(limits=1, user_api="blas")
 
 
 def _dispatch(argv: list[str]) -> int:

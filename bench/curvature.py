@@ -49,6 +49,8 @@ import time
 
 import numpy as np
 
+from ._threads import blas_one_thread
+
 __all__ = ["ROOT_COLUMNS", "OPTIMIZER_COLUMNS", "curvature_parser", "run_curvature_command",
            "run_roots", "run_optimizers", "plot_training"]
 
@@ -266,25 +268,6 @@ def _disabled(progress):
     return True if progress is False else None
 
 
-def _blas_one_thread():
-    """One BLAS thread for every BLAS loaded so far: import scipy first.
-
-    threadpoolctl limits only the libraries loaded when the limit is set;
-    scipy wheels bring their own OpenBLAS, loaded on the first import of
-    scipy.linalg (here through scikit-learn), which a limit set before that
-    import does not cover (M-FAC's ``solve_triangular`` then ran 15 ms
-    instead of 0.05 ms under load).
-    """
-    import scipy.linalg  # noqa: F401  (load scipy's OpenBLAS before limiting)
-    import sklearn.model_selection  # noqa: F401
-
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
-
-
 @contextlib.contextmanager
 def _numba_one_thread():
     try:
@@ -327,7 +310,7 @@ def run_curvature_command(args: argparse.Namespace) -> int:
     interrupted = False
     load = _load()
 
-    with _blas_one_thread():
+    with blas_one_thread("sklearn.model_selection"):
         # 1. roots
         root_rows, interrupted = run_roots(
             sizes=(32, 64) if quick else (32, 128, 256), repeats=1 if quick else 3,

@@ -34,6 +34,7 @@ from typing import Callable
 import numpy as np
 
 from . import newton_problems as problems
+from ._threads import blas_one_thread
 from .table import format_table, write_csv, write_json
 
 __all__ = ["COLUMNS", "run_newton", "newton_problem_list", "newton_methods", "gradient_descent"]
@@ -173,7 +174,7 @@ def run_newton(out_dir: str | os.PathLike | None = None, quick: bool = False,
     Returns the rows (dicts with :data:`COLUMNS` and ``fun``). ``progress``
     prints one line per finished row to stderr.
     """
-    with _blas_one_thread():
+    with blas_one_thread():
         rows = _run_rows(quick, progress)
     if out_dir is not None:
         os.makedirs(out_dir, exist_ok=True)
@@ -181,25 +182,6 @@ def run_newton(out_dir: str | os.PathLike | None = None, quick: bool = False,
         write_json(os.path.join(out_dir, "curvature_newton.json"),
                    {"gtol": GTOL, "columns": list(COLUMNS), "rows": rows})
     return rows
-
-
-def _blas_one_thread():
-    """One BLAS thread while timing (as elsewhere in ``python -m bench``).
-
-    On the shared 2-core machine threaded OpenBLAS made a 200 x 200 ``eigh``
-    25x slower (lazy Newton, period 1: 3.3 s instead of 0.12 s). threadpoolctl
-    limits only the libraries already loaded, so scipy's OpenBLAS is loaded
-    first.
-    """
-    import contextlib
-
-    import scipy.linalg  # noqa: F401
-
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
 
 
 def _run_rows(quick: bool, progress: bool) -> list[dict]:
