@@ -68,6 +68,33 @@ def prepare_x0(x0):
     return xp, xp.asarray(x0, copy=True)
 
 
+def rounding_slack(xp, dtype, f: float, factor: float = 8.0) -> float:
+    """``factor * eps(dtype) * (1 + |f|)``: how far ``f`` may move by rounding alone.
+
+    Decrease tests compare values of ``f`` that differ by less than their
+    rounding near a minimiser; the allowance must follow the working
+    precision (float32's eps is 2^29 times float64's), not a float64 constant.
+    """
+    return factor * float(xp.finfo(dtype).eps) * (1.0 + abs(f))
+
+
+def _library(xp) -> str:
+    return xp.__name__.removeprefix("array_api_compat.")
+
+
+def check_namespace(xp, value, what: str) -> None:
+    """TypeError unless ``value`` is an array of the namespace ``xp`` (that of ``x0``)."""
+    try:
+        value_xp = array_namespace(value)
+    except TypeError:
+        raise TypeError(f"{what} returned {type(value).__name__}, not an array of x0's "
+                        f"namespace {xp.__name__}") from None
+    # array_api_compat.numpy and numpy are the same library (a caller may hold either)
+    if _library(value_xp) != _library(xp):
+        raise TypeError(f"{what} returned a {value_xp.__name__} array but x0 is a "
+                        f"{xp.__name__} array: return arrays of x0's library")
+
+
 def dot(xp, a, b) -> float:
     return float(xp.sum(a * b))
 
@@ -93,6 +120,7 @@ class Objective:
     def grad(self, x):
         self.rec.n_grad += 1
         g = self._grad(x)
+        check_namespace(self.xp, g, "grad(x)")
         if tuple(g.shape) != (self.n,):
             raise ValueError(f"grad(x) returned shape {tuple(g.shape)}, expected ({self.n},)")
         if g.dtype != self.dtype:
@@ -146,6 +174,7 @@ class LocalHessian:
 
     def _take(self, value) -> None:
         if is_array_api_obj(value):
+            check_namespace(self.xp, value, "hess(x)")
             if tuple(value.shape) != (self.n, self.n):
                 raise ValueError(f"hess(x) returned shape {tuple(value.shape)}, "
                                  f"expected ({self.n}, {self.n})")
@@ -169,7 +198,7 @@ class LocalHessian:
             self.rec.n_factorizations += 1
             try:
                 direction = xp.linalg.solve(self.matrix, g)
-            except Exception:  # numpy's LinAlgError, or another library's singular-matrix error
+            except np.linalg.LinAlgError:  # singular (also CuPy's and array_api_strict's error)
                 return None
             return direction
         if self.kind == "hvp":
@@ -200,6 +229,7 @@ class _HVP:
 
     def matvec(self, v):
         out = self.hess(self.x, v)
+        check_namespace(self.xp, out, "hess(x, v)")
         if out.dtype != self.dtype:
             out = self.xp.astype(out, self.dtype)
         return out

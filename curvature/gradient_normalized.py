@@ -36,12 +36,14 @@ import math
 import time
 from typing import Any, Callable
 
+import numpy as np
 from array_api_compat import is_array_api_obj
 
 from linsolve import pcg
 
-from ._hessian import (LocalHessian, Objective, check_maxiter, check_positive, dot, finish,
-                       hessian_kind, new_recorder, prepare_x0, record, stop_test)
+from ._hessian import (LocalHessian, Objective, check_maxiter, check_namespace, check_positive,
+                       dot, finish, hessian_kind, new_recorder, prepare_x0, record,
+                       rounding_slack, stop_test)
 
 __all__ = ["gradient_normalized_newton"]
 
@@ -80,7 +82,8 @@ def gradient_normalized_newton(fun: Callable[[Any], float], grad: Callable[[Any]
         update) and ``n_hvp``. ``n_factorizations`` counts factorisations
         (one ``eigh`` per Hessian with ``B = I``, else one per trial).
         Reasons ``CONVERGED_GTOL``, ``DIVERGED_ITS``, ``DIVERGED_NANORINF``,
-        ``DIVERGED_LINE_SEARCH`` (40 rejected trials in one iteration).
+        ``DIVERGED_LINE_SEARCH`` (40 rejected trials in one iteration, or a
+        rejected trial at ``gamma_min``, which further trials would only repeat).
 
     Examples
     --------
@@ -105,7 +108,16 @@ def gradient_normalized_newton(fun: Callable[[Any], float], grad: Callable[[Any]
     if B is not None:
         if not is_array_api_obj(B) or tuple(B.shape) != (n, n):
             raise ValueError(f"B must be an ({n}, {n}) array of x0's namespace")
+        check_namespace(xp, B, "B")
         B = xp.astype(B, dtype)
+        if not bool(xp.all(xp.isfinite(B))):
+            raise ValueError("B contains NaN or Inf; it must be a finite SPD matrix")
+        try:
+            xp.linalg.cholesky((B + B.T) / 2)
+        except np.linalg.LinAlgError:
+            raise ValueError("B is not symmetric positive definite (its Cholesky "
+                             "factorisation failed); pass an SPD B or None for the "
+                             "identity") from None
     kind = hessian_kind(hess)
     rec = new_recorder("lam", "gamma")
     obj = Objective(fun, grad, xp, n, dtype, rec)
@@ -134,10 +146,18 @@ def gradient_normalized_newton(fun: Callable[[Any], float], grad: Callable[[Any]
                 x_new = x + h
                 f_new, g_new = obj.fun(x_new), obj.grad(x_new)
                 g_new_dual = dual_norm(g_new)
+                # The slack lets f's rounding (relative to the working dtype) pass
+                # a step whose true decrease is at the level of that rounding.
                 if (math.isfinite(f_new) and math.isfinite(g_new_dual)
-                        and f - f_new >= g_new_dual ** 2 / (8.0 * lam)):
+                        and f - f_new >= g_new_dual ** 2 / (8.0 * lam)
+                        - rounding_slack(xp, dtype, f)):
                     gamma = 2.0 * gamma
                     break
+            if gamma <= gamma_min:
+                # the next trial would repeat this one exactly
+                return finish(rec, x, f, "DIVERGED_LINE_SEARCH", k, start,
+                              f"the trial step at gamma_min = {gamma_min:.3e} failed the "
+                              "decrease test")
             gamma = max(0.5 * gamma, gamma_min)
         else:
             return finish(rec, x, f, "DIVERGED_LINE_SEARCH", k, start,
@@ -175,7 +195,7 @@ class _ShiftedSolver:
             try:
                 xp.linalg.cholesky((A + A.T) / 2)  # the positive-definiteness check
                 return -xp.linalg.solve(A, g)
-            except Exception:  # LinAlgError (numpy) or the namespace's own error
+            except np.linalg.LinAlgError:  # not positive definite (CuPy raises the same class)
                 return None
         B = self.B
         shifted = (lambda v: self.H.matvec(v) + lam * v) if B is None else \

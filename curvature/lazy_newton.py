@@ -24,8 +24,9 @@ solve in that eigenbasis:
 ``adaptive=True`` finds ``M`` by backtracking (the paper's adaptive
 variant, Section 5): a step is accepted when ``f(x+)`` is below the model
 value (doubling ``M`` otherwise, up to 60 times), and ``M`` is halved after
-each accepted step (not below 1e-12). The test allows ``1e-14 (1 + |f|)`` for rounding of
-``f`` near the minimiser. The Hessian schedule is not changed by
+each accepted step (not below 1e-12). The test allows ``45 eps (1 + |f|)``
+(``eps`` of the working dtype; about ``1e-14 (1 + |f|)`` in float64) for
+rounding of ``f`` near the minimiser. The Hessian schedule is not changed by
 backtracking: Hessians are computed at iterations ``0, period, 2 period,
 ...``, so ``ceil(k / period)`` of them for ``k`` iterations.
 """
@@ -40,16 +41,26 @@ from typing import Any, Callable
 import numpy as np
 
 from ._hessian import (LocalHessian, Objective, check_maxiter, check_positive, dot, finish,
-                       hessian_kind, new_recorder, norm, prepare_x0, record, stop_test)
+                       hessian_kind, new_recorder, norm, prepare_x0, record, rounding_slack,
+                       stop_test)
 
 __all__ = ["lazy_newton", "cubic_step", "REGULARIZATIONS"]
 
 REGULARIZATIONS = ("gradient", "cubic")
 _MAX_DOUBLINGS = 60
-_ROUNDING_SLACK = 1e-14
+_ROUNDING_FACTOR = 45.0   # slack 45 eps (1 + |f|): 1e-14 (1 + |f|) in float64
+_MAX_BRACKET_DOUBLINGS = 2100   # from 1e-8 past the largest float64: a safety cap only
 _M_MIN = 1e-12   # floor for the halving (the authors' codes use 1e-5 to 1e-9): without
                  # one, M halves towards 0 near the minimiser and 60 doublings no longer
                  # reach a useful value when a stale Hessian suddenly needs one
+
+
+class _CubicStepError(ArithmeticError):
+    """The secular equation of :func:`cubic_step` could not be solved; ``reason`` says how."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
 
 
 def _host(v) -> np.ndarray:
@@ -66,6 +77,13 @@ def cubic_step(eigenvalues, eigenvectors, g, M: float):
     ``H + M r/2 I`` is positive semidefinite (the optimality conditions).
     O(d^2) for the two products with ``U``, O(d) per secular-equation
     evaluation.
+
+    Raises
+    ------
+    ArithmeticError
+        The secular equation has no finite bracketed root (the radius
+        overflows, NaN, or Brent's method failed); :func:`lazy_newton`
+        turns this into ``DIVERGED_NANORINF`` or ``DIVERGED_BREAKDOWN``.
 
     Examples
     --------
@@ -113,10 +131,28 @@ def cubic_step(eigenvalues, eigenvectors, g, M: float):
         if lo <= r_low * (1.0 + 1e-16):
             break
     hi = max(2.0 * lo, 1e-8)
-    while secular(hi) > 0:
+    for _ in range(_MAX_BRACKET_DOUBLINGS):
+        secular_hi = secular(hi)
+        if not secular_hi > 0:
+            break
         hi *= 2.0
-    r = brentq(secular, lo, hi, xtol=1e-300, rtol=4 * np.finfo(float).eps, maxiter=200) \
-        if secular(lo) > 0 else lo
+    else:
+        raise _CubicStepError("DIVERGED_BREAKDOWN", "no upper bracket for the cubic step's "
+                              f"radius after {_MAX_BRACKET_DOUBLINGS} doublings")
+    if not (math.isfinite(hi) and math.isfinite(secular_hi)):
+        raise _CubicStepError("DIVERGED_NANORINF", "the cubic step's radius overflows or is "
+                              "NaN (gradient too large for M); raise M")
+    if secular(lo) > 0:
+        try:
+            r = brentq(secular, lo, hi, xtol=1e-300, rtol=4 * np.finfo(float).eps, maxiter=200)
+        except (ValueError, RuntimeError) as error:   # no sign change, or no convergence
+            raise _CubicStepError("DIVERGED_BREAKDOWN",
+                                  f"the secular equation of the cubic step failed: {error}"
+                                  ) from None
+    else:
+        r = lo
+    if not math.isfinite(r):
+        raise _CubicStepError("DIVERGED_NANORINF", "the cubic step's radius is NaN or Inf")
     coeff = xp.asarray(coefficients(r), dtype=g.dtype)
     return eigenvectors @ coeff, r
 
@@ -148,10 +184,11 @@ def lazy_newton(fun: Callable[[Any], float], grad: Callable[[Any], Any], hess: A
     MinimizeResult
         Extra history columns ``M`` (the constant of the step that reached
         the iterate) and ``n_hvp``. Reasons ``CONVERGED_GTOL``,
-        ``DIVERGED_ITS``, ``DIVERGED_NANORINF``, ``DIVERGED_LINE_SEARCH``
+        ``DIVERGED_ITS``, ``DIVERGED_NANORINF`` (also a cubic step whose
+        radius overflows), ``DIVERGED_LINE_SEARCH``
         (60 doublings of ``M`` did not pass the test), ``DIVERGED_BREAKDOWN``
         (non-adaptive gradient regularisation with ``H + lambda I`` not
-        positive definite).
+        positive definite; or the cubic step's secular equation failed).
 
     Examples
     --------
@@ -196,7 +233,10 @@ def lazy_newton(fun: Callable[[Any], float], grad: Callable[[Any], Any], hess: A
             lam, U = xp.linalg.eigh(H)
             rec.n_factorizations += 1
         for _ in range(_MAX_DOUBLINGS):
-            h, model_decrease, ok = _step(lam, U, g, gnorm, M, regularization, xp)
+            try:
+                h, model_decrease, ok = _step(lam, U, g, gnorm, M, regularization, xp)
+            except _CubicStepError as error:
+                return finish(rec, x, f, error.reason, k, start, str(error))
             if not ok:
                 if not adaptive:
                     return finish(rec, x, f, "DIVERGED_BREAKDOWN", k, start,
@@ -206,7 +246,7 @@ def lazy_newton(fun: Callable[[Any], float], grad: Callable[[Any], Any], hess: A
                 continue
             x_new = x + h
             f_new = obj.fun(x_new)
-            slack = _ROUNDING_SLACK * (1 + abs(f))
+            slack = rounding_slack(xp, dtype, f, _ROUNDING_FACTOR)
             if not adaptive or (math.isfinite(f_new) and f_new - f <= model_decrease + slack):
                 break
             M *= 2.0

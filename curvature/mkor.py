@@ -108,9 +108,18 @@ def sherman_morrison_step(J: Any, v: Any, gamma: float, *, guard: float = 1e-8):
         The current inverse (symmetric positive definite when healthy).
     v : array (n,)
     gamma : float
-        Decay in (0, 1).
+        Decay in (0, 1] (1 leaves ``J`` unchanged).
     guard : float
         Relative denominator guard (see the module notes).
+
+    Raises
+    ------
+    TypeError
+        ``J`` or ``v`` not an array, ``v`` of another library than ``J``,
+        or not real floating.
+    ValueError
+        ``J`` not square, ``v`` not of shape ``(n,)`` or not finite,
+        ``gamma`` outside (0, 1].
 
     Returns
     -------
@@ -128,6 +137,15 @@ def sherman_morrison_step(J: Any, v: Any, gamma: float, *, guard: float = 1e-8):
     (array([[1., 0.],
            [0., 2.]]), True)
     """
+    xp = namespace_of(J, "J")
+    if J.ndim != 2 or J.shape[0] != J.shape[1]:
+        raise ValueError(f"J must be a square 2-D array, got shape {tuple(J.shape)}")
+    _, v = check_vector(v, "v", xp, J.shape[0])
+    gamma = check_decay("gamma", gamma, allow_one=True)
+    if gamma == 0.0:
+        raise ValueError("gamma must be in (0, 1], got 0.0: gamma = 0 drops J^{-1} and "
+                         "leaves the singular v v'")
+    guard = check_positive("guard", guard, allow_zero=True)
     return _rank_one_inverse(J, v, gamma, 1.0 - gamma, guard)
 
 

@@ -27,14 +27,17 @@ schedule steps ``x+ = x - alpha n`` with ``alpha`` in (0, 1]:
 * ``"universal"``: the constants unknown: backtracking on ``theta``.
   Start each iteration from half the last accepted ``theta``; accept
   ``alpha = 1 / (1 + theta)`` when ``f(x+) <= f(x) - alpha G^2 / 4``,
-  otherwise double ``theta`` (from ``2^-10`` if it was 0).
+  otherwise double ``theta`` (from ``2^-10`` if it was 0). The test allows
+  ``8 eps (1 + |f|)`` (``eps`` of the working dtype) for the rounding of ``f``.
 * ``"greedy"``: line search on (0, 1] along ``n``: ``alpha = 1`` when the
   directional derivative there, ``phi'(1) = -grad(x - n)' n``, is at most
   ``c G^2`` (``c = 0.1``) and ``f`` did not increase (beyond its rounding); otherwise regula falsi
   (Illinois) on ``phi'`` over [0, 1] until ``|phi'(alpha)| <= c G^2``
   -- the paper's Newton method with exact line search, made inexact the
   way a Wolfe search is. Once ``G^2`` is below the rounding of ``f`` the
-  search has nothing to measure and the full step is taken. Its gradients are the next iteration's, not extra.
+  search has nothing to measure and the full step is taken. Its gradients
+  are the next iteration's, not extra. Both rounding allowances are
+  multiples of ``eps (1 + |f|)`` with ``eps`` that of the working dtype.
 * ``"newton"``: ``alpha = 1`` (pure Newton), for comparison.
 
 All schedules are affine invariant: ``G``, ``f`` along ``n`` and the
@@ -49,7 +52,7 @@ import time
 from typing import Any, Callable
 
 from ._hessian import (LocalHessian, Objective, check_maxiter, check_positive, dot, finish,
-                       hessian_kind, new_recorder, norm, prepare_x0, record)
+                       hessian_kind, new_recorder, norm, prepare_x0, record, rounding_slack)
 
 __all__ = ["damped_newton", "SCHEDULES", "aicn_step", "root_step"]
 
@@ -60,6 +63,7 @@ _UNIVERSAL_THETA_MIN = 2.0 ** -10
 _UNIVERSAL_TRIALS = 60
 _GREEDY_SLOPE = 0.1          # |phi'(alpha)| <= this * G^2 ends the greedy search
 _GREEDY_TRIALS = 30
+_ROUNDING_FACTOR = 8.0       # f may move by this * eps(dtype) * (1 + |f|) by rounding alone
 
 
 def aicn_step(L: float, decrement: float) -> float:
@@ -205,7 +209,7 @@ def damped_newton(fun: Callable[[Any], float], grad: Callable[[Any], Any], hess:
         elif schedule == "newton":
             alpha = 1.0
         elif schedule == "universal":
-            alpha, f_new, theta = _universal(obj, x, direction, f, G2, theta)
+            alpha, f_new, theta = _universal(obj, xp, x, direction, f, G2, theta)
             if alpha is None:
                 return finish(rec, x, f, "DIVERGED_LINE_SEARCH", k, start,
                               "the universal schedule found no decrease "
@@ -225,13 +229,15 @@ def damped_newton(fun: Callable[[Any], float], grad: Callable[[Any], Any], hess:
             callback(x)
 
 
-def _universal(obj: Objective, x, direction, f: float, G2: float, theta: float):
+def _universal(obj: Objective, xp, x, direction, f: float, G2: float, theta: float):
     """Backtracking on ``theta``; returns ``(alpha, f(x+), theta)`` or ``(None, ...)``."""
     theta = theta / 2.0
+    # once alpha G^2 / 4 is below f's rounding the test cannot see the decrease
+    slack = rounding_slack(xp, obj.dtype, f, _ROUNDING_FACTOR)
     for _ in range(_UNIVERSAL_TRIALS):
         alpha = 1.0 / (1.0 + theta)
         f_new = obj.fun(x - alpha * direction)
-        if math.isfinite(f_new) and f_new <= f - _UNIVERSAL_DECREASE * alpha * G2:
+        if math.isfinite(f_new) and f_new <= f - _UNIVERSAL_DECREASE * alpha * G2 + slack:
             return alpha, f_new, theta
         theta = max(2.0 * theta, _UNIVERSAL_THETA_MIN)
     return None, None, theta
@@ -241,7 +247,7 @@ def _greedy(obj: Objective, xp, x, direction, f: float, G2: float):
     """Inexact exact line search on (0, 1]; returns ``(alpha, f(x+), grad(x+))``."""
     target = _GREEDY_SLOPE * G2
     # f may not decrease measurably once G^2 is below its rounding: allow that
-    f_limit = f + 8.0 * 2.2e-16 * abs(f)
+    f_limit = f + rounding_slack(xp, obj.dtype, f, _ROUNDING_FACTOR)
 
     def trial(alpha):
         y = x - alpha * direction
@@ -251,7 +257,7 @@ def _greedy(obj: Objective, xp, x, direction, f: float, G2: float):
     lo, slope_lo = 0.0, -G2
     hi = 1.0
     f_hi, g_hi, slope_hi = trial(hi)
-    if G2 <= 16.0 * 2.2e-16 * abs(f):
+    if G2 <= rounding_slack(xp, obj.dtype, f, 2.0 * _ROUNDING_FACTOR):
         # the predicted decrease G^2/2 is below the rounding of f: nothing left to
         # search for, take the full Newton step
         return 1.0, f_hi, g_hi

@@ -44,12 +44,17 @@ from array_api_compat import array_namespace, is_array_api_obj
 from linsolve import pcg
 
 from ._hessian import (Objective, check_maxiter, check_positive, finish, new_recorder, norm,
-                       prepare_x0, record, stop_test)
+                       prepare_x0, record, rounding_slack, stop_test)
+from .hutchinson import _check as _check_samples
 from .hutchinson import rademacher
 
 __all__ = ["PolynomialPreconditioner", "polynomial_preconditioner",
            "elementary_symmetric_from_traces", "preconditioned_gradient",
            "preconditioned_fast_gradient", "krylov_gradient"]
+
+
+_TRAPEZOID_FACTOR = 4500.0   # krylov_gradient's trapezoid switch: 4500 eps (1 + |f|),
+                             # 1e-12 (1 + |f|) in float64
 
 
 def elementary_symmetric_from_traces(power_traces) -> list[float]:
@@ -109,14 +114,18 @@ class PolynomialPreconditioner:
     solve = apply
 
     def matvec(self, v):
-        return pcg(self.apply, v, rtol=1e-12, maxiter=10 * self.n).x
+        result = pcg(self.apply, v, rtol=1e-12, maxiter=10 * self.n)
+        if not result.converged:
+            raise RuntimeError(f"P_tau^{{-1}} v: the CG solve with P_tau did not converge "
+                               f"({result.reason}); P_tau is ill-conditioned or not "
+                               "positive definite at this degree")
+        return result.x
 
 
-def _dense(B, xp, n, dtype):
-    if is_array_api_obj(B):
-        return B
+def _dense(matvec, xp, n, dtype):
+    """``B`` as an ``n x n`` array from ``n`` products ``matvec(e_i)``."""
     eye = xp.eye(n, dtype=dtype)
-    return xp.stack([B(eye[:, i]) for i in range(n)], axis=1)
+    return xp.stack([matvec(eye[:, i]) for i in range(n)], axis=1)
 
 
 def polynomial_preconditioner(B: Any, degree: int, traces: str = "exact", *, samples: int = 30,
@@ -143,7 +152,9 @@ def polynomial_preconditioner(B: Any, degree: int, traces: str = "exact", *, sam
     ------
     ValueError
         Unknown ``traces``, negative degree, non-square ``B``, missing ``n``,
-        or non-positive estimated traces.
+        non-positive estimated traces, ``samples`` not a positive integer, or
+        (Hutchinson) an estimated ``sigma_k``, ``k <= degree + 1``, that is
+        not positive.
 
     Examples
     --------
@@ -168,6 +179,7 @@ def polynomial_preconditioner(B: Any, degree: int, traces: str = "exact", *, sam
         matrix = B
         matvec = lambda v: matrix @ v  # noqa: E731
     else:
+        matrix = None
         matvec = B.matvec if callable(getattr(B, "matvec", None)) else B
         if not callable(matvec):
             raise TypeError("B must be an array, an object with matvec, or a callable")
@@ -179,7 +191,7 @@ def polynomial_preconditioner(B: Any, degree: int, traces: str = "exact", *, sam
         dtype = xp.float64
     K = degree + 1
     if traces == "exact":
-        D = _dense(B, xp, n, dtype)
+        D = matrix if matrix is not None else _dense(matvec, xp, n, dtype)
         D = (D + D.T) / 2
         scale = float(xp.sum(xp.linalg.diagonal(D)))
         if not scale > 0:
@@ -191,23 +203,28 @@ def polynomial_preconditioner(B: Any, degree: int, traces: str = "exact", *, sam
             if k < K:
                 power = power @ scaled
     else:
+        n, samples = _check_samples(n, samples)
         rng = np.random.default_rng(seed)
-        samples = int(samples)
         probes = [xp.asarray(rademacher(rng, n), dtype=dtype) for _ in range(samples)]
         sums = [0.0] * K
-        krylov = []
         for z in probes:
-            w, row = z, []
+            w = z
             for k in range(K):
                 w = matvec(w)
-                row.append(w)
                 sums[k] += float(xp.sum(z * w))
-            krylov.append(row)
         scale = sums[0] / samples
         if not scale > 0:
             raise ValueError(f"estimated tr(B) = {scale} is not positive: B is not SPD")
         power_traces = [sums[k] / samples / scale ** (k + 1) for k in range(K)]
     sigma = elementary_symmetric_from_traces(power_traces)
+    if traces == "hutchinson":
+        # Noisy traces can give sigma_k <= 0, which no SPD matrix has: P_tau would
+        # not be positive definite and 1/sigma_{tau+1} no step size.
+        bad = [k for k in range(1, K + 1) if not sigma[k] > 0]
+        if bad:
+            raise ValueError(f"estimated sigma_{bad[0]} = {sigma[bad[0]]:.3e} is not positive "
+                             f"(Hutchinson noise with samples={samples}): raise samples or "
+                             "use traces='exact'")
     return PolynomialPreconditioner(matvec, n, xp, dtype, degree, sigma, scale)
 
 
@@ -269,6 +286,14 @@ def preconditioned_fast_gradient(fun: Callable, grad: Callable, x0: Any,
     the constant momentum ``(1 - q)/(1 + q)``, ``q = sqrt(mu / sigma_{tau+1})``;
     without it the convex schedule ``(k - 1)/(k + 2)``.
     """
+    if strong_convexity is not None:
+        strong_convexity = check_positive("strong_convexity", strong_convexity,
+                                          allow_zero=True)
+        if isinstance(preconditioner, PolynomialPreconditioner) \
+                and strong_convexity > preconditioner.lipschitz:
+            raise ValueError(f"strong_convexity {strong_convexity:.6g} exceeds the smoothness "
+                             f"constant sigma_{{tau+1}} = {preconditioner.lipschitz:.6g}; "
+                             "mu <= L always holds, so mu is wrong")
     return _run(fun, grad, x0, preconditioner, gtol, maxiter, accelerate=True,
                 strong_convexity=strong_convexity)
 
@@ -297,13 +322,18 @@ def krylov_gradient(fun: Callable, grad: Callable, B: Any, x0: Any, degree: int,
     ``f(x + h) <= f(x) + g'h + (L/2) h'Bh`` (else ``L`` doubles), then halves
     ``L``. Where ``f(x + h) - f(x)`` is within the rounding of ``f`` the
     difference is taken as ``(g(x) + g(x + h))'h / 2`` instead (Hager and
-    Zhang's approximate test), so the method does not stall near the optimum. It needs no traces and adapts to the spectrum: the subspace
+    Zhang's approximate test), so the method does not stall near the
+    optimum. It needs no traces and adapts to the spectrum: the subspace
     contains every ``P_tau g``, so the model decrease is at least that of
     the preconditioned gradient step with the same ``L``.
 
-    ``B`` is an array or a callable ``v -> B v``. Returns a
-    :class:`linsolve.MinimizeResult`; ``DIVERGED_LINE_SEARCH`` when 60
-    doublings of ``L`` found no decrease.
+    ``B`` is an ``(n, n)`` array, an object with ``matvec`` or a callable
+    ``v -> B v``; an iteration costs ``degree + 1`` products with it.
+    Returns a :class:`linsolve.MinimizeResult`; ``DIVERGED_LINE_SEARCH``
+    when 60 doublings of ``L`` found no decrease, ``DIVERGED_BREAKDOWN``
+    when ``V'BV`` is singular (a semidefinite ``B``). The trapezoid switch
+    below applies when ``|f(x + h) - f(x)| <= 4500 eps (1 + |f|)`` (``eps``
+    of ``x0``'s dtype).
 
     Examples
     --------
@@ -321,7 +351,20 @@ def krylov_gradient(fun: Callable, grad: Callable, B: Any, x0: Any, degree: int,
     if isinstance(degree, bool) or not isinstance(degree, numbers.Integral) or degree < 0:
         raise ValueError(f"degree must be an integer >= 0, got {degree!r}")
     xp, x = prepare_x0(x0)
-    matvec = (lambda v: B @ v) if is_array_api_obj(B) else B
+    n = x.shape[0]
+    if is_array_api_obj(B):
+        if tuple(B.shape) != (n, n):
+            raise ValueError(f"B has shape {tuple(B.shape)}; x0 has {n} entries, so B must "
+                             f"be ({n}, {n})")
+        matvec = lambda v: B @ v  # noqa: E731
+    else:
+        matvec = B.matvec if callable(getattr(B, "matvec", None)) else B
+        if not callable(matvec):
+            raise TypeError("B must be an array, an object with matvec, or a callable")
+        shape = getattr(B, "shape", None)
+        if shape is not None and tuple(shape) != (n, n):
+            raise ValueError(f"B has shape {tuple(shape)}; x0 has {n} entries, so B must "
+                             f"be ({n}, {n})")
     rec = new_recorder()
     obj = Objective(fun, grad, xp, x.shape[0], x.dtype, rec)
     f, g = obj.fun(x), obj.grad(x)
@@ -334,28 +377,40 @@ def krylov_gradient(fun: Callable, grad: Callable, B: Any, x0: Any, degree: int,
             return done
         # Arnoldi with re-orthogonalisation: raw powers B^j g differ in scale by
         # lambda_max^j and their QR loses the small-eigenvalue directions.
-        basis = [g / gnorm]
+        # The products B q_j of the Arnoldi loop are kept for T = V'BV, so an
+        # iteration costs tau + 1 products (tau for the basis, one for its last vector).
+        basis, products = [g / gnorm], []
         for _ in range(degree):
-            w = matvec(basis[-1])
+            Bq = matvec(basis[-1])
+            products.append(Bq)
+            w = Bq
             for _ in range(2):
                 for q in basis:
                     w = w - float(xp.sum(q * w)) * q
             w_norm = norm(xp, w)
-            if not w_norm > 1e-10 * max(norm(xp, matvec(basis[-1])), 1e-300):
+            if not w_norm > 1e-10 * max(norm(xp, Bq), 1e-300):
                 break  # the Krylov space has no further direction
             basis.append(w / w_norm)
+        if len(products) < len(basis):
+            products.append(matvec(basis[-1]))
         V = xp.stack(basis, axis=1)
-        BV = xp.stack([matvec(V[:, j]) for j in range(V.shape[1])], axis=1)
+        BV = xp.stack(products, axis=1)
         T = V.T @ BV
         T = (T + T.T) / 2
         Vg = V.T @ g
+        slack = rounding_slack(xp, x.dtype, f, _TRAPEZOID_FACTOR)
         for _ in range(60):
-            c = xp.linalg.solve(T, -Vg / L)
+            try:
+                c = xp.linalg.solve(T, -Vg / L)
+            except np.linalg.LinAlgError:   # also CuPy's and array_api_strict's error
+                return finish(rec, x, f, "DIVERGED_BREAKDOWN", k, start,
+                              "V'BV is singular on the Krylov subspace: B is not positive "
+                              "definite there")
             h = V @ c
             model_decrease = float(xp.sum(Vg * c)) + 0.5 * L * float(xp.sum(c * (T @ c)))
             f_new, g_new = obj.fun(x + h), None
             decrease = f_new - f
-            if math.isfinite(f_new) and abs(decrease) <= 1e-12 * (1.0 + abs(f)):
+            if math.isfinite(f_new) and abs(decrease) <= slack:
                 # f's rounding swamps the decrease near the optimum: use the
                 # trapezoid (g + g_new)'h / 2 instead, as Hager and Zhang's
                 # approximate Wolfe test does (exact on quadratics).

@@ -49,3 +49,20 @@ def indefinite(n: int = 20, dtype=np.float64) -> sp.csr_matrix:
     d = np.arange(1.0, n + 1.0)
     d[0] = -1.0
     return sp.diags(d, format="csr", dtype=dtype)
+
+
+def float32_quartic(offset=1e5):
+    """A well-conditioned 6-d quartic in float32, with ``f`` offset so that its
+    rounding (``eps32 |f|``, about 6e-3) hides the last decreases; shared by the
+    float32 tests of the Newton-type minimizers."""
+    rng = np.random.default_rng(0)
+    Q, _ = np.linalg.qr(rng.standard_normal((6, 6)))
+    A = ((Q * np.linspace(1.0, 4.0, 6)) @ Q.T).astype(np.float32)
+    b = rng.standard_normal(6).astype(np.float32)
+    fun = lambda x: 0.5 * x @ A @ x - b @ x + 0.25 * np.sum(x ** 4) + np.float32(offset)
+    grad = lambda x: A @ x - b + x ** 3
+    hess = lambda x: A + np.diag(3 * x ** 2)
+    x0 = np.full(6, 2.0, dtype=np.float32)
+    # 1e-4 relative: reachable in float32 (the gradient itself is accurate to ~1e-6)
+    gtol = 1e-4 * float(np.linalg.norm(grad(x0)))
+    return fun, grad, hess, x0, gtol

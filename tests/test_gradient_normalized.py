@@ -10,6 +10,7 @@ from array_api_compat import array_namespace
 
 from bench.newton_problems import breast_cancer, rosenbrock, synthetic_ill_conditioned
 from curvature.gradient_normalized import gradient_normalized_newton
+from tests.problems import float32_quartic
 
 
 @pytest.mark.parametrize("approximation", ["exact", "gauss_newton"])
@@ -85,3 +86,58 @@ def test_maxiter_and_misuse():
         gradient_normalized_newton(p.fun, p.grad, p.hess, p.x0, B=np.eye(3))
     with pytest.raises(ValueError, match="NaN"):
         gradient_normalized_newton(p.fun, p.grad, p.hess, np.array([np.inf, 0.0]))
+
+
+def test_float32_converges_without_rounding_failures():
+    # the decrease test allows eps(float32) rounding of f; without it the
+    # last trials were all rejected (DIVERGED_LINE_SEARCH)
+    fun, grad, hess, x0, gtol = float32_quartic()
+    res = gradient_normalized_newton(fun, grad, hess, x0, gtol=gtol)
+    assert res.reason == "CONVERGED_GTOL", res.message
+    assert res.x.dtype == np.float32
+
+
+def test_rejected_trial_at_gamma_min_stops_at_once():
+    # f never decreases, so every trial fails; at gamma_min the next one would repeat it
+    calls = []
+    fun = lambda x: calls.append(1) or 0.0
+    res = gradient_normalized_newton(fun, lambda x: np.ones(2), lambda x: np.eye(2),
+                                     np.zeros(2), gamma=1e-9, gamma_min=1e-9)
+    assert res.reason == "DIVERGED_LINE_SEARCH" and "gamma_min" in res.message
+    assert len(calls) == 2       # the start and one trial, not 40 identical trials
+
+
+@pytest.mark.parametrize("B, error", [
+    (np.array([[1.0, 0.0], [0.0, -1.0]]), "not symmetric positive definite"),
+    (np.array([[1.0, 0.0], [0.0, np.nan]]), "NaN or Inf"),
+])
+def test_B_must_be_finite_spd(B, error):
+    with pytest.raises(ValueError, match=error):
+        gradient_normalized_newton(lambda x: 0.5 * float(x @ x), lambda x: x,
+                                   lambda x: np.eye(2), np.ones(2), B=B)
+
+
+def test_mixed_namespaces_are_refused():
+    fun, hess = lambda x: 0.5 * float(x @ x), lambda x: np.eye(2)
+    with pytest.raises(TypeError, match="x0's library"):
+        gradient_normalized_newton(fun, lambda x: x, hess, np.ones(2),
+                                   B=array_api_strict.eye(2, dtype=array_api_strict.float64))
+    with pytest.raises(TypeError, match="x0's library"):
+        gradient_normalized_newton(fun, lambda x: array_api_strict.asarray(x), hess, np.ones(2))
+
+
+def test_user_errors_in_the_factorisation_propagate(monkeypatch):
+    # only LinAlgError means "not positive definite"; other errors must surface
+    xp = array_namespace(np.ones(1))
+    cholesky, calls = xp.linalg.cholesky, []
+
+    def cholesky_with_a_bug(A):
+        calls.append(1)
+        if len(calls) > 1:   # the entry check of B passes; the trial solve has the bug
+            raise ValueError("user bug")
+        return cholesky(A)
+
+    monkeypatch.setattr(xp.linalg, "cholesky", cholesky_with_a_bug)
+    with pytest.raises(ValueError, match="user bug"):
+        gradient_normalized_newton(lambda x: 0.5 * float(x @ x), lambda x: x,
+                                   lambda x: np.eye(2), np.ones(2), B=2.0 * np.eye(2))

@@ -19,6 +19,8 @@ from array_api_compat import array_namespace
 
 from bench.newton_problems import breast_cancer, synthetic_ill_conditioned
 from curvature.lazy_newton import cubic_step, lazy_newton
+from bench._threads import blas_one_thread
+from tests.problems import float32_quartic
 
 
 def small_logistic(d=10, x0_scale=1.0):
@@ -41,7 +43,9 @@ def test_period_one_reproduces_non_lazy_method(M):
     xs = [p.x0]
     lazy_newton(p.fun, p.grad, p.hess, p.x0, period=1, M=M, adaptive=False, gtol=0.0,
                 maxiter=8, callback=lambda x: xs.append(np.array(x)))
-    for x, ref in zip(xs, reference_regularized_newton(p, M, 8)):
+    refs = reference_regularized_newton(p, M, 8)
+    assert len(xs) == len(refs)
+    for x, ref in zip(xs, refs):
         np.testing.assert_allclose(x, ref, rtol=0, atol=1e-12 * max(1.0, np.linalg.norm(ref)))
 
 
@@ -62,20 +66,10 @@ def test_period_d_costs_at_most_half_of_period_one():
     p = synthetic_ill_conditioned(m=1000, d=200, cond=100.0, mu=1e-3, seed=0)
     d = p.dim
     costs = {}
-    with _one_blas_thread():  # threaded 200 x 200 eigh is 25x slower on a busy 2-core box
+    with blas_one_thread():  # threaded 200 x 200 eigh is 25x slower on a busy 2-core box
         _costs(p, costs)
     for regularization in ("gradient", "cubic"):
         assert costs[regularization, d] <= 0.5 * costs[regularization, 1], costs
-
-
-def _one_blas_thread():
-    import contextlib
-
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
 
 
 def _costs(p, costs):
@@ -183,3 +177,31 @@ def test_misuse_raises():
         lazy_newton(p.fun, p.grad, p.hess, p.x0, M=0.0)
     with pytest.raises(ValueError, match="NaN"):
         lazy_newton(p.fun, p.grad, p.hess, np.full(p.dim, np.nan))
+
+
+@pytest.mark.parametrize("regularization", ["gradient", "cubic"])
+def test_float32_converges_without_rounding_failures(regularization):
+    # the acceptance slack follows eps(float32); a float64 1e-14 stalled near the minimiser
+    fun, grad, hess, x0, gtol = float32_quartic()
+    res = lazy_newton(fun, grad, hess, x0, period=2, regularization=regularization, gtol=gtol)
+    assert res.reason == "CONVERGED_GTOL", res.message
+    assert res.x.dtype == np.float32
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered")
+def test_cubic_step_radius_overflow_raises_arithmetic_error():
+    # ||h(r)|| > r up to the largest float: no finite bracket (was an endless
+    # doubling guard-free loop followed by brentq on an infinite interval)
+    with pytest.raises(ArithmeticError, match="raise M"):
+        cubic_step(np.array([1.0]), np.eye(1), np.array([1e300]), 5e-324)
+
+
+def test_secular_equation_failure_is_a_result_not_an_exception(monkeypatch):
+    def failing_brentq(*args, **kwargs):
+        raise RuntimeError("Failed to converge after 200 iterations")
+
+    monkeypatch.setattr(scipy.optimize, "brentq", failing_brentq)
+    A = np.array([[3.0, 1.0], [1.0, 2.0]]); b = np.array([1.0, 1.0])
+    res = lazy_newton(lambda x: 0.5 * x @ A @ x - b @ x, lambda x: A @ x - b, lambda x: A,
+                      np.zeros(2), regularization="cubic")
+    assert res.reason == "DIVERGED_BREAKDOWN" and "secular" in res.message

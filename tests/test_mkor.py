@@ -266,3 +266,28 @@ def test_state_round_trip_and_bad_input():
         MKOR(IN, OUT, form="fp16")
     with pytest.raises(ValueError, match="decay"):
         MKOR(IN, OUT, decay=0.0)
+
+
+@pytest.mark.parametrize("gamma", [0.0, -0.5, 1.5, float("nan")])
+def test_sherman_morrison_step_refuses_gamma_outside_0_1(gamma):
+    with pytest.raises(ValueError, match="gamma"):
+        sherman_morrison_step(np.eye(2), np.ones(2), gamma)
+
+
+def test_sherman_morrison_step_gamma_one_keeps_J():
+    J = np.array([[2.0, 0.5], [0.5, 1.0]])
+    J_new, ok = sherman_morrison_step(J, np.ones(2), 1.0)
+    assert ok and np.array_equal(J_new, J)
+
+
+@pytest.mark.parametrize("v, error, match", [
+    (np.ones(3), ValueError, r"shape \(2,\)"),
+    (np.ones((2, 1)), ValueError, r"shape \(2,\)"),
+    (np.array([1.0, np.nan]), ValueError, "NaN or Inf"),
+    (np.array([1, 2]), TypeError, "real floating"),
+    (np.array([1.0 + 1j, 0.0]), TypeError, "real floating"),
+    (array_api_strict.ones(2, dtype=array_api_strict.float64), TypeError, "one array library"),
+])
+def test_sherman_morrison_step_checks_v(v, error, match):
+    with pytest.raises(error, match=match):
+        sherman_morrison_step(np.eye(2), v, 0.5)

@@ -22,6 +22,7 @@ from array_api_compat import array_namespace
 from bench.newton_problems import breast_cancer, synthetic_ill_conditioned
 from curvature.newton import SCHEDULES, aicn_step, damped_newton, root_step
 from linsolve.result import MINIMIZE_REASONS
+from tests.problems import float32_quartic
 
 # Smoothness constant of the aicn/root schedules on these logistic problems:
 # the semi-strong self-concordance constant of logistic regression has no
@@ -156,11 +157,13 @@ def test_hvp_and_object_forms_match_matrix_form():
     hvp_result = damped_newton(p.fun, p.grad, p.hvp, p.x0, schedule="aicn", maxiter=6, gtol=0.0,
                                inner_rtol=1e-13, callback=lambda x: xs_hvp.append(np.array(x)))
     assert hvp_result.history["n_hvp"][-1] > 0 and hvp_result.n_factorizations == 0
+    assert len(xs_hvp) == len(xs)
     for x, z in zip(xs, xs_hvp):
         np.testing.assert_allclose(z, x, rtol=0, atol=1e-9)
     xs_obj = [p.x0]
     damped_newton(p.fun, p.grad, lambda x: _DenseCurvature(p.hess(x)), p.x0, schedule="aicn",
                   maxiter=6, gtol=0.0, callback=lambda x: xs_obj.append(np.array(x)))
+    assert len(xs_obj) == len(xs)
     for x, z in zip(xs, xs_obj):
         np.testing.assert_allclose(z, x, rtol=0, atol=1e-12)
     # a class with matvec/solve is a factory called at each point, not a fixed object
@@ -172,6 +175,7 @@ def test_hvp_and_object_forms_match_matrix_form():
 
     damped_newton(p.fun, p.grad, HessianAt, p.x0, schedule="aicn", maxiter=6, gtol=0.0,
                   callback=lambda x: xs_cls.append(np.array(x)))
+    assert len(xs_cls) == len(xs)
     for x, z in zip(xs, xs_cls):
         np.testing.assert_allclose(z, x, rtol=0, atol=1e-12)
 
@@ -264,3 +268,46 @@ def test_misuse_raises():
         damped_newton(p.fun, p.grad, p.hess, p.x0, L=-1.0)
     with pytest.raises(ValueError, match="maxiter"):
         damped_newton(p.fun, p.grad, p.hess, p.x0, maxiter=-1)
+
+
+@pytest.mark.parametrize("schedule", ["greedy", "universal"])
+def test_float32_converges_without_rounding_failures(schedule):
+    # The decrease tests allow eps(float32)-sized rounding of f; a float64 slack
+    # (or none) made the universal schedule reject every step near the minimiser.
+    fun, grad, hess, x0, gtol = float32_quartic()
+    res = damped_newton(fun, grad, hess, x0, schedule=schedule, gtol=gtol)
+    assert res.reason == "CONVERGED_GTOL", res.message
+    assert res.x.dtype == np.float32
+
+
+def test_grad_of_another_namespace_is_refused():
+    A = np.eye(3)
+    with pytest.raises(TypeError, match="x0's library"):
+        damped_newton(lambda x: 0.5 * float(x @ x), lambda x: array_api_strict.asarray(x),
+                      lambda x: A, np.ones(3))
+
+
+def test_hessian_of_another_namespace_is_refused():
+    fun, grad = lambda x: 0.5 * float(x @ x), lambda x: x
+    with pytest.raises(TypeError, match="x0's library"):
+        damped_newton(fun, grad, lambda x: array_api_strict.eye(3, dtype=array_api_strict.float64),
+                      np.ones(3))
+    with pytest.raises(TypeError, match="x0's library"):
+        damped_newton(fun, grad, lambda x, v: array_api_strict.asarray(v), np.ones(3))
+
+
+def test_user_errors_in_the_solve_propagate(monkeypatch):
+    # Only a singular-matrix LinAlgError means breakdown; any other error from the
+    # solve (here a ValueError, a bug in the user's stack) must reach the user.
+    def broken_solve(*args):
+        raise ValueError("user bug")
+
+    monkeypatch.setattr(array_namespace(np.ones(1)).linalg, "solve", broken_solve)
+    with pytest.raises(ValueError, match="user bug"):
+        damped_newton(lambda x: 0.5 * float(x @ x), lambda x: x, lambda x: np.eye(3), np.ones(3))
+
+
+def test_singular_hessian_is_still_breakdown():
+    res = damped_newton(lambda x: 0.5 * float(x @ x), lambda x: x, lambda x: np.zeros((3, 3)),
+                        np.ones(3))
+    assert res.reason == "DIVERGED_BREAKDOWN"

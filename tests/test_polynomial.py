@@ -162,3 +162,83 @@ def test_misuse_raises():
         polynomial_preconditioner(-np.eye(3), 1)
     with pytest.raises(TypeError):
         preconditioned_gradient(lambda x: 0.0, lambda x: x, np.ones(3), "P")
+
+
+class _MatvecOnly:
+    """An operator with ``matvec`` and ``shape`` and nothing else (not callable)."""
+
+    def __init__(self, B):
+        self.B, self.shape = B, B.shape
+
+    def matvec(self, v):
+        return self.B @ v
+
+
+def test_exact_traces_of_a_matvec_object():
+    B, _ = spd_with_spectrum([10.0, 4.0, 2.0, 1.0])
+    P_op = polynomial_preconditioner(_MatvecOnly(B), degree=2)
+    P_arr = polynomial_preconditioner(B, degree=2)
+    np.testing.assert_allclose(P_op.sigma, P_arr.sigma, rtol=1e-12)
+
+
+@pytest.mark.parametrize("samples", [0, -3, 2.5, True])
+def test_hutchinson_samples_must_be_a_positive_integer(samples):
+    with pytest.raises(ValueError, match="samples"):
+        polynomial_preconditioner(np.eye(3), degree=1, traces="hutchinson", samples=samples)
+
+
+def test_hutchinson_non_positive_sigma_is_refused():
+    # diag(3, -1) is not SPD but has tr = 2 > 0; every Rademacher probe gives
+    # p_1 = 2, p_2 = 10, so sigma_2 = (p_1^2 - p_2) / 2 = -3
+    with pytest.raises(ValueError, match="raise samples or use traces='exact'"):
+        polynomial_preconditioner(np.diag([3.0, -1.0]), degree=1, traces="hutchinson", seed=0)
+
+
+def test_matvec_reports_a_failed_solve():
+    # P_1 = sigma_1 I - B = -I for B = I with a (corrupted) sigma_1 = 0: CG cannot invert it
+    from curvature.polynomial import PolynomialPreconditioner
+    P = PolynomialPreconditioner(lambda v: v, 3, array_namespace(np.ones(1)), np.float64, 1,
+                                 [1.0, 0.0, 1.0], 1.0)
+    with pytest.raises(RuntimeError, match="did not converge"):
+        P.matvec(np.ones(3))
+
+
+def test_krylov_gradient_checks_B_shape():
+    f, g = lambda x: 0.5 * float(x @ x), lambda x: x
+    with pytest.raises(ValueError, match=r"must be \(3, 3\)"):
+        krylov_gradient(f, g, np.eye(4), np.ones(3), degree=1)
+    with pytest.raises(ValueError, match=r"must be \(3, 3\)"):
+        krylov_gradient(f, g, _MatvecOnly(np.eye(4)), np.ones(3), degree=1)
+
+
+def test_krylov_gradient_semidefinite_B_is_breakdown():
+    # B = 0 is positive semidefinite: V'BV = [[0]] is singular
+    b = np.array([1.0, 2.0])
+    res = krylov_gradient(lambda x: float(b @ x), lambda x: b, np.zeros((2, 2)), np.zeros(2),
+                          degree=1)
+    assert res.reason == "DIVERGED_BREAKDOWN"
+
+
+@pytest.mark.parametrize("degree", [0, 1, 3])
+def test_krylov_gradient_costs_degree_plus_one_products(degree):
+    B, _ = spd_with_spectrum([50.0, 20.0, 5.0, 2.0, 1.0, 1.0])
+    b = np.ones(6)
+    products = []
+
+    def matvec(v):
+        products.append(1)
+        return B @ v
+
+    res = krylov_gradient(lambda x: 0.5 * x @ B @ x - b @ x, lambda x: B @ x - b, matvec,
+                          np.zeros(6), degree, gtol=0.0, maxiter=3)
+    assert res.iterations == 3
+    assert len(products) == 3 * (degree + 1)
+
+
+@pytest.mark.parametrize("mu, error", [(-1.0, ">= 0"), (1e6, "exceeds")])
+def test_fast_gradient_checks_strong_convexity(mu, error):
+    B = np.diag([4.0, 1.0])
+    P = polynomial_preconditioner(B, degree=1)
+    with pytest.raises(ValueError, match=error):
+        preconditioned_fast_gradient(lambda x: 0.5 * x @ B @ x, lambda x: B @ x, np.ones(2), P,
+                                     strong_convexity=mu)
