@@ -32,6 +32,24 @@ def check_nonnegative(name: str, value) -> float:
     return value
 
 
+def stopping_tolerance(rtol: float, atol: float, bnorm: float) -> tuple[float, str]:
+    """scipy's stopping rule: ``(tol, reason)`` with ``tol = max(rtol*||b||, atol)``.
+
+    ``reason`` is the PETSc name of the verdict a solve that meets ``tol``
+    reports: ``"CONVERGED_RTOL"`` when the relative term decides (ties
+    included), else ``"CONVERGED_ATOL"``.
+
+    Examples
+    --------
+    >>> stopping_tolerance(1e-3, 0.0, 10.0)
+    (0.01, 'CONVERGED_RTOL')
+    >>> stopping_tolerance(1e-3, 1.0, 10.0)
+    (1.0, 'CONVERGED_ATOL')
+    """
+    tol = max(rtol * bnorm, atol)
+    return tol, ("CONVERGED_RTOL" if rtol * bnorm >= atol else "CONVERGED_ATOL")
+
+
 def check_maxiter(maxiter, default: int) -> int:
     """``maxiter`` as an int (``default`` for None), or ValueError."""
     if maxiter is None:

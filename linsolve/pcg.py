@@ -10,7 +10,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ._validate import (as_initial_guess, as_rhs, check_maxiter, check_nonnegative,
-                        reject_unknown_keywords, working_dtype)
+                        reject_unknown_keywords, stopping_tolerance, working_dtype)
 from .operators import as_operator
 from .result import SolveResult
 
@@ -138,9 +138,8 @@ class _PCG:
         self.psolves = 0
         self.replacements = 0
         self.bnorm = math.sqrt(self.kernels.dot(b, b))
-        self.tol = max(rtol * self.bnorm, atol)
-        # Which test decides: scipy's max() picks the larger bound.
-        self.rtol_decides = rtol * self.bnorm >= atol
+        # scipy's max(rtol*||b||, atol); the reason names the larger bound
+        self.tol, self.reason_converged = stopping_tolerance(rtol, atol, self.bnorm)
 
     def true_residual(self):
         r = self.b - self.A.matvec(self.x)
@@ -161,7 +160,7 @@ class _PCG:
                            extra={"residual_replacements": self.replacements})
 
     def converged_reason(self):
-        return "CONVERGED_RTOL" if self.rtol_decides else "CONVERGED_ATOL"
+        return self.reason_converged
 
     def report(self, k, rnorm):
         if self.monitor:

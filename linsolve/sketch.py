@@ -29,7 +29,7 @@ from array_api_compat import array_namespace, is_array_api_obj
 from cext import kernels_for
 
 from ._validate import (as_initial_guess, as_rhs, check_maxiter, check_nonnegative,
-                        reject_unknown_keywords, working_dtype)
+                        reject_unknown_keywords, stopping_tolerance, working_dtype)
 from .result import SolveResult
 
 SKETCHES = ("rows", "gaussian", "countsketch")
@@ -167,10 +167,14 @@ def sketch_solve(A: Any, b: Any, x0: Any = None, *, sketch: str = "rows", sketch
         ``N(0, 1/s)`` entries. ``countsketch``: each row of A hashed to one
         of ``s`` buckets with a random sign (O(nnz) to apply).
     sketch_size : int
-        Columns ``s`` of the sketch, ``1 <= s <= m``.
+        Columns ``s`` of the sketch, ``1 <= s <= m``; with ``sketch="rows"``
+        and ``sampling="norms"`` at most the number of nonzero rows of A
+        (rows are drawn without replacement, zero rows never).
     sampling : {"norms", "uniform"}
         Row probabilities for ``sketch="rows"``: proportional to the
-        squared row norms (Strohmer-Vershynin) or uniform.
+        squared row norms (Strohmer-Vershynin) or uniform. Uniform sampling
+        also draws zero rows of A; such a draw changes nothing but still
+        counts as a step (in ``iterations`` and ``extra["row_steps"]``).
     seed : None, int or numpy.random.Generator
         The only source of randomness; a Generator is advanced in place.
     rtol, atol : float
@@ -190,7 +194,9 @@ def sketch_solve(A: Any, b: Any, x0: Any = None, *, sketch: str = "rows", sketch
         residual, refreshed from the true residual every ``check_every``
         steps); ``converged`` requires the true residual at exit to meet the
         tolerance. ``matvecs`` counts full products with ``A`` (sketch
-        applications and residual refreshes), ``extra["row_steps"]`` the steps.
+        applications and residual refreshes), ``extra["row_steps"]`` the rows
+        drawn (``iterations * sketch_size`` for ``sketch="rows"``, including
+        zero rows drawn under uniform sampling; the steps otherwise).
 
     Raises
     ------
@@ -232,7 +238,12 @@ def sketch_solve(A: Any, b: Any, x0: Any = None, *, sketch: str = "rows", sketch
         raise ValueError(f"sketch_size must be an integer in [1, m = {m}], got {sketch_size!r}")
     sketch_size = int(sketch_size)
     maxiter = check_maxiter(maxiter, max(1000, 100 * m // sketch_size))
-    check_every = check_maxiter(check_every, max(m, 1)) or max(m, 1)
+    if check_every is not None and (isinstance(check_every, bool)
+                                    or not isinstance(check_every, numbers.Integral)
+                                    or check_every < 1):
+        # as linsolve.pcg (0 used to mean "m" here, silently)
+        raise ValueError(f"check_every must be a positive int or None, got {check_every!r}")
+    check_every = max(m, 1) if check_every is None else int(check_every)
     b = xp.astype(b, dtype)
     if not bool(xp.all(xp.isfinite(b))):
         raise ValueError("b contains NaN or Inf")
@@ -240,14 +251,18 @@ def sketch_solve(A: Any, b: Any, x0: Any = None, *, sketch: str = "rows", sketch
     if x0 is not None and not bool(xp.all(xp.isfinite(x))):
         raise ValueError("x0 contains NaN or Inf")
     bnorm = float(xp.linalg.vector_norm(xp.astype(b, xp.float64)))
-    tol = max(rtol * bnorm, atol)
-    reason_converged = "CONVERGED_RTOL" if rtol * bnorm >= atol else "CONVERGED_ATOL"
+    tol, reason_converged = stopping_tolerance(rtol, atol, bnorm)
     total = float(system.row_norms2.sum())
     if m and n and total == 0.0 and bnorm > tol:
         raise ValueError("A is zero: no sketch can make progress")
 
     host_kaczmarz = (sketch == "rows" and sketch_size == 1 and system.csr is not None)
     if sampling == "norms":
+        nonzero_rows = int(np.count_nonzero(system.row_norms2))
+        if sketch == "rows" and sketch_size > nonzero_rows and total > 0:
+            raise ValueError(f"sketch_size = {sketch_size} exceeds the {nonzero_rows} nonzero rows "
+                             "of A: sampling='norms' draws rows without replacement and never a "
+                             f"zero row; use sketch_size <= {nonzero_rows} or sampling='uniform'")
         probabilities = system.row_norms2 / total if total > 0 else np.full(m, 1.0 / max(m, 1))
     else:
         probabilities = np.full(m, 1.0 / max(m, 1))

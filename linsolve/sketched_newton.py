@@ -102,6 +102,11 @@ def _merit(f, c, lam, g, eta1, eta2):
     return f + lam @ c + 0.5 * eta1 * (c @ c) + 0.5 * eta2 * (g @ g)
 
 
+def _merit_gradient(g, c, G, H, eta1, eta2):
+    """Gradient of the merit in ``(x, lam)``: ``(g + eta1 G'c + eta2 H g, c + eta2 G g)``."""
+    return np.concatenate([g + eta1 * (G.T @ c) + eta2 * (H @ g), c + eta2 * (G @ g)])
+
+
 def _modified_hessian(H, G, delta):
     """``(H + tau I, tau)`` with ``Z' (H + tau I) Z >= delta`` on the null space of ``G``."""
     Z = sla.null_space(G) if G.shape[0] else np.eye(H.shape[0])
@@ -158,13 +163,17 @@ def sketched_newton(problem: ConstrainedProblem, x0: Any, lam0: Any = None, *,
     armijo : float
         Sufficient-decrease constant ``beta`` of the line search.
     max_backtracks : int
-        Step halvings before ``DIVERGED_LINE_SEARCH``.
+        Step halvings before ``DIVERGED_LINE_SEARCH`` (``DIVERGED_NANORINF``
+        when the merit was NaN or Inf at every trial step).
     curvature_floor : float
         Smallest eigenvalue required of the reduced Hessian; below it the
         Hessian is shifted (``history["hessian_shift"]``) so that its smallest
         eigenvalue becomes ``max(curvature_floor, |lambda_min|)``.
     max_descent_tries : int
-        Tighten-and-raise rounds before ``DIVERGED_BREAKDOWN``.
+        Tighten-and-raise rounds before ``DIVERGED_BREAKDOWN``. Also
+        ``DIVERGED_BREAKDOWN``, at once: ``max_inner`` is spent short of the
+        accuracy and no larger ``eta1`` can make the direction a descent
+        direction.
     sharpening : float
         Accuracy of iteration k: ``theta_k = min(accuracy, ||F_k||^sharpening)``
         (the paper's sharpened condition, giving a superlinear local rate);
@@ -175,9 +184,13 @@ def sketched_newton(problem: ConstrainedProblem, x0: Any, lam0: Any = None, *,
     Returns
     -------
     MinimizeResult
-        ``extra`` holds the final multipliers ``lam``, ``inner_total`` and
-        ``armijo``. History columns beyond the standard ones:
-        :data:`HISTORY_COLUMNS`. ``grad_norm`` is ``||grad_x L||``;
+        ``extra`` holds the final multipliers ``lam``, ``inner_total``,
+        ``armijo`` and the penalties ``eta1``, ``eta2`` in force at exit.
+        History columns beyond the standard ones: :data:`HISTORY_COLUMNS`.
+        ``accuracy`` is the target ``theta`` the accepted direction was
+        solved for (after any tightening), ``sketch_residual`` the accuracy
+        it reached, ``||K z + F|| / ||F||`` (above ``accuracy`` only when
+        ``max_inner`` cut the solve short). ``grad_norm`` is ``||grad_x L||``;
         ``merit``/``merit_previous`` are the merit after/before the step,
         both with the penalties used for that step, so that
         ``directional_derivative <= descent_bound`` and
@@ -260,7 +273,7 @@ def sketched_newton(problem: ConstrainedProblem, x0: Any, lam0: Any = None, *,
                               iterations=k, history=rec.arrays(), message=message,
                               time=time.perf_counter() - start,
                               extra={"lam": lam, "inner_total": inner_total, "armijo": armijo,
-                                     "kkt_residual": kkt})
+                                     "kkt_residual": kkt, "eta1": eta1, "eta2": eta2})
 
     while True:
         if not (math.isfinite(kkt) and math.isfinite(f)):
@@ -271,15 +284,20 @@ def sketched_newton(problem: ConstrainedProblem, x0: Any, lam0: Any = None, *,
             return finish("DIVERGED_ITS", f"reached maxiter = {maxiter} with KKT residual "
                                           f"{kkt:.3e} > {gtol:.3e}")
         H = ev.hessian(x, lam)
+        if not np.all(np.isfinite(H)):
+            # a value, not sketch_solve's "A contains NaN" ValueError
+            return finish("DIVERGED_NANORINF", f"the Hessian of the Lagrangian has NaN or Inf "
+                                               f"entries at iteration {k}")
         B, tau = _modified_hessian(H, G, curvature_floor)
         rec.n_factorizations += 1  # the eigendecomposition of the reduced Hessian
         K = np.block([[B, G.T], [G, np.zeros((m, m))]])
         F = np.concatenate([g, c])
-        merit_grad = np.concatenate([g + eta1 * (G.T @ c) + eta2 * (H @ g), c + eta2 * (G @ g)])
+        merit_grad = _merit_gradient(g, c, G, H, eta1, eta2)
         z = np.zeros(n + m)
         inner = 0
         relative = nan
         accepted = False
+        stalled = False
         theta = min(accuracy, kkt ** sharpening) if sharpening > 0 else accuracy
         for _ in range(max_descent_tries):
             budget = max_inner - inner
@@ -298,6 +316,13 @@ def sketched_newton(problem: ConstrainedProblem, x0: Any, lam0: Any = None, *,
             if dot <= bound and (accurate or inner >= max_inner):
                 accepted = True
                 break
+            if inner >= max_inner and not accurate and float(z[:n] @ (G.T @ c)) >= 0.0:
+                # No sketch steps are left, so z is final, and the slope's
+                # eta1 term, eta1 dx'G'c, is not negative: a larger eta1
+                # cannot make z a descent direction (eta2 only changes after
+                # an accurate solve). Further rounds would only inflate eta1.
+                stalled = True
+                break
             # Not a descent direction: a larger penalty on ||c||^2 and a more
             # accurate solve. When the solve was accurate and the Hessian was
             # shifted, the term eta2 g'(H - B) dx of the merit's slope can
@@ -305,10 +330,15 @@ def sketched_newton(problem: ConstrainedProblem, x0: Any, lam0: Any = None, *,
             eta1 *= penalty_growth
             if accurate and tau > 0:
                 eta2 /= penalty_growth
-            merit_grad = np.concatenate([g + eta1 * (G.T @ c) + eta2 * (H @ g),
-                                         c + eta2 * (G @ g)])
+            merit_grad = _merit_gradient(g, c, G, H, eta1, eta2)
             theta /= 10.0
         inner_total += inner
+        if stalled:
+            return finish("DIVERGED_BREAKDOWN",
+                          f"max_inner = {max_inner} sketch steps reached only a relative KKT "
+                          f"residual of {relative:.3e} > theta = {theta:.3e} at iteration {k}, "
+                          "and the direction is not a descent direction of the merit for any "
+                          "eta1; raise max_inner")
         if not accepted:
             return finish("DIVERGED_BREAKDOWN",
                           f"no descent direction of the merit after {max_descent_tries} "
@@ -316,15 +346,22 @@ def sketched_newton(problem: ConstrainedProblem, x0: Any, lam0: Any = None, *,
         dx, dlam = z[:n], z[n:]
         merit_old = _merit(f, c, lam, g, eta1, eta2)
         alpha = 1.0
+        any_finite = False
         for _ in range(max_backtracks + 1):
             x_new, lam_new = x + alpha * dx, lam + alpha * dlam
             f_new, grad_new, c_new, G_new = ev.first_order(x_new)
             g_new = grad_new + G_new.T @ lam_new
             merit_new = _merit(f_new, c_new, lam_new, g_new, eta1, eta2)
+            any_finite = any_finite or math.isfinite(merit_new)
             if merit_new <= merit_old + armijo * alpha * dot:
                 break
             alpha *= 0.5
         else:
+            if not any_finite:
+                return finish("DIVERGED_NANORINF",
+                              f"the merit was NaN or Inf at every one of the {max_backtracks + 1} "
+                              f"trial steps of the line search at iteration {k} (smallest step "
+                              f"{2 * alpha:.3e})")
             return finish("DIVERGED_LINE_SEARCH",
                           f"no Armijo step on the merit after {max_backtracks} halvings at "
                           f"iteration {k}")

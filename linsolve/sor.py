@@ -13,7 +13,7 @@ import scipy.sparse as sp
 from cext import kernels_for
 
 from ._validate import (as_initial_guess, as_rhs, check_maxiter, check_nonnegative,
-                        reject_unknown_keywords, working_dtype)
+                        reject_unknown_keywords, stopping_tolerance, working_dtype)
 from .result import SolveResult
 
 ORDERINGS = ("natural", "redblack", "multicolor")
@@ -215,8 +215,7 @@ def sor(A: Any, b: Any, omega: float = 1.0, x0: Any = None, *, rtol: float = 1e-
     b = np.ascontiguousarray(b, dtype=S.dtype)
     x = as_initial_guess(x0, xp, n, S.dtype)
     bnorm = float(np.linalg.norm(b.astype(np.float64)))
-    tol = max(rtol * bnorm, atol)
-    reason_converged = "CONVERGED_RTOL" if rtol * bnorm >= atol else "CONVERGED_ATOL"
+    tol, reason_converged = stopping_tolerance(rtol, atol, bnorm)
 
     def finish(reason, k, norms, message):
         return SolveResult(x=x, converged=reason.startswith("CONVERGED"), reason=reason,

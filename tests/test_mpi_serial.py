@@ -97,10 +97,94 @@ def test_pcg_misuse_raises():
         pcg(A, np.ones(16))
     with pytest.raises(ValueError, match="length"):
         pcg(D, np.ones(5))
+    with pytest.raises(ValueError, match="length"):
+        pcg(D, np.ones(16), x0=np.ones(5))
+    with pytest.raises(ValueError, match="length"):
+        sor(D, np.ones(5))
     with pytest.raises(ValueError, match="variant"):
         pcg(D, np.ones(16), variant="fast")
     with pytest.raises(ValueError, match="atol"):
         pcg(D, np.ones(16), atol=-1.0)
+
+
+class _OtherRankFailed(SerialComm):
+    """One process pretending a second rank set its error flag in every reduction."""
+
+    size = 2
+
+    def allreduce_sum(self, values):
+        sums = np.array(values, dtype=np.float64, copy=True)
+        sums[-1] += 1.0  # the last entry is the "this rank failed" flag
+        return sums
+
+    def allgather(self, obj):
+        return [obj, ("ValueError", "rank 1: b has length 5")]
+
+
+def test_invalid_input_on_one_rank_raises_on_every_rank():
+    """The other ranks learn of the failure in the first reduction and raise too."""
+    A = poisson2d(4)
+    D = _dist(A)
+    D.comm = _OtherRankFailed()  # the flag is what matters; the rows are this rank's
+    for variant in VARIANTS:
+        with pytest.raises(ValueError, match="another rank had invalid input: rank 1: "
+                                             "ValueError: rank 1: b has length 5"):
+            pcg(D, np.ones(16), variant=variant)
+    with pytest.raises(ValueError, match="another rank had invalid input"):
+        sor(D, np.ones(16), 1.5)
+    with pytest.raises(ValueError, match="another rank had invalid input"):
+        BlockSOR(D)
+
+
+class _RootFailed(SerialComm):
+    """Rank 1 of 2, receiving from rank 0 what it sends after failing its own checks."""
+
+    rank, size = 1, 2
+    marker = ("linsolve.mpi error", "ValueError", "A must be square, got shape (3, 4)")
+
+    def scatter(self, objs, root=0):
+        return self.marker
+
+    def bcast(self, obj, root=0):
+        return self.marker
+
+
+def test_errors_on_the_root_reach_the_other_ranks():
+    """What only the root reads (global A, global b, the tuner) fails on every rank."""
+    comm = _RootFailed()
+    with pytest.raises(ValueError, match="another rank had invalid input: rank 0: ValueError: "
+                                         "A must be square"):
+        DistCSR.from_global(None, comm)
+    D = _dist(poisson2d(3))
+    D.comm = comm
+    with pytest.raises(ValueError, match="another rank had invalid input: rank 0"):
+        D.scatter(None)
+    with pytest.raises(ValueError, match="another rank had invalid input: rank 0"):
+        tuned_solve(None, D, np.ones(9))
+    with pytest.raises(TypeError, match="complex"):
+        DistCSR.from_rows(sp.csr_matrix(np.eye(3, dtype=complex)), COMM)
+    # on the root itself: its own message
+    with pytest.raises(ValueError, match="square"):
+        DistCSR.from_global(sp.csr_matrix((3, 4)), COMM)
+    with pytest.raises(ValueError, match="expected length 9"):
+        _dist(poisson2d(3)).scatter(np.ones(4))
+    with pytest.raises(ValueError, match="tuner is needed"):
+        tuned_solve(None, _dist(poisson2d(3)), np.ones(9))
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_pcg_preconditioner_failures_raise(variant):
+    """M's wrong shape or own exception surfaces (at the next reduction) on the serial path."""
+    A = poisson2d(4)
+    D = _dist(A)
+    with pytest.raises(ValueError, match="M returned shape"):
+        pcg(D, np.ones(16), M=lambda r: r[:-1], variant=variant)
+
+    def broken(r):
+        raise ZeroDivisionError("broken preconditioner")
+
+    with pytest.raises(ZeroDivisionError, match="broken preconditioner"):
+        pcg(D, np.ones(16), M=broken, variant=variant)
 
 
 def test_block_ssor_preconditioner_equals_serial_ssor():

@@ -161,6 +161,8 @@ def test_b_of_shape_n_by_1():
     ({"sketch_size": 1.5}, ValueError, "sketch_size"),
     ({"rtol": -1.0}, ValueError, "rtol"),
     ({"maxiter": -1}, ValueError, "maxiter"),
+    ({"check_every": 0}, ValueError, "check_every"),
+    ({"check_every": 2.5}, ValueError, "check_every"),
     ({"seed": "zero"}, TypeError, "seed"),
 ])
 def test_misuse_raises(kwargs, error, match):
@@ -199,3 +201,36 @@ def test_array_api_strict_block_sketch():
     assert rows.converged
     with pytest.raises(TypeError, match="namespace"):
         sketch_solve(A, xp.asarray(b))
+
+
+def test_norm_sampling_needs_as_many_nonzero_rows_as_the_sketch_size():
+    # Two of the four rows are zero: norm sampling without replacement can
+    # draw at most two distinct rows per step. numpy's own message ("Fewer
+    # non-zero entries in p than size") named neither cause nor fix.
+    A = np.array([[2.0, 0.0], [0.0, 1.0], [0.0, 0.0], [0.0, 0.0]])
+    b = np.array([2.0, 3.0, 0.0, 0.0])
+    for matrix in (A, sp.csr_matrix(A)):
+        with pytest.raises(ValueError, match="exceeds the 2 nonzero rows.*sampling='uniform'"):
+            sketch_solve(matrix, b, sketch="rows", sketch_size=3, seed=0)
+        at_limit = sketch_solve(matrix, b, sketch="rows", sketch_size=2, seed=0, rtol=1e-12)
+        assert at_limit.converged and at_limit.iterations == 1
+        np.testing.assert_allclose(at_limit.x, [1.0, 3.0], rtol=1e-14)
+        uniform = sketch_solve(matrix, b, sketch="rows", sketch_size=3, sampling="uniform",
+                               seed=0, rtol=1e-12)
+        assert uniform.converged
+        np.testing.assert_allclose(uniform.x, [1.0, 3.0], rtol=1e-14)
+
+
+def test_uniform_sampling_counts_zero_rows_drawn_as_steps():
+    # (documented): a zero row drawn leaves x alone but is a step. A diagonal
+    # system is solved by drawing each of its two nonzero rows once; with
+    # eight zero rows, uniform sampling needs more steps than two, and
+    # row_steps counts every draw.
+    A = np.zeros((10, 2))
+    A[0, 0], A[1, 1] = 2.0, 4.0
+    b = A @ np.array([1.0, 1.0])
+    kaczmarz = sketch_solve(sp.csr_matrix(A), b, sampling="uniform", seed=1, rtol=1e-12)
+    assert kaczmarz.converged and kaczmarz.iterations > 2
+    assert kaczmarz.extra["row_steps"] == kaczmarz.iterations
+    block = sketch_solve(A, b, sketch_size=2, sampling="uniform", seed=1, rtol=1e-12)
+    assert block.converged and block.extra["row_steps"] == 2 * block.iterations

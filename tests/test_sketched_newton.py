@@ -75,9 +75,45 @@ def test_limits_give_reasons_not_hangs():
     result = sketched_newton(HS6, np.array([-1.2, 1.0]), seed=0, maxiter=1)
     assert not result.converged and result.reason == "DIVERGED_ITS"
     assert result.iterations == 1
-    capped = sketched_newton(HS6, np.array([-1.2, 1.0]), seed=0, max_inner=3, maxiter=5)
-    assert capped.reason in ("DIVERGED_BREAKDOWN", "DIVERGED_ITS", "CONVERGED_KKT")
-    assert np.all(capped.history["inner_iterations"] <= 3)
+    capped = sketched_newton(HS6, np.array([-1.2, 1.0]), seed=1, max_inner=3, maxiter=5)
+    assert capped.reason == "DIVERGED_ITS" and capped.iterations == 5, capped.message
+    h = capped.history
+    inner, reached, target = (h[key][1:] for key in
+                              ("inner_iterations", "sketch_residual", "accuracy"))
+    assert np.all((inner >= 1) & (inner <= 3))
+    # the accuracy reached is recorded beside the target: above it only when
+    # the cap cut the solve short (here at least once)
+    assert np.all((reached <= target * (1 + 1e-12)) | (inner == 3))
+    assert np.any(reached > target)
+    _assert_descent_and_armijo(capped)
+
+
+def test_spent_inner_budget_stops_without_inflating_the_penalty():
+    # HS28 from the usual start, one Kaczmarz step per iteration: the step
+    # is not a descent direction and dx'G'c >= 0, so no eta1 helps. The
+    # solver stops in the first round instead of multiplying eta1 by 10 in
+    # each of the max_descent_tries rounds that can do no sketch work.
+    result = sketched_newton(HS28, np.array([-4.0, 1.0, 1.0]), seed=0, max_inner=1)
+    assert result.reason == "DIVERGED_BREAKDOWN" and result.iterations == 0
+    assert "max_inner = 1" in result.message and "raise max_inner" in result.message
+    assert result.extra["eta1"] == 1.0 and result.extra["eta2"] == 1.0
+    assert result.extra["inner_total"] == 1
+
+
+def test_line_search_with_only_non_finite_trials_reports_nan():
+    x_start = np.array([-4.0, 1.0, 1.0])
+
+    def objective(x):  # finite only at the start: every trial step gives NaN
+        value = (x[0] + x[1]) ** 2 + (x[1] + x[2]) ** 2
+        return value if np.array_equal(np.real(x), x_start) else value * np.nan
+
+    problem = constrained_problem(objective, lambda x: [x[0] + 2 * x[1] + 3 * x[2] - 1],
+                                  grad=lambda x: np.array([2 * (x[0] + x[1]),
+                                                           2 * (x[0] + 2 * x[1] + x[2]),
+                                                           2 * (x[1] + x[2])]))
+    result = sketched_newton(problem, x_start, seed=0, max_backtracks=3)
+    assert result.reason == "DIVERGED_NANORINF" and not result.converged
+    assert "every one of the 4 trial steps" in result.message
 
 
 def test_already_optimal_start_and_explicit_multipliers():
@@ -129,3 +165,10 @@ def test_misuse_raises():
             sketched_newton(HS28, x0, **{key: value})
     with pytest.raises(TypeError, match="callable"):
         constrained_problem(1.0, lambda x: x)
+
+
+def test_non_finite_hessian_is_a_reason_not_an_exception():
+    problem = constrained_problem(lambda x: x @ x, lambda x: [x[0] + x[1] - 1],
+                                  hess_lagrangian=lambda x, lam: np.full((2, 2), np.nan))
+    result = sketched_newton(problem, np.array([3.0, -1.0]), seed=0)
+    assert result.reason == "DIVERGED_NANORINF" and "Hessian" in result.message

@@ -67,7 +67,9 @@ def kaczmarz_run(indptr, indices, data, col_indptr, col_indices, col_data, row_n
     residual entry ``r[i] = b_i - a_i x`` and updates ``x`` and ``r`` in
     place. ``norms[start + k]`` receives ``||r||`` after step ``k``. Stops
     early when ``||r|| <= tol`` (recomputed exactly from ``r``) or at NaN;
-    returns the number of steps done. Rows with zero norm are skipped.
+    returns the number of steps done. A row with zero norm leaves ``x`` and
+    ``r`` unchanged but still counts as a step (the caller's ``row_steps``
+    count the rows drawn, as uniform sampling draws them).
     """
     return _kaczmarz_run(indptr, indices, data, col_indptr, col_indices, col_data, row_norms2,
                          rows, x, r, float(tol), max(int(refresh), 1), norms, int(start))

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["MPIComm", "SerialComm", "as_comm", "world"]
+__all__ = ["MPIComm", "SerialComm", "as_comm", "raise_collectively", "raise_if_any_rank", "world"]
 
 # Environment variables set by MPI launchers (MPICH/hydra, Open MPI, Slurm's PMI).
 _LAUNCHER_VARIABLES = ("PMI_SIZE", "PMI_RANK", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK")
@@ -235,3 +235,44 @@ def as_comm(comm: Any = None):
         return comm
     raise TypeError(f"comm must be a linsolve.mpi communicator or an mpi4py Comm, "
                     f"got {type(comm).__name__}")
+
+
+def raise_collectively(comm, error: BaseException | None) -> None:
+    """Raise on every rank once some rank is known (from a reduced flag) to hold an ``error``.
+
+    Collective (one ``allgather`` of the messages): call it on every rank,
+    and only after a reduction has told every rank that some rank failed.
+    The failing rank re-raises its own exception; the others raise the same
+    class (``ValueError``/``TypeError``, else ``RuntimeError``) saying which
+    rank failed and why, so no rank is left waiting in the next collective.
+    """
+    reports = comm.allgather(None if error is None else (type(error).__name__, str(error)))
+    if error is not None:
+        raise error
+    failed = [(rank, report) for rank, report in enumerate(reports) if report is not None]
+    if not failed:  # pragma: no cover - only if the caller's flag was wrong
+        raise RuntimeError("another rank reported an error but sent no message")
+    rank, (kind, message) = failed[0]
+    cls = {"ValueError": ValueError, "TypeError": TypeError}.get(kind, RuntimeError)
+    raise cls(f"another rank had invalid input: rank {rank}: {kind}: {message}")
+
+
+def raise_if_any_rank(comm, error: BaseException | None) -> None:
+    """Collective check: one ``Allreduce`` of a flag, then raise on every rank if any rank failed.
+
+    Validation that can fail on some ranks only (a local vector of the wrong
+    length, a zero diagonal in one block) must not raise before the next
+    collective: the other ranks would wait there for ever. Each rank passes
+    its own ``error`` (or ``None``) here instead.
+
+    Examples
+    --------
+    >>> raise_if_any_rank(SerialComm(), None)
+    >>> raise_if_any_rank(SerialComm(), ValueError("b has length 3"))
+    Traceback (most recent call last):
+    ...
+    ValueError: b has length 3
+    """
+    flag = comm.allreduce_sum(np.array([0.0 if error is None else 1.0]))[0]
+    if flag > 0:
+        raise_collectively(comm, error)

@@ -50,6 +50,24 @@ def _check_ranges(ranges, n: int, size: int) -> np.ndarray:
     return ranges
 
 
+def _error_marker(error: BaseException) -> tuple:
+    return ("linsolve.mpi error", type(error).__name__, str(error))
+
+
+def _raise_if_marker(obj, root: int, error: BaseException | None):
+    """Re-raise ``root``'s validation error on every rank (it was sent instead of the data).
+
+    ``root`` raises its own exception; the others the same class naming
+    ``root``, so that no rank waits in a collective ``root`` never reaches.
+    """
+    if error is not None:
+        raise error
+    if isinstance(obj, tuple) and len(obj) == 3 and obj[0] == "linsolve.mpi error":
+        cls = {"ValueError": ValueError, "TypeError": TypeError}.get(obj[1], RuntimeError)
+        raise cls(f"another rank had invalid input: rank {root}: {obj[1]}: {obj[2]}")
+    return obj
+
+
 def _csr_arrays(block: sp.csr_matrix, dtype):
     index_dtype = np.int32 if block.nnz < 2**31 - 1 else np.int64
     return (np.ascontiguousarray(block.indptr, dtype=index_dtype),
@@ -132,22 +150,27 @@ class DistCSR:
         ``ranges`` (default: balanced rows) is read on ``root``.
         """
         comm = as_comm(comm)
-        pieces = None
+        pieces = error = None
         if comm.rank == root:
-            if not sp.issparse(A):
-                A = np.asarray(A)
-                if A.ndim != 2:
-                    raise ValueError(f"A must be a square matrix, got shape {A.shape}")
-            if A.shape[0] != A.shape[1]:
-                raise ValueError(f"A must be square, got shape {A.shape}")
-            if np.iscomplexobj(A.data if sp.issparse(A) else A):
-                raise TypeError("complex matrices are not supported; the solvers are real")
-            csr = sp.csr_matrix(A)
-            n = csr.shape[0]
-            cuts = (balanced_ranges(n, comm.size) if ranges is None
-                    else _check_ranges(ranges, n, comm.size))
-            pieces = [(csr[cuts[r]:cuts[r + 1]], cuts) for r in range(comm.size)]
-        rows, cuts = comm.scatter(pieces, root=root)
+            try:
+                if not sp.issparse(A):
+                    A = np.asarray(A)
+                    if A.ndim != 2:
+                        raise ValueError(f"A must be a square matrix, got shape {A.shape}")
+                if A.shape[0] != A.shape[1]:
+                    raise ValueError(f"A must be square, got shape {A.shape}")
+                if np.iscomplexobj(A.data if sp.issparse(A) else A):
+                    raise TypeError("complex matrices are not supported; the solvers are real")
+                csr = sp.csr_matrix(A)
+                n = csr.shape[0]
+                cuts = (balanced_ranges(n, comm.size) if ranges is None
+                        else _check_ranges(ranges, n, comm.size))
+                pieces = [(csr[cuts[r]:cuts[r + 1]], cuts) for r in range(comm.size)]
+            except (ValueError, TypeError) as caught:
+                # sent instead of the rows: the other ranks wait in scatter
+                error = caught
+                pieces = [_error_marker(caught)] * comm.size
+        rows, cuts = _raise_if_marker(comm.scatter(pieces, root=root), root, error)
         return cls(rows, cuts, comm, dtype=dtype)
 
     @classmethod
@@ -157,8 +180,19 @@ class DistCSR:
         Ranks own consecutive row blocks in rank order.
         """
         comm = as_comm(comm)
-        rows = sp.csr_matrix(rows)
-        counts = comm.allgather((rows.shape[0], rows.shape[1]))
+        error = None
+        try:
+            rows = sp.csr_matrix(rows)
+            if np.iscomplexobj(rows.data):
+                raise TypeError("complex matrices are not supported; the solvers are real")
+            shape = (rows.shape[0], rows.shape[1])
+        except (ValueError, TypeError) as caught:
+            # gathered instead of the shape: every rank raises below
+            error, shape = caught, _error_marker(caught)
+        counts = comm.allgather(shape)
+        for rank, count in enumerate(counts):
+            if len(count) == 3:
+                _raise_if_marker(count, rank, error)
         n = counts[0][1]
         if any(c[1] != n for c in counts):
             raise ValueError(f"ranks disagree on the number of columns: {[c[1] for c in counts]}")
@@ -258,14 +292,16 @@ class DistCSR:
 
     def scatter(self, v_global: np.ndarray | None, root: int = 0) -> np.ndarray:
         """Local rows of a vector held on ``root`` (other ranks pass ``None``)."""
-        pieces = None
+        pieces = error = None
         if self.comm.rank == root:
             v_global = np.asarray(v_global).reshape(-1)
             if v_global.shape != (self.shape[0],):
-                raise ValueError(f"expected length {self.shape[0]}, got {v_global.shape}")
-            pieces = [np.array(v_global[self.ranges[r]:self.ranges[r + 1]], dtype=self.dtype)
-                      for r in range(self.comm.size)]
-        return self.comm.scatter(pieces, root=root)
+                error = ValueError(f"expected length {self.shape[0]}, got {v_global.shape}")
+                pieces = [_error_marker(error)] * self.comm.size  # raised on every rank
+            else:
+                pieces = [np.array(v_global[self.ranges[r]:self.ranges[r + 1]], dtype=self.dtype)
+                          for r in range(self.comm.size)]
+        return _raise_if_marker(self.comm.scatter(pieces, root=root), root, error)
 
     def gather(self, v_local: np.ndarray, root: int = 0):
         """The global vector on ``root`` (``None`` elsewhere)."""

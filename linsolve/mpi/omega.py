@@ -14,7 +14,7 @@ import dataclasses
 from typing import Any
 
 from ..result import SolveResult
-from .matrix import DistCSR
+from .matrix import DistCSR, _error_marker, _raise_if_marker
 
 __all__ = ["tuned_solve", "SOLVERS"]
 
@@ -70,13 +70,18 @@ def tuned_solve(tuner: Any, A: DistCSR, b: Any, context=None, solver: str = "sor
         maxiter = 10 * A.shape[0]
     if isinstance(maxiter, bool) or not isinstance(maxiter, int) or maxiter < 1:
         raise ValueError(f"maxiter must be a positive int, got {maxiter!r}")
-    choice = rng_state = None
+    choice = rng_state = error = None
     if comm.rank == root:
-        if tuner is None:
-            raise ValueError(f"the tuner is needed on rank {root}")
-        rng_state = tuner._rng.bit_generator.state
-        choice = tuner.choose(context)
-    arm, omega = comm.bcast(choice, root=root)
+        try:
+            if tuner is None:
+                raise ValueError(f"the tuner is needed on rank {root}")
+            rng_state = tuner._rng.bit_generator.state
+            choice = tuner.choose(context)
+        except (ValueError, TypeError, RuntimeError) as caught:
+            # broadcast instead of the choice: the other ranks wait in bcast
+            error = caught
+            choice = _error_marker(caught)
+    arm, omega = _raise_if_marker(comm.bcast(choice, root=root), root, error)
     try:
         if solver == "sor":
             kwargs.setdefault("symmetric", False)

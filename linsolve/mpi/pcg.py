@@ -21,6 +21,13 @@ preconditioner application and product.
 All three decide convergence from globally reduced scalars only, so every
 rank takes the same branch; the stopping rule, residual replacement and
 reasons are those of :func:`linsolve.pcg`.
+
+Errors that can arise on some ranks only (a local ``b`` or ``x0`` of the
+wrong length, ``M`` returning the wrong shape or raising) are not raised on
+the spot, which would leave the other ranks waiting in the next
+``Allreduce``: every reduction carries one more number, a "this rank
+failed" flag, and once it is set every rank raises (the failing one its own
+exception, the others "another rank had invalid input: ...").
 """
 
 from __future__ import annotations
@@ -32,8 +39,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .._validate import check_maxiter, check_nonnegative, reject_unknown_keywords
+from .._validate import (check_maxiter, check_nonnegative, reject_unknown_keywords,
+                         stopping_tolerance)
 from ..result import SolveResult
+from .comm import raise_collectively
 from .matrix import DistCSR
 
 __all__ = ["pcg", "VARIANTS"]
@@ -134,18 +143,26 @@ def pcg(A: DistCSR, b: Any, x0: Any = None, *, M: Any = None, rtol: float = 1e-5
     if check_every is not None and (not isinstance(check_every, int) or check_every < 1):
         raise ValueError(f"check_every must be a positive int or None, got {check_every!r}")
     maxiter = check_maxiter(maxiter, 10 * A.shape[0])
-    b = local_vector(A, b, "b")
-    x = np.zeros(A.n_local, dtype=A.dtype) if x0 is None else local_vector(A, x0, "x0")
-    solver = _DistPCG(A, _as_preconditioner(M), b, x, rtol, atol, maxiter, callback, monitor,
-                      check_every)
+    M = _as_preconditioner(M)
+    error = None
+    try:
+        b = local_vector(A, b, "b")
+        x = np.zeros(A.n_local, dtype=A.dtype) if x0 is None else local_vector(A, x0, "x0")
+    except (ValueError, TypeError) as caught:
+        # raised on every rank by the first reduction (in _DistPCG.__init__)
+        error = caught
+        b = x = np.zeros(A.n_local, dtype=A.dtype)
+    solver = _DistPCG(A, M, b, x, rtol, atol, maxiter, callback, monitor, check_every, error)
     if variant == "standard":
         return solver.run_standard(start)
     return solver.run_single_reduction(start, pipelined=variant == "pipelined")
 
 
 class _DistPCG:
-    def __init__(self, A, M, b, x, rtol, atol, maxiter, callback, monitor, check_every):
+    def __init__(self, A, M, b, x, rtol, atol, maxiter, callback, monitor, check_every,
+                 error=None):
         self.A, self.M, self.b, self.x = A, M, b, x
+        self.error = error  # this rank's pending error, raised everywhere by the next reduction
         self.comm = A.comm
         self.kernels = A._kernels
         self.maxiter, self.callback, self.check_every = maxiter, callback, check_every
@@ -153,21 +170,41 @@ class _DistPCG:
         self.matvecs = self.psolves = self.replacements = self.allreduces = 0
         bb = self.reduce(self.kernels.dot(b, b))[0]
         self.bnorm = math.sqrt(bb) if bb >= 0 else float("nan")
-        self.tol = max(rtol * self.bnorm, atol)
-        self.rtol_decides = rtol * self.bnorm >= atol
+        self.tol, self.reason_converged = stopping_tolerance(rtol, atol, self.bnorm)
 
     # -- helpers ------------------------------------------------------------------
+    def _with_flag(self, local_values) -> np.ndarray:
+        return np.array(local_values + (0.0 if self.error is None else 1.0,), dtype=np.float64)
+
+    def _checked(self, sums: np.ndarray) -> np.ndarray:
+        """The reduced values, after raising on every rank if some rank's flag was set."""
+        if sums[-1] > 0:
+            raise_collectively(self.comm, self.error)
+        return sums[:-1]
+
     def reduce(self, *local_values) -> np.ndarray:
         self.allreduces += 1
-        return self.comm.allreduce_sum(np.array(local_values, dtype=np.float64))
+        return self._checked(self.comm.allreduce_sum(self._with_flag(local_values)))
+
+    def start_reduce(self, *local_values):
+        """Non-blocking :meth:`reduce`: a function that waits and returns the sums."""
+        self.allreduces += 1
+        pending = self.comm.iallreduce_sum(self._with_flag(local_values))
+        return lambda: self._checked(pending.wait())
 
     def apply_M(self, r):
-        z = self.M(r)
+        """``M r``; a failure here is recorded and raised on every rank by the next reduction."""
         self.psolves += 1
-        z = np.asarray(z)
-        if z.shape != r.shape:
-            raise ValueError(f"M returned shape {z.shape}, expected the local rows {r.shape}")
-        return z if z.dtype == r.dtype else z.astype(r.dtype)
+        if self.error is None:
+            try:
+                z = np.asarray(self.M(r))
+                if z.shape != r.shape:
+                    raise ValueError(f"rank {self.comm.rank}: M returned shape {z.shape}, "
+                                     f"expected the local rows {r.shape}")
+                return z if z.dtype == r.dtype else z.astype(r.dtype)
+            except Exception as caught:  # noqa: BLE001 - re-raised, collectively, below
+                self.error = caught
+        return np.zeros_like(r)  # a placeholder until the next reduction raises
 
     def true_residual(self):
         r = self.b - self.A.matvec(self.x)
@@ -183,7 +220,7 @@ class _DistPCG:
             print(_MONITOR_FORMAT % (k, rnorm), file=sys.stdout, flush=True)
 
     def converged_reason(self):
-        return "CONVERGED_RTOL" if self.rtol_decides else "CONVERGED_ATOL"
+        return self.reason_converged
 
     def finish(self, start, reason, iterations, norms, message, rtrue=None):
         if rtrue is None:
@@ -353,12 +390,13 @@ class _DistPCG:
             while True:
                 local = (K.dot(r, u), K.dot(w, u), K.dot(r, r))
                 if pipelined:
-                    self.allreduces += 1
-                    pending = self.comm.iallreduce_sum(np.array(local, dtype=np.float64))
+                    wait = self.start_reduce(*local)
                     m = precondition(w)          # overlapped with the reduction
                     n = A.matvec(m)
                     self.matvecs += 1
-                    gamma, delta, rr = pending.wait()
+                    # (a failure of M just above is raised by the next reduction,
+                    # which every exit path below performs)
+                    gamma, delta, rr = wait()
                 else:
                     gamma, delta, rr = self.reduce(*local)
                 rnorm = math.sqrt(rr) if rr >= 0 else float("nan")

@@ -24,10 +24,12 @@ from typing import Any, Callable
 import numpy as np
 import scipy.sparse as sp
 
-from .._validate import check_maxiter, check_nonnegative, reject_unknown_keywords
+from .._validate import (check_maxiter, check_nonnegative, reject_unknown_keywords,
+                         stopping_tolerance)
 from ..precond import ssor as _ssor
 from ..result import SolveResult
 from ..sor import SorMatrix
+from .comm import raise_if_any_rank
 from .matrix import DistCSR
 from .pcg import local_vector
 
@@ -49,7 +51,8 @@ class BlockSOR:
     Parameters
     ----------
     A : DistCSR
-        Nonzero diagonal (checked on every rank).
+        Nonzero diagonal (checked on every rank; a zero on one rank raises
+        ``ValueError`` on all of them, collectively: construct it on every rank).
     omega : float
         Relaxation factor in (0, 2) used by :meth:`matvec` (the
         preconditioner) and as the default of :meth:`sweep`.
@@ -72,11 +75,16 @@ class BlockSOR:
         self.omega = _check_omega(omega)
         self.shape = A.shape
         self.dtype = A.dtype
-        # both raise ValueError naming a zero diagonal entry of this rank's block
+        # SorMatrix raises ValueError naming a zero diagonal entry of this
+        # rank's block; raised on every rank (one Allreduce) so that no rank
+        # goes on into a collective the failing one never reaches
+        error = None
+        self.local = None
         try:
             self.local = SorMatrix(A.diag_csr, dtype=A.dtype) if A.n_local else None
-        except ValueError as error:
-            raise ValueError(f"rank {A.comm.rank} (rows {A.rstart}:{A.rend}): {error}") from None
+        except ValueError as caught:
+            error = ValueError(f"rank {A.comm.rank} (rows {A.rstart}:{A.rend}): {caught}")
+        raise_if_any_rank(A.comm, error)
         self._preconditioner = None
 
     def _local_preconditioner(self):
@@ -156,11 +164,15 @@ def sor(A: DistCSR, b: Any, omega: float = 1.0, x0: Any = None, *, rtol: float =
     blocks = A if isinstance(A, BlockSOR) else BlockSOR(A, omega)
     A = blocks.A
     maxiter = check_maxiter(maxiter, 10 * A.shape[0])
-    b = local_vector(A, b, "b")
-    x = np.zeros(A.n_local, dtype=A.dtype) if x0 is None else local_vector(A, x0, "x0")
+    error = None
+    try:
+        b = local_vector(A, b, "b")
+        x = np.zeros(A.n_local, dtype=A.dtype) if x0 is None else local_vector(A, x0, "x0")
+    except (ValueError, TypeError) as caught:
+        error = caught
+    raise_if_any_rank(A.comm, error)  # a wrong length on one rank raises on all
     bnorm = A.norm(b)
-    tol = max(rtol * bnorm, atol)
-    reason_converged = "CONVERGED_RTOL" if rtol * bnorm >= atol else "CONVERGED_ATOL"
+    tol, reason_converged = stopping_tolerance(rtol, atol, bnorm)
     show = monitor and A.comm.rank == 0
 
     def finish(reason, k, norms, message):

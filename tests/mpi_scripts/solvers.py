@@ -7,6 +7,7 @@ assertion aborts the whole job (``-m mpi4py``).
 import json
 import pathlib
 import sys
+import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 
@@ -21,6 +22,50 @@ from tests.problems import anisotropic2d, poisson2d  # noqa: E402
 comm = world()
 rank, size = comm.rank, comm.size
 assert size > 1, "run with mpiexec -n 2 or more"
+
+# Input that is wrong on rank 1 alone (no abort wrapper, no -m mpi4py needed):
+# every rank raises ValueError at once; none is left in an Allreduce that the
+# failing rank never reaches (before the check was collective, this hung).
+A0 = poisson2d(8)
+D0 = DistCSR.from_global(A0 if rank == 0 else None, comm)
+right = np.ones(D0.n_local)
+wrong = np.ones(D0.n_local + 1) if rank == 1 else right
+shape_on_rank1 = (lambda r: r[:-1]) if rank == 1 else (lambda r: r)  # noqa: E731
+bad_calls = {"pcg b": lambda: pcg(D0, wrong),
+             "pipelined b": lambda: pcg(D0, wrong, variant="pipelined"),
+             "sor b": lambda: sor(D0, wrong, 1.5),
+             "pcg M": lambda: pcg(D0, right, M=shape_on_rank1),
+             "single-reduction M": lambda: pcg(D0, right, M=shape_on_rank1,
+                                               variant="single-reduction")}
+for label, call in bad_calls.items():
+    began = time.perf_counter()
+    try:
+        call()
+        raised = None
+    except ValueError as error:
+        raised = str(error)
+    elapsed = time.perf_counter() - began
+    messages = comm.allgather(raised)
+    assert all(m is not None for m in messages), (label, messages)
+    assert "rank 1" in messages[1] and "another rank" not in messages[1], (label, messages)
+    assert all(m.startswith("another rank had invalid input: rank 1:")
+               for r, m in enumerate(messages) if r != 1), (label, messages)
+    assert elapsed < 10, (label, elapsed)
+# ... and input that only rank 0 reads (the global matrix, the tuner)
+root_bad_calls = {"from_global": lambda: DistCSR.from_global(
+                      sp.csr_matrix((3, 4)) if rank == 0 else None, comm),
+                  "scatter": lambda: D0.scatter(np.ones(3) if rank == 0 else None),
+                  "tuned_solve": lambda: tuned_solve(None, D0, np.ones(D0.n_local))}
+for label, call in root_bad_calls.items():
+    try:
+        call()
+        raised = None
+    except ValueError as error:
+        raised = str(error)
+    messages = comm.allgather(raised)
+    assert all(m is not None for m in messages), (label, messages)
+    assert all(m.startswith("another rank had invalid input: rank 0:")
+               for r, m in enumerate(messages) if r != 0), (label, messages)
 
 # Tolerance of the iterate comparison: the distributed dots add the same
 # products in another order (a few ulps per dot); CG's iterates on these
