@@ -185,7 +185,8 @@ def sketched_newton(problem: ConstrainedProblem, x0: Any, lam0: Any = None, *,
     -------
     MinimizeResult
         ``extra`` holds the final multipliers ``lam``, ``inner_total``,
-        ``armijo`` and the penalties ``eta1``, ``eta2`` in force at exit.
+        ``armijo``, the final ``kkt_residual`` and the penalties ``eta1``,
+        ``eta2`` in force at exit.
         History columns beyond the standard ones: :data:`HISTORY_COLUMNS`.
         ``accuracy`` is the target ``theta`` the accepted direction was
         solved for (after any tightening), ``sketch_residual`` the accuracy
