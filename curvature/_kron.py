@@ -92,6 +92,18 @@ def check_batch(xp, x, name: str, features: int):
     return check_real(xp, x, name)
 
 
+def check_layer_batch(a, g, expected, in_features: int, out_features: int):
+    """``(xp, a, g)`` for a layer update: one library, ``(batch, features)`` each, same batch."""
+    xp = namespace_of(a, "a", expected)
+    namespace_of(g, "g", xp)
+    a = check_batch(xp, a, "a", in_features)
+    g = check_batch(xp, g, "g", out_features)
+    if a.shape[0] != g.shape[0]:
+        raise ValueError(f"a and g must have the same batch size, got {a.shape[0]} "
+                         f"and {g.shape[0]}")
+    return xp, a, g
+
+
 def with_ones(xp, a):
     """``[a, 1]``: the ones column that carries the bias (last column)."""
     ones = xp.ones((a.shape[0], 1), dtype=a.dtype)

@@ -47,9 +47,8 @@ from typing import Any
 
 from cext import kernels_for
 
-from ._kron import (check_batch, check_decay, check_features, check_positive, check_real,
-                    check_vector,
-                    kl_clip_scale, namespace_of, symmetrise, unvec, vec, with_ones)
+from ._kron import (check_decay, check_features, check_layer_batch, check_positive, check_real,
+                    check_vector, kl_clip_scale, namespace_of, symmetrise, unvec, vec, with_ones)
 from ._state import copy_array
 
 __all__ = ["KFAC", "kl_clip_scale", "precondition_layers"]
@@ -191,13 +190,7 @@ class KFAC:
         TypeError
             Not real floating arrays, or another array library than before.
         """
-        xp = namespace_of(a, "a", self._xp)
-        namespace_of(g, "g", xp)
-        a = check_batch(xp, a, "a", self.in_features)
-        g = check_batch(xp, g, "g", self.out_features)
-        if a.shape[0] != g.shape[0]:
-            raise ValueError(f"a and g must have the same batch size, got {a.shape[0]} "
-                             f"and {g.shape[0]}")
+        xp, a, g = check_layer_batch(a, g, self._xp, self.in_features, self.out_features)
         dtype = xp.result_type(a.dtype, g.dtype) if self.dtype is None else self.dtype
         a, g = xp.astype(a, dtype), xp.astype(g, dtype)
         if self.bias:

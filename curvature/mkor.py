@@ -91,9 +91,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ._kron import (check_batch, check_decay, check_features, check_positive, check_real,
-                    check_vector,
-                    namespace_of, symmetrise, unvec, vec, with_ones)
+from ._kron import (check_decay, check_features, check_layer_batch, check_positive, check_real,
+                    check_vector, namespace_of, symmetrise, unvec, vec, with_ones)
 from ._state import copy_array
 
 __all__ = ["MKOR", "sherman_morrison_step"]
@@ -309,13 +308,7 @@ class MKOR:
         ``g`` is ``(batch, out_features)`` (or its mean), per-example output
         gradients as for :class:`curvature.kfac.KFAC`.
         """
-        xp = namespace_of(a, "a", self._xp)
-        namespace_of(g, "g", xp)
-        a = check_batch(xp, a, "a", self.in_features)
-        g = check_batch(xp, g, "g", self.out_features)
-        if a.shape[0] != g.shape[0]:
-            raise ValueError(f"a and g must have the same batch size, got {a.shape[0]} "
-                             f"and {g.shape[0]}")
+        xp, a, g = check_layer_batch(a, g, self._xp, self.in_features, self.out_features)
         if self._J is None:
             self._xp, self.dtype = xp, xp.result_type(a.dtype, g.dtype)
             self._J = [self._identity(self.cols), self._identity(self.rows)]

@@ -66,3 +66,9 @@ def float32_quartic(offset=1e5):
     # 1e-4 relative: reachable in float32 (the gradient itself is accurate to ~1e-6)
     gtol = 1e-4 * float(np.linalg.norm(grad(x0)))
     return fun, grad, hess, x0, gtol
+
+
+def to_numpy(x) -> np.ndarray:
+    """A host NumPy view of a NumPy or ``array_api_strict`` array (the strict
+    namespace refuses ``np.asarray`` in some versions)."""
+    return np.asarray(x._array if hasattr(x, "_array") else x)

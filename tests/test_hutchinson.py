@@ -8,12 +8,9 @@ import pytest
 from array_api_compat import array_namespace
 
 from curvature.hutchinson import hutchinson_diagonal, hutchpp_trace
+from tests.problems import to_numpy
 
 NAMESPACES = [pytest.param(np, id="numpy"), pytest.param(array_api_strict, id="strict")]
-
-
-def to_numpy(x):
-    return np.asarray(x._array if hasattr(x, "_array") else x)
 
 
 def random_symmetric(d, seed):

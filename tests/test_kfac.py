@@ -15,16 +15,10 @@ import pytest
 from array_api_compat import array_namespace
 
 from curvature.kfac import KFAC, kl_clip_scale
+from tests.problems import to_numpy
 
 NAMESPACES = [pytest.param(np, id="numpy"), pytest.param(array_api_strict, id="strict")]
 IN, OUT, BATCH = 7, 5, 64
-
-
-def to_numpy(x):
-    try:
-        return np.asarray(x)
-    except Exception:
-        return np.asarray(x._array)
 
 
 def vec(V):

@@ -15,19 +15,13 @@ from array_api_compat import array_namespace
 from curvature.mfac import MFAC, BlockedMFAC, _eigen_factor
 from curvature.mfac_static import MFACStatic
 from linsolve import pcg
+from tests.problems import to_numpy
 
 NAMESPACES = [pytest.param(np, id="numpy"), pytest.param(array_api_strict, id="strict")]
 
 
 def _xp(module):
     return array_namespace(module.asarray([1.0]))
-
-
-def to_numpy(x):
-    try:
-        return np.asarray(x)
-    except Exception:  # array_api_strict refuses implicit conversion in some versions
-        return np.asarray(x._array)
 
 
 def dense_fisher(window: np.ndarray, damping: float) -> np.ndarray:

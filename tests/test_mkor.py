@@ -15,16 +15,10 @@ import pytest
 from array_api_compat import array_namespace
 
 from curvature.mkor import MKOR, sherman_morrison_step
+from tests.problems import to_numpy
 
 NAMESPACES = [pytest.param(np, id="numpy"), pytest.param(array_api_strict, id="strict")]
 IN, OUT = 7, 5
-
-
-def to_numpy(x):
-    try:
-        return np.asarray(x)
-    except Exception:
-        return np.asarray(x._array)
 
 
 def vec(V):

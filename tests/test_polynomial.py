@@ -19,6 +19,7 @@ from curvature.polynomial import (elementary_symmetric_from_traces, krylov_gradi
                                   polynomial_preconditioner, preconditioned_fast_gradient,
                                   preconditioned_gradient)
 from linsolve import pcg
+from tests.problems import to_numpy
 
 
 def sigma(values, k):
@@ -31,10 +32,6 @@ def spd_with_spectrum(eigenvalues, seed=0):
     Q, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((n, n)))
     B = (Q * eigenvalues) @ Q.T
     return (B + B.T) / 2, Q
-
-
-def to_numpy(x):
-    return np.asarray(x._array if hasattr(x, "_array") else x)
 
 
 def test_newton_identities_match_brute_force():

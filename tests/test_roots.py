@@ -6,6 +6,7 @@ import array_api_strict
 
 import curvature.roots as roots_module
 from curvature.roots import RootError, RootInfo, inverse_root
+from tests.problems import to_numpy
 
 NAMESPACES = [pytest.param(np, id="numpy"), pytest.param(array_api_strict, id="strict")]
 U64 = np.finfo(np.float64).eps
@@ -21,10 +22,6 @@ def constructed(n, cond, p, seed=0):
 
 def rel_error(X, ref):
     return np.linalg.norm(np.asarray(X) - ref) / np.linalg.norm(ref)
-
-
-def to_numpy(x):
-    return np.from_dlpack(x) if not isinstance(x, np.ndarray) else x
 
 
 def test_eigh_reference_accuracy_cond_1e8():

@@ -7,12 +7,9 @@ import array_api_strict
 import curvature.shampoo as shampoo_module
 from curvature.roots import RootError, RootInfo
 from curvature.shampoo import Shampoo
+from tests.problems import to_numpy
 
 NAMESPACES = [pytest.param(np, id="numpy"), pytest.param(array_api_strict, id="strict")]
-
-
-def to_numpy(x):
-    return np.from_dlpack(x) if not isinstance(x, np.ndarray) else x
 
 
 def power_psd(S, a):

@@ -5,12 +5,9 @@ import pytest
 import array_api_strict
 
 from curvature.soap import SOAP
+from tests.problems import to_numpy
 
 NAMESPACES = [pytest.param(np, id="numpy"), pytest.param(array_api_strict, id="strict")]
-
-
-def to_numpy(x):
-    return np.from_dlpack(x) if not isinstance(x, np.ndarray) else x
 
 
 def adam_directions(gs, beta1=0.9, beta2=0.999, eps=1e-8):
