@@ -37,8 +37,8 @@ import sys
 from .table import format_table, write_csv, write_json
 
 COLUMNS = ("mode", "ranks", "grid", "n", "n_local", "iterations", "time_per_iteration_ms",
-           "speedup", "efficiency", "halo_us", "local_spmv_us", "allreduce_us", "ghosts_max",
-           "oversubscribed")
+           "speedup", "efficiency", "halo_us", "local_spmv_us", "off_spmv_us", "allreduce_us",
+           "ghosts_max", "oversubscribed")
 ESTIMATE_COLUMNS = ("mode", "ranks", "n", "n_local", "compute_ms", "halo_ms", "allreduce_ms",
                     "time_per_iteration_ms", "speedup", "efficiency")
 ESTIMATE_RANKS = (16, 64, 256, 1024, 4096)
@@ -118,9 +118,29 @@ def table_rows(measured: list[dict], cores: int) -> list[dict]:
                          "speedup": speedup, "efficiency": speedup / scale,
                          "halo_us": 1e6 * m["halo_s"] if m["ranks"] > 1 else 0.0,
                          "local_spmv_us": 1e6 * m["local_spmv_s"],
+                         "off_spmv_us": 1e6 * m["off_spmv_s"],
                          "allreduce_us": 1e6 * m["allreduce_s"], "ghosts_max": m["ghosts_max"],
                          "oversubscribed": m["ranks"] > cores})
     return rows
+
+
+def _link_parameters(measured: list[dict], latency_s: float | None,
+                     bandwidth_Bps: float | None, cores: int | None):
+    """The multi-rank runs the model uses, and its neighbour latency and bandwidth.
+
+    Runs that fit in ``cores`` (oversubscribed ones only when there are no
+    others); the least latency and the greatest bandwidth measured unless given.
+    """
+    multi = [m for m in measured if m["ranks"] > 1]
+    if cores is not None and any(m["ranks"] <= cores for m in multi):
+        multi = [m for m in multi if m["ranks"] <= cores]
+    if not multi:
+        return multi, latency_s, bandwidth_Bps
+    alpha = latency_s if latency_s is not None else \
+        min(m["exchange_latency_s"] for m in multi)
+    beta = bandwidth_Bps if bandwidth_Bps is not None else \
+        max(m["exchange_bandwidth_Bps"] for m in multi)
+    return multi, alpha, beta
 
 
 def estimate(measured: list[dict], *, latency_s: float | None = None,
@@ -142,15 +162,9 @@ def estimate(measured: list[dict], *, latency_s: float | None = None,
     >>> round(rows[0]["time_per_iteration_ms"], 4)   # 0.25 compute + 0.00216 halo + 0.004 Allreduce
     0.2562
     """
-    multi = [m for m in measured if m["ranks"] > 1]
+    multi, alpha, beta = _link_parameters(measured, latency_s, bandwidth_Bps, cores)
     if not multi:
         return []
-    if cores is not None and any(m["ranks"] <= cores for m in multi):
-        multi = [m for m in multi if m["ranks"] <= cores]
-    alpha = latency_s if latency_s is not None else \
-        min(m["exchange_latency_s"] for m in multi)
-    beta = bandwidth_Bps if bandwidth_Bps is not None else \
-        max(m["exchange_bandwidth_Bps"] for m in multi)
     # Allreduce latency a + b log2(P), fitted to the measured rank counts
     # (the least of the runs at one rank count: noise from other load only adds)
     best: dict[int, float] = {}
@@ -162,7 +176,8 @@ def estimate(measured: list[dict], *, latency_s: float | None = None,
         slope = max((t2 - t1) / (math.log2(p2) - math.log2(p1)), 0.0)
         intercept = max(t1 - slope * math.log2(p1), 0.0)
     else:
-        intercept, slope = 0.0, points[0][1]
+        # one rank count p: t_allreduce(P) = b log2 P through (p, t), so b = t / log2 p
+        intercept, slope = 0.0, points[0][1] / math.log2(points[0][0])
     rows = []
     for mode in ("strong", "weak"):
         base = [m for m in measured if m["mode"] == mode and m["ranks"] == 1]
@@ -196,8 +211,10 @@ def run_scaling_command(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     if not ranks or any(r < 1 for r in ranks) or min(args.strong_size, args.weak_size,
-                                                     args.iterations, args.repeat) < 1:
-        print("error: ranks, sizes, iterations and repeat must be positive", file=sys.stderr)
+                                                     args.iterations, args.repeat) < 1 \
+            or not args.timeout > 0:
+        print("error: ranks, sizes, iterations, repeat and timeout must be positive",
+              file=sys.stderr)
         return 2
     modes = [m.strip() for m in str(args.modes).split(",") if m.strip()]
     if not modes or any(m not in ("strong", "weak") for m in modes):
@@ -215,8 +232,12 @@ def run_scaling_command(args: argparse.Namespace) -> int:
             continue
         for P in ranks:
             print(f"mpiexec -n {P}: {mode} scaling ...", file=sys.stderr, flush=True)
-            measured.append(launch_worker(P, mode, size, args.iterations, args.repeat,
-                                          args.timeout))
+            try:
+                measured.append(launch_worker(P, mode, size, args.iterations, args.repeat,
+                                              args.timeout))
+            except (RuntimeError, subprocess.TimeoutExpired) as error:
+                print(f"error: {error}", file=sys.stderr)
+                return 1
     rows = table_rows(measured, cores)
     print(f"Distributed CG, 2-D Poisson (5-point), strips of rows; {args.iterations} iterations, "
           f"best of {args.repeat}; one thread per rank; {cores} cores")
@@ -228,11 +249,7 @@ def run_scaling_command(args: argparse.Namespace) -> int:
     bandwidth = None if args.bandwidth_gbs is None else 1e9 * args.bandwidth_gbs
     estimated = estimate(measured, latency_s=latency, bandwidth_Bps=bandwidth, cores=cores)
     if estimated:
-        multi = [m for m in measured if 1 < m["ranks"] <= cores] or \
-            [m for m in measured if m["ranks"] > 1]
-        alpha = latency if latency is not None else min(m["exchange_latency_s"] for m in multi)
-        beta = bandwidth if bandwidth is not None else max(m["exchange_bandwidth_Bps"]
-                                                           for m in multi)
+        _, alpha, beta = _link_parameters(measured, latency, bandwidth, cores)
         print()
         print(f"Estimate for many ranks (model, not measured): neighbour latency "
               f"{1e6 * alpha:.2f} us, bandwidth {beta / 1e9:.2f} GB/s, Allreduce fitted as "

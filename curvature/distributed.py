@@ -205,9 +205,19 @@ class DistributedShampoo:
                 "blocks": {b: opt.state_dict() for b, opt in self.blocks.items()}}
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore this rank's blocks from :meth:`state_dict` (saved by the same rank).
+
+        Raises ``ValueError`` when the assignment differs or the state holds
+        other blocks than this rank owns (another rank's checkpoint), before
+        any block is changed.
+        """
         if list(state["owners"]) != self.owners:
             raise ValueError("state dict was saved under a different block assignment "
                              f"({state['owners']} vs {self.owners})")
+        saved = sorted(int(b) for b in state["blocks"])
+        if saved != sorted(self.blocks):
+            raise ValueError(f"state dict holds blocks {saved}, rank {self.comm.rank} owns "
+                             f"{sorted(self.blocks)}: load the checkpoint this rank saved")
         for b, block_state in state["blocks"].items():
             self.blocks[int(b)].load_state_dict(block_state)
 

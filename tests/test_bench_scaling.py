@@ -15,6 +15,7 @@ from tests.test_mpi import _mpi_unavailable
 def _row(mode, ranks, t, n, allreduce=0.0, latency=math.nan, bandwidth=math.nan):
     return {"mode": mode, "ranks": ranks, "grid": "100x100", "n": n, "n_local": n // ranks,
             "iterations": 10, "time_per_iteration_s": t, "halo_s": 1e-5, "local_spmv_s": 1e-4,
+            "off_spmv_s": 1e-6 if ranks > 1 else 0.0,
             "allreduce_s": allreduce, "ghosts_max": 100 if ranks > 1 else 0,
             "exchange_latency_s": latency, "exchange_bandwidth_Bps": bandwidth}
 
@@ -46,10 +47,32 @@ def test_estimate_model():
     assert estimate([_row("strong", 1, 1e-3, 100)]) == []
 
 
+def test_estimate_with_one_multi_rank_count_reproduces_its_allreduce():
+    # only 1 and 4 ranks measured: t_allreduce(P) = b log2 P must pass through (4, 3 us)
+    measured = [_row("strong", 1, 1e-3, 10000), _row("strong", 4, 4e-4, 10000, 3e-6, 1e-6, 1e10)]
+    four, sixteen = estimate(measured, ranks=(4, 16))
+    assert four["allreduce_ms"] == pytest.approx(2 * 3e-6 * 1e3)
+    assert sixteen["allreduce_ms"] == pytest.approx(2 * 6e-6 * 1e3)
+
+
+def test_failed_launch_exits_1(monkeypatch, capsys):
+    import bench.scaling
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("mpiexec -n 2 (strong) failed with status 1: boom")
+    monkeypatch.setattr(bench.scaling, "_mpiexec", lambda: "mpiexec")
+    monkeypatch.setattr(bench.scaling, "launch_worker", failing)
+    args = scaling_parser("python -m bench scaling").parse_args(["--ranks", "2", "--modes",
+                                                                  "strong"])
+    assert run_scaling_command(args) == 1
+    assert "error: mpiexec -n 2 (strong) failed" in capsys.readouterr().err
+
+
 def test_bad_input_exits_2(capsys):
     parser = scaling_parser("python -m bench scaling")
     assert run_scaling_command(parser.parse_args(["--ranks", "1,x"])) == 2
     assert run_scaling_command(parser.parse_args(["--modes", "diagonal"])) == 2
+    assert run_scaling_command(parser.parse_args(["--timeout", "0"])) == 2
     assert "error:" in capsys.readouterr().err
 
 
@@ -66,4 +89,5 @@ def test_tiny_scaling_run(tmp_path, capsys):
     payload = json.loads((tmp_path / "scaling.json").read_text())
     assert [m["ranks"] for m in payload["measured"]] == [1, 2]
     assert payload["measured"][1]["ghosts_max"] == 12   # one grid line from the neighbour strip
+    assert payload["measured"][0]["off_spmv_s"] < 1e-4  # one rank: no ghost rows to multiply
     assert (tmp_path / "scaling.csv").exists() and (tmp_path / "scaling-estimate.csv").exists()

@@ -7,9 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from bench.hock_schittkowski import hock_schittkowski_problems
-from bench.sketch import (SKETCH_COLUMNS, kkt_residual, logistic_regression_problem,
-                          pde_control_problem, run_one, run_sketch_command, sketch_parser)
+import bench.sketch
+from bench.hock_schittkowski import ConstrainedBenchProblem, hock_schittkowski_problems
+from bench.sketch import (KKT_TOLERANCE, SKETCH_COLUMNS, SOLVED_BY_KKT, SOLVED_BY_OBJECTIVE,
+                          kkt_residual, logistic_regression_problem, pde_control_problem, run_one,
+                          run_sketch_command, sketch_parser)
 from linsolve.sketched_newton import sketched_newton
 
 S2 = np.sqrt(2.0)
@@ -81,3 +83,31 @@ def test_sketch_command_rejects_bad_input(tmp_path, capsys, argv, message):
     assert run_sketch_command(parser.parse_args(argv + ["--out", str(tmp_path)])) == 2
     error = capsys.readouterr().err
     assert error.startswith("error: ") and message in error
+
+
+def _claims_convergence_at_x0(problem, x0, **options):
+    """A method that says it converged without moving."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(x=np.array(x0, dtype=float), converged=True, reason="CONVERGED_KKT",
+                           iterations=0, extra={"inner_total": 0})
+
+
+def test_without_f_star_solved_means_a_small_kkt_residual(monkeypatch):
+    hs28 = next(p for p in hock_schittkowski_problems() if p.name == "HS28")
+    unknown = ConstrainedBenchProblem("HS28-no-f*", hs28.problem, hs28.x0, None)
+    # a real solve: judged by the KKT residual measured here, f_star reported as unknown
+    row = run_one("gaussian", unknown, maxiter=30)
+    assert row["solved_by"] == SOLVED_BY_KKT and np.isnan(row["f_star"])
+    assert row["solved"] and row["kkt_residual"] <= KKT_TOLERANCE
+    assert run_one("gaussian", hs28, maxiter=30)["solved_by"] == SOLVED_BY_OBJECTIVE
+    # a convergence claim at a point that is no KKT point does not count
+    monkeypatch.setattr(bench.sketch, "sketched_newton", _claims_convergence_at_x0)
+    row = run_one("gaussian", unknown)
+    assert row["converged"] and row["kkt_residual"] > KKT_TOLERANCE and not row["solved"]
+
+
+def test_kkt_residual_of_a_non_finite_point_is_inf():
+    hs6 = hock_schittkowski_problems()[0]
+    assert kkt_residual(hs6.problem, np.array([np.nan, 1.0])) == np.inf
+    assert kkt_residual(hs6.problem, np.array([np.inf, 1.0])) == np.inf

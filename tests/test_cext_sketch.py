@@ -125,6 +125,12 @@ def test_cupy_countsketch_launcher_without_a_gpu(monkeypatch):
         with pytest.raises(TypeError, match="out"):
             cupy_sketch.countsketch_dense(A, np.zeros(5, dtype=np.int64), np.ones(5),
                                           out.astype(np.float32))
+        # wrong shapes raise before the launch (the kernel would index out of bounds)
+        with pytest.raises(ValueError, match="same n"):
+            cupy_sketch.countsketch_dense(A, np.zeros(5, dtype=np.int64), np.ones(5),
+                                          np.zeros((2, 299)))
+        with pytest.raises(ValueError, match="one entry per row"):
+            cupy_sketch.countsketch_dense(A, np.zeros(4, dtype=np.int64), np.ones(5), out)
     finally:
         _compile._module.cache_clear()
         _compile.get_kernel.cache_clear()

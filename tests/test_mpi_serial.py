@@ -249,6 +249,43 @@ def test_tuned_solve_matches_tuner_solve():
         tuned_solve(dist, _dist(base), b, solver="gmres")
 
 
+class _MiddleRank(SerialComm):
+    """Rank 1 of 3 whose halo exchange moves nothing: the test puts the ghost values in place."""
+
+    rank, size = 1, 3
+
+    def alltoall(self, objs):
+        return [[] for _ in objs]  # no rank asks this one for values
+
+    def start_exchange(self, sends, recvs):
+        return SerialComm().start_exchange([], [])
+
+
+def test_ghost_product_runs_over_the_compressed_rows_only():
+    # 6 x 6 grid, rank 1 owns grid lines 1-4: only lines 1 and 4 touch other ranks
+    A = poisson2d(6)
+    rows = A[6:30].tocsr()
+    D = DistCSR(rows, np.array([0, 6, 30, 36]), _MiddleRank())
+    outside = np.r_[0:6, 30:36]
+    with_ghosts = np.flatnonzero(np.diff(rows[:, outside].indptr))
+    assert with_ghosts.tolist() == list(range(6)) + list(range(18, 24))
+    assert D._off_rows.tolist() == with_ghosts.tolist()
+    assert D._off[0].size == with_ghosts.size + 1  # the kernel sees 12 rows, not 24
+    x = np.random.default_rng(3).standard_normal(36)
+    D.ghosts[:] = x[D.garray]
+    y = D.matvec(x[6:30])
+    # bit-identical to the uncompressed form: diag product plus off_csr over all local rows
+    kernels = D._kernels
+    uncompressed, off_all = np.empty(24), np.empty(24)
+    kernels.csr_spmv(*D._diag, x[6:30], uncompressed)
+    kernels.csr_spmv(D.off_csr.indptr.astype(np.int32), D.off_csr.indices.astype(np.int32),
+                     D.off_csr.data, D.ghosts, off_all)
+    uncompressed += off_all
+    assert np.array_equal(y, uncompressed)
+    np.testing.assert_allclose(y, rows @ x, rtol=1e-14, atol=1e-14)
+    assert np.array_equal(D.off_product(x[6:30]), off_all)
+
+
 def test_matrix_construction_and_vectors():
     A = anisotropic2d(5, 0.3)
     x = np.arange(A.shape[0], dtype=float)
@@ -285,6 +322,19 @@ def test_distributed_shampoo_serial_equals_shampoo():
     mats = [np.diag([4.0, 9.0]), np.eye(3) * 16.0]
     roots = distributed_inverse_roots(mats, 2, comm=COMM)
     assert all(np.allclose(r, inverse_root(m, 2)) for r, m in zip(roots, mats))
+
+
+def test_distributed_shampoo_refuses_another_ranks_checkpoint():
+    opt = DistributedShampoo([(3, 2), (4,)], comm=COMM, grafting=None)
+    opt.update([np.arange(6.0).reshape(3, 2), np.ones(4)])
+    state = opt.state_dict()
+    fresh = DistributedShampoo([(3, 2), (4,)], comm=COMM, grafting=None)
+    partial = dict(state, blocks={b: s for b, s in state["blocks"].items() if b == 0})
+    with pytest.raises(ValueError, match="holds blocks"):
+        fresh.load_state_dict(partial)  # block 1 would silently keep its fresh state
+    fresh.load_state_dict(state)
+    grads = [np.ones((3, 2)), np.arange(4.0)]
+    assert all(np.array_equal(a, b) for a, b in zip(fresh.update(grads), opt.update(grads)))
 
 
 def test_distributed_shampoo_blocking_is_per_tile_shampoo():

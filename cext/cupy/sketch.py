@@ -49,11 +49,19 @@ def countsketch_dense(A, buckets, signs, out) -> None:
         raise ValueError("A and out must be C-contiguous; pass cupy.ascontiguousarray(A)")
     if out.dtype.name != "float64":
         raise TypeError(f"out must be float64, got {out.dtype.name}")
+    # shapes are checked here because the kernel indexes raw pointers: a
+    # mismatch would read or write out of bounds instead of raising
+    if A.ndim != 2 or out.ndim != 2 or out.shape[1] != A.shape[1]:
+        raise ValueError(f"A (m, n) and out (s, n) must be 2-D with the same n, got A "
+                         f"{A.shape} and out {out.shape}")
     m, n = A.shape
-    if m == 0 or n == 0:
-        return
     buckets = cupy.ascontiguousarray(cupy.asarray(buckets), dtype=cupy.int64)
     signs = cupy.ascontiguousarray(cupy.asarray(signs), dtype=cupy.float64)
+    if buckets.shape != (m,) or signs.shape != (m,):
+        raise ValueError(f"buckets and signs need one entry per row of A ({m}), got "
+                         f"{buckets.shape} and {signs.shape}")
+    if m == 0 or n == 0:
+        return
     kernel = get_kernel(SOURCE, name_expressions(dtype), name_expressions(dtype)[0])
     kernel((grid_stride_blocks(n),), (BLOCK,),
            (A, np.int64(m), np.int64(n), buckets, signs, out))

@@ -9,7 +9,8 @@ Each rank owns a contiguous block of rows ``ranges[rank]:ranges[rank+1]``
 
 A product ``y = A x`` posts the ghost receives and sends, multiplies the
 local block while the messages travel, waits, and adds the off-process
-block's product (PETSc's ``MatMult_MPIAIJ``). Vectors are plain 1-D NumPy
+block's product (PETSc's ``MatMult_MPIAIJ``) over the rows that have ghost
+entries only (PETSc's compressed-row form of that block). Vectors are plain 1-D NumPy
 arrays holding the rank's rows.
 """
 
@@ -136,7 +137,15 @@ class DistCSR:
         self.diag_csr = diag.astype(self.dtype)
         self.off_csr = off.astype(self.dtype)
         self._diag = _csr_arrays(self.diag_csr, self.dtype)
-        self._off = _csr_arrays(self.off_csr, self.dtype)
+        # PETSc's compressed rows (MatCheckCompressedRow on MPIAIJ's B block):
+        # only the rows next to another rank's block have ghost entries (one
+        # grid line of a strip), so the off-process product and its add run
+        # over those rows alone, not over all n_local. Each kept row's entries
+        # are summed in the same order as before, so results are unchanged.
+        self._off_rows = np.flatnonzero(np.diff(self.off_csr.indptr)).astype(np.int64)
+        indptr, indices, data = _csr_arrays(self.off_csr, self.dtype)
+        self._off = (np.ascontiguousarray(np.append(indptr[self._off_rows], indptr[-1])),
+                     indices, data)
         self.nnz_local = int(rows.nnz)
         self._kernels = kernels_for(np)
         self._setup_halo()
@@ -220,7 +229,7 @@ class DistCSR:
         self.ghosts = np.zeros(self.garray.size, dtype=self.dtype)
         self._send_buffers = [np.empty(idx.size, dtype=self.dtype) for _, idx in self._sends]
         self._recv_views = [(rank, self.ghosts[s]) for rank, s in self._recvs]
-        self._off_product = np.empty(self.n_local, dtype=self.dtype)
+        self._off_product = np.empty(self._off_rows.size, dtype=self.dtype)
 
     # -- halo exchange and products -------------------------------------------
     def begin_halo(self, x: np.ndarray):
@@ -236,10 +245,11 @@ class DistCSR:
         return self.ghosts
 
     def _add_off(self, out):
-        if self.garray.size:
+        """``out += off @ ghosts``, touching only the compressed rows that have ghost entries."""
+        if self._off_rows.size:
             indptr, indices, data = self._off
             self._kernels.csr_spmv(indptr, indices, data, self.ghosts, self._off_product)
-            out += self._off_product
+            out[self._off_rows] += self._off_product
 
     def matvec(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """``A @ x`` on local vectors; the local product overlaps the ghost exchange."""
