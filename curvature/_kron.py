@@ -23,7 +23,8 @@ import operator
 from array_api_compat import array_namespace
 
 
-def check_features(name: str, value) -> int:
+def check_positive_int(name: str, value) -> int:
+    """``value`` as an int >= 1: TypeError for non-integers (bools included), else ValueError."""
     if isinstance(value, bool):
         raise TypeError(f"{name} must be an int, got {value!r}")
     try:

@@ -47,7 +47,7 @@ from typing import Any
 
 from cext import kernels_for
 
-from ._kron import (check_decay, check_features, check_layer_batch, check_positive, check_real,
+from ._kron import (check_decay, check_layer_batch, check_positive, check_positive_int, check_real,
                     check_vector, kl_clip_scale, namespace_of, symmetrise, unvec, vec, with_ones)
 from ._state import copy_array
 
@@ -125,8 +125,8 @@ class KFAC:
                  damping: float = 1e-3, decay: float = 0.95, mode: str = "eigen",
                  pi_heuristic: bool = False, inverse_update_freq: int = 1,
                  kl_clip: float | None = None):
-        self.in_features = check_features("in_features", in_features)
-        self.out_features = check_features("out_features", out_features)
+        self.in_features = check_positive_int("in_features", in_features)
+        self.out_features = check_positive_int("out_features", out_features)
         self.bias = bool(bias)
         self._damping = check_positive("damping", damping)
         self.decay = check_decay("decay", decay)
@@ -134,7 +134,7 @@ class KFAC:
             raise ValueError(f"mode must be 'eigen' or 'inverse', got {mode!r}")
         self.mode = mode
         self.pi_heuristic = bool(pi_heuristic)
-        self.inverse_update_freq = check_features("inverse_update_freq", inverse_update_freq)
+        self.inverse_update_freq = check_positive_int("inverse_update_freq", inverse_update_freq)
         self.kl_clip = None if kl_clip is None else check_positive("kl_clip", kl_clip)
         self.rows = self.out_features
         self.cols = self.in_features + int(self.bias)

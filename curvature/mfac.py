@@ -50,7 +50,6 @@ layers.
 from __future__ import annotations
 
 import math
-import operator
 from typing import Any, Sequence
 
 import numpy as np
@@ -58,24 +57,16 @@ from array_api_compat import array_namespace, is_numpy_namespace
 
 from cext import kernels_for
 
+from ._kron import check_positive_int
+
 __all__ = ["MFAC", "BlockedMFAC"]
-
-
-def _check_positive_int(name: str, value) -> int:
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}") from None
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return value
 
 
 class _Layout:
     """Column blocks of the window: sizes and the ``nblocks + 1`` offsets (a tuple of ints)."""
 
     def __init__(self, block_sizes: Sequence[int]):
-        sizes = [_check_positive_int("block size", b) for b in block_sizes]
+        sizes = [check_positive_int("block size", b) for b in block_sizes]
         if not sizes:
             raise ValueError("block_sizes must name at least one block")
         self.sizes = tuple(sizes)
@@ -130,7 +121,7 @@ class _MFACBase:
     """Window storage, Gram matrices and factors shared by MFAC and BlockedMFAC."""
 
     def __init__(self, block_sizes, m, damping, dtype=None, xp=None, memmap=None):
-        self._m = _check_positive_int("m", m)
+        self._m = check_positive_int("m", m)
         self._damping = _check_damping(damping)
         self._layout = _Layout(block_sizes)
         if xp is None:
@@ -316,7 +307,7 @@ class _MFACBase:
             theirs = tuple(state[key]) if key == "block_sizes" else state[key]
             if theirs != mine:
                 raise ValueError(f"state has {key}={theirs!r}, this object {mine!r}")
-        count = _check_positive_int("count", state["count"] + 1) - 1
+        count = check_positive_int("count", state["count"] + 1) - 1
         damping = _check_damping(state["damping"])
         window = xp.asarray(state["window"], dtype=self._dtype)
         gram = xp.asarray(state["gram"], dtype=xp.float64)
@@ -390,7 +381,7 @@ class MFAC(_MFACBase):
 
     def __init__(self, dim: int, m: int, damping: float, dtype=None, xp=None,
                  memmap=None):
-        super().__init__((_check_positive_int("dim", dim),), m, damping, dtype, xp, memmap)
+        super().__init__((check_positive_int("dim", dim),), m, damping, dtype, xp, memmap)
 
     @property
     def dim(self) -> int:

@@ -91,7 +91,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ._kron import (check_decay, check_features, check_layer_batch, check_positive, check_real,
+from ._kron import (check_decay, check_layer_batch, check_positive, check_positive_int, check_real,
                     check_vector, namespace_of, symmetrise, unvec, vec, with_ones)
 from ._state import copy_array
 
@@ -249,8 +249,8 @@ class MKOR:
                  reinvert_every: int | None = None, norm_match: bool = True,
                  hybrid: bool = False, hybrid_window: int = 50,
                  hybrid_tolerance: float = 1e-3):
-        self.in_features = check_features("in_features", in_features)
-        self.out_features = check_features("out_features", out_features)
+        self.in_features = check_positive_int("in_features", in_features)
+        self.out_features = check_positive_int("out_features", out_features)
         self.bias = bool(bias)
         self.decay = check_decay("decay", decay)
         if self.decay == 0.0:
@@ -266,12 +266,12 @@ class MKOR:
         self.denominator_guard = check_positive("denominator_guard", denominator_guard)
         self.reset_threshold = check_positive("reset_threshold", reset_threshold)
         self.reinvert_every = (None if reinvert_every is None
-                               else check_features("reinvert_every", reinvert_every))
+                               else check_positive_int("reinvert_every", reinvert_every))
         if self.reinvert_every is not None and form == "code":
             raise ValueError("reinvert_every needs the kept factors of form='paper'")
         self.norm_match = bool(norm_match)
         self.hybrid = bool(hybrid)
-        self.hybrid_window = check_features("hybrid_window", hybrid_window)
+        self.hybrid_window = check_positive_int("hybrid_window", hybrid_window)
         self.hybrid_tolerance = check_positive("hybrid_tolerance", hybrid_tolerance,
                                                allow_zero=True)
         self.rows = self.out_features
