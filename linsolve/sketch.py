@@ -197,6 +197,10 @@ def sketch_solve(A: Any, b: Any, x0: Any = None, *, sketch: str = "rows", sketch
         applications and residual refreshes), ``extra["row_steps"]`` the rows
         drawn (``iterations * sketch_size`` for ``sketch="rows"``, including
         zero rows drawn under uniform sampling; the steps otherwise).
+        Reasons: ``CONVERGED_RTOL``/``CONVERGED_ATOL``; ``DIVERGED_ITS`` at
+        ``maxiter``; ``DIVERGED_NANORINF``; ``DIVERGED_BREAKDOWN`` when the
+        float64 Kaczmarz iteration met the tolerance but ``x`` rounded to a
+        float32 working dtype misses it (a tolerance below float32's reach).
 
     Raises
     ------
@@ -344,6 +348,14 @@ def sketch_solve(A: Any, b: Any, x0: Any = None, *, sketch: str = "rows", sketch
         return finish("DIVERGED_NANORINF", f"residual norm is {true_norm} after {k} steps")
     if true_norm <= tol:
         return finish(reason_converged, f"||b - A x|| = {true_norm:.3e} <= {tol:.3e}")
+    if k < maxiter:
+        # Kaczmarz iterates in float64 and stopped on the tolerance; x rounded to
+        # the working dtype misses it: the tolerance is below that dtype's reach.
+        return finish("DIVERGED_BREAKDOWN",
+                      f"the float64 iteration met the tolerance after {k} steps, but x in "
+                      f"{x.dtype} gives ||b - A x|| = {true_norm:.3e} > {tol:.3e}: the "
+                      "tolerance is below what this dtype can represent; raise rtol/atol or "
+                      "solve in float64")
     return finish("DIVERGED_ITS",
                   f"reached maxiter = {maxiter} steps with ||b - A x|| = {true_norm:.3e} > "
                   f"{tol:.3e}; if the system is inconsistent, sketch-and-project only reaches a "
