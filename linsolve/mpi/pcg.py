@@ -71,6 +71,22 @@ def local_vector(A: DistCSR, v, name: str) -> np.ndarray:
                      f"rows ({A.n_local}) or the global length ({A.shape[0]})")
 
 
+def local_start(A: DistCSR, b, x0):
+    """``(b, x, error)``: this rank's rows of ``b`` and ``x0`` (zeros by default).
+
+    A bad ``b`` or ``x0`` on this rank is returned as ``error``, with zero
+    placeholders, not raised: the caller raises it on every rank at its next
+    reduction, so that the other ranks do not wait there forever.
+    """
+    try:
+        b = local_vector(A, b, "b")
+        x = np.zeros(A.n_local, dtype=A.dtype) if x0 is None else local_vector(A, x0, "x0")
+    except (ValueError, TypeError) as caught:
+        zeros = np.zeros(A.n_local, dtype=A.dtype)
+        return zeros, zeros.copy(), caught
+    return b, x, None
+
+
 def _as_preconditioner(M):
     if M is None:
         return None
@@ -144,14 +160,7 @@ def pcg(A: DistCSR, b: Any, x0: Any = None, *, M: Any = None, rtol: float = 1e-5
         raise ValueError(f"check_every must be a positive int or None, got {check_every!r}")
     maxiter = check_maxiter(maxiter, 10 * A.shape[0])
     M = _as_preconditioner(M)
-    error = None
-    try:
-        b = local_vector(A, b, "b")
-        x = np.zeros(A.n_local, dtype=A.dtype) if x0 is None else local_vector(A, x0, "x0")
-    except (ValueError, TypeError) as caught:
-        # raised on every rank by the first reduction (in _DistPCG.__init__)
-        error = caught
-        b = x = np.zeros(A.n_local, dtype=A.dtype)
+    b, x, error = local_start(A, b, x0)  # error: raised everywhere by _DistPCG's first reduction
     solver = _DistPCG(A, M, b, x, rtol, atol, maxiter, callback, monitor, check_every, error)
     if variant == "standard":
         return solver.run_standard(start)

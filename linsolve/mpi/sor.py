@@ -31,7 +31,7 @@ from ..result import SolveResult
 from ..sor import SorMatrix
 from .comm import raise_if_any_rank
 from .matrix import DistCSR
-from .pcg import local_vector
+from .pcg import local_start
 
 __all__ = ["BlockSOR", "block_sor_reference", "sor"]
 
@@ -164,12 +164,7 @@ def sor(A: DistCSR, b: Any, omega: float = 1.0, x0: Any = None, *, rtol: float =
     blocks = A if isinstance(A, BlockSOR) else BlockSOR(A, omega)
     A = blocks.A
     maxiter = check_maxiter(maxiter, 10 * A.shape[0])
-    error = None
-    try:
-        b = local_vector(A, b, "b")
-        x = np.zeros(A.n_local, dtype=A.dtype) if x0 is None else local_vector(A, x0, "x0")
-    except (ValueError, TypeError) as caught:
-        error = caught
+    b, x, error = local_start(A, b, x0)
     raise_if_any_rank(A.comm, error)  # a wrong length on one rank raises on all
     bnorm = A.norm(b)
     tol, reason_converged = stopping_tolerance(rtol, atol, bnorm)
