@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import time
 import traceback
 
 from .comm import as_comm
@@ -39,4 +40,8 @@ def abort_on_error(comm=None, code: int = 1):
         sys.stderr.write(f"[rank {comm.rank}/{comm.size}] aborting the job: "
                          f"{type(error).__name__}: {error}\n{message}")
         sys.stderr.flush()
+        # MPICH's launcher forwards output asynchronously and stops forwarding
+        # when MPI_Abort kills the job: without a pause the message was lost
+        # (seen under load on 2 cores). Half a second lets it through.
+        time.sleep(0.5)
         comm.abort(code)
