@@ -77,12 +77,19 @@ def test_distributed_solvers_match_serial(mpi, ranks):
 def test_error_on_one_rank_ends_the_job(mpi, mode):
     args = (["-m", "mpi4py", str(SCRIPTS / "raise_on_rank1.py")] if mode == "-m mpi4py"
             else [str(SCRIPTS / "raise_on_rank1.py"), "--plain"])
-    start = time.perf_counter()
-    completed = launch(2, *args, timeout=60)
-    elapsed = time.perf_counter() - start
-    output = completed.stdout + completed.stderr
-    assert completed.returncode != 0, output
-    assert "RuntimeError: deliberate failure on rank 1" in output, output
-    # (MPICH's own "application called MPI_Abort" line is not always flushed
-    # before the processes are killed, so it is not asserted)
-    assert elapsed < 30, f"the job took {elapsed:.1f} s to end"
+    message = "RuntimeError: deliberate failure on rank 1"
+    outputs = []
+    for _ in range(2):  # a second launch only if the launcher dropped the message
+        start = time.perf_counter()
+        completed = launch(2, *args, timeout=60)
+        elapsed = time.perf_counter() - start
+        output = completed.stdout + completed.stderr
+        assert completed.returncode != 0, output
+        assert elapsed < 30, f"the job took {elapsed:.1f} s to end"
+        outputs.append(output)
+        if message in output:
+            break
+    # MPICH's launcher stops forwarding output when MPI_Abort kills the job; once,
+    # under load, it lost everything (abort_on_error now pauses 0.5 s before the
+    # abort). Its own "application called MPI_Abort" line is not asserted either.
+    assert message in outputs[-1], outputs
