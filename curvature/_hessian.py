@@ -30,6 +30,8 @@ from array_api_compat import array_namespace, is_array_api_obj
 from linsolve import pcg
 from linsolve.result import HistoryRecorder, MinimizeResult
 
+from ._checks import namespace_of
+
 KINDS = ("matrix", "hvp", "object")
 
 
@@ -78,23 +80,6 @@ def rounding_slack(xp, dtype, f: float, factor: float = 8.0) -> float:
     return factor * float(xp.finfo(dtype).eps) * (1.0 + abs(f))
 
 
-def _library(xp) -> str:
-    return xp.__name__.removeprefix("array_api_compat.")
-
-
-def check_namespace(xp, value, what: str) -> None:
-    """TypeError unless ``value`` is an array of the namespace ``xp`` (that of ``x0``)."""
-    try:
-        value_xp = array_namespace(value)
-    except TypeError:
-        raise TypeError(f"{what} returned {type(value).__name__}, not an array of x0's "
-                        f"namespace {xp.__name__}") from None
-    # array_api_compat.numpy and numpy are the same library (a caller may hold either)
-    if _library(value_xp) != _library(xp):
-        raise TypeError(f"{what} returned a {value_xp.__name__} array but x0 is a "
-                        f"{xp.__name__} array: return arrays of x0's library")
-
-
 def dot(xp, a, b) -> float:
     return float(xp.sum(a * b))
 
@@ -120,7 +105,7 @@ class Objective:
     def grad(self, x):
         self.rec.n_grad += 1
         g = self._grad(x)
-        check_namespace(self.xp, g, "grad(x)")
+        namespace_of(g, "grad(x)", self.xp, "x0")
         if tuple(g.shape) != (self.n,):
             raise ValueError(f"grad(x) returned shape {tuple(g.shape)}, expected ({self.n},)")
         if g.dtype != self.dtype:
@@ -174,7 +159,7 @@ class LocalHessian:
 
     def _take(self, value) -> None:
         if is_array_api_obj(value):
-            check_namespace(self.xp, value, "hess(x)")
+            namespace_of(value, "hess(x)", self.xp, "x0")
             if tuple(value.shape) != (self.n, self.n):
                 raise ValueError(f"hess(x) returned shape {tuple(value.shape)}, "
                                  f"expected ({self.n}, {self.n})")
@@ -229,7 +214,7 @@ class _HVP:
 
     def matvec(self, v):
         out = self.hess(self.x, v)
-        check_namespace(self.xp, out, "hess(x, v)")
+        namespace_of(out, "hess(x, v)", self.xp, "x0")
         if out.dtype != self.dtype:
             out = self.xp.astype(out, self.dtype)
         return out

@@ -18,22 +18,10 @@ its transpose is simply its C-order ravel.
 from __future__ import annotations
 
 import math
-import operator
 
 from array_api_compat import array_namespace
 
-
-def check_positive_int(name: str, value) -> int:
-    """``value`` as an int >= 1: TypeError for non-integers (bools included), else ValueError."""
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}") from None
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return value
+from ._checks import namespace_of
 
 
 def check_positive(name: str, value, *, allow_zero: bool = False) -> float:
@@ -54,18 +42,6 @@ def check_decay(name: str, value, *, allow_one: bool = False) -> float:
     return value
 
 
-def namespace_of(x, name: str, expected=None):
-    """The array namespace of ``x``; TypeError for non-arrays or a second library."""
-    try:
-        xp = array_namespace(x)
-    except TypeError:
-        raise TypeError(f"{name} must be an array, got {type(x).__name__}") from None
-    if expected is not None and xp.__name__ != expected.__name__:
-        raise TypeError(f"{name} is a {xp.__name__} array but this layer holds "
-                        f"{expected.__name__} arrays: use one array library")
-    return xp
-
-
 def check_real(xp, x, name: str):
     """Refuse integer, boolean and complex arrays and NaN/Inf (a clear error, not a cast)."""
     if not xp.isdtype(x.dtype, "real floating"):
@@ -76,9 +52,9 @@ def check_real(xp, x, name: str):
     return x
 
 
-def check_vector(v, name: str, expected, dim: int):
+def check_vector(v, name: str, expected, dim: int, owner: str = "this layer"):
     """``(xp, v)`` for a flattened-weight vector: same library, shape ``(dim,)``, real, finite."""
-    xp = namespace_of(v, name, expected)
+    xp = namespace_of(v, name, expected, owner)
     if tuple(v.shape) != (dim,):
         raise ValueError(f"{name} must have shape ({dim},), got {tuple(v.shape)}")
     return xp, check_real(xp, v, name)
@@ -95,8 +71,8 @@ def check_batch(xp, x, name: str, features: int):
 
 def check_layer_batch(a, g, expected, in_features: int, out_features: int):
     """``(xp, a, g)`` for a layer update: one library, ``(batch, features)`` each, same batch."""
-    xp = namespace_of(a, "a", expected)
-    namespace_of(g, "g", xp)
+    xp = namespace_of(a, "a", expected, "this layer")
+    namespace_of(g, "g", xp, "a")
     a = check_batch(xp, a, "a", in_features)
     g = check_batch(xp, g, "g", out_features)
     if a.shape[0] != g.shape[0]:

@@ -41,7 +41,8 @@ from array_api_compat import is_array_api_obj
 
 from linsolve import pcg
 
-from ._hessian import (LocalHessian, Objective, check_maxiter, check_namespace, check_positive,
+from ._checks import namespace_of
+from ._hessian import (LocalHessian, Objective, check_maxiter, check_positive,
                        dot, finish, hessian_kind, new_recorder, prepare_x0, record,
                        rounding_slack, stop_test)
 
@@ -108,7 +109,7 @@ def gradient_normalized_newton(fun: Callable[[Any], float], grad: Callable[[Any]
     if B is not None:
         if not is_array_api_obj(B) or tuple(B.shape) != (n, n):
             raise ValueError(f"B must be an ({n}, {n}) array of x0's namespace")
-        check_namespace(xp, B, "B")
+        namespace_of(B, "B", xp, "x0")
         B = xp.astype(B, dtype)
         if not bool(xp.all(xp.isfinite(B))):
             raise ValueError("B contains NaN or Inf; it must be a finite SPD matrix")

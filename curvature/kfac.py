@@ -47,8 +47,9 @@ from typing import Any
 
 from cext import kernels_for
 
-from ._kron import (check_decay, check_layer_batch, check_positive, check_positive_int, check_real,
-                    check_vector, kl_clip_scale, namespace_of, symmetrise, unvec, vec, with_ones)
+from ._checks import check_positive_int, namespace_of
+from ._kron import (check_decay, check_layer_batch, check_positive, check_real, check_vector,
+                    kl_clip_scale, symmetrise, unvec, vec, with_ones)
 from ._state import copy_array
 
 __all__ = ["KFAC", "kl_clip_scale", "precondition_layers"]
@@ -258,7 +259,7 @@ class KFAC:
         return xp.matmul(xp.matmul(Gd, V), Ad)
 
     def _check_matrix(self, V, name):
-        xp = namespace_of(V, name, self._xp)
+        xp = namespace_of(V, name, self._xp, "this layer")
         if tuple(V.shape) != (self.rows, self.cols):
             raise ValueError(f"{name} must have shape ({self.rows}, {self.cols}) (out, in"
                              f"{' + 1 for the bias' if self.bias else ''}), got {tuple(V.shape)}")

@@ -57,7 +57,7 @@ from array_api_compat import array_namespace, is_numpy_namespace
 
 from cext import kernels_for
 
-from ._kron import check_positive_int
+from ._checks import check_positive_int, namespace_of
 
 __all__ = ["MFAC", "BlockedMFAC"]
 
@@ -185,14 +185,7 @@ class _MFACBase:
     # --- checks ---------------------------------------------------------
     def _check_vector(self, v, name: str):
         xp = self.xp
-        try:
-            v_xp = array_namespace(v)
-        except TypeError:
-            raise TypeError(f"{name} must be an array of the window's namespace "
-                            f"({xp.__name__}), got {type(v).__name__}") from None
-        if v_xp.__name__ != xp.__name__:
-            raise TypeError(f"{name} is a {v_xp.__name__} array but the window lives in "
-                            f"{xp.__name__}: use one array library for both")
+        namespace_of(v, name, xp, "the window")
         d = self._layout.dim
         if tuple(v.shape) != (d,):
             raise ValueError(f"{name} must have shape ({d},), got {tuple(v.shape)}")

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 from array_api_compat import array_namespace, is_numpy_namespace
 
+from ._checks import namespace_of
 from .mfac import _check_damping
 
 __all__ = ["MFACStatic"]
@@ -119,9 +120,7 @@ class MFACStatic:
 
     def _vector(self, v):
         xp = self.xp
-        if array_namespace(v).__name__ != xp.__name__:
-            raise TypeError(f"v is a {array_namespace(v).__name__} array, G a {xp.__name__} "
-                            "array: use one array library for both")
+        namespace_of(v, "v", xp, "G")
         if tuple(v.shape) != (self._d,):
             raise ValueError(f"v must have shape ({self._d},), got {tuple(v.shape)}")
         out_dtype = self._dtype if not xp.isdtype(v.dtype, "real floating") else \

@@ -91,8 +91,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ._kron import (check_decay, check_layer_batch, check_positive, check_positive_int, check_real,
-                    check_vector, namespace_of, symmetrise, unvec, vec, with_ones)
+from ._checks import check_positive_int, namespace_of
+from ._kron import (check_decay, check_layer_batch, check_positive, check_real, check_vector,
+                    symmetrise, unvec, vec, with_ones)
 from ._state import copy_array
 
 __all__ = ["MKOR", "sherman_morrison_step"]
@@ -139,7 +140,7 @@ def sherman_morrison_step(J: Any, v: Any, gamma: float, *, guard: float = 1e-8):
     xp = namespace_of(J, "J")
     if J.ndim != 2 or J.shape[0] != J.shape[1]:
         raise ValueError(f"J must be a square 2-D array, got shape {tuple(J.shape)}")
-    _, v = check_vector(v, "v", xp, J.shape[0])
+    _, v = check_vector(v, "v", xp, J.shape[0], "J")
     gamma = check_decay("gamma", gamma, allow_one=True)
     if gamma == 0.0:
         raise ValueError("gamma must be in (0, 1], got 0.0: gamma = 0 drops J^{-1} and "
@@ -396,7 +397,7 @@ class MKOR:
 
     # --- applying -------------------------------------------------------
     def _check_matrix(self, V, name):
-        xp = namespace_of(V, name, self._xp)
+        xp = namespace_of(V, name, self._xp, "this layer")
         if tuple(V.shape) != (self.rows, self.cols):
             raise ValueError(f"{name} must have shape ({self.rows}, {self.cols}), "
                              f"got {tuple(V.shape)}")
