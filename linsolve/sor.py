@@ -245,11 +245,26 @@ def sor(A: Any, b: Any, omega: float = 1.0, x0: Any = None, *, rtol: float = 1e-
                 break
     norms = norms[:k + 1]
     rnorm = float(norms[-1])
+    reason, message = sor_verdict(rnorm, k, tol, reason_converged, grow_limit, omega, maxiter)
+    return finish(reason, k, norms, message)
+
+
+def sor_verdict(rnorm: float, k: int, tol: float, reason_converged: str, grow_limit: float,
+                omega: float, maxiter: int) -> tuple[str, str]:
+    """``(reason, message)`` of an SOR solve that stopped at iteration ``k`` with ``||r|| = rnorm``.
+
+    Shared by :func:`sor` and :func:`linsolve.mpi.sor`.
+
+    Examples
+    --------
+    >>> sor_verdict(1e-9, 12, 1e-8, "CONVERGED_RTOL", 1e4, 1.5, 100)
+    ('CONVERGED_RTOL', '||r|| = 1.000e-09 <= 1.000e-08')
+    """
     if not math.isfinite(rnorm):
-        return finish("DIVERGED_NANORINF", k, norms, f"residual norm is {rnorm} at iteration {k}")
+        return "DIVERGED_NANORINF", f"residual norm is {rnorm} at iteration {k}"
     if rnorm <= tol:
-        return finish(reason_converged, k, norms, f"||r|| = {rnorm:.3e} <= {tol:.3e}")
+        return reason_converged, f"||r|| = {rnorm:.3e} <= {tol:.3e}"
     if rnorm > grow_limit:
-        return finish("DIVERGED_DTOL", k, norms,
-                      f"||r|| grew to {rnorm:.3e} > dtol * ||r0||; omega = {omega} diverges")
-    return finish("DIVERGED_ITS", k, norms, f"reached maxiter = {maxiter} with ||r|| = {rnorm:.3e}")
+        return ("DIVERGED_DTOL",
+                f"||r|| grew to {rnorm:.3e} > dtol * ||r0||; omega = {omega} diverges")
+    return "DIVERGED_ITS", f"reached maxiter = {maxiter} with ||r|| = {rnorm:.3e}"

@@ -28,7 +28,7 @@ from .._validate import (check_maxiter, check_nonnegative, reject_unknown_keywor
                          stopping_tolerance)
 from ..precond import ssor as _ssor
 from ..result import SolveResult
-from ..sor import SorMatrix
+from ..sor import SorMatrix, sor_verdict
 from .comm import raise_if_any_rank
 from .matrix import DistCSR
 from .pcg import local_start
@@ -193,14 +193,8 @@ def sor(A: DistCSR, b: Any, omega: float = 1.0, x0: Any = None, *, rtol: float =
             print(_MONITOR_FORMAT % (k, rnorm), file=sys.stdout, flush=True)
         if callback is not None:
             callback(x)
-    if not math.isfinite(rnorm):
-        return finish("DIVERGED_NANORINF", k, norms, f"residual norm is {rnorm} at iteration {k}")
-    if rnorm <= tol:
-        return finish(reason_converged, k, norms, f"||r|| = {rnorm:.3e} <= {tol:.3e}")
-    if rnorm > grow_limit:
-        return finish("DIVERGED_DTOL", k, norms,
-                      f"||r|| grew to {rnorm:.3e} > dtol * ||r0||; omega = {omega} diverges")
-    return finish("DIVERGED_ITS", k, norms, f"reached maxiter = {maxiter} with ||r|| = {rnorm:.3e}")
+    reason, message = sor_verdict(rnorm, k, tol, reason_converged, grow_limit, omega, maxiter)
+    return finish(reason, k, norms, message)
 
 
 def block_sor_reference(A: Any, b: np.ndarray, ranges, omega: float, x0=None, *,
