@@ -57,6 +57,7 @@ class _OmegaTuner:
         self.omegas = grid
         self._rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         self._pending: tuple[int, float | None, float] | None = None
+        self._rng_before_choice = None  # generator state before the pending choose()
         self._history: list[Round] = []
 
     # -- subclass hooks -------------------------------------------------------
@@ -99,9 +100,23 @@ class _OmegaTuner:
                                "with update(cost) first")
         context = self._check_context(context)
         p = self._distribution(context)
+        self._rng_before_choice = self._rng.bit_generator.state
         arm = _tsallis.sample_arm(p, self._rng)
         self._pending = (arm, context, float(p[arm]))
         return arm, float(self.omegas[arm])
+
+    def cancel(self) -> None:
+        """Withdraw the pending :meth:`choose` (its solve failed): nothing is learnt, and
+        the generator is put back so that the next choice is the one this would have been.
+
+        A choice restored from a :meth:`state_dict` is withdrawn without that
+        rewind (the state before it was not saved).
+        """
+        if self._pending is None:
+            raise RuntimeError("cancel() without a pending choose()")
+        if self._rng_before_choice is not None:
+            self._rng.bit_generator.state = self._rng_before_choice
+        self._pending = self._rng_before_choice = None
 
     def update(self, cost: float, context=None) -> None:
         """Learn the cost (e.g. SOR iterations) of the omega returned by :meth:`choose`."""
@@ -169,7 +184,6 @@ class _OmegaTuner:
         if isinstance(maxiter, bool) or not isinstance(maxiter, (int, np.integer)) or maxiter < 1:
             raise ValueError(f"maxiter must be a positive int, got {maxiter!r}")
         maxiter = int(maxiter)
-        rng_state = self._rng.bit_generator.state
         arm, omega = self.choose(context)
         try:
             if solver == "sor":
@@ -181,8 +195,7 @@ class _OmegaTuner:
                 from .precond import ssor
                 result = pcg(A, b, M=ssor(A, omega), rtol=rtol, maxiter=maxiter, **kwargs)
         except BaseException:
-            self._rng.bit_generator.state = rng_state
-            self._pending = None
+            self.cancel()  # a solve that raised leaves the tuner as it was
             raise
         cost = result.iterations if result.converged else maxiter
         self.update(cost)
@@ -218,6 +231,7 @@ class _OmegaTuner:
         self._rng.bit_generator.state = data["rng"]["state"]
         pending = data["pending"]
         self._pending = None if pending is None else (int(pending[0]), pending[1], float(pending[2]))
+        self._rng_before_choice = None
         self._history = [Round(c, int(a), float(w), float(k)) for c, a, w, k in data["history"]]
 
     @classmethod

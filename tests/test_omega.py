@@ -354,6 +354,18 @@ def test_protocol_misuse_raises():
         tuner.observe(20, 3.0)
 
 
+def test_cancel_withdraws_the_choice_and_rewinds_the_generator():
+    tuner, twin = OmegaBandit(seed=0), OmegaBandit(seed=0)
+    with pytest.raises(RuntimeError, match="pending"):
+        tuner.cancel()
+    first = tuner.choose()
+    tuner.cancel()
+    assert tuner.choose() == first == twin.choose()  # the same draw again
+    tuner.update(10.0)
+    twin.update(10.0)
+    assert tuner.state_dict() == twin.state_dict()
+
+
 def test_observe_without_choose():
     a, b = OmegaBandit(seed=0), OmegaBandit(seed=0)
     p = a.probabilities()

@@ -70,12 +70,11 @@ def tuned_solve(tuner: Any, A: DistCSR, b: Any, context=None, solver: str = "sor
         maxiter = 10 * A.shape[0]
     if isinstance(maxiter, bool) or not isinstance(maxiter, int) or maxiter < 1:
         raise ValueError(f"maxiter must be a positive int, got {maxiter!r}")
-    choice = rng_state = error = None
+    choice = error = None
     if comm.rank == root:
         try:
             if tuner is None:
                 raise ValueError(f"the tuner is needed on rank {root}")
-            rng_state = tuner._rng.bit_generator.state
             choice = tuner.choose(context)
         except (ValueError, TypeError, RuntimeError) as caught:
             # broadcast instead of the choice: the other ranks wait in bcast
@@ -90,9 +89,7 @@ def tuned_solve(tuner: Any, A: DistCSR, b: Any, context=None, solver: str = "sor
             result = pcg(A, b, M=BlockSOR(A, omega), rtol=rtol, maxiter=maxiter, **kwargs)
     except BaseException:
         if comm.rank == root:
-            # as tuner.solve: a solve that raised leaves the tuner as it was
-            tuner._rng.bit_generator.state = rng_state
-            tuner._pending = None
+            tuner.cancel()  # as tuner.solve: a solve that raised leaves the tuner as it was
         raise
     cost = result.iterations if result.converged else maxiter
     if comm.rank == root:
