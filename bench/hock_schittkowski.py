@@ -22,7 +22,7 @@ complex step.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -44,9 +44,6 @@ class ConstrainedBenchProblem:
     f_star : float or None
         The literature optimum (None where there is none to compare with).
     note : str
-    options : dict
-        Keyword arguments for :func:`linsolve.sketched_newton.sketched_newton`
-        that this problem needs (sketch, sketch size).
     """
 
     name: str
@@ -54,7 +51,6 @@ class ConstrainedBenchProblem:
     x0: np.ndarray
     f_star: float | None
     note: str = ""
-    options: dict = field(default_factory=dict)
 
     @property
     def n(self) -> int:
