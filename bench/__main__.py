@@ -9,9 +9,11 @@ and written to ``results/`` as CSV, JSON and PNG. It takes the options of
 [--methods a,b,c] [--rtol RTOL] [--out DIR]`` does the same on a gallery
 problem (:mod:`bench.problems`) or a Matrix Market file.
 
-``python -m bench speed [--size 1000] [--repeat 7] [--iterations 100]``
-times SpMV, CG iterations and SOR sweeps against scipy and pyamg
-(:mod:`bench.speed`).
+``python -m bench speed [--size 1000] [--repeat 7] [--iterations 100]
+[--matrices poisson2d,p1tri,p1tet,p2tet,elasticity3d] [--refine NAME=LEVEL,...]
+[--contention K]`` times SpMV, CG iterations and SOR sweeps against scipy
+and pyamg on 2-D Poisson and finite-element matrices, optionally beside K
+busy processes (:mod:`bench.speed`).
 
 ``python -m bench omega [--experiment shifted|heat|all] [--steps T]
 [--variance high|low]`` runs the Learning-to-Relax sequences
@@ -87,9 +89,19 @@ def _linear_parser(prog: str) -> argparse.ArgumentParser:
 
 
 def _speed_parser(prog: str) -> argparse.ArgumentParser:
+    from .fem import DEFAULT_REFINE
+    from .speed import MATRICES
+
     parser = argparse.ArgumentParser(
         prog=prog, description="SpMV and CG time per iteration: ours against scipy.")
     parser.add_argument("--size", type=int, default=1000, help="2-D Poisson grid N (n = N^2)")
+    parser.add_argument("--matrices", default=",".join(MATRICES),
+                        help="comma-separated subset of %(default)s")
+    parser.add_argument("--refine", default="", metavar="NAME=LEVEL,...",
+                        help="refinement levels of the finite-element matrices (default "
+                        + ",".join(f"{k}={v}" for k, v in DEFAULT_REFINE.items()) + ")")
+    parser.add_argument("--contention", type=int, default=0, metavar="K",
+                        help="busy processes running beside the measurement (default 0)")
     parser.add_argument("--repeat", type=int, default=7, help="interleaved samples per timing")
     parser.add_argument("--iterations", type=int, default=100, help="CG iterations per call")
     parser.add_argument("--stream-n", type=int, default=10_000_000,
@@ -98,6 +110,24 @@ def _speed_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--name", default="speed", help="stem of the output files")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
+
+
+def _parse_refine(text: str) -> dict[str, int]:
+    """``p1tri=3,p1tet=2`` -> ``{"p1tri": 3, "p1tet": 2}`` (raises InputError)."""
+    from .fem import FEM_MATRICES, MIN_REFINE
+    from .speed import MATRIX_ALIASES
+
+    levels = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, _, level = item.partition("=")
+        name = MATRIX_ALIASES.get(name.strip(), name.strip())
+        if (name not in FEM_MATRICES or not level.strip().isdigit()
+                or int(level) < MIN_REFINE[name]):
+            raise InputError(f"--refine takes NAME=LEVEL with NAME one of "
+                             f"{', '.join(FEM_MATRICES)} and LEVEL >= "
+                             f"{MIN_REFINE.get(name, 1)}, got {item!r}")
+        levels[name] = int(level)
+    return levels
 
 
 def _omega_parser(prog: str) -> argparse.ArgumentParser:
@@ -186,22 +216,41 @@ def run_linear(args: argparse.Namespace) -> int:
 
 def run_speed_command(args: argparse.Namespace) -> int:
     """The ``speed`` command."""
-    from .speed import SPEED_COLUMNS, run_speed, summary_lines
+    from .fem import FEM_MATRICES
+    from .speed import SPEED_COLUMNS, parse_matrices, run_speed, summary_lines
     from .table import format_table, write_csv, write_json
 
     if args.size < 2 or args.repeat < 1 or args.iterations < 1 or args.stream_n < 1:
         raise InputError("--size must be >= 2 and --repeat, --iterations, --stream-n >= 1")
+    if args.contention < 0:
+        raise InputError(f"--contention must be >= 0, got {args.contention}")
+    try:
+        matrices = parse_matrices(args.matrices)
+        refine = _parse_refine(args.refine)
+        if any(name in FEM_MATRICES for name in matrices):
+            import skfem  # noqa: F401  (fail here, not after minutes of measuring)
+    except ImportError as error:
+        raise InputError(f"{error}; install scikit-fem>=10 (the [bench] extra) or pass "
+                         "--matrices poisson2d") from error
+    except ValueError as error:
+        raise InputError(str(error)) from error
     record = run_speed(args.size, args.repeat, args.iterations, args.stream_n,
-                       progress=False if args.no_progress else None)
+                       progress=False if args.no_progress else None, matrices=matrices,
+                       refine=refine, contention=args.contention)
     os.makedirs(args.out, exist_ok=True)
     stem = os.path.join(args.out, _stem(args.name))
     write_csv(stem + ".csv", record.rows, SPEED_COLUMNS)
     write_json(stem + ".json", {"size": args.size, "repeat": args.repeat,
-                                "iterations": args.iterations, "bandwidth": record.bandwidth,
+                                "iterations": args.iterations, "contention": args.contention,
+                                "matrices": record.matrices, "bandwidth": record.bandwidth,
+                                "environment": record.environment,
                                 "interrupted": record.interrupted, "columns": list(SPEED_COLUMNS),
                                 "rows": record.rows})
-    print(f"2-D Poisson N={args.size} (n={args.size ** 2}), median of {args.repeat} "
-          "interleaved samples")
+    sizes = ", ".join(f"{m['name']} {'N' if m['name'] == 'poisson2d' else 'refine'}={m['size']} "
+                      f"(n={m['n']})" for m in record.matrices)
+    busy = (f"{args.contention} busy process{'' if args.contention == 1 else 'es'}"
+            if args.contention else "quiet")
+    print(f"{sizes}; median of {args.repeat} interleaved samples, {busy}")
     print(format_table(record.rows, SPEED_COLUMNS))
     for line in summary_lines(record):
         print(line)

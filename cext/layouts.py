@@ -10,6 +10,87 @@ from dataclasses import dataclass
 
 import numba as nb
 import numpy as np
+from array_api_compat import array_namespace
+
+from .registry import kernels_for
+from .threads import kernel_threads
+
+
+_INDEX_DTYPES = ("int32", "int64")
+
+
+def check_csr_structure(indptr, indices, data, shape: tuple[int, int], *, name: str = "A",
+                        compressed: str = "row") -> bool:
+    """Validate a compressed sparse structure once; return whether it is canonical.
+
+    The gate every sparse matrix passes before a compiled kernel reads it:
+    ``indptr`` of length ``shape[0] + 1`` starting at 0, never decreasing,
+    ending at most at the number of stored entries; every index in
+    ``[0, shape[1])``; integer index arrays of 32 or 64 bits. One compiled
+    O(nnz) pass (:func:`cext.numba.structure.csr_check`; the array-API
+    reference on other backends).
+
+    Parameters
+    ----------
+    indptr, indices, data : arrays of one namespace
+        ``data`` is only checked for length (its first axis).
+    shape : (int, int)
+        ``(rows, columns)`` for CSR; ``(columns, rows)`` for CSC.
+    name : str
+        The matrix's name in messages.
+    compressed : {"row", "column", "block row"}
+        What ``indptr`` runs over, for messages.
+
+    Returns
+    -------
+    bool
+        True when every row (column) is strictly increasing: sorted, no
+        duplicates.
+
+    Raises
+    ------
+    ValueError
+        The first offence, with its row and value.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> check_csr_structure(np.array([0, 1, 2]), np.array([1, 0]), np.ones(2), (2, 2))
+    True
+    >>> check_csr_structure(np.array([0, 1, 2]), np.array([1, 2]), np.ones(2), (2, 2))
+    Traceback (most recent call last):
+    ...
+    ValueError: A is not a valid sparse matrix: column index 2 in row 1 is outside [0, 2)
+    """
+    other = {"row": "column", "column": "row", "block row": "block column"}[compressed]
+    for array_name, array in (("indptr", indptr), ("indices", indices)):
+        dtype_name = str(getattr(array.dtype, "name", array.dtype))
+        if dtype_name not in _INDEX_DTYPES or getattr(array, "ndim", 1) != 1:
+            raise ValueError(f"{name}.{array_name} must be a 1-D int32 or int64 array, got "
+                             f"dtype {dtype_name} with shape {tuple(array.shape)}")
+    n_major, n_minor = int(shape[0]), int(shape[1])
+    prefix = f"{name} is not a valid sparse matrix: "
+    if indptr.shape[0] != n_major + 1:
+        raise ValueError(f"{prefix}indptr has length {indptr.shape[0]}, expected "
+                         f"{n_major + 1} (one more than the number of {compressed}s)")
+    if data.shape[0] != indices.shape[0]:
+        raise ValueError(f"{prefix}data has {data.shape[0]} entries but indices has "
+                         f"{indices.shape[0]}")
+    kernels = kernels_for(array_namespace(indptr, indices))
+    with kernel_threads(indptr.shape[0] + indices.shape[0]):
+        code, row, value, canonical = kernels.csr_check(indptr, indices, n_minor)
+    if code == 1:
+        raise ValueError(f"{prefix}indptr must start at 0, got indptr[0] = {value}")
+    if code == 2:
+        raise ValueError(f"{prefix}indptr decreases at {compressed} {row}: indptr[{row + 1}] = "
+                         f"{value} < indptr[{row}] = {int(indptr[row])}")
+    if code == 3:
+        raise ValueError(f"{prefix}indptr ends at {value} but only {indices.shape[0]} "
+                         "entries are stored")
+    if code == 4:
+        raise ValueError(f"{prefix}{other} index {value} in {compressed} {row} is outside "
+                         f"[0, {n_minor})")
+    return bool(canonical)
 
 
 @dataclass(frozen=True)
@@ -24,7 +105,7 @@ class DiaLayout:
 
 
 def csr_to_dia(indptr, indices, data, n: int, *, max_diagonals: int = 32,
-               max_fill: float = 1.25) -> DiaLayout | None:
+               max_fill: float = 1.25, checked: bool = False) -> DiaLayout | None:
     """Row-aligned DIA form of a square CSR matrix, or None when it does not pay.
 
     DIA pays when the nonzeros sit on few diagonals: it stores
@@ -46,6 +127,8 @@ def csr_to_dia(indptr, indices, data, n: int, *, max_diagonals: int = 32,
     indptr = np.asarray(indptr)
     indices = np.asarray(indices)
     data = np.asarray(data)
+    if not checked:
+        check_csr_structure(indptr, indices, data, (n, n))
     if n == 0 or data.shape[0] == 0:
         return None
     present = _diagonals_present(indptr, indices, n)

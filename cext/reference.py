@@ -59,6 +59,41 @@ def csr_spmv_dot(indptr, indices, data, p, q) -> float:
     return dot(p, q)
 
 
+def csr_check(indptr, indices, n_cols: int):
+    """Check a compressed structure: ``(code, row, value, canonical)``.
+
+    Codes as :func:`cext.numba.structure.csr_check`: 0 valid, 1 ``indptr``
+    does not start at 0, 2 ``indptr`` decreases after ``row``, 3 it ends
+    beyond ``len(indices)``, 4 index ``value`` in ``row`` is outside
+    ``[0, n_cols)``. ``canonical``: every row strictly increasing.
+    """
+    xp = array_namespace(indptr, indices)
+    n = indptr.shape[0] - 1
+    if n < 0:
+        raise ValueError("indptr must have at least one entry")
+    if int(indptr[0]) != 0:
+        return 1, 0, int(indptr[0]), False
+    if n == 0:
+        return 0, -1, 0, True
+    decreasing = (indptr[1:] - indptr[:-1]) < 0
+    if bool(xp.any(decreasing)):
+        row = int(xp.argmax(xp.astype(decreasing, xp.int8)))
+        return 2, row, int(indptr[row + 1]), False
+    nnz = int(indptr[n])
+    if nnz > indices.shape[0]:
+        return 3, n, nnz, False
+    columns = indices[:nnz]
+    positions = xp.arange(nnz, dtype=indptr.dtype)
+    row_of = xp.searchsorted(indptr, positions, side="right") - 1
+    bad = (columns < 0) | (columns >= n_cols)
+    if bool(xp.any(bad)):
+        first = int(xp.argmax(xp.astype(bad, xp.int8)))
+        return 4, int(row_of[first]), int(columns[first]), False
+    same_row = row_of[1:] == row_of[:-1]
+    increasing = columns[1:] > columns[:-1]
+    return 0, -1, 0, bool(xp.all(increasing | ~same_row))
+
+
 def dia_spmv(offsets, values, x, out) -> None:
     """``out = A @ x`` for row-aligned DIA storage ``values[d, i] = A[i, i + offsets[d]]``."""
     xp = array_namespace(values, x, out)
@@ -324,9 +359,16 @@ def factor_apply(S, y, out) -> None:
 # --- sketch-and-project (oracle twins of cext/numba/sketch.py: plain loops, small n) ---
 
 def kaczmarz_run(indptr, indices, data, col_indptr, col_indices, col_data, row_norms2, rows,
-                 x, r, tol, refresh, norms, start) -> int:
-    """Randomized Kaczmarz steps with an incrementally updated residual (see cext.numba.sketch)."""
-    norm2 = float(sum(float(v) * float(v) for v in r))
+                 x, r, tol, refresh, norms, start, running=None) -> int:
+    """Randomized Kaczmarz steps with an incrementally updated residual (see cext.numba.sketch).
+
+    ``running[0]``, when given and not negative, is the running ``||r||^2`` to
+    resume from; it receives the running value at exit.
+    """
+    if running is not None and float(running[0]) >= 0.0:
+        norm2 = float(running[0])
+    else:
+        norm2 = float(sum(float(v) * float(v) for v in r))
     tol2 = float(tol) ** 2
     refresh = max(int(refresh), 1)
     done = 0
@@ -350,6 +392,8 @@ def kaczmarz_run(indptr, indices, data, col_indptr, col_indices, col_data, row_n
         norms[start + done] = norm2 ** 0.5 if norm2 >= 0.0 else norm2
         if not norm2 > tol2:
             break
+    if running is not None:
+        running[0] = norm2
     return done
 
 

@@ -18,6 +18,7 @@ from . import reference
 
 KERNEL_NAMES = (
     "dot",
+    "csr_check",
     "csr_spmv",
     "csr_spmv_dot",
     "dia_spmv",
@@ -44,6 +45,15 @@ KERNEL_NAMES = (
     "countsketch_csr",
     "countsketch_dense",
 )
+
+
+# Kernels compiled with parallel=True in cext.numba: handed out wrapped by
+# cext.threads.managed, so a direct call on a busy machine does not collapse.
+PARALLEL_KERNELS = frozenset({
+    "dot", "csr_check", "csr_spmv", "csr_spmv_dot", "dia_spmv", "dia_spmv_dot",
+    "cg_update_xr", "cg_update_p", "csr_residual_norm2_split", "sor_run", "sor_sweep_colored",
+    "window_gemv", "window_axpy_gemv_t", "window_push_gemv", "kron_matvec", "kron_eigen_solve",
+})
 
 
 class KernelSet:
@@ -80,7 +90,13 @@ def _load(backend: str) -> KernelSet:
     if backend == "reference":
         return KernelSet("reference", None)
     module = importlib.import_module(f"cext.{backend}")
-    return KernelSet(backend, module)
+    kernels = KernelSet(backend, module)
+    if backend == "numba":
+        from .threads import managed
+
+        for name in PARALLEL_KERNELS:
+            setattr(kernels, name, managed(getattr(kernels, name)))
+    return kernels
 
 
 def kernels_for(xp) -> KernelSet:

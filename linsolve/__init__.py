@@ -1,5 +1,7 @@
 """Iterative linear solvers: PCG, SOR/SSOR, preconditioners, sketching, sketched Newton."""
 
+from cext.threads import get_num_threads, num_threads, set_num_threads
+
 from . import precond
 from .constrained import ConstrainedProblem, constrained_problem
 from .omega import OmegaBandit, OmegaContextualBandit, young_omega
@@ -12,5 +14,6 @@ from .sor import SorMatrix, sor
 
 __all__ = ["ConstrainedProblem", "HistoryRecorder", "MINIMIZE_REASONS", "MinimizeResult",
            "OmegaBandit", "OmegaContextualBandit", "Operator", "REASONS", "SolveResult",
-           "SorMatrix", "as_operator", "constrained_problem", "pcg", "precond", "sketch_solve",
-           "sketched_newton", "sor", "young_omega"]
+           "SorMatrix", "as_operator", "constrained_problem", "get_num_threads", "num_threads",
+           "pcg", "precond", "set_num_threads", "sketch_solve", "sketched_newton", "sor",
+           "young_omega"]

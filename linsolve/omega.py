@@ -25,6 +25,7 @@ import numpy as np
 
 from . import omega_bandits as _tsallis
 from . import omega_contextual as _ctx
+from ._sparse import checked_csr
 from .result import SolveResult
 
 DEFAULT_OMEGAS = np.linspace(1.0, 1.95, 20)
@@ -443,7 +444,7 @@ def jacobi_spectral_radius(A: Any, *, tol: float = 1e-10, seed: int = 0) -> floa
     import scipy.sparse as sp
     import scipy.sparse.linalg as spla
 
-    A = sp.csr_matrix(A, dtype=np.float64)
+    A = sp.csr_matrix(checked_csr(A) if sp.issparse(A) else A, dtype=np.float64)
     n = A.shape[0]
     if A.shape != (n, n) or n == 0:
         raise ValueError(f"A must be square and non-empty, got shape {A.shape}")

@@ -16,6 +16,8 @@ from array_api_compat import array_namespace, is_array_api_obj
 
 from cext import csr_to_dia, kernels_for
 
+from ._sparse import checked_csr
+
 
 class Operator:
     """A square linear map in one namespace and dtype, with a fused product.
@@ -120,9 +122,9 @@ def _is_cupyx_sparse(A) -> bool:
     return type(A).__module__.startswith("cupyx.scipy.sparse")
 
 
-def _sparse_operator(A, xp, dtype, *, allow_dia: bool) -> Operator:
-    """CSR (or DIA) operator from a scipy or cupyx sparse matrix."""
-    csr = A.tocsr()
+def _sparse_operator(A, xp, dtype, *, allow_dia: bool, name: str = "A") -> Operator:
+    """CSR (or DIA) operator from a scipy or cupyx sparse matrix (structure checked first)."""
+    csr = checked_csr(A, name)
     n = csr.shape[0]
     host = _is_scipy_sparse(A)
     index_dtype = "int32" if csr.nnz < 2**31 - 1 and n < 2**31 - 1 else "int64"
@@ -133,7 +135,7 @@ def _sparse_operator(A, xp, dtype, *, allow_dia: bool) -> Operator:
         indptr = np.ascontiguousarray(csr.indptr, dtype=index_dtype)
         indices = np.ascontiguousarray(csr.indices, dtype=index_dtype)
         if allow_dia:
-            layout = csr_to_dia(indptr, indices, data, n)
+            layout = csr_to_dia(indptr, indices, data, n, checked=True)
             if layout is not None:
                 return _DiaOperator(layout.offsets, layout.values, csr.shape, xp)
         return _CsrOperator(indptr, indices, data, csr.shape, xp)
@@ -204,7 +206,7 @@ def _coerce(A, xp, dtype, n, name, prefer_solve, allow_dia) -> Operator:
         if not on_gpu and "numpy" not in xp_name:
             raise TypeError(f"{name} is a scipy.sparse matrix but b is a {xp_name} array; "
                             "pass numpy arrays, or a dense array of the same namespace")
-        return _sparse_operator(A, xp, dtype, allow_dia=allow_dia and not on_gpu)
+        return _sparse_operator(A, xp, dtype, allow_dia=allow_dia and not on_gpu, name=name)
     if is_array_api_obj(A):
         A_xp = array_namespace(A)
         if A_xp.__name__ != xp_name:

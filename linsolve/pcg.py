@@ -9,6 +9,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from cext.threads import kernel_threads
+
 from ._validate import (as_initial_guess, as_rhs, check_maxiter, check_nonnegative,
                         reject_unknown_keywords, stopping_tolerance, working_dtype)
 from .operators import as_operator
@@ -118,11 +120,12 @@ def pcg(A: Any, b: Any, x0: Any = None, *, M: Any = None, rtol: float = 1e-5,
     # Like scipy, A and b fix the precision; M is applied in it.
     dtype = working_dtype(xp, b, A)
     b = xp.astype(b, dtype)
-    A_op = as_operator(A, xp, dtype, n, name="A")
-    M_op = None if M is None else as_operator(M, xp, dtype, n, name="M", prefer_solve=True)
-    x = as_initial_guess(x0, xp, n, dtype)
-    solver = _PCG(A_op, M_op, b, x, rtol, atol, maxiter, callback, monitor, check_every)
-    return solver.run(start)
+    with kernel_threads(n + int(getattr(A, "nnz", 0) or 0)) as threads:
+        A_op = as_operator(A, xp, dtype, n, name="A")
+        M_op = None if M is None else as_operator(M, xp, dtype, n, name="M", prefer_solve=True)
+        x = as_initial_guess(x0, xp, n, dtype)
+        solver = _PCG(A_op, M_op, b, x, rtol, atol, maxiter, callback, monitor, check_every)
+        return solver.run(start, threads)
 
 
 class _PCG:
@@ -166,7 +169,7 @@ class _PCG:
         if self.monitor:
             print(_MONITOR_FORMAT % (k, rnorm), file=sys.stdout)
 
-    def run(self, start) -> SolveResult:
+    def run(self, start, threads) -> SolveResult:
         xp, K, A, M = self.xp, self.kernels, self.A, self.M
         x = self.x
         if not math.isfinite(self.bnorm):
@@ -192,6 +195,7 @@ class _PCG:
         last_replacement = math.inf
         k = 0
         while True:
+            threads.refresh()  # follows the machine's load during long solves
             if not math.isfinite(rnorm):
                 return self.finish(start, "DIVERGED_NANORINF", k, norms,
                                    f"residual norm is {rnorm} at iteration {k}")

@@ -28,6 +28,7 @@ from array_api_compat import array_namespace, is_array_api_obj
 
 from cext import kernels_for
 
+from ._sparse import checked_csr
 from ._validate import (as_initial_guess, as_rhs, check_maxiter, check_nonnegative,
                         reject_unknown_keywords, stopping_tolerance, working_dtype)
 from .result import SolveResult
@@ -56,8 +57,8 @@ class _System:
         if sp.issparse(A):
             if not host:
                 raise TypeError("a scipy.sparse A needs numpy arrays b (and x0)")
-            csr = sp.csr_matrix(A, dtype=np.float64)
-            csr.sum_duplicates()
+            # a new matrix object: its index arrays are rebound to int64 below
+            csr = sp.csr_matrix(checked_csr(A, canonical=True), dtype=np.float64)
             self.dense = None
         else:
             if not is_array_api_obj(A):
@@ -210,6 +211,13 @@ def sketch_solve(A: Any, b: Any, x0: Any = None, *, sketch: str = "rows", sketch
     TypeError
         ``tol=``, operators without entries, mixed namespaces, complex data.
 
+    Notes
+    -----
+    The compiled Kaczmarz steps run in calls of about 0.1 s each, so Ctrl-C
+    raises ``KeyboardInterrupt`` promptly however large ``maxiter`` is;
+    ``A``, ``b`` and ``x0`` are never modified. The residual history grows
+    with the steps run.
+
     Examples
     --------
     >>> import numpy as np
@@ -271,8 +279,17 @@ def sketch_solve(A: Any, b: Any, x0: Any = None, *, sketch: str = "rows", sketch
     else:
         probabilities = np.full(m, 1.0 / max(m, 1))
 
+    def room(norms, filled, size):
+        # the history grows (doubling) with the steps run, never sized from maxiter
+        if size <= norms.shape[0]:
+            return norms
+        grown = np.empty(max(2 * norms.shape[0], size))
+        grown[:filled] = norms[:filled]
+        return grown
+
+    k = 0
     matvecs = 1
-    norms = np.empty(maxiter + 1)
+    norms = np.empty(min(maxiter, _CHUNK) + 1)
     if host_kaczmarz:
         # The compiled row steps run in float64 whatever the input dtype (one
         # kernel signature, no float32 drift in the updated residual); x is
@@ -284,17 +301,43 @@ def sketch_solve(A: Any, b: Any, x0: Any = None, *, sketch: str = "rows", sketch
     else:
         r = b - system.matvec(x)
         norms[0] = float(xp.linalg.vector_norm(xp.astype(r, xp.float64)))
-    k = 0
     kernels = kernels_for(np)
+    # Kaczmarz steps per compiled call: the rows are drawn in blocks of
+    # _CHUNK as always (the generator's stream and the refresh points stay
+    # put), but a block is swept in slices sized to return to Python (and
+    # Ctrl-C) about every chunk_seconds: a step costs up to a row's nonzeros
+    # times their columns' (dense A: m n), so the first slice is a guess
+    # from that (~2**22 entries) and later ones scale by the measured time,
+    # growing at most 4x a call. ``running`` carries the kernel's running
+    # ||r||^2 across the slices of a block, so the slicing changes no bit.
+    chunk_seconds = 0.1
+    if host_kaczmarz:
+        nnz = system.csr.nnz
+        step_entries = (nnz // max(m, 1) + 1) * (nnz // max(n, 1) + 1)
+        budget = min(_CHUNK, max(1, 2**22 // step_entries))
+        running = np.full(1, -1.0)
     while k < maxiter and norms[k] > tol and math.isfinite(norms[k]):
         if host_kaczmarz:
             count = min(_CHUNK, maxiter - k, check_every - k % check_every)
             rows = rng.choice(m, size=count, p=probabilities).astype(np.int64)
             csc = system.csc
-            done = kernels.kaczmarz_run(system.csr.indptr, system.csr.indices, system.csr.data,
-                                        csc.indptr, csc.indices, csc.data, system.row_norms2,
-                                        rows, x64, r, tol, check_every, norms, k)
-            k += done
+            norms = room(norms, k + 1, k + count + 1)
+            running[0] = -1.0  # a block starts from the exact ||r||^2
+            position = 0
+            while position < count:
+                take = min(budget, count - position)
+                tic = time.perf_counter()
+                done = kernels.kaczmarz_run(system.csr.indptr, system.csr.indices,
+                                            system.csr.data, csc.indptr, csc.indices, csc.data,
+                                            system.row_norms2, rows[position:position + take],
+                                            x64, r, tol, check_every, norms, k, running)
+                elapsed = time.perf_counter() - tic
+                k += done
+                position += done
+                if not running[0] > tol * tol:  # the kernel's own stop: converged or NaN
+                    break
+                budget = max(1, min(_CHUNK, 4 * budget,
+                                    int(budget * chunk_seconds / max(elapsed, 1e-9))))
             if k % check_every == 0 or norms[k] <= tol:
                 r = b64 - system.csr @ x64  # the true residual replaces the updated one
                 matvecs += 1
@@ -319,6 +362,7 @@ def sketch_solve(A: Any, b: Any, x0: Any = None, *, sketch: str = "rows", sketch
             matvecs += 1
         delta = _least_norm_step(xp, xp.asarray(SA, dtype=dtype), Sr)
         x = x + xp.astype(delta, dtype)
+        norms = room(norms, k + 1, k + 2)
         k += 1
         if k % check_every == 0:
             r = b - system.matvec(x)
@@ -334,7 +378,7 @@ def sketch_solve(A: Any, b: Any, x0: Any = None, *, sketch: str = "rows", sketch
         x = xp.asarray(x64, dtype=dtype)
     true_norm = float(xp.linalg.vector_norm(xp.astype(b - system.matvec(x), xp.float64)))
     matvecs += 1
-    norms = norms[:k + 1]
+    norms = norms[:k + 1].copy()  # not a view holding on to the spare entries
     elapsed = time.perf_counter() - start
     extra = {"row_steps": k * sketch_size if sketch == "rows" else k, "sketch": sketch,
              "sketch_size": sketch_size}

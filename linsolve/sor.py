@@ -12,6 +12,7 @@ import scipy.sparse as sp
 
 from cext import kernels_for
 
+from ._sparse import checked_csr
 from ._validate import (as_initial_guess, as_rhs, check_maxiter, check_nonnegative,
                         reject_unknown_keywords, stopping_tolerance, working_dtype)
 from .result import SolveResult
@@ -56,8 +57,7 @@ class SorMatrix:
             raise ValueError(f"A must be square, got shape {A.shape}")
         if dtype is None:
             dtype = np.float32 if A.dtype == np.float32 else np.float64
-        csr = A.tocsr()
-        csr.sum_duplicates()
+        csr = checked_csr(A, canonical=True)  # never the caller's arrays when it rewrites
         n = csr.shape[0]
         index_dtype = np.int32 if csr.nnz < 2**31 - 1 else np.int64
         self.shape = csr.shape
@@ -121,7 +121,12 @@ class SorMatrix:
         return math.sqrt(value) if value >= 0 else float("nan")
 
     def run(self, b, x, omega, *, symmetric, tol, grow_limit, maxiter, norms, start=0) -> int:
-        """Sweep in compiled code until converged, diverged or ``maxiter`` (see ``cext`` ``sor_run``)."""
+        """Sweep in compiled code until converged, diverged or ``maxiter`` (see ``cext`` ``sor_run``).
+
+        One uninterruptible call: ``norms`` needs ``maxiter + 1`` entries,
+        and a caller with a large ``maxiter`` resumes it in chunks
+        (``start`` = the last return) so that Ctrl-C is seen, as :func:`sor`.
+        """
         return kernels_for(np).sor_run(self.off_indptr, self.off_indices, self.off_data, self.diag,
                                        b, x, omega, symmetric, self.color_ptr, self.color_rows,
                                        tol, grow_limit, maxiter, norms, start)
@@ -182,6 +187,13 @@ def sor(A: Any, b: Any, omega: float = 1.0, x0: Any = None, *, rtol: float = 1e-
     TypeError
         ``tol=``, operators without entries, CuPy input.
 
+    Notes
+    -----
+    The sweeps run in compiled calls of about 0.1 s each, so Ctrl-C raises
+    ``KeyboardInterrupt`` promptly however large ``maxiter`` is; ``A``,
+    ``b`` and ``x0`` are never modified. The residual history grows with
+    the sweeps run.
+
     Examples
     --------
     >>> import numpy as np, scipy.sparse as sp
@@ -224,26 +236,46 @@ def sor(A: Any, b: Any, omega: float = 1.0, x0: Any = None, *, rtol: float = 1e-
                            time=time.perf_counter() - start, message=message)
 
     rnorm = S.residual_norm(b, x) if math.isfinite(bnorm) else float("nan")
-    norms = np.empty(maxiter + 1)
-    norms[0] = rnorm
     grow_limit = dtol * rnorm
     k = 0
     if monitor:
         print(_MONITOR_FORMAT % (0, rnorm), file=sys.stdout)
+    # Sweeps per compiled call ("compiled loops come up for air"): one when
+    # the caller watches every iterate; otherwise a budget that returns to
+    # Python (where Ctrl-C is seen) about every chunk_seconds. The first
+    # budget guesses from the size (~2**22 matrix entries read, milliseconds),
+    # later ones scale by the measured time, growing at most 4x a call so one
+    # fast timing cannot overshoot. Small systems (the omega tuners solve
+    # thousands) still finish in one call; the cap bounds the spare norms.
+    # The iteration does not depend on where a chunk ends.
+    chunk_seconds, max_budget = 0.1, 2**16
+    entries_per_sweep = (S.off_data.shape[0] + n) * (3 if symmetric else 2)  # + residual
+    watched = callback is not None or monitor
+    budget = 1 if watched else min(max_budget, max(1, 2**22 // max(entries_per_sweep, 1)))
+    # the history grows (doubling) with the sweeps run, never sized from maxiter
+    norms = np.empty(min(budget, maxiter) + 1)
+    norms[0] = rnorm
     if math.isfinite(rnorm) and rnorm > tol:
-        # One compiled call for the whole solve, or one per sweep when the
-        # caller watches every iterate.
-        step = 1 if (callback is not None or monitor) else maxiter
         while k < maxiter:
+            stop = min(k + budget, maxiter)
+            if stop >= norms.shape[0]:
+                grown = np.empty(max(2 * norms.shape[0], stop + 1))
+                grown[:k + 1] = norms[:k + 1]
+                norms = grown
+            tic = time.perf_counter()
             k = S.run(b, x, omega, symmetric=symmetric, tol=tol, grow_limit=grow_limit,
-                      maxiter=min(k + step, maxiter), norms=norms, start=k)
+                      maxiter=stop, norms=norms, start=k)
+            elapsed = time.perf_counter() - tic
             if monitor:
                 print(_MONITOR_FORMAT % (k, norms[k]), file=sys.stdout)
             if callback is not None:
                 callback(x)
             if not (tol < norms[k] <= grow_limit):
                 break
-    norms = norms[:k + 1]
+            if not watched:  # the call ran its whole budget
+                budget = max(1, min(max_budget, 4 * budget,
+                                    int(budget * chunk_seconds / max(elapsed, 1e-9))))
+    norms = norms[:k + 1].copy()  # not a view holding on to the spare entries
     rnorm = float(norms[-1])
     reason, message = sor_verdict(rnorm, k, tol, reason_converged, grow_limit, omega, maxiter)
     return finish(reason, k, norms, message)

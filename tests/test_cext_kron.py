@@ -37,7 +37,7 @@ def rel(x, y):
 
 def test_kernels_are_registered():
     assert {"kron_matvec", "kron_eigen_solve"} <= set(KERNEL_NAMES)
-    assert kernels_for(np).kron_matvec is nbk.kron_matvec
+    assert kernels_for(np).kron_matvec.__wrapped__ is nbk.kron_matvec
     strict = kernels_for(array_api_strict)
     assert strict.kron_matvec is reference.kron_matvec
 

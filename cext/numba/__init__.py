@@ -9,10 +9,12 @@ from .sketch import countsketch_csr, countsketch_dense, kaczmarz_run
 from .sor import (csr_residual_norm2_split, greedy_coloring, sor_run,
                   sor_sweep_backward, sor_sweep_colored, sor_sweep_forward, two_coloring)
 from .spmv import csr_spmv, csr_spmv_dot
+from .structure import csr_check
 from .triangular import csr_ichol0, csr_triangular_solve
 
 __all__ = [
     "countsketch_csr",
+    "csr_check",
     "countsketch_dense",
     "kaczmarz_run",
     "cg_update_p",

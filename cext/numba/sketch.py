@@ -31,8 +31,8 @@ def _sum_squares(r):
 
 @nb.njit(**_SEQ)
 def _kaczmarz_run(indptr, indices, data, col_indptr, col_indices, col_data, row_norms2,
-                  rows, x, r, tol, refresh, norms, start):
-    norm2 = _sum_squares(r)
+                  rows, x, r, tol, refresh, norms, start, running):
+    norm2 = running[0] if running[0] >= 0.0 else _sum_squares(r)
     tol2 = tol * tol
     done = 0
     for step in range(rows.shape[0]):
@@ -56,11 +56,12 @@ def _kaczmarz_run(indptr, indices, data, col_indptr, col_indices, col_data, row_
         norms[start + done] = np.sqrt(norm2) if norm2 > 0.0 else (0.0 if norm2 == 0.0 else norm2)
         if not (norm2 > tol2):  # converged, or NaN
             break
+    running[0] = norm2
     return done
 
 
 def kaczmarz_run(indptr, indices, data, col_indptr, col_indices, col_data, row_norms2, rows,
-                 x, r, tol, refresh, norms, start) -> int:
+                 x, r, tol, refresh, norms, start, running=None) -> int:
     """Randomized Kaczmarz steps on rows ``rows[0], rows[1], ...`` (float64, int64 indices).
 
     Each step projects ``x`` onto ``{y : a_i y = b_i}`` using the stored
@@ -70,9 +71,19 @@ def kaczmarz_run(indptr, indices, data, col_indptr, col_indices, col_data, row_n
     returns the number of steps done. A row with zero norm leaves ``x`` and
     ``r`` unchanged but still counts as a step (the caller's ``row_steps``
     count the rows drawn, as uniform sampling draws them).
+
+    ``running``, a float64 array of one entry, carries the incrementally
+    updated ``||r||^2`` from one call to the next: read at entry unless
+    negative (then computed from ``r``, as without ``running``), written at
+    exit. A run split into several calls on consecutive slices of ``rows``
+    then gives the same bits as one call, so a caller can return to Python
+    (Ctrl-C) between slices without changing the iteration.
     """
+    if running is None:
+        running = np.full(1, -1.0)
     return _kaczmarz_run(indptr, indices, data, col_indptr, col_indices, col_data, row_norms2,
-                         rows, x, r, float(tol), max(int(refresh), 1), norms, int(start))
+                         rows, x, r, float(tol), max(int(refresh), 1), norms, int(start),
+                         running)
 
 
 @nb.njit(**_SEQ)

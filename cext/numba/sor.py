@@ -177,12 +177,16 @@ def sor_run(indptr, indices, data, diag, b, x, omega, symmetric, color_ptr, colo
             tol, grow_limit, maxiter, norms, start=0) -> int:
     """Sweep until ``||b - A x|| <= tol``, it exceeds ``grow_limit`` or is NaN, or ``maxiter``.
 
-    The whole iteration runs in compiled code (small systems in long
-    sequences are dominated by per-call overhead otherwise). ``norms[k]``
-    receives the residual norm after sweep ``k`` (``norms[start]`` is the
-    caller's); returns the last ``k``. ``color_ptr`` of length < 2 (and an
-    empty ``color_rows``) means the lexicographic ordering and natural row
-    storage; ``symmetric`` adds the reverse sweep.
+    Sweeps ``start + 1 .. maxiter`` run in one compiled call (small systems
+    in long sequences are dominated by per-call overhead otherwise).
+    Python's SIGINT handler runs only once the call returns, so a caller
+    with a large budget resumes it in chunks (``start`` = the last call's
+    return), as :func:`linsolve.sor` does; the iterates and norms do not
+    depend on where the chunks end. ``norms[k]`` receives the residual norm
+    after sweep ``k`` (``norms[start]`` is the caller's), so ``norms`` needs
+    ``maxiter + 1`` entries; returns the last ``k``. ``color_ptr`` of length
+    < 2 (and an empty ``color_rows``) means the lexicographic ordering and
+    natural row storage; ``symmetric`` adds the reverse sweep.
     """
     return _sor_run(unsigned_view(indptr), unsigned_view(indices), data, diag, b, x,
                     float(omega), bool(symmetric), color_ptr, unsigned_view(color_rows),

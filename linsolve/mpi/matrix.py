@@ -23,6 +23,7 @@ import scipy.sparse as sp
 
 from cext import kernels_for
 
+from .._sparse import checked_csr
 from .comm import as_comm
 
 __all__ = ["DistCSR", "balanced_ranges"]
@@ -170,7 +171,7 @@ class DistCSR:
                     raise ValueError(f"A must be square, got shape {A.shape}")
                 if np.iscomplexobj(A.data if sp.issparse(A) else A):
                     raise TypeError("complex matrices are not supported; the solvers are real")
-                csr = sp.csr_matrix(A)
+                csr = sp.csr_matrix(checked_csr(A) if sp.issparse(A) else A)
                 n = csr.shape[0]
                 cuts = (balanced_ranges(n, comm.size) if ranges is None
                         else _check_ranges(ranges, n, comm.size))
@@ -191,7 +192,7 @@ class DistCSR:
         comm = as_comm(comm)
         error = None
         try:
-            rows = sp.csr_matrix(rows)
+            rows = sp.csr_matrix(checked_csr(rows, "rows") if sp.issparse(rows) else rows)
             if np.iscomplexobj(rows.data):
                 raise TypeError("complex matrices are not supported; the solvers are real")
             shape = (rows.shape[0], rows.shape[1])

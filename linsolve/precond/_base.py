@@ -14,6 +14,8 @@ import numbers
 
 from array_api_compat import array_namespace, is_array_api_obj
 
+from .._sparse import checked_csr
+
 
 class Preconditioner:
     """Base class: an SPD operator approximating ``A^{-1}``.
@@ -155,6 +157,8 @@ def scipy_csr(A, name: str = "A"):
             raise TypeError(f"{name} must be a scipy sparse matrix (or a NumPy array), "
                             f"got {type(A).__name__}")
     check_square(A, name)
+    if is_scipy_sparse(A):
+        A = checked_csr(A, name)
     csr = sp.csr_array(A, copy=True)
     if csr.dtype.kind == "c":
         raise TypeError(f"complex dtype {csr.dtype} is not supported; the preconditioners are real")

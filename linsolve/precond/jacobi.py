@@ -6,6 +6,7 @@ from typing import Any
 
 from array_api_compat import array_namespace, is_array_api_obj
 
+from .._sparse import checked_csr
 from ._base import Preconditioner, check_square, float_dtype, is_cupyx_sparse, is_scipy_sparse
 
 
@@ -33,10 +34,10 @@ def _diagonal(A):
         import numpy as np
 
         check_square(A)
-        return array_namespace(np.empty(0)), A.diagonal()
+        return array_namespace(np.empty(0)), checked_csr(A).diagonal()
     if is_cupyx_sparse(A):
         check_square(A)
-        diagonal = A.diagonal()
+        diagonal = checked_csr(A).diagonal()
         return array_namespace(diagonal), diagonal
     if is_array_api_obj(A):
         xp = array_namespace(A)
