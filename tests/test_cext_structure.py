@@ -13,7 +13,13 @@ from cext.numba import csr_check
 
 
 def _scipy_says_valid(indptr, indices, n_rows, n_cols) -> bool:
-    """scipy's own O(nnz) ``check_format(full_check=True)`` (numpy passes), as the oracle."""
+    """scipy's own O(nnz) ``check_format(full_check=True)`` (numpy passes), as the oracle.
+
+    scipy skips its monotonicity test when ``indptr[-1] <= 0`` (it accepts
+    ``indptr = [0, -2]``), so that test is repeated here.
+    """
+    if np.any(np.diff(indptr.astype(np.int64)) < 0):
+        return False
     try:
         A = sp.csr_matrix((np.ones(indices.shape[0]), indices, indptr), shape=(n_rows, n_cols),
                           copy=True)

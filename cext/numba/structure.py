@@ -27,51 +27,76 @@ OK, BAD_START, NOT_MONOTONE, BAD_END, INDEX_OUT_OF_RANGE = 0, 1, 2, 3, 4
 @nb.njit(**_JIT)
 def _first_decrease(indptr, n):
     nblocks = (n + _BLOCK - 1) // _BLOCK
-    first = np.full(nblocks, -1, dtype=np.int64)
+    decreases = np.zeros(nblocks, dtype=np.int64)
     for block in prange(nblocks):
         lo = block * _BLOCK
-        for i in range(lo, min(n, lo + _BLOCK)):
-            if indptr[i + 1] < indptr[i]:
-                first[block] = i
-                break
+        decreases[block] = _count_decreases(indptr[lo:min(n, lo + _BLOCK) + 1])
     for block in range(nblocks):
-        if first[block] >= 0:
-            return first[block]
+        if decreases[block] > 0:
+            lo = block * _BLOCK
+            for i in range(lo, min(n, lo + _BLOCK)):
+                if indptr[i + 1] < indptr[i]:
+                    return i
     return -1
+
+
+@nb.njit(cache=True, nogil=True, boundscheck=False)
+def _count_decreases(pointers):
+    count = 0
+    for k in range(1, pointers.shape[0]):
+        count += pointers[k] < pointers[k - 1]
+    return count
+
+
+# The counting loops run over a slice: over ``range(first, last)`` of the
+# whole array LLVM did not vectorise them (12 ms against 1.8 ms on one core
+# for 2-D Poisson, n = 1e6, where one SpMV takes 4-5 ms).
+@nb.njit(cache=True, nogil=True, boundscheck=False)
+def _count_block(indptr, indices, lo, hi, limit):
+    first = indptr[lo]
+    run = indices[first:indptr[hi]]
+    out_of_range = 0
+    for k in range(run.shape[0]):
+        out_of_range += np.uint64(run[k]) >= limit  # negatives wrap: one compare
+    descents = 0
+    for k in range(1, run.shape[0]):
+        descents += run[k] <= run[k - 1]
+    for i in range(lo + 1, hi):  # a descent across a row boundary is allowed
+        start = indptr[i] - first
+        # nonempty rows after the first entry only; branch-free, so a probe
+        # out of the row (masked off) reads inside the run
+        probe = min(max(start, 1), run.shape[0] - 1)
+        descents -= ((start > 0) & (indptr[i + 1] - first > start)
+                     & (run[probe] <= run[probe - 1]))
+    return out_of_range, descents
 
 
 @nb.njit(**_JIT)
 def _scan_indices(indptr, indices, n, n_cols):
-    # indptr is known monotone from 0 to <= len(indices): every row range is in bounds.
+    # indptr is known monotone from 0 to <= len(indices): every row range is in
+    # bounds, and a block's rows are one contiguous run of entries. Flat counting
+    # loops over that run vectorise (a per-row loop with flags ran at 1.6 ns an
+    # entry, slower than the SpMV it guards); the offending row is located only
+    # when a count says there is one.
     nblocks = (n + _BLOCK - 1) // _BLOCK
-    bad_row = np.full(nblocks, -1, dtype=np.int64)
-    unsorted = np.zeros(nblocks, dtype=np.bool_)
+    bad = np.zeros(nblocks, dtype=np.int64)
+    unsorted = np.zeros(nblocks, dtype=np.int64)
     limit = np.uint64(n_cols)
     for block in prange(nblocks):
         lo = block * _BLOCK
-        out_of_range = False
-        block_unsorted = False
-        for i in range(lo, min(n, lo + _BLOCK)):
-            previous = np.int64(-1)
-            for jj in range(indptr[i], indptr[i + 1]):
-                column = np.int64(indices[jj])
-                # one unsigned compare catches negatives too; flags, not
-                # branches, keep the loop cheap: the offender is found below
-                out_of_range |= np.uint64(column) >= limit
-                block_unsorted |= column <= previous
-                previous = column
-            if out_of_range:
-                bad_row[block] = i
-                break
-        unsorted[block] = block_unsorted
+        hi = min(n, lo + _BLOCK)
+        bad[block], unsorted[block] = _count_block(indptr, indices, lo, hi, limit)
     for block in range(nblocks):
-        if bad_row[block] >= 0:
-            return bad_row[block], False
-    canonical = True
+        if bad[block] > 0:
+            lo = block * _BLOCK
+            for i in range(lo, min(n, lo + _BLOCK)):
+                for jj in range(indptr[i], indptr[i + 1]):
+                    if np.uint64(indices[jj]) >= limit:
+                        return i, False
     for block in range(nblocks):
-        if unsorted[block]:
-            canonical = False
-    return -1, canonical
+        if unsorted[block] > 0:
+            return -1, False
+    return -1, True
 
 
 @nb.njit(cache=True, nogil=True)
