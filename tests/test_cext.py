@@ -147,3 +147,30 @@ def test_reference_kernels_run_under_array_api_strict():
     pq = reference.csr_spmv_dot(indptr, indices, data, x, out)
     np.testing.assert_allclose(np.asarray(out), A @ np.arange(16.0))
     assert pq == pytest.approx(float(np.arange(16.0) @ (A @ np.arange(16.0))))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_csr_spmv_one_thread_twin_is_bit_identical(dtype):
+    # on one thread the wrappers switch to plain loops (cext.threads policy)
+    import numba
+
+    indptr, indices, data, A = _csr(dtype, np.int32, n=301)  # odd: the unpaired last row
+    p = np.random.default_rng(5).standard_normal(A.shape[0]).astype(dtype)
+    outputs = {}
+    before = numba.get_num_threads()
+    try:
+        for threads in sorted({1, numba.config.NUMBA_NUM_THREADS}):
+            numba.set_num_threads(threads)
+            q, out = np.empty_like(p), np.empty_like(p)
+            pq = nbk.csr_spmv_dot(indptr, indices, data, p, q)
+            nbk.csr_spmv(indptr, indices, data, p, out)
+            outputs[threads] = (q, out, pq)
+    finally:
+        numba.set_num_threads(before)
+    serial = outputs[1]
+    for q, out, pq in outputs.values():
+        np.testing.assert_array_equal(q, serial[0])
+        np.testing.assert_array_equal(out, serial[1])
+        # the dot's partial sums are grouped differently across threads
+        assert pq == pytest.approx(serial[2], rel=_tolerance(dtype, A.shape[0]))
+    np.testing.assert_array_equal(serial[1], serial[0])
