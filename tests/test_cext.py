@@ -172,5 +172,5 @@ def test_csr_spmv_one_thread_twin_is_bit_identical(dtype):
         np.testing.assert_array_equal(q, serial[0])
         np.testing.assert_array_equal(out, serial[1])
         # the dot's partial sums are grouped differently across threads
-        assert pq == pytest.approx(serial[2], rel=_tolerance(dtype, A.shape[0]))
+        assert pq == pytest.approx(serial[2], rel=float(_tolerance(dtype, A.shape[0])))
     np.testing.assert_array_equal(serial[1], serial[0])
