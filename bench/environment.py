@@ -87,8 +87,14 @@ def environment(contention: int = 0, loadavg_start: list[float] | None = None,
                                                      "version", "num_threads", "architecture")}
              for pool in threadpool_info()]
     affinity = getattr(os, "sched_getaffinity", None)
+    from cext import threads
+
     return {
         "numba_num_threads": int(numba.get_num_threads()),
+        # the kernels' thread policy (cext.threads): ceiling, and the cores
+        # other processes were seen using, which it subtracts
+        "kernel_thread_ceiling": threads.get_num_threads(),
+        "busy_cores_seen": round(threads.busy_cores(), 2),
         "numba_max_threads": int(numba.config.NUMBA_NUM_THREADS),
         "numba_threading_layer": _threading_layer(),
         "env": {name: os.environ.get(name) for name in ENVIRONMENT_VARIABLES},
@@ -124,9 +130,11 @@ def environment_line(env: dict) -> str:
         f"thread{'' if pool.get('num_threads') == 1 else 's'} ({pool.get('architecture')})"
         for pool in env.get("threadpools", []) if pool.get("user_api") == "blas") or "none loaded"
     busy = env.get("contention", 0)
+    policy = (f"kernel threads <= {env['kernel_thread_ceiling']} less busy cores "
+              f"(seen {env.get('busy_cores_seen')}), " if "kernel_thread_ceiling" in env else "")
     return (f"environment: {env.get('cpus_available')}/{env.get('cpu_count')} CPUs, "
             f"numba {env.get('numba_num_threads')} threads "
-            f"({env.get('numba_threading_layer') or 'layer not chosen yet'}), "
+            f"({env.get('numba_threading_layer') or 'layer not chosen yet'}), {policy}"
             f"NUMBA_NUM_THREADS={variables.get('NUMBA_NUM_THREADS') or 'unset'}, "
             f"OMP_WAIT_POLICY={variables.get('OMP_WAIT_POLICY') or 'unset'}, "
             f"{busy} busy process{'' if busy == 1 else 'es'}, load {load_text}, blas: {pools}")

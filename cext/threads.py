@@ -226,6 +226,17 @@ class _LoadProbe:
 _probe = _LoadProbe()
 
 
+def busy_cores() -> float:
+    """Cores other processes have kept busy lately, as the policy sees it (0 without ``/proc``).
+
+    Examples
+    --------
+    >>> busy_cores() >= 0.0
+    True
+    """
+    return _probe.others()
+
+
 def threads_for(work: int) -> int:
     """Threads a kernel doing ``work`` entries should use now (at least 1).
 
@@ -243,7 +254,7 @@ def threads_for(work: int) -> int:
     count = min(ceiling, int(work) // MIN_WORK_PER_THREAD)
     if count <= 1:
         return 1
-    free = available_cores() - _probe.others()
+    free = available_cores() - busy_cores()
     # a quarter-core of background noise is tolerated; a busy process is not
     return max(1, min(count, math.floor(free + 0.25)))
 

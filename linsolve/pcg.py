@@ -77,7 +77,10 @@ def pcg(A: Any, b: Any, x0: Any = None, *, M: Any = None, rtol: float = 1e-5,
         ``DIVERGED_NANORINF`` (NaN/Inf met, within one iteration),
         ``DIVERGED_INDEFINITE_MAT`` (``p'Ap <= 0``),
         ``DIVERGED_INDEFINITE_PC`` (``r'Mr <= 0``), ``DIVERGED_BREAKDOWN``
-        (the true residual stagnated above the tolerance).
+        (the true residual stagnated above the tolerance). ``extra`` holds
+        ``residual_replacements`` and ``threads``, the kernel threads in use
+        at exit (:func:`linsolve.set_num_threads`; fewer while other
+        processes keep cores busy).
 
     Raises
     ------
@@ -160,7 +163,8 @@ class _PCG:
                            true_residual_norm=float(rtrue), matvecs=self.matvecs,
                            time=time.perf_counter() - start, message=message,
                            psolves=self.psolves,
-                           extra={"residual_replacements": self.replacements})
+                           extra={"residual_replacements": self.replacements,
+                                  "threads": self.threads.threads})
 
     def converged_reason(self):
         return self.reason_converged
@@ -170,6 +174,7 @@ class _PCG:
             print(_MONITOR_FORMAT % (k, rnorm), file=sys.stdout)
 
     def run(self, start, threads) -> SolveResult:
+        self.threads = threads
         xp, K, A, M = self.xp, self.kernels, self.A, self.M
         x = self.x
         if not math.isfinite(self.bnorm):
