@@ -93,3 +93,19 @@ def test_error_on_one_rank_ends_the_job(mpi, mode):
     # under load, it lost everything (abort_on_error now pauses 0.5 s before the
     # abort). Its own "application called MPI_Abort" line is not asserted either.
     assert message in outputs[-1], outputs
+
+
+def test_one_kernel_thread_per_rank_by_default(mpi):
+    # each rank would otherwise start a team of all cores: oversubscription
+    env = _env()
+    del env["NUMBA_NUM_THREADS"]
+    script = ("import linsolve, numba; from mpi4py import MPI; "
+              "counts = MPI.COMM_WORLD.gather((linsolve.get_num_threads(), "
+              "numba.config.NUMBA_NUM_THREADS)); "
+              "MPI.COMM_WORLD.rank == 0 and print('THREADS', counts)")
+    completed = subprocess.run([str(MPIEXEC), "-n", "2", sys.executable, "-m", "mpi4py", "-c",
+                                script], cwd=ROOT, env=env, capture_output=True, text=True,
+                               timeout=TIMEOUT_S)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    pool = os.cpu_count()
+    assert f"THREADS [(1, {pool}), (1, {pool})]" in completed.stdout, completed.stdout
