@@ -7,15 +7,15 @@ it back (a time slice, milliseconds), so 2-thread kernels beside one busy
 process ran 2x slower than scipy's serial code, and 20-300x slower at load
 7-9, while the same kernels on one thread stayed near 0.8-0.95x scipy
 (issue 13's measurements). The measurements for this design are in
-``docs/threads.md`` (``python -m bench speed --contention K``).
+``docs/threads.md``.
 
 The policy, applied by :func:`kernel_threads` around every solve (the
 solvers call it, and refresh it once per iteration), and by
 :func:`managed` around every parallel kernel the registry hands out when it
 is called outside such a block:
 
-1. The ceiling: :func:`set_num_threads` / :func:`num_threads`, else the
-   cores this process may run on, else one thread per rank when launched
+1. The ceiling: :func:`set_num_threads` / :func:`num_threads`; by default
+   the cores this process may run on, or one thread per rank when launched
    by ``mpiexec`` (several ranks per node would otherwise each start a
    team of all cores: the same oversubscription).
 2. Small work runs on one thread: below ``MIN_WORK_PER_THREAD`` entries
@@ -25,6 +25,14 @@ is called outside such a block:
    process's own) over the last window, refreshed at most every
    ``PROBE_INTERVAL`` seconds, so a long solve follows the load as it
    changes. Where ``/proc`` is missing the ceiling is used as is.
+
+Measured on the 2-core reference machine (pcg per iteration over scipy
+``cg``'s, finite-element matrices, ``python -m bench speed --contention K``):
+quiet 0.45-0.52, one busy process 0.71-0.95 (the rule picks one thread),
+three busy processes 0.70-0.90; before, with two threads always, one busy
+process made them 1.9-2.3x *slower* than scipy. The alternatives measured
+(passive OpenMP waits, one thread always, a fused direction update) are in
+``docs/threads.md``.
 """
 
 from __future__ import annotations
@@ -41,8 +49,9 @@ from typing import Callable, Iterator
 MIN_WORK_PER_THREAD = 50_000
 """Entries (rows plus stored nonzeros, or vector entries) below which a thread does not pay."""
 
-PROBE_INTERVAL = 0.1
-"""Seconds between two load measurements; shorter windows see too few clock ticks."""
+PROBE_INTERVAL = 0.2
+"""Seconds between two load measurements: ``/proc/stat`` counts 10 ms ticks, so a
+0.1 s window on 2 cores read up to 0.7 busy cores on a quiet machine."""
 
 _MPI_LOCAL_SIZE_VARIABLES = ("MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE", "PMI_LOCAL_SIZE",
                              "MV2_COMM_WORLD_LOCAL_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE")
@@ -241,7 +250,7 @@ def threads_for(work: int) -> int:
     """Threads a kernel doing ``work`` entries should use now (at least 1).
 
     ``min(ceiling, work / MIN_WORK_PER_THREAD, free cores)``, where free
-    cores are the allowed ones not kept busy by other processes.
+    cores are the allowed ones not kept busy by other processes (rounded).
 
     Examples
     --------
@@ -255,8 +264,9 @@ def threads_for(work: int) -> int:
     if count <= 1:
         return 1
     free = available_cores() - busy_cores()
-    # a quarter-core of background noise is tolerated; a busy process is not
-    return max(1, min(count, math.floor(free + 0.25)))
+    # rounded: tick noise and daemons stay below half a core, while a busy
+    # process beside two threads of ours still shows about 0.67 of one
+    return max(1, min(count, math.floor(free + 0.5)))
 
 
 @contextlib.contextmanager
