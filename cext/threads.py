@@ -28,8 +28,8 @@ is called outside such a block:
 
 Measured on the 2-core reference machine (pcg per iteration over scipy
 ``cg``'s, finite-element matrices, ``python -m bench speed --contention K``):
-quiet 0.45-0.52, one busy process 0.71-0.95 (the rule picks one thread),
-three busy processes 0.70-0.90; before, with two threads always, one busy
+quiet 0.41-0.50, one busy process 0.74-0.93 (the rule picks one thread),
+three busy processes 0.68-0.90; before, with two threads always, one busy
 process made them 1.9-2.3x *slower* than scipy. The alternatives measured
 (passive OpenMP waits, one thread always, a fused direction update) are in
 ``docs/threads.md``.
