@@ -23,15 +23,6 @@ from array_api_compat import array_namespace
 from cext import check_csr_structure, kernels_for
 
 
-def is_sparse(A: Any) -> bool:
-    """True for scipy sparse matrices/arrays and cupyx sparse matrices (cupy is never imported)."""
-    if type(A).__module__.startswith("cupyx.scipy.sparse"):
-        return True
-    import scipy.sparse as sp
-
-    return sp.issparse(A)
-
-
 def _check_stored(A, name: str) -> None:
     """Check the arrays of a non-CSR format before scipy's conversion reads them."""
     fmt = A.format
