@@ -31,13 +31,17 @@ distributed CG on 1, 2 and 4 ranks: weak and strong scaling and an estimate
 for many nodes (:mod:`bench.scaling`).
 
 Errors in the input (unknown problem or method, unreadable or non-square
-matrix file) print one line starting ``error:`` and exit with status 2;
+matrix file, one whose header declares more than ``--max-nnz`` entries,
+``--rtol`` not finite and positive, negative ``--maxiter``, an ``--out``
+folder that cannot be written) print one line starting ``error:`` and exit
+with status 2, before anything is computed;
 Ctrl-C writes the rows finished so far and exits with status 130.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import sys
@@ -49,6 +53,8 @@ from .problems import PROBLEMS
 DEFAULT_PROBLEM = "poisson2d"
 DEFAULT_SIZE = 256
 DEFAULT_RTOL = 1e-8
+# ~1.2 GB as float64 CSR: a typo'd or hostile header must not make us read more
+DEFAULT_MAX_NNZ = 50_000_000
 SUBCOMMANDS = ("linear", "speed", "omega", "curvature", "sketch", "scaling")
 
 # Sub-commands living in their own module: (module, parser factory, runner),
@@ -81,6 +87,9 @@ def _linear_parser(prog: str) -> argparse.ArgumentParser:
                         help=f"relative tolerance (default {DEFAULT_RTOL:g})")
     parser.add_argument("--maxiter", type=int, default=None,
                         help="iteration limit (default min(10 n, 10000))")
+    parser.add_argument("--max-nnz", type=int, default=DEFAULT_MAX_NNZ,
+                        help="largest --matrix file read, in entries from its header "
+                             f"(default {DEFAULT_MAX_NNZ:_})")
     parser.add_argument("--seed", type=int, default=0, help="seed of the right-hand side")
     parser.add_argument("--out", default="results", help="output folder (default results/)")
     parser.add_argument("--name", help="stem of the output files (default from the problem)")
@@ -185,6 +194,23 @@ def _stem(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "results"
 
 
+def _check_writable_folder(option: str, path: str) -> None:
+    """ValueError naming ``option`` unless the folder ``path`` exists writable or can be made.
+
+    Checked before the solves (which may take minutes), creating nothing:
+    the nearest existing ancestor must be a writable folder.
+    """
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ValueError(f"{option} {path!r} cannot be a folder: {existing!r} is a file; pass "
+                         "a writable folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{option} {path!r} is not writable ({existing!r} is read-only); pass "
+                         "a writable folder")
+
+
 def run_linear(args: argparse.Namespace) -> int:
     """The ``linear`` command (and the no-argument main job)."""
     from .convergence import print_convergence, run_convergence, save_convergence, warn_if_asymmetric
@@ -192,14 +218,20 @@ def run_linear(args: argparse.Namespace) -> int:
 
     try:
         methods = parse_methods(args.methods)
+        # the cheap checks first: nothing is read or built for a bad option
+        if not (math.isfinite(args.rtol) and args.rtol > 0):
+            raise ValueError(f"--rtol must be a finite number > 0, got {args.rtol}")
+        if args.maxiter is not None and args.maxiter < 0:
+            raise ValueError(f"--maxiter must be >= 0, got {args.maxiter}")
+        if args.max_nnz < 1:
+            raise ValueError(f"--max-nnz must be >= 1, got {args.max_nnz}")
+        _check_writable_folder("--out", args.out)
         if args.matrix is not None:
-            problem = load_matrix(args.matrix, seed=args.seed)
+            problem = load_matrix(args.matrix, seed=args.seed, max_nnz=args.max_nnz)
         else:
             if args.size < 1:
                 raise ValueError(f"--size must be at least 1, got {args.size}")
             problem = make_problem(args.problem, args.size, seed=args.seed, epsilon=args.epsilon)
-        if not args.rtol > 0:
-            raise ValueError(f"--rtol must be positive, got {args.rtol}")
     except (ValueError, ImportError) as error:
         raise InputError(str(error)) from error
     warn_if_asymmetric(problem)

@@ -177,20 +177,34 @@ def make_problem(name: str, size: int = 64, *, seed: int = 0, epsilon: float = 1
     return Problem(name, A, rhs(A.shape[0], seed))
 
 
-def load_matrix(path: str | os.PathLike, *, seed: int = 0) -> Problem:
+def load_matrix(path: str | os.PathLike, *, seed: int = 0, max_nnz: int | None = None) -> Problem:
     """Read a Matrix Market file into a :class:`Problem` with a seeded right-hand side.
+
+    ``max_nnz`` (default: no limit) bounds the entries the matrix will hold,
+    read from the file's header before the entries are: a symmetric file's
+    stored triangle counts twice, an ``array`` file all ``rows * cols``.
 
     Raises
     ------
     ValueError
-        The file is missing, not Matrix Market, not square, complex, or empty.
-        The message names the file and what is wrong with it.
+        The file is missing, not Matrix Market, not square, complex, empty,
+        or over ``max_nnz``. The message names the file and what is wrong
+        with it.
     """
     import scipy.io
 
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise ValueError(f"matrix file {path!r} does not exist")
+    if max_nnz is not None:
+        try:
+            rows, cols, entries, _, _, symmetry = scipy.io.mminfo(path)
+        except Exception as error:  # junk headers raise ValueError, IndexError, ...
+            raise ValueError(f"could not read {path!r} as a Matrix Market file: {error}") from error
+        nnz = entries if symmetry == "general" else 2 * entries
+        if nnz > max_nnz:
+            raise ValueError(f"{path!r} declares a {rows} x {cols} matrix with up to {nnz} "
+                             f"entries, over --max-nnz {max_nnz}; raise --max-nnz to read it")
     try:
         A = scipy.io.mmread(path)
     except Exception as error:  # scipy raises ValueError, IndexError, ... on junk

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+# The check before a load is shared with linsolve's omega tuners: one gate, defined there.
+from linsolve._state import (Array, Arrays, Choice, Count, Equal, ListOf, Nested,  # noqa: F401
+                             Real, Table, Where, check_state, dtype_name, restoring)
+
 
 def copy_array(xp, array):
     """A fresh copy of ``array`` in namespace ``xp``, or None for None."""
@@ -9,5 +13,6 @@ def copy_array(xp, array):
 
 
 def copy_arrays(xp, arrays):
-    """Fresh copies of a list of arrays, or None for None."""
-    return None if arrays is None else [xp.asarray(a, copy=True) for a in arrays]
+    """Fresh copies of a list of arrays (None entries kept: SOAP's unrotated modes),
+    or None for None."""
+    return None if arrays is None else [copy_array(xp, a) for a in arrays]

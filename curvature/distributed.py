@@ -24,6 +24,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ._state import Equal, Table, check_state
 from .roots import inverse_root
 from .shampoo import Shampoo
 
@@ -211,13 +212,13 @@ class DistributedShampoo:
         other blocks than this rank owns (another rank's checkpoint), before
         any block is changed.
         """
-        if list(state["owners"]) != self.owners:
-            raise ValueError("state dict was saved under a different block assignment "
-                             f"({state['owners']} vs {self.owners})")
-        saved = sorted(int(b) for b in state["blocks"])
-        if saved != sorted(self.blocks):
-            raise ValueError(f"state dict holds blocks {saved}, rank {self.comm.rank} owns "
-                             f"{sorted(self.blocks)}: load the checkpoint this rank saved")
+        # Every block's state is checked before any block is loaded (one shared gate).
+        check_state(state, {
+            "owners": Equal(self.owners, "; the checkpoint was saved under a different "
+                                         "block assignment"),
+            "blocks": Table({b: opt._state_spec() for b, opt in self.blocks.items()}, "blocks",
+                            f" (rank {self.comm.rank} owns these): load the checkpoint this "
+                            "rank saved")}, type(self).__name__)
         for b, block_state in state["blocks"].items():
             self.blocks[int(b)].load_state_dict(block_state)
 

@@ -139,7 +139,14 @@ def gradient_normalized_newton(fun: Callable[[Any], float], grad: Callable[[Any]
         if done is not None:
             return done
         H = LocalHessian(hess, kind, x, xp, n, dtype, rec, inner_rtol)
-        solver = _ShiftedSolver(H, B, xp, rec, n, inner_rtol)
+        if H.matrix is not None and not bool(xp.all(xp.isfinite(H.matrix))):
+            return finish(rec, x, f, "DIVERGED_NANORINF", k, start, "the Hessian has NaN/Inf")
+        try:
+            solver = _ShiftedSolver(H, B, xp, rec, n, inner_rtol)
+        except np.linalg.LinAlgError:  # eigh did not converge (CuPy raises the same class)
+            return finish(rec, x, f, "DIVERGED_NANORINF", k, start,
+                          "the Hessian's eigendecomposition failed or overflowed: its "
+                          "entries are too large for the dtype")
         for _ in range(_MAX_TRIALS):
             lam = g_dual / gamma
             h = solver.solve(lam, g)
@@ -178,8 +185,12 @@ class _ShiftedSolver:
         self.H, self.B, self.xp, self.rec, self.n, self.inner_rtol = H, B, xp, rec, n, inner_rtol
         self.eig = None
         if H.matrix is not None and B is None:
-            lam, U = xp.linalg.eigh((H.matrix + H.matrix.T) / 2)
+            # H/2 + H'/2 rounds exactly as (H + H')/2 (halving is exact) but cannot
+            # overflow for entries near the largest float.
+            lam, U = xp.linalg.eigh(H.matrix / 2 + H.matrix.T / 2)
             rec.n_factorizations += 1
+            if not bool(xp.all(xp.isfinite(lam))):
+                raise np.linalg.LinAlgError("eigenvalues overflow")
             self.eig = (lam, U)
 
     def solve(self, lam: float, g):

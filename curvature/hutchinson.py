@@ -49,6 +49,11 @@ def _apply(matvec, v, xp, dim: int, name: str):
     out = matvec(v)
     if tuple(out.shape) != (dim,):
         raise ValueError(f"{name} returned shape {tuple(out.shape)}, expected ({dim},)")
+    # An estimate from a NaN product is NaN: say which callable produced it.
+    if not bool(xp.all(xp.isfinite(out))):
+        raise ValueError(f"{name} ({getattr(matvec, '__qualname__', type(matvec).__name__)}) "
+                         "returned NaN or Inf for a finite +-1 probe; the estimate would be "
+                         "NaN: check the Hessian-vector product at this point")
     return out
 
 
@@ -79,7 +84,8 @@ def hutchinson_diagonal(hvp: Callable[[Any], Any], dim: int, samples: int, seed=
     Raises
     ------
     ValueError
-        ``dim`` or ``samples`` not a positive integer; ``hvp`` of the wrong shape.
+        ``dim`` or ``samples`` not a positive integer; ``hvp`` of the wrong shape,
+        or returning NaN or Inf.
 
     Examples
     --------
@@ -121,6 +127,12 @@ def hutchpp_trace(matvec: Callable[[Any], Any], dim: int, samples: int, seed=Non
     Returns
     -------
     float
+
+    Raises
+    ------
+    ValueError
+        ``dim`` or ``samples`` invalid; ``matvec`` of the wrong shape, or
+        returning NaN or Inf.
 
     Examples
     --------

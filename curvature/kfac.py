@@ -47,10 +47,11 @@ from typing import Any
 
 from cext import kernels_for
 
-from ._checks import check_positive_int, namespace_of
+from ._checks import (check_finite_statistics, check_positive_int, linalg_failure,
+                      linear_without_overflow, namespace_of)
 from ._kron import (check_decay, check_layer_batch, check_positive, check_real, check_vector,
                     kl_clip_scale, symmetrise, unvec, vec, with_ones)
-from ._state import copy_array
+from ._state import Array, Count, Equal, Real, check_state, copy_array, restoring
 
 __all__ = ["KFAC", "kl_clip_scale", "precondition_layers"]
 
@@ -187,7 +188,9 @@ class KFAC:
         Raises
         ------
         ValueError
-            Shapes, different batch sizes, NaN or Inf (factors unchanged).
+            Shapes, different batch sizes, NaN or Inf, or factors that overflow
+            the dtype (inputs near the square root of its largest value); the
+            factors are unchanged.
         TypeError
             Not real floating arrays, or another array library than before.
         """
@@ -200,11 +203,15 @@ class KFAC:
         A_batch = xp.matmul(xp.matrix_transpose(a), a) / n
         G_batch = xp.matmul(xp.matrix_transpose(g), g) / n
         if self._A is None:
-            self._xp, self.dtype = xp, dtype
             A, G = A_batch, G_batch
         else:
             A = self.decay * self._A + (1.0 - self.decay) * A_batch
             G = self.decay * self._G + (1.0 - self.decay) * G_batch
+        # Finite inputs whose squares overflow give Inf (and NaN in eigh/inv): refused.
+        check_finite_statistics(xp, (A, G), "the Kronecker factors A = E[a a'], G = E[g g']",
+                                "KFAC")
+        if self._A is None:
+            self._xp, self.dtype = xp, dtype
         # Symmetrised so that eigh and the inverses see exactly symmetric input.
         self._A, self._G = symmetrise(xp, A), symmetrise(xp, G)
         self.step += 1
@@ -221,8 +228,9 @@ class KFAC:
     def _invert(self, A, G):
         xp = self._xp
         if self.mode == "eigen":
-            da, Qa = xp.linalg.eigh(A)
-            dg, Qg = xp.linalg.eigh(G)
+            with linalg_failure("KFAC"):
+                da, Qa = xp.linalg.eigh(A)
+                dg, Qg = xp.linalg.eigh(G)
             return (Qa, xp.clip(da, min=0.0), Qg, xp.clip(dg, min=0.0))
         root = math.sqrt(self._damping)
         pi = 1.0
@@ -233,16 +241,22 @@ class KFAC:
                 pi = math.sqrt(trace_a / trace_g)
         eye_a = xp.eye(A.shape[0], dtype=A.dtype)
         eye_g = xp.eye(G.shape[0], dtype=G.dtype)
-        A_inv = symmetrise(xp, xp.linalg.inv(A + (pi * root) * eye_a))
-        G_inv = symmetrise(xp, xp.linalg.inv(G + (root / pi) * eye_g))
+        with linalg_failure("KFAC", "factor inversion"):
+            A_inv = symmetrise(xp, xp.linalg.inv(A + (pi * root) * eye_a))
+            G_inv = symmetrise(xp, xp.linalg.inv(G + (root / pi) * eye_g))
+        check_finite_statistics(xp, (A_inv, G_inv), "the damped factor inverses", "KFAC")
         return (A_inv, G_inv, pi)
 
     # --- applying the operator ------------------------------------------
     def _apply(self, V, inverse: bool):
         """``F_damped^{-1} V`` (inverse=True) or ``F_damped V`` on an (out, in+1) matrix."""
-        xp = self._xp
         if self._frozen is None:
             return V
+        return linear_without_overflow(self._xp, lambda V: self._apply_linear(V, inverse), V,
+                                       "KFAC." + ("solve" if inverse else "matvec"))
+
+    def _apply_linear(self, V, inverse: bool):
+        xp = self._xp
         if self.mode == "eigen":
             Qa, da, Qg, dg = self._frozen
             rotated = xp.matmul(xp.matmul(xp.matrix_transpose(Qg), V), Qa)
@@ -307,27 +321,39 @@ class KFAC:
                 "frozen_A": copy_array(xp, frozen[0]) if xp is not None else None,
                 "frozen_G": copy_array(xp, frozen[1]) if xp is not None else None}
 
+    def _state_spec(self) -> dict:
+        """What :meth:`load_state_dict` accepts (see :func:`linsolve._state.check_state`)."""
+        A, G = (self.cols, self.cols), (self.rows, self.rows)
+        return {"in_features": Equal(self.in_features), "out_features": Equal(self.out_features),
+                "bias": Equal(self.bias), "mode": Equal(self.mode),
+                "damping": Real(positive=True), "step": Count(),
+                "A": Array(A, optional=True, together="factors"),
+                "G": Array(G, optional=True, together="factors"),
+                "frozen_A": Array(A, optional=True, together="factors"),
+                "frozen_G": Array(G, optional=True, together="factors")}
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a :meth:`state_dict` of a layer of the same size; the inverses are
-        recomputed from the saved frozen factors, so solves continue unchanged."""
-        for key in ("in_features", "out_features", "bias", "mode"):
-            if state[key] != getattr(self, key):
-                raise ValueError(f"state has {key}={state[key]!r}, this layer "
-                                 f"{getattr(self, key)!r}")
-        self._damping = check_positive("damping", state["damping"])
-        self.step = int(state["step"])
-        if state["A"] is None:
-            self._xp = self.dtype = self._A = self._G = None
-            self._frozen = self._frozen_from = None
-            return
-        xp = namespace_of(state["A"], "state['A']")
-        self._xp, self.dtype = xp, state["A"].dtype
-        self._A, self._G = copy_array(xp, state["A"]), copy_array(xp, state["G"])
-        if tuple(self._A.shape) != (self.cols, self.cols) or \
-                tuple(self._G.shape) != (self.rows, self.rows):
-            raise ValueError("state factors do not match this layer's shapes")
-        self._frozen_from = (copy_array(xp, state["frozen_A"]), copy_array(xp, state["frozen_G"]))
-        self._frozen = self._invert(*self._frozen_from)
+        recomputed from the saved frozen factors, so solves continue unchanged.
+
+        The whole state is checked first: a bad one raises ``ValueError`` or
+        ``TypeError`` naming the key, and leaves this layer as it was (also when
+        recomputing the inverses fails).
+        """
+        check_state(state, self._state_spec(), type(self).__name__)
+        with restoring(self):
+            self._damping = float(state["damping"])
+            self.step = int(state["step"])
+            if state["A"] is None:
+                self._xp = self.dtype = self._A = self._G = None
+                self._frozen = self._frozen_from = None
+                return
+            xp = namespace_of(state["A"], "state['A']")
+            self._xp, self.dtype = xp, state["A"].dtype
+            self._A, self._G = copy_array(xp, state["A"]), copy_array(xp, state["G"])
+            self._frozen_from = (copy_array(xp, state["frozen_A"]),
+                                 copy_array(xp, state["frozen_G"]))
+            self._frozen = self._invert(*self._frozen_from)
 
     def __repr__(self) -> str:
         return (f"KFAC(in_features={self.in_features}, out_features={self.out_features}, "

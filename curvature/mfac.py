@@ -57,7 +57,9 @@ from array_api_compat import array_namespace, is_numpy_namespace
 
 from cext import kernels_for
 
-from ._checks import check_positive_int, namespace_of
+from ._checks import (check_positive_int, check_square_summable, linear_without_overflow,
+                      namespace_of, refuse_complex)
+from ._state import Array, Count, Equal, Real, check_state
 
 __all__ = ["MFAC", "BlockedMFAC"]
 
@@ -189,6 +191,7 @@ class _MFACBase:
         d = self._layout.dim
         if tuple(v.shape) != (d,):
             raise ValueError(f"{name} must have shape ({d},), got {tuple(v.shape)}")
+        refuse_complex(xp, v, name)
         if not xp.isdtype(v.dtype, "real floating"):
             v = xp.astype(v, xp.float64)
         return v
@@ -204,10 +207,10 @@ class _MFACBase:
         Raises
         ------
         ValueError
-            Wrong shape, or ``g`` contains NaN or Inf (the window is left
-            unchanged).
+            Wrong shape, ``g`` contains NaN or Inf, or ``g.g`` overflows
+            float64 (the window is left unchanged).
         TypeError
-            ``g`` from another array library.
+            ``g`` from another array library, or complex.
         """
         xp = self.xp
         g = self._check_vector(g, "g")
@@ -215,6 +218,11 @@ class _MFACBase:
             g = xp.astype(g, self._dtype)
         if not bool(xp.all(xp.isfinite(g))):
             raise ValueError("gradient contains NaN or Inf; the window is unchanged")
+        if self._dtype == xp.float64:
+            # The Gram matrix holds g.g (float64): refuse a gradient whose square
+            # overflows (Cauchy-Schwarz then bounds every other entry). A float32
+            # window cannot overflow it: d * (3.4e38)**2 is far below 1.8e308.
+            check_square_summable(xp, g, "g", type(self).__name__, dtype=xp.float64)
         slot = self._count % self._m
         k = min(self._count + 1, self._m)
         y = xp.empty((len(self._layout.sizes), k), dtype=xp.float64)
@@ -266,10 +274,15 @@ class _MFACBase:
         if k == 0:
             return xp.astype(xp.astype(v, xp.float64) / lam, out_dtype)
         S = self._factors()
-        y = self._gram_rows(v, k)
-        c = xp.empty(y.shape, dtype=xp.float64)
-        self._kernels.factor_apply(S, y, c)  # c = (k lam I + K)^{-1} G v, per block
-        return self._combine(c, v, 1.0 / lam, -1.0 / lam, out_dtype)
+
+        def apply(v):
+            y = self._gram_rows(v, k)
+            c = xp.empty(y.shape, dtype=xp.float64)
+            self._kernels.factor_apply(S, y, c)  # c = (k lam I + K)^{-1} G v, per block
+            return self._combine(c, v, 1.0 / lam, -1.0 / lam, out_dtype)
+
+        return linear_without_overflow(xp, apply, v, f"{type(self).__name__}.solve")
+
 
     def matvec(self, v):
         """Return ``F v = damping v + G'(G v)/k`` (k = gradients present)."""
@@ -279,7 +292,9 @@ class _MFACBase:
         k, lam = self.size, self._damping
         if k == 0:
             return xp.astype(lam * xp.astype(v, xp.float64), out_dtype)
-        return self._combine(self._gram_rows(v, k), v, lam, 1.0 / k, out_dtype)
+        return linear_without_overflow(
+            xp, lambda v: self._combine(self._gram_rows(v, k), v, lam, 1.0 / k, out_dtype),
+            v, f"{type(self).__name__}.matvec")
 
     # --- state ----------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -292,20 +307,26 @@ class _MFACBase:
                 else np.array(self._G),
                 "gram": xp.asarray(self._K, copy=True)}
 
+    def _state_spec(self) -> dict[str, Any]:
+        """What :meth:`load_state_dict` accepts (see :func:`linsolve._state.check_state`)."""
+        return {"block_sizes": Equal(list(self._layout.sizes)), "m": Equal(self._m),
+                "damping": Real(positive=True),
+                "dtype": Equal(_dtype_name(self.xp, self._dtype)), "count": Count(),
+                "window": Array(tuple(self._G.shape), dtype=_dtype_name(self.xp, self._dtype)),
+                "gram": Array(tuple(self._K.shape), dtype="float64")}
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a :meth:`state_dict` of an object of the same layout, m and dtype."""
+        """Restore a :meth:`state_dict` of an object of the same layout, m and dtype.
+
+        The whole state is checked first: a bad one raises ``ValueError`` or
+        ``TypeError`` naming the key, and leaves this object as it was.
+        """
+        check_state(state, self._state_spec(), type(self).__name__)
         xp = self.xp
-        for key, mine in (("block_sizes", self._layout.sizes), ("m", self._m),
-                          ("dtype", _dtype_name(xp, self._dtype))):
-            theirs = tuple(state[key]) if key == "block_sizes" else state[key]
-            if theirs != mine:
-                raise ValueError(f"state has {key}={theirs!r}, this object {mine!r}")
-        count = check_positive_int("count", state["count"] + 1) - 1
+        count = int(state["count"])
         damping = _check_damping(state["damping"])
         window = xp.asarray(state["window"], dtype=self._dtype)
         gram = xp.asarray(state["gram"], dtype=xp.float64)
-        if tuple(window.shape) != tuple(self._G.shape) or tuple(gram.shape) != tuple(self._K.shape):
-            raise ValueError("state arrays do not match this object's shapes")
         if isinstance(self._G, np.memmap):
             self._G[...] = window
         else:

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from array_api_compat import array_namespace, is_numpy_namespace
 
-from ._checks import namespace_of
+from ._checks import check_square_summable, linalg_failure, namespace_of, refuse_complex
 from .mfac import _check_damping
 
 __all__ = ["MFACStatic"]
@@ -52,7 +52,10 @@ class MFACStatic:
     Raises
     ------
     ValueError
-        ``G`` not 2-D, empty, containing NaN/Inf; damping not > 0.
+        ``G`` not 2-D, empty, containing NaN/Inf, or so large that ``GG'``
+        overflows float64; damping not > 0.
+    TypeError
+        ``G`` complex.
 
     Notes
     -----
@@ -80,16 +83,21 @@ class MFACStatic:
         self.xp = xp
         if G.ndim != 2 or G.shape[0] < 1 or G.shape[1] < 1:
             raise ValueError(f"G must be a non-empty 2-D array (m, d), got shape {G.shape}")
+        refuse_complex(xp, G, "G")
         if not xp.isdtype(G.dtype, "real floating"):
             G = xp.astype(G, xp.float64)
         self._damping = _check_damping(damping)
         G64 = xp.astype(G, xp.float64)
         if not bool(xp.all(xp.isfinite(G64))):
             raise ValueError("G contains NaN or Inf")
+        # sum(G**2) bounds every entry of the Gram matrix GG' (a little conservative:
+        # it is the sum of its m diagonal entries).
+        check_square_summable(xp, G64, "G", "MFACStatic")
         m, d = G64.shape
         self._m, self._d, self._dtype = m, d, G.dtype
         A = G64 @ xp.matrix_transpose(G64) + (m * self._damping) * xp.eye(m, dtype=xp.float64)
-        L = xp.linalg.cholesky(A)
+        with linalg_failure("MFACStatic", "Cholesky factorisation"):
+            L = xp.linalg.cholesky(A)
         if is_numpy_namespace(xp):
             import scipy.linalg as sla
 
@@ -121,6 +129,7 @@ class MFACStatic:
     def _vector(self, v):
         xp = self.xp
         namespace_of(v, "v", xp, "G")
+        refuse_complex(xp, v, "v")
         if tuple(v.shape) != (self._d,):
             raise ValueError(f"v must have shape ({self._d},), got {tuple(v.shape)}")
         out_dtype = self._dtype if not xp.isdtype(v.dtype, "real floating") else \
@@ -147,15 +156,31 @@ class MFACStatic:
         xp = self.xp
         return (1.0 - xp.sum(self._U * self._U, axis=1)) / self._damping
 
-    def _index(self, i) -> int:
-        i = operator.index(i)
+    def _index(self, i, name: str = "i") -> int:
+        """``i`` as an index into ``range(d)`` (negative counts from the end, as in
+        Python); TypeError for a non-integer, IndexError naming the valid range."""
+        if isinstance(i, bool):
+            raise TypeError(f"{name} must be an int, got {i!r}")
+        try:
+            i = operator.index(i)
+        except TypeError:
+            raise TypeError(f"{name} must be an int, got {type(i).__name__}") from None
         if not -self._d <= i < self._d:
-            raise IndexError(f"index {i} out of range for dimension {self._d}")
+            raise IndexError(f"MFACStatic: {name}={i} is out of range for the {self._d} x "
+                             f"{self._d} inverse; valid indices are {-self._d}..{self._d - 1}")
         return i % self._d
 
     def inverse_entry(self, i: int, j: int) -> float:
-        """``[F^{-1}]_ij = (delta_ij - U_i . U_j) / damping`` in O(m)."""
-        i, j = self._index(i), self._index(j)
+        """``[F^{-1}]_ij = (delta_ij - U_i . U_j) / damping`` in O(m).
+
+        Raises
+        ------
+        IndexError
+            ``i`` or ``j`` outside ``-d..d-1``.
+        TypeError
+            ``i`` or ``j`` not an integer.
+        """
+        i, j = self._index(i, "i"), self._index(j, "j")
         U = self._U
         inner = float(self.xp.sum(U[i, :] * U[j, :]))
         return ((1.0 if i == j else 0.0) - inner) / self._damping

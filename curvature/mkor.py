@@ -94,7 +94,7 @@ from typing import Any
 from ._checks import check_positive_int, namespace_of
 from ._kron import (check_decay, check_layer_batch, check_positive, check_real, check_vector,
                     symmetrise, unvec, vec, with_ones)
-from ._state import copy_array
+from ._state import (Array, Choice, Count, Equal, ListOf, Real, check_state, copy_array)
 
 __all__ = ["MKOR", "sherman_morrison_step"]
 
@@ -382,12 +382,24 @@ class MKOR:
                 self._J[i] = J
 
     def observe_loss(self, loss: float) -> None:
-        """Hybrid mode: feed the training loss after each step (see the module notes)."""
-        loss = float(loss)
-        if not self.hybrid or self.phase == "first":
-            return
+        """Hybrid mode: feed the training loss after each step (see the module notes).
+
+        Raises
+        ------
+        ValueError
+            A NaN or Inf loss (in any mode): training has already diverged, which
+            no switch of the preconditioner repairs; the state is unchanged.
+        TypeError
+            Not a real number.
+        """
+        try:
+            loss = float(loss)
+        except (TypeError, ValueError):
+            raise TypeError(f"loss must be a real number, got {loss!r}") from None
         if not math.isfinite(loss):
-            self.phase = "first"
+            raise ValueError(f"MKOR.observe_loss: the loss is {loss}; a non-finite loss means "
+                             "training diverged: restore a checkpoint or lower the step size")
+        if not self.hybrid or self.phase == "first":
             return
         self._losses.append(loss)
         if len(self._losses) > self.hybrid_window:
@@ -450,17 +462,34 @@ class MKOR:
                 "fallbacks": self.fallbacks, "reset_flags": list(self._reset_flags),
                 "phase": self.phase, "losses": list(self._losses), **arrays}
 
+    def _state_spec(self) -> dict:
+        """What :meth:`load_state_dict` accepts (see :func:`linsolve._state.check_state`)."""
+        A, G = (self.cols, self.cols), (self.rows, self.rows)
+        return {"in_features": Equal(self.in_features), "out_features": Equal(self.out_features),
+                "bias": Equal(self.bias), "form": Equal(self.form),
+                **{key: Count() for key in ("step", "refused", "resets", "stabilized",
+                                            "fallbacks")},
+                "reset_flags": ListOf(Choice((True, False)), length=2),
+                "phase": Choice(("second", "first")),
+                "losses": ListOf(Real(), max_length=self.hybrid_window),
+                "J_A": Array(A, optional=True, together="inverses"),
+                "J_G": Array(G, optional=True, together="inverses"),
+                "F_A": Array(A, optional=True, together="factors"),
+                "F_G": Array(G, optional=True, together="factors")}
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        for key in ("in_features", "out_features", "bias"):
-            if state[key] != getattr(self, key):
-                raise ValueError(f"state has {key}={state[key]!r}, this layer "
-                                 f"{getattr(self, key)!r}")
-        if state.get("form", self.form) != self.form:
-            raise ValueError(f"state has form={state['form']!r}, this layer {self.form!r}")
-        for key in ("step", "refused", "resets", "fallbacks"):
+        """Restore a :meth:`state_dict` of a layer of the same size and form.
+
+        The whole state is checked first: a bad one raises ``ValueError`` or
+        ``TypeError`` naming the key, and leaves this layer as it was.
+        """
+        check_state(state, self._state_spec(), type(self).__name__)
+        if state["F_A"] is not None and state["J_A"] is None:
+            raise ValueError("MKOR state: state['F_A'] and state['F_G'] must be None "
+                             "when state['J_A'] is None (factors without inverses)")
+        for key in ("step", "refused", "resets", "stabilized", "fallbacks"):
             setattr(self, key, int(state[key]))
-        self.stabilized = int(state.get("stabilized", 0))
-        self._reset_flags = [bool(f) for f in state.get("reset_flags", (True, True))]
+        self._reset_flags = [bool(f) for f in state["reset_flags"]]
         self.phase, self._losses = state["phase"], [float(x) for x in state["losses"]]
         if state["J_A"] is None:
             self._xp = self.dtype = self._J = self._F = None
@@ -468,11 +497,8 @@ class MKOR:
         xp = namespace_of(state["J_A"], "state['J_A']")
         self._xp, self.dtype = xp, state["J_A"].dtype
         self._J = [copy_array(xp, state["J_A"]), copy_array(xp, state["J_G"])]
-        self._F = (None if state.get("F_A") is None
+        self._F = (None if state["F_A"] is None
                    else [copy_array(xp, state["F_A"]), copy_array(xp, state["F_G"])])
-        if tuple(self._J[0].shape) != (self.cols, self.cols) or \
-                tuple(self._J[1].shape) != (self.rows, self.rows):
-            raise ValueError("state inverses do not match this layer's shapes")
 
     def __repr__(self) -> str:
         return (f"MKOR(in_features={self.in_features}, out_features={self.out_features}, "

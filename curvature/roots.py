@@ -113,6 +113,9 @@ def inverse_root(A: Any, p: int, *, eps: float = 0.0,
     ValueError
         NaN or Inf in ``A``; not a stack of square matrices; ``p`` not a
         positive integer; unknown ``method`` or ``eps_mode``; negative ``eps``.
+    TypeError
+        Complex ``A``, or a floating dtype other than float32 and float64
+        (float16 is refused: no eigendecomposition exists for it).
     RootError
         (a ValueError) The root failed and ``return_info`` is False: a
         non-positive eigenvalue after the shift (e.g. a singular matrix with
@@ -162,6 +165,11 @@ def inverse_root(A: Any, p: int, *, eps: float = 0.0,
             A = xp.astype(A, xp.float64)
         else:
             raise TypeError(f"A must be real; got dtype {A.dtype}")
+    if A.dtype not in (xp.float32, xp.float64):
+        # float16 (and other narrow floats): the linear algebra libraries have no
+        # eigh for them, and a root in 3 decimal digits fails RESIDUAL_THRESHOLD anyway.
+        raise TypeError(f"A must be float32 or float64, got dtype {A.dtype}; convert it with "
+                        "xp.astype(A, xp.float32) and cast the root back if needed")
     if not bool(xp.all(xp.isfinite(A))):
         raise ValueError("A contains NaN or Inf")
     # In place on the fresh sum: one temporary instead of two (this pass is a

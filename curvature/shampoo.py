@@ -13,11 +13,16 @@ from typing import Any, Sequence
 
 from array_api_compat import array_namespace
 
+from ._checks import check_finite_statistics, check_square_summable, refuse_complex
 from ._grafting import check_grafting, graft_direction
-from ._state import copy_array, copy_arrays
+from ._kron import check_positive
+from ._state import (Array, Arrays, Count, Equal, Where, check_state, copy_array,
+                     copy_arrays)
 from .roots import RootError, inverse_root
 
 __all__ = ["Shampoo"]
+
+_ROOT_METHODS = ("auto", "eigh", "newton")   # inverse_root's methods
 
 
 def _unfold(xp, X, mode):
@@ -79,7 +84,7 @@ class Shampoo:
         so no ``max_dim``-sized eigendecomposition is ever needed.
     graft_beta2, graft_eps : float
         Adam/AdaGrad constants of the grafted method.
-    root_method : str
+    root_method : {"auto", "eigh", "newton"}
         Passed to :func:`curvature.roots.inverse_root` as ``method``.
     max_failures : int
         A failed root keeps the previous roots; this many consecutive
@@ -126,8 +131,9 @@ class Shampoo:
             raise ValueError(f"shape must have positive entries, got {shape!r}")
         if not 0.0 < beta2 <= 1.0:
             raise ValueError(f"beta2 must be in (0, 1], got {beta2!r}")
-        if not eps >= 0.0:
-            raise ValueError(f"eps must be >= 0, got {eps!r}")
+        eps = check_positive("eps", eps, allow_zero=True)
+        if root_method not in _ROOT_METHODS:
+            raise ValueError(f"root_method must be one of {_ROOT_METHODS}, got {root_method!r}")
         for name, value in (("update_freq", update_freq), ("start", start),
                             ("max_dim", max_dim), ("max_failures", max_failures)):
             if not isinstance(value, int) or value < 1:
@@ -153,11 +159,25 @@ class Shampoo:
 
     # --- the update -----------------------------------------------------
     def update(self, grad: Any) -> Any:
-        """Accumulate ``grad`` and return the direction (same shape and namespace)."""
+        """Accumulate ``grad`` and return the direction (same shape and namespace).
+
+        Raises
+        ------
+        ValueError
+            Wrong shape, NaN or Inf, or a gradient whose squares (or the summed
+            factors) overflow the dtype; the state is unchanged.
+        TypeError
+            A complex gradient.
+        """
         xp = array_namespace(grad)
         if tuple(grad.shape) != self.param_shape:
             raise ValueError(f"gradient shape {tuple(grad.shape)} != {self.param_shape}")
+        refuse_complex(xp, grad, "gradient")
         _check_finite(xp, grad)
+        # sum(grad**2) is the trace of each new factor term and bounds the grafting's
+        # second moment; the summed factors (beta2 = 1) are checked in _accumulate.
+        check_square_summable(xp, grad, "grad", "Shampoo",
+                              dtype=grad.dtype if self.dtype is None else self.dtype)
         if self._xp is None:
             self._xp, self.dtype = xp, grad.dtype
         grad = xp.astype(grad, self.dtype)
@@ -187,12 +207,14 @@ class Shampoo:
             new.append(xp.sum(U * U, axis=1) if diagonal
                        else xp.matmul(U, xp.matrix_transpose(U)))
         if self.factors is None:
-            self.factors = [(1.0 - self.beta2) * F if self.beta2 < 1.0 else F for F in new]
+            factors = [(1.0 - self.beta2) * F if self.beta2 < 1.0 else F for F in new]
         elif self.beta2 == 1.0:
-            self.factors = [F + N for F, N in zip(self.factors, new)]
+            factors = [F + N for F, N in zip(self.factors, new)]
         else:
-            self.factors = [self.beta2 * F + (1.0 - self.beta2) * N
-                            for F, N in zip(self.factors, new)]
+            factors = [self.beta2 * F + (1.0 - self.beta2) * N
+                       for F, N in zip(self.factors, new)]
+        check_finite_statistics(xp, factors, "the factors", "Shampoo")
+        self.factors = factors
 
     def _refresh_roots(self, xp):
         roots = []
@@ -263,11 +285,23 @@ class Shampoo:
             "graft_state": copy_array(xp, self.graft_state) if xp is not None else None,
         }
 
+    def _state_spec(self) -> dict:
+        """What :meth:`load_state_dict` accepts (see :func:`linsolve._state.check_state`)."""
+        modes = tuple((n,) if diagonal else (n, n)
+                      for n, diagonal in zip(self.param_shape, self.diagonal))
+        return {"param_shape": Equal(list(self.param_shape)), "step": Count(),
+                "failures": Count(), "factors": Arrays(modes), "roots": Arrays(modes),
+                "graft_state": (Array(self.param_shape, optional=True)
+                                if self.grafting in ("adam", "adagrad")
+                                else Where(lambda v: v is None, "None (no grafting state)"))}
+
     def load_state_dict(self, state: dict) -> None:
-        """Restore a :meth:`state_dict`; later updates continue bit for bit."""
-        if tuple(state["param_shape"]) != self.param_shape:
-            raise ValueError(f"state is for shape {tuple(state['param_shape'])}, "
-                             f"not {self.param_shape}")
+        """Restore a :meth:`state_dict`; later updates continue bit for bit.
+
+        The whole state is checked first: a bad one raises ``ValueError`` or
+        ``TypeError`` naming the key, and leaves this object as it was.
+        """
+        check_state(state, self._state_spec(), type(self).__name__)
         arrays = [a for key in ("factors", "roots") for a in (state[key] or [])]
         if state["graft_state"] is not None:
             arrays.append(state["graft_state"])

@@ -16,7 +16,9 @@ from typing import Any, Sequence
 
 from array_api_compat import array_namespace
 
-from ._state import copy_array, copy_arrays
+from ._checks import check_positive_int, check_square_summable, linalg_failure, refuse_complex
+from ._kron import check_positive
+from ._state import Array, Arrays, Count, Equal, check_state, copy_array, copy_arrays
 from .shampoo import _check_finite, _cycle_modes, _unfold
 
 __all__ = ["SOAP"]
@@ -30,7 +32,9 @@ class SOAP:
     shape : tuple of int
         Parameter shape.
     beta1, beta2, eps : float
-        Adam's constants. The direction is ``m_hat / (sqrt(v_hat) + eps)``
+        Adam's constants, ``0 <= beta < 1`` and ``eps > 0`` (Kingma and Ba's
+        eps is a positive constant: with ``eps = 0`` a coordinate whose
+        second moment is zero divides zero by zero). The direction is ``m_hat / (sqrt(v_hat) + eps)``
         in the rotated basis, rotated back (Kingma and Ba's placement of
         eps; the reference code adds eps before bias correction, a
         ``sqrt(1 - beta2^t)`` rescaling of eps).
@@ -39,7 +43,8 @@ class SOAP:
     shampoo_beta : float, optional
         EMA constant of the factors; default ``beta2`` (as the reference code).
     max_dim : int
-        Modes longer than this are not rotated (identity basis on that mode).
+        Modes longer than this are not rotated (identity basis on that mode);
+        a positive int.
     precondition_1d : bool
         Rotate 1-D parameters too (default False, as the reference code:
         their factor is a full ``d x d`` matrix).
@@ -90,7 +95,9 @@ class SOAP:
         if not isinstance(precondition_frequency, int) or precondition_frequency < 1:
             raise ValueError("precondition_frequency must be a positive int, "
                              f"got {precondition_frequency!r}")
-        self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
+        self.beta1, self.beta2 = float(beta1), float(beta2)
+        self.eps = check_positive("eps", eps)
+        max_dim = check_positive_int("max_dim", max_dim)
         self.shampoo_beta = float(shampoo_beta)
         self.precondition_frequency = precondition_frequency
         self.max_dim = max_dim
@@ -120,11 +127,26 @@ class SOAP:
 
     # --- the update -----------------------------------------------------
     def update(self, grad: Any) -> Any:
-        """Return the SOAP direction for ``grad`` (same shape and namespace)."""
+        """Return the SOAP direction for ``grad`` (same shape and namespace).
+
+        Raises
+        ------
+        ValueError
+            Wrong shape, NaN or Inf, or a gradient whose squares overflow its
+            dtype (the factors and the second moment would); the state is
+            unchanged.
+        TypeError
+            A complex gradient.
+        """
         xp = array_namespace(grad)
         if tuple(grad.shape) != self.param_shape:
             raise ValueError(f"gradient shape {tuple(grad.shape)} != {self.param_shape}")
+        refuse_complex(xp, grad, "gradient")
         _check_finite(xp, grad)
+        # Every statistic is an average of the gradient's squares or outer products,
+        # bounded by sum(grad**2) (trace of each factor; the rotations are orthogonal).
+        check_square_summable(xp, grad, "grad", "SOAP",
+                              dtype=grad.dtype if self.dtype is None else self.dtype)
         if self._xp is None:
             self._xp, self.dtype = xp, grad.dtype
         grad = xp.astype(grad, self.dtype)
@@ -166,7 +188,8 @@ class SOAP:
             if F is None:
                 self.bases.append(None)
                 continue
-            _, Q = xp.linalg.eigh(F)
+            with linalg_failure("SOAP"):
+                _, Q = xp.linalg.eigh(F)
             self.bases.append(xp.flip(Q, axis=1))   # descending eigenvalues
 
     def _refresh_basis(self, xp):
@@ -178,7 +201,8 @@ class SOAP:
             order = xp.argsort(estimated, descending=True)
             Q = xp.take(Q, order, axis=1)
             exp_avg_sq = xp.take(exp_avg_sq, order, axis=mode)
-            self.bases[mode], _ = xp.linalg.qr(xp.matmul(F, Q))
+            with linalg_failure("SOAP", "QR power step"):
+                self.bases[mode], _ = xp.linalg.qr(xp.matmul(F, Q))
         self.exp_avg_sq = exp_avg_sq
 
     # --- operator interface ---------------------------------------------
@@ -214,11 +238,24 @@ class SOAP:
             "bases": copy_arrays(xp, self.bases),
         }
 
+    def _state_spec(self) -> dict:
+        """What :meth:`load_state_dict` accepts (see :func:`linsolve._state.check_state`)."""
+        modes = tuple((n, n) if rotated else None
+                      for n, rotated in zip(self.param_shape, self.rotated))
+        shape = self.param_shape
+        return {"param_shape": Equal(list(shape)), "step": Count(),
+                "exp_avg": Array(shape, optional=True, together="moments"),
+                "exp_avg_sq": Array(shape, optional=True, together="moments"),
+                "factors": Arrays(modes, together="moments"),
+                "bases": Arrays(modes, together="moments")}
+
     def load_state_dict(self, state: dict) -> None:
-        """Restore a :meth:`state_dict`; later updates continue bit for bit."""
-        if tuple(state["param_shape"]) != self.param_shape:
-            raise ValueError(f"state is for shape {tuple(state['param_shape'])}, "
-                             f"not {self.param_shape}")
+        """Restore a :meth:`state_dict`; later updates continue bit for bit.
+
+        The whole state is checked first: a bad one raises ``ValueError`` or
+        ``TypeError`` naming the key, and leaves this object as it was.
+        """
+        check_state(state, self._state_spec(), type(self).__name__)
         self.step = int(state["step"])
         if state["exp_avg"] is None:
             self._xp = self.dtype = None

@@ -79,14 +79,39 @@ def working_dtype(xp, b, *operators):
     return result
 
 
+def check_real_numeric(name: str, dtype) -> None:
+    """TypeError unless ``dtype`` is boolean, integer or real floating, naming the fix.
+
+    Object and string arrays would otherwise fail deep inside NumPy or
+    scipy (or, for object arrays, be solved in slow, silent Python
+    arithmetic); complex ones would lose their imaginary part.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> check_real_numeric("b", np.dtype(np.float16))
+    >>> check_real_numeric("b", np.dtype(object))
+    Traceback (most recent call last):
+    ...
+    TypeError: b has dtype object; it must be a real numeric array: convert it with numpy.asarray(b, dtype=float)
+    """
+    kind = getattr(dtype, "kind", None)  # NumPy and CuPy dtypes; array-API ones are numeric
+    if kind == "c":
+        raise TypeError(f"{name} has complex dtype {dtype}; the solvers are real")
+    if kind is not None and kind not in "biuf":
+        raise TypeError(f"{name} has dtype {dtype}; it must be a real numeric array: convert it "
+                        f"with numpy.asarray({name}, dtype=float)")
+
+
 def as_rhs(b, name: str = "b"):
     """Return ``(xp, b)`` with ``b`` 1-D; accepts shape ``(n,)`` or ``(n, 1)``."""
+    if isinstance(b, (str, bytes)):
+        raise TypeError(f"{name} must be a numeric array, got a {type(b).__name__}")
     if not is_array_api_obj(b):
         import numpy as np
 
         b = np.asarray(b)
-        if b.dtype == object:
-            raise TypeError(f"{name} must be a numeric array")
+    check_real_numeric(name, b.dtype)
     xp = array_namespace(b)
     if b.ndim == 2 and b.shape[1] == 1:
         b = xp.reshape(b, (b.shape[0],))

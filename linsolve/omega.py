@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -26,6 +27,8 @@ import numpy as np
 from . import omega_bandits as _tsallis
 from . import omega_contextual as _ctx
 from ._sparse import checked_csr
+from ._state import (Array, Count, Equal, GeneratorState, ListOf, Nested, Real, Where,
+                     check_state)
 from .result import SolveResult
 
 DEFAULT_OMEGAS = np.linspace(1.0, 1.95, 20)
@@ -217,14 +220,51 @@ class _OmegaTuner:
                 "pending": None if self._pending is None else list(self._pending),
                 "history": [list(r) for r in self._history]}
 
+    def _state_spec(self) -> dict:
+        """What :meth:`load_state_dict` accepts (see :func:`linsolve._state.check_state`)."""
+        name = type(self).__name__
+        last_arm = self.n_arms - 1
+
+        def real(value):
+            return not isinstance(value, bool) and isinstance(value, numbers.Real) \
+                and math.isfinite(value)
+
+        def context_ok(context):  # what _check_context would have recorded (raises: False)
+            if context is None:
+                return self._check_context(None) is None
+            return real(context) and self._check_context(context) == context
+
+        def round_ok(entry):  # [context, arm, omega, cost], as state_dict writes it
+            context, arm, omega, cost = entry
+            Count(0, last_arm)("arm", arm, None)
+            return (context_ok(context) and real(omega) and omega == float(self.omegas[arm])
+                    and real(cost) and cost >= 0.0)
+
+        def pending_ok(entry):  # [arm, context, probability]
+            arm, context, prob = entry
+            Count(0, last_arm)("arm", arm, None)
+            return context_ok(context) and real(prob) and 0.0 < prob <= 1.0
+
+        return {"type": Equal(name, f": not a {name} state dict"),
+                "version": Equal(_FORMAT_VERSION),
+                "config": Equal(_plain(self._config()),
+                                ": state dict was saved by a tuner with a different "
+                                "configuration; use from_state_dict"),
+                "state": self._learner_spec(), "rng": GeneratorState(),
+                "pending": Where(lambda p: p is None or pending_ok(p),
+                                 f"None or [arm in [0, {last_arm}], context, probability "
+                                 "in (0, 1]]"),
+                "history": ListOf(Where(round_ok, f"[context, arm in [0, {last_arm}], that "
+                                                  "arm's omega, finite cost >= 0]"))}
+
     def load_state_dict(self, data: dict) -> None:
-        """Restore a :meth:`state_dict` taken from a tuner built with the same arguments."""
-        if data.get("type") != type(self).__name__ or data.get("version") != _FORMAT_VERSION:
-            raise ValueError(f"not a {type(self).__name__} state dict (version {_FORMAT_VERSION}): "
-                             f"type={data.get('type')!r}, version={data.get('version')!r}")
-        if data["config"] != _plain(self._config()):
-            raise ValueError("state dict was saved by a tuner with a different configuration: "
-                             f"{data['config']} vs {self._config()}; use from_state_dict")
+        """Restore a :meth:`state_dict` taken from a tuner built with the same arguments.
+
+        The whole state is checked first: a bad one raises ``ValueError`` or
+        ``TypeError`` naming the key, and leaves this tuner (and its Generator)
+        as it was.
+        """
+        check_state(data, self._state_spec(), type(self).__name__)
         self._state_from_dict(data["state"])
         name = data["rng"]["bit_generator"]
         if type(self._rng.bit_generator).__name__ != name:
@@ -307,6 +347,9 @@ class OmegaBandit(_OmegaTuner):
 
     def _state_from_dict(self, data):
         self.state = _tsallis.state_from_dict(data, self.n_arms)
+
+    def _learner_spec(self):
+        return _tsallis_spec(self.n_arms)
 
 
 class OmegaContextualBandit(_OmegaTuner):
@@ -425,6 +468,21 @@ class OmegaContextualBandit(_OmegaTuner):
             self.state = tuple(_tsallis.state_from_dict(d, self.n_arms) for d in data)
         else:
             self.state = _ctx.chebcb_from_dict(data, self.n_arms, self.degree)
+
+    def _learner_spec(self):
+        if self.method == "tsallis-bins":
+            return ListOf(_tsallis_spec(self.n_arms), length=self.n_bins)
+        m = self.degree + 1
+        return Nested({"gram": Array((self.n_arms, m, m), json=True),
+                       "moments": Array((self.n_arms, m), json=True), "t": Count(1),
+                       **{key: Real(minimum=0.0)
+                          for key in ("cost_max", "cost_min", "online_sq_error")}})
+
+
+def _tsallis_spec(n_arms: int):
+    """A Tsallis-INF learner state as :func:`linsolve.omega_bandits.state_to_dict` writes it."""
+    return Nested({"importance_sums": Array((n_arms,), json=True), "t": Count(1),
+                   "cost_sum": Real(minimum=0.0)})
 
 
 def jacobi_spectral_radius(A: Any, *, tol: float = 1e-10, seed: int = 0) -> float:

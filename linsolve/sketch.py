@@ -44,6 +44,9 @@ def as_generator(seed) -> np.random.Generator:
     if isinstance(seed, np.random.Generator):
         return seed
     if seed is None or (isinstance(seed, numbers.Integral) and not isinstance(seed, bool)):
+        if seed is not None and seed < 0:  # numpy's "expected non-negative integer" names nothing
+            raise ValueError(f"seed must be an int >= 0 (or None, or a numpy.random.Generator), "
+                             f"got {seed!r}")
         return np.random.default_rng(seed)
     raise TypeError(f"seed must be None, an int or a numpy.random.Generator, got {seed!r}")
 

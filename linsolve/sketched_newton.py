@@ -86,7 +86,9 @@ class _Evaluator:
             raise ValueError(f"problem.grad returned shape {grad.shape}, expected ({self.n},)")
         if c.shape != (self.m,) or G.shape != (self.m, self.n):
             raise ValueError(f"problem.cons/jac returned shapes {c.shape}/{G.shape}, expected "
-                             f"({self.m},)/({self.m}, {self.n})")
+                             f"({self.m},)/({self.m}, {self.n}): the number of constraints m "
+                             f"(fixed by cons(x0)) and the jac's shape (m, n) must not change "
+                             f"from one point to the next")
         return f, grad, c, G
 
     def hessian(self, x, lam):

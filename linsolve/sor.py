@@ -14,7 +14,8 @@ from cext import kernels_for
 
 from ._sparse import checked_csr
 from ._validate import (as_initial_guess, as_rhs, check_maxiter, check_nonnegative,
-                        reject_unknown_keywords, stopping_tolerance, working_dtype)
+                        check_real_numeric, reject_unknown_keywords, stopping_tolerance,
+                        working_dtype)
 from .result import SolveResult
 
 ORDERINGS = ("natural", "redblack", "multicolor")
@@ -50,14 +51,21 @@ class SorMatrix:
             if type(A).__module__.startswith("cupy"):
                 raise TypeError("sor runs on the CPU: pass a scipy.sparse matrix and numpy arrays")
             A = np.asarray(A)
+            check_real_numeric("A", A.dtype)
             if A.ndim != 2:
                 raise ValueError(f"A must be a square matrix, got shape {A.shape}")
-            A = sp.csr_matrix(A)
+            # as pcg: booleans, integers and float16 (which scipy.sparse cannot
+            # hold) are solved in float64
+            A = sp.csr_matrix(A if A.dtype in (np.float32, np.float64) else A.astype(np.float64))
         if A.shape[0] != A.shape[1]:
             raise ValueError(f"A must be square, got shape {A.shape}")
+        check_real_numeric("A", A.dtype)
         if dtype is None:
             dtype = np.float32 if A.dtype == np.float32 else np.float64
         csr = checked_csr(A, canonical=True)  # never the caller's arrays when it rewrites
+        if csr.dtype not in (np.float32, np.float64):
+            # a boolean A is its 0/1 values, as in pcg (and scipy); astype copies
+            csr = csr.astype(np.float64)
         n = csr.shape[0]
         index_dtype = np.int32 if csr.nnz < 2**31 - 1 else np.int64
         self.shape = csr.shape

@@ -52,7 +52,7 @@ def structures(draw):
     return indptr.astype(index_dtype), indices.astype(index_dtype), n_rows, n_cols
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, derandomize=True)  # CI sees fixed cases
 @given(structures())
 def test_numba_check_agrees_with_reference_and_scipy(structure):
     indptr, indices, n_rows, n_cols = structure

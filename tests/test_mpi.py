@@ -13,6 +13,7 @@ import functools
 import importlib.util
 import os
 import pathlib
+import re
 import subprocess
 import sys
 import time
@@ -109,3 +110,15 @@ def test_one_kernel_thread_per_rank_by_default(mpi):
     assert completed.returncode == 0, completed.stdout + completed.stderr
     pool = os.cpu_count()
     assert f"THREADS [(1, {pool}), (1, {pool})]" in completed.stdout, completed.stdout
+
+
+def test_mismatched_settings_raise_on_every_rank(mpi):
+    """Ranks passing different rtol, omega, variant, ... each raise ValueError; none hangs."""
+    completed = launch(2, "-m", "mpi4py", str(SCRIPTS / "mismatched_settings.py"), timeout=60)
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == 0, output
+    # the launcher may run the two ranks' lines together: match, do not split lines
+    seconds = dict(re.findall(r"MISMATCH-OK (\d) (\d+\.\d{3})", completed.stdout))
+    assert sorted(seconds) == ["0", "1"], output
+    # each mismatch raised at once (the script's slowest case), not after a timeout
+    assert all(float(value) < 10.0 for value in seconds.values()), seconds

@@ -19,7 +19,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["MPIComm", "SerialComm", "as_comm", "raise_collectively", "raise_if_any_rank", "world"]
+__all__ = ["MPIComm", "SerialComm", "as_comm", "check_same_settings", "raise_collectively",
+           "raise_if_any_rank", "world"]
 
 # Environment variables set by MPI launchers (MPICH/hydra, Open MPI, Slurm's PMI).
 _LAUNCHER_VARIABLES = ("PMI_SIZE", "PMI_RANK", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK")
@@ -246,7 +247,17 @@ def raise_collectively(comm, error: BaseException | None) -> None:
     class (``ValueError``/``TypeError``, else ``RuntimeError``) saying which
     rank failed and why, so no rank is left waiting in the next collective.
     """
-    reports = comm.allgather(None if error is None else (type(error).__name__, str(error)))
+    reports = comm.allgather(_report(error))
+    _raise_reported(reports, error)
+
+
+def _report(error: BaseException | None):
+    """What :func:`raise_collectively` sends of a rank's ``error``: ``(class name, message)``."""
+    return None if error is None else (type(error).__name__, str(error))
+
+
+def _raise_reported(reports: Sequence[Any], error: BaseException | None) -> None:
+    """Raise this rank's ``error``, or the first failing rank's report, from gathered reports."""
     if error is not None:
         raise error
     failed = [(rank, report) for rank, report in enumerate(reports) if report is not None]
@@ -276,3 +287,42 @@ def raise_if_any_rank(comm, error: BaseException | None) -> None:
     flag = comm.allreduce_sum(np.array([0.0 if error is None else 1.0]))[0]
     if flag > 0:
         raise_collectively(comm, error)
+
+
+_SETTINGS = "settings"  # the tag of a rank's report that it has no error
+
+
+def check_same_settings(comm, settings: dict[str, Any] | None,
+                        error: BaseException | None = None) -> None:
+    """Collective start of a distributed solve: every rank passed the same scalar settings.
+
+    One ``allgather`` of this rank's validated ``settings`` (name -> plain
+    value: ``rtol``, ``maxiter``, ``variant``, ...) and of its validation
+    ``error`` (or ``None``; ``settings`` may be ``None`` then). If some rank
+    failed, every rank raises as :func:`raise_collectively`; if the ranks
+    disagree on a setting, every rank raises the same ``ValueError`` naming
+    it, since ranks that run different iterations would wait for each other
+    in different collectives for ever.
+
+    Examples
+    --------
+    >>> check_same_settings(SerialComm(), {"rtol": 1e-8, "maxiter": 100})
+    >>> check_same_settings(SerialComm(), None, ValueError("rtol must be a real number >= 0"))
+    Traceback (most recent call last):
+    ...
+    ValueError: rtol must be a real number >= 0
+    """
+    # each rank sends ("settings", its settings) or, like raise_collectively,
+    # (error class name, message)
+    reports = comm.allgather(_report(error) or (_SETTINGS, settings))
+    failures = [None if kind == _SETTINGS else (kind, payload) for kind, payload in reports]
+    if error is not None or any(failure is not None for failure in failures):
+        _raise_reported(failures, error)
+    gathered = [given for _, given in reports]
+    names = sorted({name for given in gathered for name in given})
+    for name in names:
+        values = [given.get(name, "<not given>") for given in gathered]
+        if any(value != values[0] for value in values):
+            per_rank = ", ".join(f"{value!r} on rank {rank}" for rank, value in enumerate(values))
+            raise ValueError(f"ranks passed different {name}: {per_rank}; every rank must call "
+                             f"the distributed solver with the same {name}")

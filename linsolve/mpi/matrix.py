@@ -24,6 +24,7 @@ import scipy.sparse as sp
 from cext import kernels_for
 
 from .._sparse import checked_csr
+from .._validate import check_real_numeric
 from .comm import as_comm
 
 __all__ = ["DistCSR", "balanced_ranges"]
@@ -68,6 +69,17 @@ def _raise_if_marker(obj, root: int, error: BaseException | None):
         cls = {"ValueError": ValueError, "TypeError": TypeError}.get(obj[1], RuntimeError)
         raise cls(f"another rank had invalid input: rank {root}: {obj[1]}: {obj[2]}")
     return obj
+
+
+def _as_sparse(A, name: str):
+    """Sparse ``A`` structure-checked, or dense ``A`` as real CSR (float64 unless float32)."""
+    if sp.issparse(A):
+        return checked_csr(A, name)
+    A = np.asarray(A)
+    check_real_numeric(name, A.dtype)
+    # as linsolve.pcg: booleans, integers and float16 (which scipy.sparse
+    # cannot hold) become float64
+    return sp.csr_matrix(A if A.dtype in (np.float32, np.float64) else A.astype(np.float64))
 
 
 def _csr_arrays(block: sp.csr_matrix, dtype):
@@ -169,9 +181,10 @@ class DistCSR:
                         raise ValueError(f"A must be a square matrix, got shape {A.shape}")
                 if A.shape[0] != A.shape[1]:
                     raise ValueError(f"A must be square, got shape {A.shape}")
-                if np.iscomplexobj(A.data if sp.issparse(A) else A):
+                # by dtype: a DOK matrix has no .data, a LIL one's is an object array
+                if np.dtype(A.dtype).kind == "c":
                     raise TypeError("complex matrices are not supported; the solvers are real")
-                csr = sp.csr_matrix(checked_csr(A) if sp.issparse(A) else A)
+                csr = sp.csr_matrix(_as_sparse(A, "A"))
                 n = csr.shape[0]
                 cuts = (balanced_ranges(n, comm.size) if ranges is None
                         else _check_ranges(ranges, n, comm.size))
@@ -192,7 +205,7 @@ class DistCSR:
         comm = as_comm(comm)
         error = None
         try:
-            rows = sp.csr_matrix(checked_csr(rows, "rows") if sp.issparse(rows) else rows)
+            rows = sp.csr_matrix(_as_sparse(rows, "rows"))
             if np.iscomplexobj(rows.data):
                 raise TypeError("complex matrices are not supported; the solvers are real")
             shape = (rows.shape[0], rows.shape[1])

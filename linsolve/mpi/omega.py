@@ -14,6 +14,7 @@ import dataclasses
 from typing import Any
 
 from ..result import SolveResult
+from .comm import check_same_settings
 from .matrix import DistCSR, _error_marker, _raise_if_marker
 
 __all__ = ["tuned_solve", "SOLVERS"]
@@ -59,17 +60,27 @@ def tuned_solve(tuner: Any, A: DistCSR, b: Any, context=None, solver: str = "sor
     from .pcg import pcg
     from .sor import BlockSOR, sor
 
-    if solver not in SOLVERS:
-        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
     if not isinstance(A, DistCSR):
         raise TypeError(f"A must be a linsolve.mpi.DistCSR, got {type(A).__name__}")
     comm = A.comm
     rtol = kwargs.pop("rtol", 1e-8)
     maxiter = kwargs.pop("maxiter", None)
-    if maxiter is None:
-        maxiter = 10 * A.shape[0]
-    if isinstance(maxiter, bool) or not isinstance(maxiter, int) or maxiter < 1:
-        raise ValueError(f"maxiter must be a positive int, got {maxiter!r}")
+    settings = error = None
+    try:  # a bad argument on one rank raises on all of them, in check_same_settings
+        if solver not in SOLVERS:
+            raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
+        if maxiter is None:
+            maxiter = 10 * A.shape[0]
+        if isinstance(maxiter, bool) or not isinstance(maxiter, int) or maxiter < 1:
+            raise ValueError(f"maxiter must be a positive int, got {maxiter!r}")
+        if isinstance(root, bool) or not isinstance(root, int) or not 0 <= root < comm.size:
+            raise ValueError(f"root must be a rank in [0, {comm.size}), got {root!r}")
+        # rtol and the solver's own keywords are compared by that solver's check
+        settings = {"solver": f"linsolve.mpi.tuned_solve({solver!r})", "root": root,
+                    "maxiter": maxiter}
+    except (ValueError, TypeError) as caught:
+        error = caught
+    check_same_settings(comm, settings, error)
     choice = error = None
     if comm.rank == root:
         try:

@@ -27,7 +27,12 @@ wrong length, ``M`` returning the wrong shape or raising) are not raised on
 the spot, which would leave the other ranks waiting in the next
 ``Allreduce``: every reduction carries one more number, a "this rank
 failed" flag, and once it is set every rank raises (the failing one its own
-exception, the others "another rank had invalid input: ...").
+exception, the others "another rank had invalid input: ..."). The
+arguments themselves are checked in one collective before the first
+reduction (:func:`~linsolve.mpi.comm.check_same_settings`): a bad argument
+on any rank, or ranks passing different ``rtol``, ``atol``, ``maxiter``,
+``variant``, ``check_every`` or one ``M`` but not another, raise on every
+rank.
 """
 
 from __future__ import annotations
@@ -39,10 +44,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .._validate import (check_maxiter, check_nonnegative, reject_unknown_keywords,
-                         stopping_tolerance)
+from .._validate import (check_maxiter, check_nonnegative, check_real_numeric,
+                         reject_unknown_keywords, stopping_tolerance)
 from ..result import SolveResult
-from .comm import raise_collectively
+from .comm import check_same_settings, raise_collectively
 from .matrix import DistCSR
 
 __all__ = ["pcg", "VARIANTS"]
@@ -56,13 +61,14 @@ _DRIFT_FACTOR = 2.0       # as linsolve.pcg
 
 def local_vector(A: DistCSR, v, name: str) -> np.ndarray:
     """``v`` as this rank's rows: a local vector, or a global one every rank holds."""
+    if isinstance(v, (str, bytes)):
+        raise TypeError(f"{name} must be a numeric array, got a {type(v).__name__}")
     v = np.asarray(v)
+    check_real_numeric(name, v.dtype)
     if v.ndim == 2 and v.shape[1] == 1:
         v = v.reshape(-1)
     if v.ndim != 1:
         raise ValueError(f"{name} must be 1-D, got shape {v.shape}")
-    if v.dtype == object or np.iscomplexobj(v):
-        raise TypeError(f"{name} must be a real numeric array")
     if v.shape[0] == A.n_local:
         return np.array(v, dtype=A.dtype)
     if v.shape[0] == A.shape[0]:
@@ -148,20 +154,30 @@ def pcg(A: DistCSR, b: Any, x0: Any = None, *, M: Any = None, rtol: float = 1e-5
     (True, 25)
     """
     start = time.perf_counter()
-    reject_unknown_keywords("pcg", kwargs)
     if not isinstance(A, DistCSR):
         raise TypeError(f"A must be a linsolve.mpi.DistCSR, got {type(A).__name__}; build one "
                         "with DistCSR.from_global or DistCSR.from_rows")
-    if variant not in VARIANTS:
-        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
-    rtol = check_nonnegative("rtol", rtol)
-    atol = check_nonnegative("atol", atol)
-    if check_every is not None and (not isinstance(check_every, int) or check_every < 1):
-        raise ValueError(f"check_every must be a positive int or None, got {check_every!r}")
-    maxiter = check_maxiter(maxiter, 10 * A.shape[0])
-    M = _as_preconditioner(M)
-    b, x, error = local_start(A, b, x0)  # error: raised everywhere by _DistPCG's first reduction
-    solver = _DistPCG(A, M, b, x, rtol, atol, maxiter, callback, monitor, check_every, error)
+    settings = None
+    try:  # a bad argument on one rank raises on all of them, in check_same_settings
+        reject_unknown_keywords("pcg", kwargs)
+        if variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+        rtol = check_nonnegative("rtol", rtol)
+        atol = check_nonnegative("atol", atol)
+        if check_every is not None and (isinstance(check_every, bool)
+                                        or not isinstance(check_every, int) or check_every < 1):
+            raise ValueError(f"check_every must be a positive int or None, got {check_every!r}")
+        maxiter = check_maxiter(maxiter, 10 * A.shape[0])
+        M = _as_preconditioner(M)
+        b, x, error = local_start(A, b, x0)
+        settings = {"solver": "linsolve.mpi.pcg", "rtol": rtol, "atol": atol, "maxiter": maxiter,
+                    "variant": variant, "check_every": check_every,
+                    "preconditioned": M is not None}
+    except (ValueError, TypeError) as caught:
+        error = caught
+    # the one collective before the iteration: same settings everywhere, or an error on all
+    check_same_settings(A.comm, settings, error)
+    solver = _DistPCG(A, M, b, x, rtol, atol, maxiter, callback, monitor, check_every)
     if variant == "standard":
         return solver.run_standard(start)
     return solver.run_single_reduction(start, pipelined=variant == "pipelined")

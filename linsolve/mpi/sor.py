@@ -29,7 +29,7 @@ from .._validate import (check_maxiter, check_nonnegative, reject_unknown_keywor
 from ..precond import ssor as _ssor
 from ..result import SolveResult
 from ..sor import SorMatrix, sor_verdict
-from .comm import raise_if_any_rank
+from .comm import check_same_settings, raise_if_any_rank
 from .matrix import DistCSR
 from .pcg import local_start
 
@@ -156,16 +156,27 @@ def sor(A: DistCSR, b: Any, omega: float = 1.0, x0: Any = None, *, rtol: float =
     (True, 'CONVERGED_RTOL')
     """
     start = time.perf_counter()
-    reject_unknown_keywords("sor", kwargs)
-    rtol = check_nonnegative("rtol", rtol)
-    atol = check_nonnegative("atol", atol)
-    dtol = check_nonnegative("dtol", dtol)
-    omega = _check_omega(omega)
+    if not isinstance(A, (BlockSOR, DistCSR)):
+        raise TypeError(f"A must be a linsolve.mpi.DistCSR or BlockSOR, got {type(A).__name__}; "
+                        "build one with DistCSR.from_global or DistCSR.from_rows")
+    dist = A.A if isinstance(A, BlockSOR) else A
+    settings = None
+    try:  # a bad argument (or b of the wrong length) on one rank raises on all of them
+        reject_unknown_keywords("sor", kwargs)
+        rtol = check_nonnegative("rtol", rtol)
+        atol = check_nonnegative("atol", atol)
+        dtol = check_nonnegative("dtol", dtol)
+        omega = _check_omega(omega)
+        maxiter = check_maxiter(maxiter, 10 * dist.shape[0])
+        b, x, error = local_start(dist, b, x0)
+        settings = {"solver": "linsolve.mpi.sor", "rtol": rtol, "atol": atol, "dtol": dtol,
+                    "omega": omega, "maxiter": maxiter, "symmetric": bool(symmetric)}
+    except (ValueError, TypeError) as caught:
+        error = caught
+    # the one collective before the sweeps: same settings everywhere, or an error on all
+    check_same_settings(dist.comm, settings, error)
     blocks = A if isinstance(A, BlockSOR) else BlockSOR(A, omega)
     A = blocks.A
-    maxiter = check_maxiter(maxiter, 10 * A.shape[0])
-    b, x, error = local_start(A, b, x0)
-    raise_if_any_rank(A.comm, error)  # a wrong length on one rank raises on all
     bnorm = A.norm(b)
     tol, reason_converged = stopping_tolerance(rtol, atol, bnorm)
     show = monitor and A.comm.rank == 0

@@ -15,6 +15,7 @@ import numbers
 from array_api_compat import array_namespace, is_array_api_obj
 
 from .._sparse import checked_csr
+from .._validate import check_real_numeric
 
 
 class Preconditioner:
@@ -123,6 +124,7 @@ def float_dtype(xp, dtype):
     name = str(dtype)
     if "complex" in name:
         raise TypeError(f"complex dtype {dtype} is not supported; the preconditioners are real")
+    check_real_numeric("A", dtype)  # object and string arrays
     return xp.float32 if name.endswith("float32") else xp.float64
 
 
@@ -157,8 +159,13 @@ def scipy_csr(A, name: str = "A"):
             raise TypeError(f"{name} must be a scipy sparse matrix (or a NumPy array), "
                             f"got {type(A).__name__}")
     check_square(A, name)
+    check_real_numeric(name, A.dtype)
     if is_scipy_sparse(A):
         A = checked_csr(A, name)
+    elif A.dtype not in (np.float32, np.float64):
+        # as pcg: booleans, integers and float16 (which scipy.sparse cannot
+        # hold) become float64
+        A = A.astype(np.float64)
     csr = sp.csr_array(A, copy=True)
     if csr.dtype.kind == "c":
         raise TypeError(f"complex dtype {csr.dtype} is not supported; the preconditioners are real")

@@ -53,6 +53,8 @@ def amg(A: Any, **opts) -> AMG:
     ------
     ImportError
         pyamg is not installed (``pip install 'curvature-linsolve[amg]'``).
+    ValueError
+        ``A`` has a NaN or Inf entry, or a diagonal entry ``<= 0`` (named).
 
     Examples
     --------
@@ -71,6 +73,17 @@ def amg(A: Any, **opts) -> AMG:
         raise ImportError("amg() needs pyamg: pip install 'curvature-linsolve[amg]'") from err
     check_square(A)
     csr = scipy_csr(A)
+    # pyamg builds a hierarchy of NaNs from these without a word
+    finite = np.isfinite(csr.data)
+    if not finite.all():
+        row = int(np.searchsorted(csr.indptr, np.argmin(finite), side="right") - 1)
+        raise ValueError(f"A has a NaN or Inf entry in row {row}: amg() needs a finite "
+                         "symmetric positive definite matrix")
+    diagonal = csr.diagonal()
+    if np.any(diagonal <= 0):
+        row = int(np.argmax(diagonal <= 0))
+        raise ValueError(f"A[{row}, {row}] = {diagonal[row]}: amg() needs every diagonal entry "
+                         "> 0 (A symmetric positive definite; store the diagonal explicitly)")
     dtype = float_dtype(array_namespace(np.empty(0)), csr.dtype)
     hierarchy = pyamg.smoothed_aggregation_solver(csr, **opts)
     return AMG(hierarchy, dtype)

@@ -83,6 +83,9 @@ def lanczos_bounds(operator, steps: int = _LANCZOS_STEPS, seed: int = 0) -> tupl
     [1.0, 5.0]
     """
     xp, n = operator.xp, operator.shape[0]
+    if n == 0:
+        raise ValueError("A is 0 x 0: it has no spectrum to estimate; pass bounds=(lo, hi) "
+                         "to chebyshev() yourself")
     rng = np.random.default_rng(seed)
     v = xp.asarray(rng.standard_normal(n), dtype=operator.dtype)
     v = v / math.sqrt(float(xp.sum(v * v)))
