@@ -130,7 +130,7 @@ def _parse_refine(text: str) -> dict[str, int]:
     for item in filter(None, (part.strip() for part in text.split(","))):
         name, _, level = item.partition("=")
         name = MATRIX_ALIASES.get(name.strip(), name.strip())
-        if (name not in FEM_MATRICES or not level.strip().isdigit()
+        if (name not in FEM_MATRICES or not level.strip().isdecimal()
                 or int(level) < MIN_REFINE[name]):
             raise InputError(f"--refine takes NAME=LEVEL with NAME one of "
                              f"{', '.join(FEM_MATRICES)} and LEVEL >= "

@@ -203,13 +203,15 @@ class _LoadProbe:
         return busy / self._tick
 
     def _instant_others(self) -> float:
-        # /proc/loadavg's "running/total": runnable tasks now, ourselves included
+        # /proc/loadavg's "running/total": runnable tasks now on the whole host,
+        # ourselves included; scaled to the share of the host's CPUs we may use
         try:
             with open("/proc/loadavg", "rb") as loadavg:
                 running = int(loadavg.read().split()[3].split(b"/")[0])
         except (OSError, ValueError, IndexError):
             return 0.0
-        return float(max(0, running - 1))
+        share = available_cores() / max(os.cpu_count() or 1, available_cores())
+        return float(max(0, running - 1)) * share
 
     def others(self) -> float:
         """Estimated number of cores busy with other processes' work."""

@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import math
-import operator
 
 import numpy as np
 from array_api_compat import array_namespace
 
+from linsolve._validate import as_int
+
 
 def check_positive_int(name: str, value) -> int:
     """``value`` as an int >= 1: TypeError for non-integers (bools included), else ValueError."""
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}") from None
+    value = as_int(name, value)
     if value < 1:
         raise ValueError(f"{name} must be >= 1, got {value}")
     return value

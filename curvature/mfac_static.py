@@ -21,11 +21,12 @@ divided by the damping.
 
 from __future__ import annotations
 
-import operator
 from typing import Any
 
 import numpy as np
 from array_api_compat import array_namespace, is_numpy_namespace
+
+from linsolve._validate import as_int
 
 from ._checks import check_square_summable, linalg_failure, namespace_of, refuse_complex
 from .mfac import _check_damping
@@ -159,12 +160,7 @@ class MFACStatic:
     def _index(self, i, name: str = "i") -> int:
         """``i`` as an index into ``range(d)`` (negative counts from the end, as in
         Python); TypeError for a non-integer, IndexError naming the valid range."""
-        if isinstance(i, bool):
-            raise TypeError(f"{name} must be an int, got {i!r}")
-        try:
-            i = operator.index(i)
-        except TypeError:
-            raise TypeError(f"{name} must be an int, got {type(i).__name__}") from None
+        i = as_int(name, i)
         if not -self._d <= i < self._d:
             raise IndexError(f"MFACStatic: {name}={i} is out of range for the {self._d} x "
                              f"{self._d} inverse; valid indices are {-self._d}..{self._d - 1}")

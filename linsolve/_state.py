@@ -33,13 +33,14 @@ from __future__ import annotations
 import contextlib
 import math
 import numbers
-import operator
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 from array_api_compat import array_namespace, is_array_api_obj
+
+from ._validate import as_int
 
 _BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 
@@ -49,19 +50,19 @@ def dtype_name(dtype) -> str:
     return str(getattr(dtype, "name", dtype)).rsplit(".", 1)[-1]
 
 
-def _plain(obj):
+def plain(obj):
     # tuples as lists, NumPy scalars as Python numbers: the form a state compares in
     if isinstance(obj, Mapping):
-        return {k: _plain(v) for k, v in obj.items()}
+        return {k: plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
+        return [plain(v) for v in obj]
     if isinstance(obj, np.generic):
         return obj.item()
     return obj
 
 
 def _same(a, b) -> bool:
-    a, b = _plain(a), _plain(b)
+    a, b = plain(a), plain(b)
     if isinstance(a, bool) != isinstance(b, bool):
         return False
     if isinstance(a, dict) and isinstance(b, dict):
@@ -92,7 +93,7 @@ class Equal:
 
     def __call__(self, name, value, seen):
         if not _same(value, self.value):
-            raise ValueError(f"{name} must be {_plain(self.value)!r} (this object's "
+            raise ValueError(f"{name} must be {plain(self.value)!r} (this object's "
                              f"configuration), got {value!r}{self.hint}")
 
 
@@ -104,12 +105,7 @@ class Count:
     maximum: int | None = None
 
     def __call__(self, name, value, seen):
-        if isinstance(value, bool):
-            raise TypeError(f"{name} must be an int, got {value!r}")
-        try:
-            value = operator.index(value)
-        except TypeError:
-            raise TypeError(f"{name} must be an int, got {type(value).__name__}") from None
+        value = as_int(name, value)
         if value < self.minimum or (self.maximum is not None and value > self.maximum):
             upper = "" if self.maximum is None else f" and <= {self.maximum}"
             raise ValueError(f"{name} must be an int >= {self.minimum}{upper}, got {value}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import operator
 
 from array_api_compat import array_namespace, is_array_api_obj
 
@@ -48,6 +49,26 @@ def stopping_tolerance(rtol: float, atol: float, bnorm: float) -> tuple[float, s
     """
     tol = max(rtol * bnorm, atol)
     return tol, ("CONVERGED_RTOL" if rtol * bnorm >= atol else "CONVERGED_ATOL")
+
+
+def as_int(name: str, value) -> int:
+    """``value`` as an int; TypeError naming ``name`` for non-integers (bools included).
+
+    Examples
+    --------
+    >>> as_int("step", 3)
+    3
+    >>> as_int("step", 2.0)
+    Traceback (most recent call last):
+    ...
+    TypeError: step must be an int, got float
+    """
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}") from None
 
 
 def check_maxiter(maxiter, default: int) -> int:

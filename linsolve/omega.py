@@ -28,7 +28,7 @@ from . import omega_bandits as _tsallis
 from . import omega_contextual as _ctx
 from ._sparse import checked_csr
 from ._state import (Array, Count, Equal, GeneratorState, ListOf, Nested, Real, Where,
-                     check_state)
+                     check_state, plain)
 from .result import SolveResult
 
 DEFAULT_OMEGAS = np.linspace(1.0, 1.95, 20)
@@ -216,7 +216,7 @@ class _OmegaTuner:
         return {"type": type(self).__name__, "version": _FORMAT_VERSION,
                 "config": self._config(), "state": self._state_to_dict(),
                 "rng": {"bit_generator": type(bit_generator).__name__,
-                        "state": _plain(bit_generator.state)},
+                        "state": plain(bit_generator.state)},
                 "pending": None if self._pending is None else list(self._pending),
                 "history": [list(r) for r in self._history]}
 
@@ -247,7 +247,7 @@ class _OmegaTuner:
 
         return {"type": Equal(name, f": not a {name} state dict"),
                 "version": Equal(_FORMAT_VERSION),
-                "config": Equal(_plain(self._config()),
+                "config": Equal(plain(self._config()),
                                 ": state dict was saved by a tuner with a different "
                                 "configuration; use from_state_dict"),
                 "state": self._learner_spec(), "rng": GeneratorState(),
@@ -262,7 +262,9 @@ class _OmegaTuner:
 
         The whole state is checked first: a bad one raises ``ValueError`` or
         ``TypeError`` naming the key, and leaves this tuner (and its Generator)
-        as it was.
+        as it was. A loaded state sets the Generator's state; when it was saved
+        from another bit generator, the tuner gets a new Generator of that kind
+        (a Generator passed in at construction is then no longer advanced).
         """
         check_state(data, self._state_spec(), type(self).__name__)
         self._state_from_dict(data["state"])
@@ -281,17 +283,6 @@ class _OmegaTuner:
         tuner = cls(**data["config"])
         tuner.load_state_dict(data)
         return tuner
-
-
-def _plain(obj):
-    """Tuples to lists, NumPy scalars to Python numbers (JSON's vocabulary)."""
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return obj
 
 
 class OmegaBandit(_OmegaTuner):

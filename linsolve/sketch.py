@@ -31,7 +31,7 @@ from cext import kernels_for
 from ._sparse import checked_csr
 from ._validate import (as_initial_guess, as_rhs, check_maxiter, check_nonnegative,
                         reject_unknown_keywords, stopping_tolerance, working_dtype)
-from .result import SolveResult
+from .result import SolveResult, grown_history
 
 SKETCHES = ("rows", "gaussian", "countsketch")
 SAMPLINGS = ("norms", "uniform")
@@ -282,14 +282,6 @@ def sketch_solve(A: Any, b: Any, x0: Any = None, *, sketch: str = "rows", sketch
     else:
         probabilities = np.full(m, 1.0 / max(m, 1))
 
-    def room(norms, filled, size):
-        # the history grows (doubling) with the steps run, never sized from maxiter
-        if size <= norms.shape[0]:
-            return norms
-        grown = np.empty(max(2 * norms.shape[0], size))
-        grown[:filled] = norms[:filled]
-        return grown
-
     k = 0
     matvecs = 1
     norms = np.empty(min(maxiter, _CHUNK) + 1)
@@ -324,7 +316,7 @@ def sketch_solve(A: Any, b: Any, x0: Any = None, *, sketch: str = "rows", sketch
             count = min(_CHUNK, maxiter - k, check_every - k % check_every)
             rows = rng.choice(m, size=count, p=probabilities).astype(np.int64)
             csc = system.csc
-            norms = room(norms, k + 1, k + count + 1)
+            norms = grown_history(norms, k + 1, k + count + 1)
             running[0] = -1.0  # a block starts from the exact ||r||^2
             position = 0
             while position < count:
@@ -365,7 +357,7 @@ def sketch_solve(A: Any, b: Any, x0: Any = None, *, sketch: str = "rows", sketch
             matvecs += 1
         delta = _least_norm_step(xp, xp.asarray(SA, dtype=dtype), Sr)
         x = x + xp.astype(delta, dtype)
-        norms = room(norms, k + 1, k + 2)
+        norms = grown_history(norms, k + 1, k + 2)
         k += 1
         if k % check_every == 0:
             r = b - system.matvec(x)

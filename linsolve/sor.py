@@ -16,7 +16,7 @@ from ._sparse import checked_csr
 from ._validate import (as_initial_guess, as_rhs, check_maxiter, check_nonnegative,
                         check_real_numeric, reject_unknown_keywords, stopping_tolerance,
                         working_dtype)
-from .result import SolveResult
+from .result import SolveResult, grown_history
 
 ORDERINGS = ("natural", "redblack", "multicolor")
 
@@ -266,10 +266,7 @@ def sor(A: Any, b: Any, omega: float = 1.0, x0: Any = None, *, rtol: float = 1e-
     if math.isfinite(rnorm) and rnorm > tol:
         while k < maxiter:
             stop = min(k + budget, maxiter)
-            if stop >= norms.shape[0]:
-                grown = np.empty(max(2 * norms.shape[0], stop + 1))
-                grown[:k + 1] = norms[:k + 1]
-                norms = grown
+            norms = grown_history(norms, k + 1, stop + 1)
             tic = time.perf_counter()
             k = S.run(b, x, omega, symmetric=symmetric, tol=tol, grow_limit=grow_limit,
                       maxiter=stop, norms=norms, start=k)

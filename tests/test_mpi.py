@@ -108,8 +108,8 @@ def test_one_kernel_thread_per_rank_by_default(mpi):
                                 script], cwd=ROOT, env=env, capture_output=True, text=True,
                                timeout=TIMEOUT_S)
     assert completed.returncode == 0, completed.stdout + completed.stderr
-    pool = os.cpu_count()
-    assert f"THREADS [(1, {pool}), (1, {pool})]" in completed.stdout, completed.stdout
+    # (policy ceiling, Numba's pool): the pool is whatever the launcher's binding allows
+    assert re.search(r"THREADS \[\(1, \d+\), \(1, \d+\)\]", completed.stdout), completed.stdout
 
 
 def test_mismatched_settings_raise_on_every_rank(mpi):

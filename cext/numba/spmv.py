@@ -87,20 +87,42 @@ def _row(indptr, indices, data, x, i):
     return acc
 
 
+@nb.njit(nogil=True, cache=True, boundscheck=False, inline="always")
+def _rows(indptr, indices, data, x, out, lo, hi):
+    """``out[lo:hi]`` = rows ``lo..hi-1`` of ``A @ x``."""
+    i = lo
+    while i + 1 < hi:
+        out[i], out[i + 1] = _row_pair(indptr, indices, data, x, i)
+        i += 2
+    if i < hi:
+        out[i] = _row(indptr, indices, data, x, i)
+
+
+@nb.njit(nogil=True, cache=True, boundscheck=False, inline="always")
+def _rows_dot(indptr, indices, data, p, q, lo, hi):
+    """``q[lo:hi]`` = rows ``lo..hi-1`` of ``A @ p``; return their part of ``p . q``."""
+    partial = 0.0
+    i = lo
+    while i + 1 < hi:
+        a0, a1 = _row_pair(indptr, indices, data, p, i)
+        q[i] = a0
+        q[i + 1] = a1
+        partial += p[i] * a0
+        partial += p[i + 1] * a1
+        i += 2
+    if i < hi:
+        acc = _row(indptr, indices, data, p, i)
+        q[i] = acc
+        partial += p[i] * acc
+    return partial
+
+
 @nb.njit(**_JIT)
 def _csr_spmv(indptr, indices, data, x, out):
     n = out.shape[0]
     for block in prange((n + _BLOCK - 1) // _BLOCK):
         lo = block * _BLOCK
-        hi = min(n, lo + _BLOCK)
-        i = lo
-        while i + 1 < hi:
-            a0, a1 = _row_pair(indptr, indices, data, x, i)
-            out[i] = a0
-            out[i + 1] = a1
-            i += 2
-        if i < hi:
-            out[i] = _row(indptr, indices, data, x, i)
+        _rows(indptr, indices, data, x, out, lo, min(n, lo + _BLOCK))
 
 
 @nb.njit(**_JIT)
@@ -109,23 +131,8 @@ def _csr_spmv_dot(indptr, indices, data, p, q):
     total = 0.0
     for block in prange((n + _BLOCK - 1) // _BLOCK):
         lo = block * _BLOCK
-        hi = min(n, lo + _BLOCK)
-        partial = 0.0
-        i = lo
-        while i + 1 < hi:
-            a0, a1 = _row_pair(indptr, indices, data, p, i)
-            q[i] = a0
-            q[i + 1] = a1
-            partial += p[i] * a0
-            partial += p[i + 1] * a1
-            i += 2
-        if i < hi:
-            acc = _row(indptr, indices, data, p, i)
-            q[i] = acc
-            partial += p[i] * acc
-        total += partial
+        total += _rows_dot(indptr, indices, data, p, q, lo, min(n, lo + _BLOCK))
     return total
-
 
 
 # Plain loops over all rows for when the thread policy (cext.threads) runs the
@@ -135,29 +142,9 @@ def _csr_spmv_dot(indptr, indices, data, p, q):
 # single-core speed.
 @nb.njit(**_SERIAL)
 def _csr_spmv_serial(indptr, indices, data, x, out):
-    n = out.shape[0]
-    i = 0
-    while i + 1 < n:
-        out[i], out[i + 1] = _row_pair(indptr, indices, data, x, i)
-        i += 2
-    if i < n:
-        out[i] = _row(indptr, indices, data, x, i)
+    _rows(indptr, indices, data, x, out, 0, out.shape[0])
 
 
 @nb.njit(**_SERIAL)
 def _csr_spmv_dot_serial(indptr, indices, data, p, q):
-    n = q.shape[0]
-    total = 0.0
-    i = 0
-    while i + 1 < n:
-        a0, a1 = _row_pair(indptr, indices, data, p, i)
-        q[i] = a0
-        q[i + 1] = a1
-        total += p[i] * a0
-        total += p[i + 1] * a1
-        i += 2
-    if i < n:
-        acc = _row(indptr, indices, data, p, i)
-        q[i] = acc
-        total += p[i] * acc
-    return total
+    return _rows_dot(indptr, indices, data, p, q, 0, q.shape[0])

@@ -55,6 +55,8 @@ def _count_decreases(pointers):
 def _count_block(indptr, indices, lo, hi, limit):
     first = indptr[lo]
     run = indices[first:indptr[hi]]
+    if run.shape[0] == 0:  # the branch-free probe below needs one entry
+        return 0, 0
     out_of_range = 0
     for k in range(run.shape[0]):
         out_of_range += np.uint64(run[k]) >= limit  # negatives wrap: one compare
