@@ -21,7 +21,7 @@ busy processes (:mod:`bench.speed`).
 
 ``python -m bench curvature [--quick]`` tabulates inverse roots, trains a
 small MLP on scikit-learn's digits with SGD, Adam, Shampoo, SOAP and M-FAC,
-and times M-FAC against bare BLAS passes (:mod:`bench.curvature`).
+and times M-FAC against bare BLAS passes (:mod:`bench.curvature_bench`).
 
 ``python -m bench sketch`` solves the Hock-Schittkowski equality problems
 and friends by sketched Newton against scipy.optimize (:mod:`bench.sketch`).
@@ -30,12 +30,19 @@ and friends by sketched Newton against scipy.optimize (:mod:`bench.sketch`).
 distributed CG on 1, 2 and 4 ranks: weak and strong scaling and an estimate
 for many nodes (:mod:`bench.scaling`).
 
+``python -m bench --help`` lists the commands; ``python -m bench COMMAND
+--help`` shows a command's options.
+
 Errors in the input (unknown problem or method, unreadable or non-square
 matrix file, one whose header declares more than ``--max-nnz`` entries,
 ``--rtol`` not finite and positive, negative ``--maxiter``, an ``--out``
 folder that cannot be written) print one line starting ``error:`` and exit
 with status 2, before anything is computed;
-Ctrl-C writes the rows finished so far and exits with status 130.
+a missing optional package (tqdm, matplotlib, scikit-learn, scikit-fem)
+is such an error too, naming the extra to install. Ctrl-C or SIGTERM writes
+the rows finished so far and exits with status 130. Progress goes to stderr:
+a bar on a terminal, a plain line every few seconds otherwise
+(:mod:`bench._progress`).
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ import os
 import re
 import sys
 
+from ._progress import MissingExtra, require, sigterm_as_interrupt
 from ._threads import blas_one_thread
 from .methods import METHODS, parse_methods
 from .problems import PROBLEMS
@@ -55,12 +63,34 @@ DEFAULT_SIZE = 256
 DEFAULT_RTOL = 1e-8
 # ~1.2 GB as float64 CSR: a typo'd or hostile header must not make us read more
 DEFAULT_MAX_NNZ = 50_000_000
-SUBCOMMANDS = ("linear", "speed", "omega", "curvature", "sketch", "scaling")
+# One line each for ``python -m bench --help``; the full parsers are built
+# only for the command that runs (their modules import heavy packages).
+COMMAND_HELP = {
+    "linear": "CG variants on one SPD problem: table and plot (default)",
+    "speed": "SpMV, CG and SOR time per iteration vs scipy, pyamg",
+    "omega": "SOR's omega learned online over sequences of systems",
+    "curvature": "inverse roots, MLP optimisers, M-FAC speed, Newton",
+    "sketch": "sketched Newton on Hock-Schittkowski vs scipy.optimize",
+    "scaling": "distributed CG on 1, 2, 4 MPI ranks (strong, weak)",
+}
+SUBCOMMANDS = tuple(COMMAND_HELP)
+# Optional packages (the [bench] extra) each command imports; checked before
+# it starts so a missing one is one error line, not a traceback minutes in.
+# skfem is checked by `speed` itself (only its finite-element matrices need it),
+# mpi4py/mpiexec by `scaling`; pyamg is optional everywhere (its rows say SKIPPED).
+REQUIRED = {
+    "linear": ("tqdm", "matplotlib"),
+    "speed": ("tqdm",),
+    "omega": ("tqdm", "matplotlib"),
+    "curvature": ("tqdm", "matplotlib", "sklearn"),
+    "sketch": ("tqdm", "sklearn"),
+    "scaling": (),
+}
 
 # Sub-commands living in their own module: (module, parser factory, runner),
 # imported only when asked for (sklearn, mpi4py and friends load lazily).
 _LAZY_COMMANDS = {
-    "curvature": ("curvature", "curvature_parser", "run_curvature_command"),
+    "curvature": ("curvature_bench", "curvature_parser", "run_curvature_command"),
     "sketch": ("sketch", "sketch_parser", "run_sketch_command"),
     "scaling": ("scaling", "scaling_parser", "run_scaling_command"),
 }
@@ -155,8 +185,7 @@ def _omega_parser(prog: str) -> argparse.ArgumentParser:
 
 def run_omega_command(args: argparse.Namespace) -> int:
     """The ``omega`` command."""
-    from tqdm import tqdm
-
+    from ._progress import progress_bar
     from .omega import SUMMARY_COLUMNS, plot_cumulative, run_heat, run_shifted
     from .table import format_table, write_csv, write_json
 
@@ -172,8 +201,7 @@ def run_omega_command(args: argparse.Namespace) -> int:
                      lambda T, p: run_heat(T, seed=args.seed, progress=p)))
     results = []
     for name, steps, job in jobs:
-        with tqdm(total=steps, desc=name, disable=True if args.no_progress else None,
-                  file=sys.stderr, leave=False) as bar:
+        with progress_bar(total=steps, desc=name, disable=args.no_progress) as bar:
             result = job(steps, lambda t: bar.update(1))
         results.append(result)
         if result.interrupted:
@@ -262,8 +290,8 @@ def run_speed_command(args: argparse.Namespace) -> int:
         if any(name in FEM_MATRICES for name in matrices):
             import skfem  # noqa: F401  (fail here, not after minutes of measuring)
     except ImportError as error:
-        raise InputError(f"{error}; install scikit-fem>=10 (the [bench] extra) or pass "
-                         "--matrices poisson2d") from error
+        raise InputError(f"skfem is not installed ({error}); pip install "
+                         "'curvature-linsolve[bench]' or pass --matrices poisson2d") from error
     except ValueError as error:
         raise InputError(str(error)) from error
     record = run_speed(args.size, args.repeat, args.iterations, args.stream_n,
@@ -303,26 +331,62 @@ def main(argv: list[str] | None = None) -> int:
         return _dispatch(argv)
 
 
+def top_parser() -> argparse.ArgumentParser:
+    """``python -m bench``: the default job's options (those of ``linear``) and the commands.
+
+    The sub-parsers listed here only name the commands (one help line
+    each); :func:`_dispatch` hands a command's arguments to its own parser,
+    built when the command runs, so ``--help`` of one command does not
+    import the packages of the others.
+    """
+    parser = _linear_parser("python -m bench")
+    parser.description = ("Benchmarks of linsolve and curvature. With no COMMAND the default job "
+                          "runs: the linear table on 2-D Poisson (N = 256), taking the options "
+                          "below.")
+    parser.epilog = "python -m bench COMMAND --help shows the options of COMMAND."
+    commands = parser.add_subparsers(dest="command", title="commands", metavar="COMMAND")
+    for name, line in COMMAND_HELP.items():
+        commands.add_parser(name, help=line, add_help=False)
+    return parser
+
+
+def _command_parser(command: str) -> argparse.ArgumentParser:
+    prog = f"python -m bench {command}"
+    if command in _LAZY_COMMANDS:
+        import importlib
+
+        module_name, parser_name, _ = _LAZY_COMMANDS[command]
+        module = importlib.import_module(f".{module_name}", __package__)
+        return getattr(module, parser_name)(prog)
+    return {"linear": _linear_parser, "speed": _speed_parser, "omega": _omega_parser}[command](prog)
+
+
+def _runner(command: str):
+    if command in _LAZY_COMMANDS:
+        import importlib
+
+        module_name, _, runner_name = _LAZY_COMMANDS[command]
+        return getattr(importlib.import_module(f".{module_name}", __package__), runner_name)
+    return {"linear": run_linear, "speed": run_speed_command, "omega": run_omega_command}[command]
+
+
 def _dispatch(argv: list[str]) -> int:
     try:
-        if argv and argv[0] == "speed":
-            return run_speed_command(_speed_parser("python -m bench speed").parse_args(argv[1:]))
-        if argv and argv[0] in _LAZY_COMMANDS:
-            import importlib
-
-            module_name, parser_name, runner_name = _LAZY_COMMANDS[argv[0]]
-            module = importlib.import_module(f".{module_name}", __package__)
-            parser = getattr(module, parser_name)(f"python -m bench {argv[0]}")
-            return getattr(module, runner_name)(parser.parse_args(argv[1:]))
-        if argv and argv[0] == "omega":
-            return run_omega_command(_omega_parser("python -m bench omega").parse_args(argv[1:]))
-        if argv and argv[0] == "linear":
-            return run_linear(_linear_parser("python -m bench linear").parse_args(argv[1:]))
-        if argv and not argv[0].startswith("-"):
+        if argv and argv[0] in SUBCOMMANDS:
+            command = argv[0]
+            args = _command_parser(command).parse_args(argv[1:])
+        elif argv and not argv[0].startswith("-"):
             raise InputError(f"unknown command {argv[0]!r}; use one of {', '.join(SUBCOMMANDS)} "
                              "or no command for the default Poisson table")
-        return run_linear(_linear_parser("python -m bench").parse_args(argv))
-    except InputError as error:
+        else:
+            command = "linear"
+            args = top_parser().parse_args(argv)
+            if args.command is not None:  # e.g. `--size 8 speed`: options belong after it
+                raise InputError(f"put the command first: python -m bench {args.command} ...")
+        require(*REQUIRED[command])
+        with sigterm_as_interrupt():
+            return _runner(command)(args)
+    except (InputError, MissingExtra) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 

@@ -1,5 +1,9 @@
 """Convergence tables: every method on every problem, one row each, saved as CSV, JSON, PNG.
 
+The histories behind the plot hold, for every method alike, the true
+relative residual ``||b - A x_k|| / ||b||`` against the time stamped after
+each iteration (setup included; see :class:`bench.methods._Trace`).
+
 A row's residual and factor are recomputed here, independently of what the
 solver reports: ``true_relative_residual = ||b - A x|| / ||b||`` with scipy's
 SpMV, and ``convergence_factor = (h_k / h_0)^(1/k)`` from the method's
@@ -89,14 +93,14 @@ def run_convergence(problems: Sequence[Problem], methods: Sequence[str], rtol: f
         Iteration limit; default ``min(10 n, 10000)`` (scipy's ``10 n`` can
         take hours on a hard user matrix).
     progress : bool, optional
-        Show a tqdm bar; None shows it only on a terminal.
+        False: silent. Otherwise a bar on a terminal, plain lines off one
+        (:func:`bench._progress.progress_bar`).
     """
-    from tqdm import tqdm
+    from ._progress import progress_bar
 
     record = ConvergenceRecord()
     jobs = [(problem, method) for problem in problems for method in methods]
-    bar = tqdm(jobs, disable=None if progress is None else not progress, unit="solve",
-               file=sys.stderr, leave=False)
+    bar = progress_bar(jobs, disable=progress is False, unit="solve")
     try:
         for problem, method in bar:
             bar.set_description(f"{problem.name}: {method}")
@@ -109,10 +113,12 @@ def run_convergence(problems: Sequence[Problem], methods: Sequence[str], rtol: f
                 run = _failed(error)
             row = make_row(problem, method, run, rtol)
             record.rows.append(row)
-            history = run.residual_history
-            seconds = (run.setup_time + run.solve_time * np.arange(len(history)) / max(run.iterations, 1))
+            # the plot's curves: true residuals at measured per-iteration times
+            # (bench.methods._Trace); a skipped or failed method has none
+            residual = run.trace_residual if run.trace_residual is not None else np.zeros(0)
+            seconds = run.trace_time_s if run.trace_time_s is not None else np.zeros(0)
             record.histories.append({"problem": problem.name, "method": method,
-                                     "relative_residual": history.tolist(),
+                                     "relative_residual": residual.tolist(),
                                      "time_s": seconds.tolist()})
     except KeyboardInterrupt:
         record.interrupted = True

@@ -337,7 +337,7 @@ LR_GRIDS = {
     "kfac": (1e-3, 3e-3, 1e-2, 3e-2, 0.1),
     "mkor": (0.01, 0.03, 0.1, 0.3, 1.0),
 }
-"""Learning rates tried on the first epoch (see :func:`bench.curvature.run_optimizers`)."""
+"""Learning rates tried on the first epoch (see :func:`bench.curvature_bench.run_optimizers`)."""
 
 
 def make_optimizer(name: str, params):

@@ -5,6 +5,38 @@ from __future__ import annotations
 import os
 from typing import Sequence
 
+# Okabe & Ito (2008), "Color Universal Design": colours told apart under
+# the common colour-vision deficiencies. Their yellow (#F0E442) is replaced
+# by grey: a thin yellow line all but vanishes on white.
+OKABE_ITO = ("#E69F00", "#56B4E9", "#009E73", "#0072B2", "#D55E00", "#CC79A7", "#000000",
+             "#999999")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
+LINESTYLES = ("-", "--", "-.", ":")
+MARKERS_PER_CURVE = 12
+
+
+def curve_styles(count: int) -> list[dict]:
+    """Matplotlib keyword sets for ``count`` curves: colour, marker and line style all differ.
+
+    Colour cycles with period 8, marker with 10 and line style with 4, so two
+    curves share all three only after 40 (never in our tables).
+
+    Examples
+    --------
+    >>> styles = curve_styles(3)
+    >>> len({(s["color"], s["marker"], s["linestyle"]) for s in styles})
+    3
+    """
+    return [{"color": OKABE_ITO[i % len(OKABE_ITO)], "marker": MARKERS[i % len(MARKERS)],
+             "linestyle": LINESTYLES[i % len(LINESTYLES)]} for i in range(count)]
+
+
+def _markevery(length: int, index: int, count: int) -> tuple[int, int]:
+    """Markers every ``step`` points, shifted per curve, so identical curves
+    (pcg and scipy-cg on the same iterates) still show both markers."""
+    step = max(1, length // MARKERS_PER_CURVE)
+    return (index * step // max(count, 1)) % step, step
+
 
 def plot_convergence(histories: Sequence[dict], path: str | os.PathLike, *, title: str = "",
                      rtol: float | None = None) -> None:
@@ -13,11 +45,10 @@ def plot_convergence(histories: Sequence[dict], path: str | os.PathLike, *, titl
     Parameters
     ----------
     histories : sequence of dict
-        Each with ``method``, ``problem``, ``relative_residual`` and ``time_s``
-        lists of equal length. The time axis is setup time plus ``k`` times
-        the measured time per iteration: the histories of scipy's solvers
-        come from a separate, untimed run, so per-iteration stamps would not
-        describe the timed one.
+        Each with ``method``, ``problem``, ``relative_residual`` (the true
+        relative residual ``||b - A x_k|| / ||b||``) and ``time_s`` (setup
+        plus the time stamped after each iteration, see
+        :class:`bench.methods._Trace`) lists of equal length.
     path : path
         Output file.
     title : str
@@ -31,22 +62,29 @@ def plot_convergence(histories: Sequence[dict], path: str | os.PathLike, *, titl
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (by_iteration, by_time) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, (by_iteration, by_time) = plt.subplots(1, 2, figsize=(13, 5))
     several_problems = len({history["problem"] for history in histories}) > 1
-    for history in histories:
+    drawn = [history for history in histories if history["relative_residual"]]
+    for index, (history, style) in enumerate(zip(drawn, curve_styles(len(drawn)))):
         residual = history["relative_residual"]
-        if not residual:
-            continue
         label = history["method"] + (f" [{history['problem']}]" if several_problems else "")
-        (line,) = by_iteration.semilogy(range(len(residual)), residual, label=label)
-        by_time.semilogy(history["time_s"], residual, color=line.get_color(), label=label)
-    for axes, xlabel in ((by_iteration, "iteration"), (by_time, "time [s] (setup included)")):
+        # Earlier curves drawn wider, with bigger hollow markers: where two
+        # curves coincide (too short to stagger the markers) the one below
+        # still shows around the one on top.
+        later = len(drawn) - 1 - index
+        common = dict(style, label=label, linewidth=1.2 + 0.25 * later,
+                      markersize=4.5 + 0.6 * later, markerfacecolor="none",
+                      markevery=_markevery(len(residual), index, len(drawn)))
+        by_iteration.semilogy(range(len(residual)), residual, **common)
+        by_time.semilogy(history["time_s"], residual, **common)
+    for axes, xlabel in ((by_iteration, "iteration k"),
+                         (by_time, "time [s] (setup + per-iteration timestamps)")):
         if rtol is not None:
-            axes.axhline(rtol, color="gray", linestyle="--", linewidth=0.8)
+            axes.axhline(rtol, color="gray", linestyle="--", linewidth=0.8, label="rtol")
         axes.set_xlabel(xlabel)
-        axes.set_ylabel("||r|| / ||b||")
+        axes.set_ylabel("true relative residual ||b - A x_k|| / ||b||")
         axes.grid(True, which="major", alpha=0.3)
-    by_iteration.legend(fontsize="small")
+    by_iteration.legend(fontsize="small", ncol=2)
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -225,19 +225,29 @@ def run_scaling_command(args: argparse.Namespace) -> int:
     except FileNotFoundError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    from ._progress import progress_bar
+
     cores = os.cpu_count() or 1
     measured = []
-    for mode, size in (("strong", args.strong_size), ("weak", args.weak_size)):
-        if mode not in modes:
-            continue
-        for P in ranks:
-            print(f"mpiexec -n {P}: {mode} scaling ...", file=sys.stderr, flush=True)
-            try:
-                measured.append(launch_worker(P, mode, size, args.iterations, args.repeat,
-                                              args.timeout))
-            except (RuntimeError, subprocess.TimeoutExpired) as error:
-                print(f"error: {error}", file=sys.stderr)
-                return 1
+    launches = [(mode, size, P) for mode, size in (("strong", args.strong_size),
+                                                   ("weak", args.weak_size))
+                if mode in modes for P in ranks]
+    interrupted = False
+    # Ctrl-C (or SIGTERM, see bench._progress) keeps the finished launches;
+    # subprocess.run kills the running mpiexec on the way out.
+    try:
+        with progress_bar(total=len(launches), desc="scaling") as bar:
+            for mode, size, P in launches:
+                print(f"mpiexec -n {P}: {mode} scaling ...", file=sys.stderr, flush=True)
+                try:
+                    measured.append(launch_worker(P, mode, size, args.iterations, args.repeat,
+                                                  args.timeout))
+                except (RuntimeError, subprocess.TimeoutExpired) as error:
+                    print(f"error: {error}", file=sys.stderr)
+                    return 1
+                bar.update(1)
+    except KeyboardInterrupt:
+        interrupted = True
     rows = table_rows(measured, cores)
     print(f"Distributed CG, 2-D Poisson (5-point), strips of rows; {args.iterations} iterations, "
           f"best of {args.repeat}; one thread per rank; {cores} cores")
@@ -262,8 +272,9 @@ def run_scaling_command(args: argparse.Namespace) -> int:
     if estimated:
         write_csv(out / f"{args.name}-estimate.csv", estimated, ESTIMATE_COLUMNS)
     write_json(out / f"{args.name}.json", {"measured": measured, "rows": rows,
-                                           "estimate": estimated, "cores": cores})
-    return 0
+                                           "estimate": estimated, "cores": cores,
+                                           "interrupted": interrupted})
+    return 130 if interrupted else 0
 
 
 def main(argv=None) -> int:

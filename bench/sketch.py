@@ -262,7 +262,7 @@ def run_sketch_command(args: argparse.Namespace) -> int:
     Returns the exit status: 0, 2 after ``error: ...`` for bad input, 130
     after Ctrl-C (the finished rows are written).
     """
-    from tqdm import tqdm
+    from ._progress import progress_bar
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in methods if m not in METHODS]
@@ -278,8 +278,8 @@ def run_sketch_command(args: argparse.Namespace) -> int:
         return 2
     rows = []
     try:
-        with tqdm(total=len(problems) * len(methods), desc="sketch", file=sys.stderr,
-                  disable=True if args.no_progress else None) as bar:
+        with progress_bar(total=len(problems) * len(methods), desc="sketch",
+                          disable=args.no_progress) as bar:
             for bench in problems:
                 for method in methods:
                     bar.set_postfix_str(f"{bench.name} {method}")

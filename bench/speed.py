@@ -328,7 +328,7 @@ def run_speed(size: int = 1000, repeat: int = 7, iterations: int = 100,
     >>> sorted({row["matrix"] for row in record.rows})
     ['poisson2d']
     """
-    from tqdm import tqdm
+    from ._progress import progress_bar
 
     matrices = tuple(MATRIX_ALIASES.get(name, name) for name in matrices)
     unknown = [name for name in matrices if name not in MATRICES]
@@ -338,8 +338,7 @@ def run_speed(size: int = 1000, repeat: int = 7, iterations: int = 100,
     record = SpeedRecord(contention=int(contention))
     stages = [("bandwidth", "")] + [(stage, name) for name in matrices
                                     for stage in ("matrix", "spmv", "cg", "sor")]
-    bar = tqdm(stages, disable=None if progress is None else not progress, file=sys.stderr,
-               leave=False)
+    bar = progress_bar(stages, disable=progress is False)
     A = None
     loadavg_start = loadavg()
     # One BLAS thread here as well as in `python -m bench`, so that a direct

@@ -13,8 +13,14 @@ from array_api_compat import array_namespace
 
 
 def dot(a, b) -> float:
-    """Return ``a . b``."""
+    """Return ``a . b``; for complex arrays the real part of ``conj(a) . b``.
+
+    ``conj(a) . b`` is ``numpy.vdot``; CG on a Hermitian ``A`` needs only its
+    real part (``r^H r``, ``r^H M r``, ``p^H A p`` are real up to rounding).
+    """
     xp = array_namespace(a, b)
+    if xp.isdtype(a.dtype, "complex floating"):
+        return float(xp.real(xp.sum(xp.conj(a) * b)))
     return float(xp.sum(a * b))
 
 

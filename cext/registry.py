@@ -99,8 +99,12 @@ def _load(backend: str) -> KernelSet:
     return kernels
 
 
-def kernels_for(xp) -> KernelSet:
-    """Return the :class:`KernelSet` for array namespace ``xp``.
+def kernels_for(xp, dtype=None) -> KernelSet:
+    """Return the :class:`KernelSet` for array namespace ``xp`` (and ``dtype``).
+
+    Complex ``dtype`` gets the reference kernels on every backend: the
+    compiled ones are real (their ``dot`` does not conjugate and
+    accumulates in float64); the reference ``dot`` is ``Re(vdot(a, b))``.
 
     Examples
     --------
@@ -112,5 +116,9 @@ def kernels_for(xp) -> KernelSet:
     'numba'
     >>> k.dot(np.arange(3.0), np.arange(3.0))
     5.0
+    >>> kernels_for(array_namespace(np.zeros(3)), np.complex128).backend
+    'reference'
     """
+    if dtype is not None and "complex" in str(getattr(dtype, "name", dtype)):
+        return _load("reference")
     return _load(backend_name(xp))

@@ -80,27 +80,33 @@ def check_maxiter(maxiter, default: int) -> int:
     return int(maxiter)
 
 
-def working_dtype(xp, b, *operators):
-    """Floating dtype for the solve: float32 only if everything is float32.
+def working_dtype(xp, b, *operators, allow_complex: bool = False):
+    """Floating dtype for the solve: single precision only if everything is.
 
-    Integer and boolean inputs are promoted to float64 (scipy does the same);
-    complex input is refused, since the solvers here are real.
+    Integer and boolean inputs are promoted to float64 (scipy does the same).
+    Complex input is refused unless ``allow_complex`` (:func:`linsolve.pcg`):
+    then any complex input makes the solve complex, complex64 only if every
+    input is float32 or complex64 (scipy's ``cg`` promotes the same way).
     """
     candidates = [b.dtype] + [operator_dtype(op) for op in operators if operator_dtype(op) is not None]
-    result = xp.float32
+    single, is_complex = True, False
     for dt in candidates:
         # Classified by name: A's dtype may come from another library (a scipy
         # matrix in a CuPy call), whose dtype objects ``xp.isdtype`` must not
         # compare; the backend mismatch itself is reported by as_operator.
         name = str(getattr(dt, "name", dt)).rsplit(".", 1)[-1]
         if "complex" in name:
-            raise TypeError(f"complex dtype {dt} is not supported; the solvers are real")
-        if name != "float32":
-            result = xp.float64
-    return result
+            if not allow_complex:
+                raise TypeError(f"complex dtype {dt} is not supported; the solvers are real")
+            is_complex = True
+        if name not in ("float32", "complex64"):
+            single = False
+    if is_complex:
+        return xp.complex64 if single else xp.complex128
+    return xp.float32 if single else xp.float64
 
 
-def check_real_numeric(name: str, dtype) -> None:
+def check_real_numeric(name: str, dtype, *, allow_complex: bool = False) -> None:
     """TypeError unless ``dtype`` is boolean, integer or real floating, naming the fix.
 
     Object and string arrays would otherwise fail deep inside NumPy or
@@ -117,6 +123,8 @@ def check_real_numeric(name: str, dtype) -> None:
     TypeError: b has dtype object; it must be a real numeric array: convert it with numpy.asarray(b, dtype=float)
     """
     kind = getattr(dtype, "kind", None)  # NumPy and CuPy dtypes; array-API ones are numeric
+    if kind == "c" and allow_complex:
+        return
     if kind == "c":
         raise TypeError(f"{name} has complex dtype {dtype}; the solvers are real")
     if kind is not None and kind not in "biuf":
@@ -124,15 +132,23 @@ def check_real_numeric(name: str, dtype) -> None:
                         f"with numpy.asarray({name}, dtype=float)")
 
 
-def as_rhs(b, name: str = "b"):
-    """Return ``(xp, b)`` with ``b`` 1-D; accepts shape ``(n,)`` or ``(n, 1)``."""
+def _is_numpy_matrix(a) -> bool:
+    """True for ``numpy.matrix`` (checked by type name: numpy is not imported for it)."""
+    return any(c.__name__ == "matrix" and c.__module__.startswith("numpy") for c in type(a).__mro__)
+
+
+def as_rhs(b, name: str = "b", *, allow_complex: bool = False):
+    """Return ``(xp, b)`` with ``b`` 1-D; accepts shape ``(n,)`` or ``(n, 1)``.
+
+    Lists and other array-likes (and ``numpy.matrix``) become NumPy arrays.
+    """
     if isinstance(b, (str, bytes)):
         raise TypeError(f"{name} must be a numeric array, got a {type(b).__name__}")
-    if not is_array_api_obj(b):
+    if not is_array_api_obj(b) or _is_numpy_matrix(b):
         import numpy as np
 
         b = np.asarray(b)
-    check_real_numeric(name, b.dtype)
+    check_real_numeric(name, b.dtype, allow_complex=allow_complex)
     xp = array_namespace(b)
     if b.ndim == 2 and b.shape[1] == 1:
         b = xp.reshape(b, (b.shape[0],))
@@ -145,6 +161,11 @@ def as_initial_guess(x0, xp, n: int, dtype):
     """A fresh working copy of ``x0`` (never aliases the user's array)."""
     if x0 is None:
         return xp.zeros(n, dtype=dtype)
+    if not is_array_api_obj(x0) or _is_numpy_matrix(x0):
+        if "numpy" in xp.__name__ and not isinstance(x0, (str, bytes)):
+            import numpy as np
+
+            x0 = xp.asarray(np.asarray(x0))  # lists and other array-likes, as scipy
     if not is_array_api_obj(x0) or array_namespace(x0).__name__ != xp.__name__:
         raise TypeError(f"x0 must be an array of the same namespace as b ({xp.__name__})")
     if x0.shape not in ((n,), (n, 1)):

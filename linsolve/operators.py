@@ -36,7 +36,7 @@ class Operator:
         self.shape = shape
         self.dtype = dtype
         self.xp = xp
-        self.kernels = kernels_for(xp)
+        self.kernels = kernels_for(xp, dtype)
 
     def matvec(self, v):
         """Return ``A @ v`` as a new 1-D array."""
@@ -207,6 +207,10 @@ def _coerce(A, xp, dtype, n, name, prefer_solve, allow_dia) -> Operator:
             raise TypeError(f"{name} is a scipy.sparse matrix but b is a {xp_name} array; "
                             "pass numpy arrays, or a dense array of the same namespace")
         return _sparse_operator(A, xp, dtype, allow_dia=allow_dia and not on_gpu, name=name)
+    if type(A).__name__ == "matrix" and type(A).__module__.startswith("numpy"):
+        import numpy as np
+
+        A = np.asarray(A)  # numpy.matrix @ v would return a 2-D matrix
     if is_array_api_obj(A):
         A_xp = array_namespace(A)
         if A_xp.__name__ != xp_name:

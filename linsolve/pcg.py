@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import sys
 import time
+import warnings
 from typing import Any, Callable
 
 import numpy as np
@@ -17,6 +19,7 @@ from .operators import as_operator
 from .result import SolveResult
 
 _MONITOR_FORMAT = "%3d KSP Residual norm %14.12e"
+_LOG = logging.getLogger("linsolve")
 
 # After a residual replacement the true residual must fall below this fraction
 # of the previous replacement's, or the solve is declared stagnated: the
@@ -31,9 +34,10 @@ _DRIFT_FACTOR = 2.0
 
 def pcg(A: Any, b: Any, x0: Any = None, *, M: Any = None, rtol: float = 1e-5,
         atol: float = 0.0, maxiter: int | None = None,
-        callback: Callable[[Any], None] | None = None, monitor: bool = False,
-        check_every: int | None = None, **kwargs) -> SolveResult:
-    """Solve ``A x = b`` for symmetric positive definite ``A`` by (preconditioned) CG.
+        callback: Callable[[Any], None] | None = None, monitor: Any = False,
+        check_every: int | None = None, check_symmetric: bool = True,
+        **kwargs) -> SolveResult:
+    """Solve ``A x = b`` for symmetric (Hermitian) positive definite ``A`` by (preconditioned) CG.
 
     Same keywords, stopping rule and (with ``M=None``) the same iterates as
     :func:`scipy.sparse.linalg.cg`, with failures reported as values and a
@@ -43,14 +47,19 @@ def pcg(A: Any, b: Any, x0: Any = None, *, M: Any = None, rtol: float = 1e-5,
     Parameters
     ----------
     A : array, sparse matrix, LinearOperator, object with ``matvec``, or callable
-        SPD operator. scipy CSR input on NumPy runs on fused Numba kernels
-        (DIA storage when the matrix has few diagonals).
-    b : array of shape (n,) or (n, 1)
+        SPD (or complex Hermitian positive definite) operator; ``numpy.matrix``
+        too. Real scipy CSR input on NumPy runs on fused Numba kernels (DIA
+        storage when the matrix has few diagonals); complex input runs on the
+        array-API reference kernels, whose dot products conjugate.
+    b : array or array-like of shape (n,) or (n, 1)
         Right-hand side; its namespace (NumPy, CuPy, any array-API library)
-        decides where the solve runs. Integer input is promoted to float64;
-        float32 in gives float32 out.
-    x0 : array, optional
-        Initial guess (never modified). Default zeros.
+        decides where the solve runs; lists and ``numpy.matrix`` become NumPy
+        arrays. Integer input is promoted to float64; float32 in gives
+        float32 out, complex64 in complex64 out; complex ``A`` or ``b`` makes
+        the solve complex.
+    x0 : array, array-like or ``'Mb'``, optional
+        Initial guess (never modified). Default zeros; ``'Mb'`` starts from
+        ``M @ b`` (``b`` without ``M``), as in scipy.
     M : operator-like, optional
         SPD preconditioner approximating ``A^{-1}``, applied as ``M @ r``;
         accepts everything ``A`` does, pyamg ``aspreconditioner()``, and
@@ -62,12 +71,22 @@ def pcg(A: Any, b: Any, x0: Any = None, *, M: Any = None, rtol: float = 1e-5,
     callback : callable, optional
         ``callback(x)`` after every iteration (``x`` is the live iterate: copy
         it to keep it).
-    monitor : bool
-        Print PETSc ``-ksp_monitor`` lines, ``"%3d KSP Residual norm %14.12e"``.
+    monitor : bool, file-like or callable
+        ``True`` prints PETSc ``-ksp_monitor`` lines,
+        ``"%3d KSP Residual norm %14.12e"``, to stdout; an object with
+        ``write`` receives the same lines; a callable is called as
+        ``monitor(k, rnorm)``. Each line is also logged at DEBUG level to the
+        ``"linsolve"`` logger (whatever ``monitor`` is).
     check_every : int, optional
         Also recompute ``b - A x`` every ``check_every`` iterations; if it has
         drifted above twice the recursive residual, continue from it with a
         restart (guards long float32 runs). Default: only at exit.
+    check_symmetric : bool
+        For dense and sparse ``A``, probe ``|x^H A y - conj(y^H A x)|`` with
+        a seeded random pair before solving and warn (``UserWarning``) when it
+        exceeds ``sqrt(eps)`` relative to ``||A x|| ||y||``: CG's answer for
+        a non-symmetric ``A`` is meaningless. Two products, not counted in
+        ``matvecs``; skipped for matrix-free operators.
 
     Returns
     -------
@@ -85,13 +104,26 @@ def pcg(A: Any, b: Any, x0: Any = None, *, M: Any = None, rtol: float = 1e-5,
     Raises
     ------
     TypeError
-        ``tol=`` or another unknown keyword; complex data; mixed backends.
+        ``tol=`` or another unknown keyword; mixed backends; a ``monitor``
+        that is none of the accepted kinds; a real-only preconditioner on a
+        complex system.
     ValueError
         Shapes that do not match; negative or non-numeric ``rtol``/``atol``;
-        bad ``maxiter``.
+        bad ``maxiter``; a string ``x0`` other than ``'Mb'``.
+
+    Warns
+    -----
+    UserWarning
+        ``A`` is visibly not symmetric (Hermitian); see ``check_symmetric``.
 
     Notes
     -----
+    ``tol=`` is refused (scipy renamed it ``rtol``), except in pyamg's
+    accelerator call ``pcg(A, b, x0=, tol=, maxiter=, M=, callback=,
+    residuals=)`` made by ``MultilevelSolver.solve(accel=pcg)``: there
+    ``tol`` is the relative tolerance and ``residuals`` (a list) receives
+    the residual norms.
+
     When the recursive residual meets the tolerance, the true residual is
     recomputed. If it does not meet it too, CG restarts from ``x`` with the
     true residual (residual replacement). If a second replacement does not
@@ -112,23 +144,96 @@ def pcg(A: Any, b: Any, x0: Any = None, *, M: Any = None, rtol: float = 1e-5,
     True
     """
     start = time.perf_counter()
+    # pyamg's accelerator call (see Notes): its tol is relative, our rtol
+    pyamg_call = "tol" in kwargs and "residuals" in kwargs
+    if pyamg_call:
+        rtol, residuals = kwargs.pop("tol"), kwargs.pop("residuals")
     reject_unknown_keywords("pcg", kwargs)
     rtol = check_nonnegative("rtol", rtol)
     atol = check_nonnegative("atol", atol)
     if check_every is not None and (not isinstance(check_every, int) or check_every < 1):
         raise ValueError(f"check_every must be a positive int or None, got {check_every!r}")
-    xp, b = as_rhs(b)
+    report = _monitor_sink(monitor)
+    if isinstance(x0, str) and x0 != "Mb":
+        raise ValueError(f"x0 must be an array, None or 'Mb' (start from M @ b), got {x0!r}")
+    xp, b = as_rhs(b, allow_complex=True)
     n = b.shape[0]
     maxiter = check_maxiter(maxiter, 10 * n)
     # Like scipy, A and b fix the precision; M is applied in it.
-    dtype = working_dtype(xp, b, A)
+    dtype = working_dtype(xp, b, A, allow_complex=True)
     b = xp.astype(b, dtype)
     with kernel_threads(n + int(getattr(A, "nnz", 0) or 0)) as threads:
         A_op = as_operator(A, xp, dtype, n, name="A")
+        if check_symmetric and A_op.layout != "function":
+            _warn_if_not_hermitian(A_op, xp, dtype, n)
         M_op = None if M is None else as_operator(M, xp, dtype, n, name="M", prefer_solve=True)
-        x = as_initial_guess(x0, xp, n, dtype)
-        solver = _PCG(A_op, M_op, b, x, rtol, atol, maxiter, callback, monitor, check_every)
-        return solver.run(start, threads)
+        psolves = 0
+        if isinstance(x0, str):  # 'Mb', scipy's start from M @ b
+            Mb = b if M_op is None else M_op.matvec(b)
+            psolves = 0 if M_op is None else 1
+            x = xp.astype(Mb, dtype, copy=True)  # M may return b itself
+        else:
+            x = as_initial_guess(x0, xp, n, dtype)
+        solver = _PCG(A_op, M_op, b, x, rtol, atol, maxiter, callback, report, check_every)
+        solver.psolves = psolves
+        result = solver.run(start, threads)
+    if pyamg_call and residuals is not None:
+        residuals[:] = result.residual_norms.tolist()
+    return result
+
+
+def _monitor_sink(monitor) -> Callable[[int, float], None] | None:
+    """``monitor`` as a function ``(k, rnorm) -> None``, or None; TypeError for other kinds."""
+    if isinstance(monitor, (bool, np.bool_)):
+        monitor = bool(monitor)
+    if monitor is None or monitor is False:
+        return None
+    if monitor is True:
+        # sys.stdout looked up at each line, so redirections made later apply
+        return lambda k, rnorm: print(_MONITOR_FORMAT % (k, rnorm), file=sys.stdout)
+    write = getattr(monitor, "write", None)
+    if callable(write):
+        return lambda k, rnorm: write(_MONITOR_FORMAT % (k, rnorm) + "\n")
+    if callable(monitor):
+        return monitor
+    raise TypeError(f"monitor must be True/False, a file-like object with write(), or a "
+                    f"callable monitor(k, rnorm); got {type(monitor).__name__}")
+
+
+def _warn_if_not_hermitian(A, xp, dtype, n: int) -> None:
+    """Warn when ``x^H A y`` and ``conj(y^H A x)`` visibly differ for a seeded random pair.
+
+    For a Hermitian ``A`` they differ by rounding only, about ``sqrt(n) eps``
+    relative to ``||A x|| ||y||``; the threshold ``sqrt(eps)`` leaves room for
+    that and still catches any asymmetry that would mislead CG.
+    """
+    if n == 0:
+        return
+    rng = np.random.default_rng(0)
+    pair = rng.standard_normal((2, n))
+    is_complex = "complex" in str(getattr(dtype, "name", dtype))
+    if is_complex:
+        pair = pair + 1j * rng.standard_normal((2, n))
+    x = xp.astype(xp.asarray(pair[0]), dtype)
+    y = xp.astype(xp.asarray(pair[1]), dtype)
+    Ax, Ay = A.matvec(x), A.matvec(y)
+
+    def vdot(u, v):
+        return complex(xp.sum(xp.conj(u) * v)) if is_complex else float(xp.sum(u * v))
+
+    def norm(u):
+        return math.sqrt(abs(vdot(u, u)))
+
+    defect = abs(vdot(x, Ay) - vdot(y, Ax).conjugate())
+    scale = max(norm(Ax) * norm(y), norm(Ay) * norm(x))
+    if not (math.isfinite(defect) and math.isfinite(scale)) or scale == 0.0:
+        return  # NaN/Inf are reported by the solve itself
+    threshold = math.sqrt(float(xp.finfo(dtype).eps))
+    if defect > threshold * scale:
+        warnings.warn(f"A does not look symmetric (Hermitian): |x'Ay - y'Ax| = "
+                      f"{defect / scale:.1e} relative to |Ax||y| for a random pair, above "
+                      f"{threshold:.1e}; CG needs a symmetric positive definite A "
+                      "(check_symmetric=False silences this check)", UserWarning, stacklevel=3)
 
 
 class _PCG:
@@ -170,8 +275,10 @@ class _PCG:
         return self.reason_converged
 
     def report(self, k, rnorm):
-        if self.monitor:
-            print(_MONITOR_FORMAT % (k, rnorm), file=sys.stdout)
+        if self.monitor is not None:
+            self.monitor(k, rnorm)
+        if _LOG.isEnabledFor(logging.DEBUG):
+            _LOG.debug(_MONITOR_FORMAT, k, rnorm)
 
     def run(self, start, threads) -> SolveResult:
         self.threads = threads

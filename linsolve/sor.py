@@ -163,7 +163,11 @@ def sor(A: Any, b: Any, omega: float = 1.0, x0: Any = None, *, rtol: float = 1e-
     x0 : array, optional
         Initial guess (not modified). Default zeros.
     rtol, atol : float
-        Tolerances on the residual norm, scipy's rule.
+        Tolerances on the residual norm, scipy's rule. ``rtol`` defaults to
+        1e-8, not :func:`linsolve.pcg`'s 1e-5 (scipy's ``cg`` default): SOR
+        converges linearly at a known rate, and 1e-8 is the accuracy at
+        which the omega tuners count iterations (Khodak et al.), so a solve
+        and a tuned solve stop at the same point.
     maxiter : int, optional
         Sweep limit, default ``10 n``.
     symmetric : bool

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from bench.curvature import (OPTIMIZER_COLUMNS, ROOT_COLUMNS, ROOT_SPEED_COLUMNS,
+from bench.curvature_bench import (OPTIMIZER_COLUMNS, ROOT_COLUMNS, ROOT_SPEED_COLUMNS,
                              curvature_parser, run_curvature_command)
 from bench.optimizers import OPTIMIZERS, init_params, load_digits_split, loss_and_grad
 
@@ -108,7 +108,7 @@ def test_kfac_reaches_sgds_final_loss_in_half_the_epochs():
     # the rate the bench would pick (best full training loss after one
     # epoch), run for 2 epochs. Same start, same batches. Measured: SGD 0.100
     # (lr 0.1), K-FAC 0.035 after 2 epochs (lr 0.01), 0.0996 after 1.
-    from bench.curvature import _train
+    from bench.curvature_bench import _train
     from bench.optimizers import LR_GRIDS
 
     data = load_digits_split(0)

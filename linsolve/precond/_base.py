@@ -32,6 +32,10 @@ class Preconditioner:
         The array namespace the preconditioner is applied in.
     """
 
+    # Real preconditioners that are also correct on complex vectors (a real
+    # diagonal scaling) set this; the others refuse complex r in matvec.
+    complex_ok = False
+
     def __init__(self, shape, dtype, xp):
         self.shape = (int(shape[0]), int(shape[1]))
         self.dtype = dtype
@@ -60,7 +64,14 @@ class Preconditioner:
         n = self.shape[1]
         if tuple(r.shape) != (n,):
             raise ValueError(f"expected a vector of shape ({n},), got shape {tuple(r.shape)}")
-        out_dtype = r.dtype if xp.isdtype(r.dtype, "real floating") else self.dtype
+        out_dtype = r.dtype if xp.isdtype(r.dtype, ("real floating", "complex floating")) \
+            else self.dtype
+        if xp.isdtype(r.dtype, "complex floating") and not xp.isdtype(self.dtype, "complex floating"):
+            if not self.complex_ok:
+                raise TypeError(f"{type(self).__name__} is a real preconditioner and cannot be "
+                                "applied to complex vectors; for a complex Hermitian system use "
+                                "jacobi(A) built from the complex A")
+            return xp.astype(self._apply(r), out_dtype)  # r stays complex
         if r.dtype != self.dtype:
             r = xp.astype(r, self.dtype)
         z = self._apply(r)
@@ -114,14 +125,17 @@ def is_cupyx_sparse(A) -> bool:
     return type(A).__module__.startswith("cupyx.scipy.sparse")
 
 
-def float_dtype(xp, dtype):
+def float_dtype(xp, dtype, *, allow_complex: bool = False):
     """float32 of ``xp`` for float32 ``dtype``, float64 otherwise (ints, bools, float64).
 
     Compared by name, so dtypes of another library (scipy sparse data while
-    ``xp`` is the array-API NumPy) work too. Complex is refused: the
-    preconditioners here are real.
+    ``xp`` is the array-API NumPy) work too. Complex is refused (the
+    preconditioners here are real) unless ``allow_complex``: then complex64
+    and complex128 are kept.
     """
     name = str(dtype)
+    if "complex" in name and allow_complex:
+        return xp.complex64 if name.endswith("complex64") else xp.complex128
     if "complex" in name:
         raise TypeError(f"complex dtype {dtype} is not supported; the preconditioners are real")
     check_real_numeric("A", dtype)  # object and string arrays

@@ -14,6 +14,11 @@ from ._base import Preconditioner, check_real, float_dtype, is_cupyx_sparse, is_
 
 _LANCZOS_STEPS = 20
 
+# Default polynomial degree (4 matvecs per application): a moderate choice,
+# not a tuned one. A higher degree trades CG iterations for matvecs per
+# iteration; pass degree= when a benchmark says otherwise for your problem.
+DEFAULT_DEGREE = 4
+
 
 class Chebyshev(Preconditioner):
     """``M r = z`` after ``degree`` matvecs of the Chebyshev iteration for ``A z = r`` from 0.
@@ -131,7 +136,7 @@ def lanczos_bounds(operator, steps: int = _LANCZOS_STEPS, seed: int = 0) -> tupl
     return lo, hi
 
 
-def chebyshev(A: Any, degree: int, bounds: tuple[float, float] | None = None,
+def chebyshev(A: Any, degree: int = DEFAULT_DEGREE, bounds: tuple[float, float] | None = None,
               seed: int = 0) -> Chebyshev:
     """Chebyshev polynomial preconditioner ``M = p(A) ~ A^{-1}``.
 
@@ -149,7 +154,7 @@ def chebyshev(A: Any, degree: int, bounds: tuple[float, float] | None = None,
         SPD, anything :func:`linsolve.as_operator` accepts (objects without
         an array namespace act on NumPy vectors; they need a ``shape``).
     degree : int
-        Polynomial degree, ``>= 1``.
+        Polynomial degree, ``>= 1``; default 4 (``DEFAULT_DEGREE``).
     bounds : (float, float), optional
         ``(lo, hi)`` with ``0 < lo < hi``, ``hi >= lambda_max(A)``. Default:
         estimated by 20 Lanczos steps (see :func:`lanczos_bounds`).
@@ -176,6 +181,8 @@ def chebyshev(A: Any, degree: int, bounds: tuple[float, float] | None = None,
     >>> M = chebyshev(A, degree=8, bounds=(1.0, 3.0))
     >>> bool(np.allclose(M @ np.array([1.0, 2.0, 3.0]), np.ones(3), atol=1e-4))
     True
+    >>> chebyshev(A).degree                       # the default degree
+    4
     >>> chebyshev(A, degree=4).bounds[0] > 0      # Lanczos estimate
     True
     """

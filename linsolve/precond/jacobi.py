@@ -19,6 +19,8 @@ class Jacobi(Preconditioner):
         ``1 / diag(A)`` in the preconditioner's namespace and dtype.
     """
 
+    complex_ok = True  # a real diagonal scaling is the same map on complex vectors
+
     def __init__(self, inverse_diagonal, xp):
         n = inverse_diagonal.shape[0]
         super().__init__((n, n), inverse_diagonal.dtype, xp)
@@ -58,7 +60,8 @@ def jacobi(A: Any) -> Jacobi:
         Square; a dense array of any array-API namespace (NumPy, CuPy,
         ``array_api_strict``, ...), a scipy sparse or a cupyx sparse matrix.
         The preconditioner lives in that namespace (NumPy for scipy);
-        float32 stays float32, integers become float64.
+        float32 stays float32, integers become float64; complex (Hermitian)
+        ``A`` gives a complex preconditioner of the same precision.
 
     Returns
     -------
@@ -85,11 +88,11 @@ def jacobi(A: Any) -> Jacobi:
     True
     """
     xp, diagonal = _diagonal(A)
-    dtype = float_dtype(xp, diagonal.dtype)
+    dtype = float_dtype(xp, diagonal.dtype, allow_complex=True)
     diagonal = xp.astype(diagonal, dtype)  # a copy: never aliases A
     bad = xp.logical_not(xp.isfinite(diagonal)) | (diagonal == 0)
     if diagonal.shape[0] and bool(xp.any(bad)):
         row = int(xp.argmax(xp.astype(bad, xp.int8)))
-        raise ValueError(f"A[{row}, {row}] = {float(diagonal[row])}: the Jacobi preconditioner "
+        raise ValueError(f"A[{row}, {row}] = {complex(diagonal[row]) if xp.isdtype(dtype, 'complex floating') else float(diagonal[row])}: the Jacobi preconditioner "
                          "needs every diagonal entry finite and nonzero")
     return Jacobi(1 / diagonal, xp)

@@ -104,7 +104,7 @@ def run_roots(sizes=(32, 128, 256), conditions=CONDITIONS, methods=ROOT_METHODS,
 
     Returns ``(rows, interrupted)``; rows have :data:`ROOT_COLUMNS`.
     """
-    from tqdm import tqdm
+    from ._progress import progress_bar
 
     from curvature import inverse_root
 
@@ -113,8 +113,7 @@ def run_roots(sizes=(32, 128, 256), conditions=CONDITIONS, methods=ROOT_METHODS,
     rng = np.random.default_rng(seed)
     matrices = {(n, cond): _test_matrix(n, cond, p, rng) for n in sizes for cond in conditions}
     try:
-        with tqdm(jobs, desc="roots", disable=_disabled(progress), file=sys.stderr,
-                  leave=False) as bar:
+        with progress_bar(jobs, desc="roots", disable=_disabled(progress)) as bar:
             for n, cond, method in bar:
                 A, reference = matrices[(n, cond)]
                 best = np.inf
@@ -188,7 +187,7 @@ def run_optimizers(methods=None, epochs: int = 20, batch_size: int = 32, seed: i
     :data:`OPTIMIZER_COLUMNS` (plus ``lr_grid``, the one-epoch training
     loss per tried rate), histories with ``method, loss, time_s``.
     """
-    from tqdm import tqdm
+    from ._progress import progress_bar
 
     from .optimizers import LR_GRIDS, OPTIMIZERS, load_digits_split
 
@@ -199,8 +198,7 @@ def run_optimizers(methods=None, epochs: int = 20, batch_size: int = 32, seed: i
     rows: list[dict] = []
     histories: list[dict] = []
     try:
-        with tqdm(total=total, desc="optimisers", disable=_disabled(progress), file=sys.stderr,
-                  leave=False) as bar:
+        with progress_bar(total=total, desc="optimisers", disable=_disabled(progress)) as bar:
             for name in methods:
                 bar.set_postfix_str(f"{name} lr grid")
                 grid = {}
@@ -317,11 +315,14 @@ def run_curvature_command(args: argparse.Namespace) -> int:
             seed=args.seed, progress=progress)
         speed_rows = []
         if not interrupted:
+            from ._progress import progress_bar
             from .roots_speed import run as roots_speed
             try:
-                speed_rows = roots_speed(sizes=(64,) if quick else (256,),
-                                         blocks=16 if quick else 64,
-                                         repeats=2 if quick else 5, seed=args.seed)
+                # progress_bar here and below: a heartbeat line off a terminal
+                with progress_bar(total=1, desc="roots speed", disable=_disabled(progress)):
+                    speed_rows = roots_speed(sizes=(64,) if quick else (256,),
+                                             blocks=16 if quick else 64,
+                                             repeats=2 if quick else 5, seed=args.seed)
             except KeyboardInterrupt:
                 interrupted = True
         write_csv(stem + "_roots.csv", root_rows, ROOT_COLUMNS)
@@ -360,8 +361,11 @@ def run_curvature_command(args: argparse.Namespace) -> int:
         mfac_rows, mfac_error = [], None
         if not interrupted and mfac_d > 0:
             from . import mfac_speed
+            from ._progress import progress_bar
             try:
-                mfac_rows = mfac_speed.run(d=mfac_d, repeat=3 if quick else 5, seed=args.seed)
+                with progress_bar(total=1, desc="M-FAC speed", disable=_disabled(progress)):
+                    mfac_rows = mfac_speed.run(d=mfac_d, repeat=3 if quick else 5,
+                                               seed=args.seed)
             except KeyboardInterrupt:
                 interrupted = True
             except Exception as error:  # the module is developed separately; keep the rest
@@ -379,9 +383,11 @@ def run_curvature_command(args: argparse.Namespace) -> int:
         # 4. Newton family: cost tables (bench.newton writes its own CSV/JSON)
         newton_rows = []
         if not interrupted:
+            from ._progress import progress_bar
             from .newton import COLUMNS as NEWTON_COLUMNS, GTOL, run_newton
             try:
-                newton_rows = run_newton(args.out, quick=quick, progress=progress is None)
+                with progress_bar(total=1, desc="Newton family", disable=_disabled(progress)):
+                    newton_rows = run_newton(args.out, quick=quick, progress=progress is None)
             except KeyboardInterrupt:
                 interrupted = True
             if newton_rows:
