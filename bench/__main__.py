@@ -84,7 +84,7 @@ REQUIRED = {
     "omega": ("tqdm", "matplotlib"),
     "curvature": ("tqdm", "matplotlib", "sklearn"),
     "sketch": ("tqdm", "sklearn"),
-    "scaling": (),
+    "scaling": ("tqdm",),  # its progress bar on a terminal
 }
 
 # Sub-commands living in their own module: (module, parser factory, runner),
@@ -389,6 +389,11 @@ def _dispatch(argv: list[str]) -> int:
     except (InputError, MissingExtra) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # Ctrl-C or SIGTERM outside a runner's own handling (imports, writing
+        # the files): no traceback, the same status as a handled interrupt
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

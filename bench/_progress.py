@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import os
 import signal
 import sys
 import threading
@@ -26,7 +27,7 @@ import time
 EXTRA_HINT = "pip install 'curvature-linsolve[bench]'"
 """How to get the optional packages of the benchmarks."""
 
-LINE_INTERVAL_S = 5.0
+LINE_INTERVAL_S = float(os.environ.get("BENCH_PROGRESS_INTERVAL", "5"))
 """Seconds between two plain progress lines off a terminal."""
 
 
@@ -63,6 +64,7 @@ class _Lines:
         self.stream, self.interval = stream, interval
         self.start = time.monotonic()
         self._stop = threading.Event()
+        self._lock = threading.Lock()  # one line at a time, the final one last
         self._thread = threading.Thread(target=self._beat, daemon=True, name="bench-progress")
         self._thread.start()
 
@@ -78,10 +80,11 @@ class _Lines:
             self._write()
 
     def _write(self) -> None:
-        try:
-            print(self._line(), file=self.stream, flush=True)
-        except (ValueError, OSError):  # stream closed under us: stop quietly
-            self._stop.set()
+        with self._lock:
+            try:
+                print(self._line(), file=self.stream, flush=True)
+            except (ValueError, OSError):  # stream closed under us: stop quietly
+                self._stop.set()
 
     def __iter__(self):
         for item in self.iterable:
@@ -100,6 +103,8 @@ class _Lines:
     def close(self) -> None:
         if not self._stop.is_set():
             self._stop.set()
+            if self._thread is not threading.current_thread():
+                self._thread.join()
             self._write()  # the final count, once
 
     def __enter__(self):

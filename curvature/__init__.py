@@ -22,14 +22,4 @@ __all__ = ["BlockedMFAC", "DistributedShampoo", "KFAC", "MFAC", "MFACStatic", "M
            "polynomial_preconditioner", "precondition_layers", "preconditioned_fast_gradient",
            "preconditioned_gradient", "sherman_morrison_step"]
 
-
-def _installed_version() -> str:
-    """The installed distribution's version; "0+unknown" in a tree never installed."""
-    from importlib.metadata import PackageNotFoundError, version
-    try:
-        return version("curvature-linsolve")
-    except PackageNotFoundError:
-        return "0+unknown"
-
-
-__version__ = _installed_version()
+from cext._version import __version__  # noqa: E402  (after __all__: not part of it)

@@ -18,14 +18,4 @@ __all__ = ["ConstrainedProblem", "HistoryRecorder", "MINIMIZE_REASONS", "Minimiz
            "pcg", "precond", "set_num_threads", "sketch_solve", "sketched_newton", "sor",
            "young_omega"]
 
-
-def _installed_version() -> str:
-    """The installed distribution's version; "0+unknown" in a tree never installed."""
-    from importlib.metadata import PackageNotFoundError, version
-    try:
-        return version("curvature-linsolve")
-    except PackageNotFoundError:
-        return "0+unknown"
-
-
-__version__ = _installed_version()
+from cext._version import __version__  # noqa: E402  (after __all__: not part of it)
