@@ -18,6 +18,7 @@ import linsolve
 from cext import csr_to_dia
 from linsolve import OmegaBandit, SorMatrix, pcg, precond, sketch_solve, sor, young_omega
 from linsolve.mpi import DistCSR, SerialComm
+from linsolve.mpi import block_sor_reference
 from linsolve.mpi import pcg as mpi_pcg
 
 from .problems import poisson2d
@@ -104,6 +105,7 @@ ENTRY_POINTS = {
     "csr_to_dia": lambda A: csr_to_dia(A.indptr, A.indices, A.data, N),
     "DistCSR.from_global": lambda A: DistCSR.from_global(A, comm=SerialComm()),
     "DistCSR.from_rows": lambda A: DistCSR.from_rows(A, comm=SerialComm()),
+    "block_sor_reference": lambda A: block_sor_reference(A, _b(), [0, N], 1.0, iterations=1),
 }
 
 

@@ -24,6 +24,7 @@ from typing import Any, Callable
 import numpy as np
 import scipy.sparse as sp
 
+from .._sparse import checked_csr
 from .._validate import (check_maxiter, check_nonnegative, reject_unknown_keywords,
                          stopping_tolerance)
 from ..precond import ssor as _ssor
@@ -223,7 +224,7 @@ def block_sor_reference(A: Any, b: np.ndarray, ranges, omega: float, x0=None, *,
     >>> block_sor_reference(A, np.ones(4), [0, 2, 4], 1.0, iterations=1).tolist()
     [0.5, 0.75, 0.5, 0.75]
     """
-    A = sp.csr_matrix(A, dtype=np.float64)
+    A = sp.csr_matrix(checked_csr(A) if sp.issparse(A) else A, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     x = np.zeros(A.shape[0]) if x0 is None else np.array(x0, dtype=np.float64)
     ranges = [int(v) for v in ranges]
