@@ -182,9 +182,12 @@ def spmv_rows(A, repeat: int, triad_GBps: float) -> list[dict]:
         auto = "auto: csr_spmv (DIA refused)"
     # the structure gate every solve pays once (linsolve._sparse.checked_csr):
     # reads indptr and indices only; the budget is half an SpMV
-    check = "csr structure check (once per solve)"
-    calls[check] = lambda: check_csr_structure(A.indptr, A.indices, A.data, A.shape)
-    bytes_moved[check] = A.indptr.nbytes + A.indices.nbytes
+    # (ranges only for pcg; with the order for SOR and the preconditioners)
+    for check, order in (("csr structure check (pcg, once per solve)", False),
+                         ("csr structure check with order (sor, precond)", True)):
+        calls[check] = (lambda order=order: check_csr_structure(A.indptr, A.indices, A.data,
+                                                                A.shape, check_order=order))
+        bytes_moved[check] = A.indptr.nbytes + A.indices.nbytes
     for call in calls.values():  # compile and check before timing anything
         call()
     expected = A @ x

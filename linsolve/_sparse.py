@@ -88,7 +88,9 @@ def checked_csr(A: Any, name: str = "A", *, canonical: bool = False):
     if A.format != "csr":
         _check_stored(A, name)
     csr = A.tocsr()
-    is_canonical = check_csr_structure(csr.indptr, csr.indices, csr.data, csr.shape, name=name)
+    # the order is examined only when it matters: pcg's kernels take any order
+    is_canonical = check_csr_structure(csr.indptr, csr.indices, csr.data, csr.shape, name=name,
+                                       check_order=canonical)
     nnz = int(csr.indptr[-1])
     trailing = csr.indices.shape[0] != nnz  # arrays longer than the structure uses
     if (canonical and not is_canonical) or trailing:

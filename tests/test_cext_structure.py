@@ -58,6 +58,10 @@ def test_numba_check_agrees_with_reference_and_scipy(structure):
     indptr, indices, n_rows, n_cols = structure
     got = csr_check(indptr, indices, n_cols)
     assert got == reference.csr_check(indptr, indices, n_cols)
+    # without the order the verdict is the same; canonical is then not examined
+    unordered = csr_check(indptr, indices, n_cols, False)
+    assert unordered[:3] == got[:3] == reference.csr_check(indptr, indices, n_cols, False)[:3]
+    assert unordered[3] is (n_rows == 0)
     code, _, _, canonical = got
     # scipy allows a stored array longer than indptr[-1]; so do we
     assert (code == 0) == _scipy_says_valid(indptr, indices, n_rows, n_cols)
