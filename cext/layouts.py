@@ -13,7 +13,6 @@ import numpy as np
 from array_api_compat import array_namespace
 
 from .registry import kernels_for
-from .threads import kernel_threads
 
 
 _INDEX_DTYPES = ("int32", "int64")
@@ -80,9 +79,9 @@ def check_csr_structure(indptr, indices, data, shape: tuple[int, int], *, name: 
     if data.shape[0] != indices.shape[0]:
         raise ValueError(f"{prefix}data has {data.shape[0]} entries but indices has "
                          f"{indices.shape[0]}")
+    # the registry's csr_check applies the thread policy itself (cext.threads.managed)
     kernels = kernels_for(array_namespace(indptr, indices))
-    with kernel_threads(indptr.shape[0] + indices.shape[0]):
-        code, row, value, canonical = kernels.csr_check(indptr, indices, n_minor, check_order)
+    code, row, value, canonical = kernels.csr_check(indptr, indices, n_minor, check_order)
     if code == 1:
         raise ValueError(f"{prefix}indptr must start at 0, got indptr[0] = {value}")
     if code == 2:

@@ -40,14 +40,9 @@ from typing import Any, Callable
 import numpy as np
 from array_api_compat import array_namespace, is_array_api_obj
 
-from ._validate import as_int
+from ._validate import as_int, dtype_name
 
 _BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
-
-
-def dtype_name(dtype) -> str:
-    """``"float64"`` for NumPy's, CuPy's or torch's float64 alike."""
-    return str(getattr(dtype, "name", dtype)).rsplit(".", 1)[-1]
 
 
 def plain(obj):

@@ -51,6 +51,16 @@ def stopping_tolerance(rtol: float, atol: float, bnorm: float) -> tuple[float, s
     return tol, ("CONVERGED_RTOL" if rtol * bnorm >= atol else "CONVERGED_ATOL")
 
 
+def dtype_name(dtype) -> str:
+    """``"float64"`` for NumPy's, CuPy's or torch's float64 alike.
+
+    Dtypes are classified by name: ``A``'s dtype may come from another
+    library (a scipy matrix in a CuPy call), whose dtype objects
+    ``xp.isdtype`` must not compare.
+    """
+    return str(getattr(dtype, "name", dtype)).rsplit(".", 1)[-1]
+
+
 def as_int(name: str, value) -> int:
     """``value`` as an int; TypeError naming ``name`` for non-integers (bools included).
 
@@ -91,10 +101,8 @@ def working_dtype(xp, b, *operators, allow_complex: bool = False):
     candidates = [b.dtype] + [operator_dtype(op) for op in operators if operator_dtype(op) is not None]
     single, is_complex = True, False
     for dt in candidates:
-        # Classified by name: A's dtype may come from another library (a scipy
-        # matrix in a CuPy call), whose dtype objects ``xp.isdtype`` must not
-        # compare; the backend mismatch itself is reported by as_operator.
-        name = str(getattr(dt, "name", dt)).rsplit(".", 1)[-1]
+        # the backend mismatch itself is reported by as_operator
+        name = dtype_name(dt)
         if "complex" in name:
             if not allow_complex:
                 raise TypeError(f"complex dtype {dt} is not supported; the solvers are real")

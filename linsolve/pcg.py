@@ -13,7 +13,7 @@ import numpy as np
 
 from cext.threads import kernel_threads
 
-from ._validate import (as_initial_guess, as_rhs, check_maxiter, check_nonnegative,
+from ._validate import (as_initial_guess, as_rhs, check_maxiter, check_nonnegative, dtype_name,
                         reject_unknown_keywords, stopping_tolerance, working_dtype)
 from .operators import as_operator
 from .result import SolveResult
@@ -213,7 +213,7 @@ def _warn_if_not_hermitian(A, xp, dtype, n: int) -> None:
     # probe costs about two products (normal float64 draws plus casts and
     # temporaries cost 5-10 CG iterations at n = 1e6).
     rng = np.random.default_rng(0)
-    name = str(getattr(dtype, "name", dtype))
+    name = dtype_name(dtype)
     is_complex = "complex" in name
     real = np.float32 if name.endswith(("float32", "complex64")) else np.float64
 

@@ -22,25 +22,6 @@ Reason = Literal[
 REASONS: tuple[str, ...] = Reason.__args__
 
 
-def grown_history(norms, filled: int, size: int):
-    """``norms`` with room for ``size`` entries, doubling, the first ``filled`` kept.
-
-    Histories grow with the iterations run, never sized from ``maxiter``
-    (``maxiter=10**12`` once meant a 7 TiB allocation).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> grown_history(np.arange(3.0), 3, 5).shape
-    (6,)
-    """
-    if size <= norms.shape[0]:
-        return norms
-    grown = np.empty(max(2 * norms.shape[0], size))
-    grown[:filled] = norms[:filled]
-    return grown
-
-
 @dataclass(frozen=True)
 class SolveResult:
     """Outcome of an iterative solve.

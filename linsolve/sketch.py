@@ -31,7 +31,8 @@ from cext import kernels_for
 from ._sparse import checked_csr
 from ._validate import (as_initial_guess, as_rhs, check_maxiter, check_nonnegative,
                         reject_unknown_keywords, stopping_tolerance, working_dtype)
-from .result import SolveResult, grown_history
+from ._chunks import grown_history, next_budget
+from .result import SolveResult
 
 SKETCHES = ("rows", "gaussian", "countsketch")
 SAMPLINGS = ("norms", "uniform")
@@ -300,12 +301,11 @@ def sketch_solve(A: Any, b: Any, x0: Any = None, *, sketch: str = "rows", sketch
     # Kaczmarz steps per compiled call: the rows are drawn in blocks of
     # _CHUNK as always (the generator's stream and the refresh points stay
     # put), but a block is swept in slices sized to return to Python (and
-    # Ctrl-C) about every chunk_seconds: a step costs up to a row's nonzeros
+    # Ctrl-C) about every CHUNK_SECONDS: a step costs up to a row's nonzeros
     # times their columns' (dense A: m n), so the first slice is a guess
-    # from that (~2**22 entries) and later ones scale by the measured time,
-    # growing at most 4x a call. ``running`` carries the kernel's running
+    # from that (~2**22 entries) and later ones scale by the measured time
+    # (next_budget). ``running`` carries the kernel's running
     # ||r||^2 across the slices of a block, so the slicing changes no bit.
-    chunk_seconds = 0.1
     if host_kaczmarz:
         nnz = system.csr.nnz
         step_entries = (nnz // max(m, 1) + 1) * (nnz // max(n, 1) + 1)
@@ -331,8 +331,7 @@ def sketch_solve(A: Any, b: Any, x0: Any = None, *, sketch: str = "rows", sketch
                 position += done
                 if not running[0] > tol * tol:  # the kernel's own stop: converged or NaN
                     break
-                budget = max(1, min(_CHUNK, 4 * budget,
-                                    int(budget * chunk_seconds / max(elapsed, 1e-9))))
+                budget = next_budget(budget, elapsed, _CHUNK)
             if k % check_every == 0 or norms[k] <= tol:
                 r = b64 - system.csr @ x64  # the true residual replaces the updated one
                 matvecs += 1

@@ -16,7 +16,8 @@ from ._sparse import checked_csr
 from ._validate import (as_initial_guess, as_rhs, check_maxiter, check_nonnegative,
                         check_real_numeric, reject_unknown_keywords, stopping_tolerance,
                         working_dtype)
-from .result import SolveResult, grown_history
+from ._chunks import grown_history, next_budget
+from .result import SolveResult
 
 ORDERINGS = ("natural", "redblack", "multicolor")
 
@@ -254,13 +255,12 @@ def sor(A: Any, b: Any, omega: float = 1.0, x0: Any = None, *, rtol: float = 1e-
         print(_MONITOR_FORMAT % (0, rnorm), file=sys.stdout)
     # Sweeps per compiled call ("compiled loops come up for air"): one when
     # the caller watches every iterate; otherwise a budget that returns to
-    # Python (where Ctrl-C is seen) about every chunk_seconds. The first
+    # Python (where Ctrl-C is seen) about every CHUNK_SECONDS. The first
     # budget guesses from the size (~2**22 matrix entries read, milliseconds),
-    # later ones scale by the measured time, growing at most 4x a call so one
-    # fast timing cannot overshoot. Small systems (the omega tuners solve
+    # later ones scale by the measured time (next_budget). Small systems (the omega tuners solve
     # thousands) still finish in one call; the cap bounds the spare norms.
     # The iteration does not depend on where a chunk ends.
-    chunk_seconds, max_budget = 0.1, 2**16
+    max_budget = 2**16
     entries_per_sweep = (S.off_data.shape[0] + n) * (3 if symmetric else 2)  # + residual
     watched = callback is not None or monitor
     budget = 1 if watched else min(max_budget, max(1, 2**22 // max(entries_per_sweep, 1)))
@@ -282,8 +282,7 @@ def sor(A: Any, b: Any, omega: float = 1.0, x0: Any = None, *, rtol: float = 1e-
             if not (tol < norms[k] <= grow_limit):
                 break
             if not watched:  # the call ran its whole budget
-                budget = max(1, min(max_budget, 4 * budget,
-                                    int(budget * chunk_seconds / max(elapsed, 1e-9))))
+                budget = next_budget(budget, elapsed, max_budget)
     norms = norms[:k + 1].copy()  # not a view holding on to the spare entries
     rnorm = float(norms[-1])
     reason, message = sor_verdict(rnorm, k, tol, reason_converged, grow_limit, omega, maxiter)
