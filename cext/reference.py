@@ -246,6 +246,60 @@ def sor_run(indptr, indices, data, diag, b, x, omega, symmetric, color_ptr, colo
     return k
 
 
+def sor_lagged_sweep(indptr, mid, indices, data, diag, b, x_old, x_new, omega, color_ptr) -> float:
+    """``x_new <- SOR(x_old)`` on a system in sweep order; returns ``||b - A x_old||^2``.
+
+    Rows left of ``mid[i]`` read the new values, the others the old ones
+    (see the Numba twin); the colour table does not change the result.
+    """
+    total = 0.0
+    for i in range(b.shape[0]):
+        lower_new = lower_old = upper = 0.0
+        for jj in range(int(indptr[i]), int(mid[i])):
+            j = int(indices[jj])
+            lower_new += float(data[jj]) * float(x_new[j])
+            lower_old += float(data[jj]) * float(x_old[j])
+        for jj in range(int(mid[i]), int(indptr[i + 1])):
+            upper += float(data[jj]) * float(x_old[int(indices[jj])])
+        xi, bi, di = float(x_old[i]), float(b[i]), float(diag[i])
+        total += (bi - di * xi - lower_old - upper) ** 2
+        x_new[i] = (1.0 - omega) * xi + omega * ((bi - lower_new - upper) / di)
+    return total
+
+
+def sor_reverse_sweep(indptr, indices, data, diag, b, x, omega, color_ptr) -> None:
+    """One backward SOR sweep in place on a system in sweep order."""
+    sor_sweep_backward(indptr, indices, data, diag, b, x, omega)
+
+
+def sor_residual_norm2_ordered(indptr, indices, data, diag, b, x) -> float:
+    """``||b - (D + O) x||^2`` for a system in sweep order."""
+    return csr_residual_norm2_split(indptr, indices, data, diag, b, x, x[:0])
+
+
+def sor_run_lagged(indptr, mid, indices, data, diag, b, x, work, omega, symmetric, color_ptr,
+                   tol, grow_limit, maxiter, norms, start=0) -> int:
+    """:func:`sor_run` with the residual of ``x_k`` taken from sweep ``k + 1`` (see the Numba twin)."""
+    import math
+
+    k = start
+    while k < maxiter:
+        r2 = sor_lagged_sweep(indptr, mid, indices, data, diag, b, x, work, omega, color_ptr)
+        if k > start:
+            rnorm = math.sqrt(r2) if math.isfinite(r2) else float("nan")
+            norms[k] = rnorm
+            if not (rnorm > tol and rnorm <= grow_limit):
+                return k
+        if symmetric:
+            sor_reverse_sweep(indptr, indices, data, diag, b, work, omega, color_ptr)
+        x[...] = work
+        k += 1
+    if k > start:
+        r2 = sor_residual_norm2_ordered(indptr, indices, data, diag, b, x)
+        norms[k] = math.sqrt(r2) if r2 >= 0 else float("nan")
+    return k
+
+
 # --- triangular solves and IC(0) (oracle twins of cext/numba/triangular.py) ---
 
 def csr_triangular_solve(indptr, indices, data, diag, b, out, lower) -> None:

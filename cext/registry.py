@@ -30,6 +30,10 @@ KERNEL_NAMES = (
     "sor_sweep_forward",
     "sor_sweep_backward",
     "sor_sweep_colored",
+    "sor_lagged_sweep",
+    "sor_reverse_sweep",
+    "sor_run_lagged",
+    "sor_residual_norm2_ordered",
     "greedy_coloring",
     "two_coloring",
     "csr_triangular_solve",
@@ -52,6 +56,7 @@ KERNEL_NAMES = (
 PARALLEL_KERNELS = frozenset({
     "dot", "csr_check", "csr_spmv", "csr_spmv_dot", "dia_spmv", "dia_spmv_dot",
     "cg_update_xr", "cg_update_p", "csr_residual_norm2_split", "sor_run", "sor_sweep_colored",
+    "sor_lagged_sweep", "sor_reverse_sweep", "sor_run_lagged", "sor_residual_norm2_ordered",
     "window_gemv", "window_axpy_gemv_t", "window_push_gemv", "kron_matvec", "kron_eigen_solve",
 })
 

@@ -200,3 +200,201 @@ def csr_residual_norm2_split(indptr, indices, data, diag, b, x, rows) -> float:
     """
     return _residual_norm2_split(unsigned_view(indptr), unsigned_view(indices), data, diag, b, x,
                                  unsigned_view(rows))
+
+
+# --- Sweeps that also measure the residual they leave behind -------------------
+#
+# sor() must report ||b - A x_k|| after every sweep. A separate residual pass
+# reads A again (about half a sweep's time on two threads). These kernels
+# read it once: a sweep from x_k into a second buffer, x_{k+1}[i] =
+# (1 - w) x_k[i] + w (b_i - sum_{j<i} a_ij x_{k+1}[j] - sum_{j>i} a_ij x_k[j]) / a_ii,
+# reads x_k[j] for j > i anyway, and the lower entries' x_k[j] beside their
+# x_{k+1}[j] give b_i - (A x_k)_i in the same pass. So sweep k + 1 returns
+# the exact residual of x_k (not a recursion), the iteration count stays
+# exact, and the sweep past convergence is thrown away.
+#
+# The system is stored in sweep order: natural, or permuted so that each
+# colour's unknowns are contiguous (then "j < i" means "an earlier colour",
+# since a colour has no couplings within itself, and the rows of one colour
+# are independent: parallel). ``mid[i]`` is the first stored entry of row i
+# with column > i (columns sorted), so the loops test no column.
+
+@nb.njit(nogil=True, cache=True, boundscheck=False, inline="always")
+def _lagged_rows(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep, lo, hi):
+    total = 0.0
+    for i in range(lo, hi):
+        lower_new = keep - keep  # zero in the data's dtype (keep = 1 - w is finite)
+        lower_old = lower_new
+        upper = lower_new
+        for jj in range(indptr[i], mid[i]):
+            j = indices[jj]
+            lower_new += data[jj] * x_new[j]
+            lower_old += data[jj] * x_old[j]
+        for jj in range(mid[i], indptr[i + 1]):
+            upper += data[jj] * x_old[indices[jj]]
+        xi = x_old[i]
+        residual = b[i] - diag[i] * xi - lower_old - upper
+        x_new[i] = keep * xi + omega * ((b[i] - lower_new - upper) / diag[i])
+        total += float(residual) * float(residual)
+    return total
+
+
+@nb.njit(nogil=True, cache=True, boundscheck=False, inline="always")
+def _inplace_rows_reverse(indptr, indices, data, diag, b, x, omega, keep, lo, hi):
+    for k in range(hi - lo):
+        i = hi - 1 - k
+        sigma = keep - keep  # zero in the data's dtype
+        for jj in range(indptr[i], indptr[i + 1]):
+            sigma += data[jj] * x[indices[jj]]
+        x[i] = keep * x[i] + omega * ((b[i] - sigma) / diag[i])
+
+
+_TASK_ROWS = 2048  # rows of one colour per parallel task
+
+
+@nb.njit(**_PAR)
+def _lagged_colored(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep, color_ptr):
+    total = 0.0
+    for c in range(color_ptr.shape[0] - 1):
+        lo = color_ptr[c]
+        tasks = (color_ptr[c + 1] - lo + _TASK_ROWS - 1) // _TASK_ROWS
+        for t in prange(tasks):
+            start = lo + t * _TASK_ROWS
+            stop = min(start + _TASK_ROWS, color_ptr[c + 1])
+            total += _lagged_rows(indptr, mid, indices, data, diag, b, x_old, x_new, omega,
+                                  keep, start, stop)
+    return total
+
+
+@nb.njit(**_PAR)
+def _reverse_colored(indptr, indices, data, diag, b, x, omega, keep, color_ptr):
+    ncolors = color_ptr.shape[0] - 1
+    for c in range(ncolors):
+        color = ncolors - 1 - c
+        lo = color_ptr[color]
+        tasks = (color_ptr[color + 1] - lo + _TASK_ROWS - 1) // _TASK_ROWS
+        for t in prange(tasks):
+            start = lo + t * _TASK_ROWS
+            stop = min(start + _TASK_ROWS, color_ptr[color + 1])
+            _inplace_rows_reverse(indptr, indices, data, diag, b, x, omega, keep, start, stop)
+
+
+@nb.njit(nogil=True, cache=True, boundscheck=False)
+def _lagged_serial(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep):
+    return _lagged_rows(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep,
+                        0, b.shape[0])
+
+
+@nb.njit(nogil=True, cache=True, boundscheck=False)
+def _reverse_serial(indptr, indices, data, diag, b, x, omega, keep):
+    _inplace_rows_reverse(indptr, indices, data, diag, b, x, omega, keep, 0, b.shape[0])
+
+
+@nb.njit(**_PAR)
+def _residual2_ordered(indptr, indices, data, diag, b, x):
+    total = 0.0
+    tasks = (b.shape[0] + _TASK_ROWS - 1) // _TASK_ROWS
+    for t in prange(tasks):
+        part = 0.0
+        for i in range(t * _TASK_ROWS, min((t + 1) * _TASK_ROWS, b.shape[0])):
+            acc = diag[i] * x[i]
+            for jj in range(indptr[i], indptr[i + 1]):
+                acc += data[jj] * x[indices[jj]]
+            ri = b[i] - acc
+            part += float(ri) * float(ri)
+        total += part
+    return total
+
+
+def _scalars(data, omega):
+    # omega and 1 - omega in the data's precision: float32 systems sweep in float32
+    kind = data.dtype.type
+    return kind(omega), kind(1.0 - omega)
+
+
+def sor_lagged_sweep(indptr, mid, indices, data, diag, b, x_old, x_new, omega, color_ptr) -> float:
+    """One forward sweep ``x_new <- SOR(x_old)``; returns ``||b - A x_old||^2``.
+
+    The off-diagonal CSR ``(indptr, indices, data)`` has sorted columns and
+    ``mid[i]`` is the first entry of row ``i`` right of the diagonal. The
+    system is in sweep order; ``color_ptr`` (length > 1) marks the colours'
+    row ranges, whose rows are swept in parallel; length <= 1 means one
+    sequential sweep. ``x_old`` is not modified.
+    """
+    omega, keep = _scalars(data, omega)
+    args = (unsigned_view(indptr), unsigned_view(mid), unsigned_view(indices), data, diag, b,
+            x_old, x_new, omega, keep)
+    if color_ptr.shape[0] > 1:
+        return _lagged_colored(*args, color_ptr)
+    return _lagged_serial(*args)
+
+
+def sor_reverse_sweep(indptr, indices, data, diag, b, x, omega, color_ptr) -> None:
+    """One backward sweep in place (SSOR's second half), in reversed sweep order."""
+    omega, keep = _scalars(data, omega)
+    args = (unsigned_view(indptr), unsigned_view(indices), data, diag, b, x, omega, keep)
+    if color_ptr.shape[0] > 1:
+        _reverse_colored(*args, color_ptr)
+    else:
+        _reverse_serial(*args)
+
+
+@nb.njit(nogil=True, cache=True, boundscheck=False)
+def _lagged_run(indptr, mid, indices, data, diag, b, x, work, omega, keep, symmetric,
+                color_ptr, tol, grow_limit, maxiter, norms, start):
+    colored = color_ptr.shape[0] > 1
+    k = start
+    current = x
+    spare = work
+    swapped = False  # whether x_k sits in work
+    stopped = False
+    while k < maxiter:
+        if colored:
+            r2 = _lagged_colored(indptr, mid, indices, data, diag, b, current, spare, omega,
+                                 keep, color_ptr)
+        else:
+            r2 = _lagged_serial(indptr, mid, indices, data, diag, b, current, spare, omega, keep)
+        if k > start:  # the residual of x_k, known only now; norms[start] is the caller's
+            rnorm = np.sqrt(r2)
+            norms[k] = rnorm
+            if not (rnorm > tol and rnorm <= grow_limit):  # also stops on NaN
+                stopped = True
+                break
+        if symmetric:
+            if colored:
+                _reverse_colored(indptr, indices, data, diag, b, spare, omega, keep, color_ptr)
+            else:
+                _reverse_serial(indptr, indices, data, diag, b, spare, omega, keep)
+        current, spare = spare, current
+        swapped = not swapped
+        k += 1
+    if not stopped and k > start:
+        norms[k] = np.sqrt(_residual2_ordered(indptr, indices, data, diag, b, current))
+    if swapped:
+        x[:] = current
+    return k
+
+
+def sor_run_lagged(indptr, mid, indices, data, diag, b, x, work, omega, symmetric, color_ptr,
+                   tol, grow_limit, maxiter, norms, start=0) -> int:
+    """:func:`sor_run` for a system stored in sweep order, one read of ``A`` per sweep.
+
+    Each forward sweep also yields the true residual of the iterate it
+    starts from (:func:`sor_lagged_sweep`), so ``norms[k]`` is
+    ``||b - A x_k||`` exactly and the returned ``k`` is the first with
+    ``norms[k] <= tol`` (or above ``grow_limit``, or NaN) -- the same count
+    as checking after every sweep -- at the price of one discarded sweep at
+    the end, plus one residual pass when the call ends at ``maxiter``.
+    ``x`` holds ``x_start`` on entry (``norms[start]`` its residual, from
+    the caller) and ``x_k`` on return; ``work`` is a scratch vector of the
+    same size and dtype.
+    """
+    omega, keep = _scalars(data, omega)
+    return _lagged_run(unsigned_view(indptr), unsigned_view(mid), unsigned_view(indices), data,
+                       diag, b, x, work, omega, keep, bool(symmetric), color_ptr, float(tol),
+                       float(grow_limit), int(maxiter), norms, int(start))
+
+
+def sor_residual_norm2_ordered(indptr, indices, data, diag, b, x) -> float:
+    """``||b - (D + O) x||^2`` for a system in sweep order (natural storage), in parallel."""
+    return _residual2_ordered(unsigned_view(indptr), unsigned_view(indices), data, diag, b, x)
