@@ -97,14 +97,22 @@ def _standardise_with_bias(X: np.ndarray) -> np.ndarray:
     return np.hstack([X, np.ones((X.shape[0], 1))])
 
 
-def breast_cancer(mu: float = 1e-3, x0_scale: float = 0.0) -> NewtonProblem:
-    """Logistic regression on scikit-learn's breast cancer data (569 x 31 with bias)."""
+def breast_cancer(mu: float = 1e-3, x0_scale: float = 0.0,
+                  standardise: bool = True) -> NewtonProblem:
+    """Logistic regression on scikit-learn's breast cancer data (569 x 31 with bias).
+
+    ``standardise=False`` keeps the raw features (column means from 4e-3 to
+    9e2) beside the ones column: a badly scaled problem, named
+    ``breast_cancer_raw``.
+    """
     from sklearn.datasets import load_breast_cancer
 
     X, t = load_breast_cancer(return_X_y=True)
-    A = _standardise_with_bias(X)
-    return logistic_regression(A, 2.0 * t - 1.0, mu, x0_scale * np.ones(A.shape[1]),
-                               name="breast_cancer")
+    if standardise:
+        A, name = _standardise_with_bias(X), "breast_cancer"
+    else:
+        A, name = np.hstack([X, np.ones((X.shape[0], 1))]), "breast_cancer_raw"
+    return logistic_regression(A, 2.0 * t - 1.0, mu, x0_scale * np.ones(A.shape[1]), name=name)
 
 
 def digits_one_vs_rest(digit: int = 0, mu: float = 1e-3, x0_scale: float = 0.0) -> NewtonProblem:

@@ -40,6 +40,38 @@ schedule steps ``x+ = x - alpha n`` with ``alpha`` in (0, 1]:
   multiples of ``eps (1 + |f|)`` with ``eps`` that of the working dtype.
 * ``"newton"``: ``alpha = 1`` (pure Newton), for comparison.
 
+Adaptive ``L`` (the default of ``"aicn"`` and ``"root"``). The constant of
+the ``"aicn"`` and ``"root"`` schedules belongs to the problem and is rarely
+known; a guess too small makes the steps too long and the iteration can
+climb (issue 16: AICN with ``L = 1`` from ``x0 = 10 * ones`` on logistic
+regression ended at ``f = 4e5`` from ``f(x0) = 1e4``). Without ``L`` (or
+with ``adaptive=True``) the constant is estimated by backtracking, the
+way adaptive cubic regularisation (Cartis, Gould and Toint's ARC) and
+:func:`curvature.lazy_newton` find theirs: try the schedule's step with the
+current ``L`` (1 at the start), accept it when ``f(x+)`` lies below the
+schedule's upper model at that step,
+
+* ``"aicn"``: ``f - alpha G^2 + alpha^2 G^2 / 2 + L (alpha G)^3 / 6`` (the
+  cubic model whose minimiser AICN's step is),
+* ``"root"``: ``f - alpha G^2 + alpha^2 G^2 / 2 + L (alpha G)^(2+nu) / (2+nu)``
+  (the Holder model whose stationarity condition is the one above),
+
+and otherwise double ``L`` (up to 60 times); after an accepted step ``L`` is
+halved (not below 1e-12). An accepted step decreases ``f`` by at least
+``alpha G^2 / 2`` (at either schedule's step the model lies at least that
+far below ``f``), so the iteration is monotone; the test
+allows ``8 eps (1 + |f|)`` for rounding, as the universal schedule's does.
+The model uses only ``G``, ``alpha`` and values of ``f``, so the estimate is
+affine invariant too. It costs one function value per trial; on the
+logistic problems of issue 16 1.5 to 1.8 per iteration. A given ``L`` with
+``adaptive`` left unset is used as is, as before.
+
+A result is never worse than the start without saying so: if the final
+``f`` exceeds ``f(x0)`` (beyond the same rounding allowance) the message says
+so, ``extra["worse_than_x0"]`` is True, and a run that met ``gtol`` there (a
+stationary point above the start: only possible for a non-convex ``f``)
+is reported as ``DIVERGED_BREAKDOWN``, not converged.
+
 All schedules are affine invariant: ``G``, ``f`` along ``n`` and the
 tests use only invariant quantities, so running on ``f(S y)`` gives
 ``S y_k = x_k`` up to rounding.
@@ -64,6 +96,9 @@ _UNIVERSAL_TRIALS = 60
 _GREEDY_SLOPE = 0.1          # |phi'(alpha)| <= this * G^2 ends the greedy search
 _GREEDY_TRIALS = 30
 _ROUNDING_FACTOR = 8.0       # f may move by this * eps(dtype) * (1 + |f|) by rounding alone
+_ADAPTIVE_L0 = 1.0           # first trial of the adaptive L when none is given
+_ADAPTIVE_DOUBLINGS = 60
+_ADAPTIVE_L_MIN = 1e-12      # halving stops here (doubling from 0 would never move)
 
 
 def aicn_step(L: float, decrement: float) -> float:
@@ -90,7 +125,8 @@ def root_step(L: float, decrement: float, nu: float = 1.0) -> float:
 
 
 def damped_newton(fun: Callable[[Any], float], grad: Callable[[Any], Any], hess: Any, x0: Any,
-                  *, schedule: str = "aicn", L: float = 1.0, nu: float = 1.0,
+                  *, schedule: str = "aicn", L: float | None = None,
+                  adaptive: bool | None = None, nu: float = 1.0,
                   gtol: float = 1e-8, maxiter: int = 100, inner_rtol: float = 1e-10,
                   callback: Callable[[Any], None] | None = None):
     """Minimise a convex ``fun`` by Newton steps ``x - alpha H^{-1} g`` with a global schedule.
@@ -107,9 +143,18 @@ def damped_newton(fun: Callable[[Any], float], grad: Callable[[Any], Any], hess:
         Start; its namespace and floating dtype are kept.
     schedule : {"aicn", "root", "universal", "greedy", "newton"}
         Step-size rule (see the module docstring).
-    L : float
+    L : float, optional
         Smoothness constant of the ``"aicn"`` and ``"root"`` schedules
-        (the initial ``theta`` scale is irrelevant for the others).
+        (unused by the others). Not given: estimated by backtracking from
+        1.0 (see ``adaptive``). Given: used as is, unless ``adaptive=True``,
+        which makes it the first trial.
+    adaptive : bool, optional
+        Backtracking on ``L`` for ``"aicn"`` and ``"root"`` (see the module
+        docstring). Default: True when ``L`` is not given, False when it is
+        (and for the other schedules, which have no constant to estimate).
+        So the default call, ``schedule="aicn"`` without ``L``, needs no
+        constant and converges from far starts where AICN with a fixed
+        ``L = 1`` climbs; ``adaptive=False`` without ``L`` is fixed ``L = 1``.
     nu : float
         Holder exponent of the ``"root"`` schedule, in [0, 2].
     gtol : float
@@ -125,11 +170,17 @@ def damped_newton(fun: Callable[[Any], float], grad: Callable[[Any], Any], hess:
     -------
     MinimizeResult
         ``history`` has the extra columns ``decrement`` (``G`` at that
-        iterate; NaN at the last) and ``n_hvp``. Reasons:
+        iterate; NaN at the last), ``L`` (the constant of the ``"aicn"`` or
+        ``"root"`` step that reached the iterate; NaN at the start and for
+        the other schedules) and ``n_hvp``. Reasons:
         ``CONVERGED_GTOL``, ``DIVERGED_ITS``, ``DIVERGED_NANORINF`` (NaN/Inf
         in ``f`` or the gradient), ``DIVERGED_BREAKDOWN`` (``g' n <= 0``:
-        the Hessian is not positive definite, or the solve failed),
-        ``DIVERGED_LINE_SEARCH`` (the universal or greedy search failed).
+        the Hessian is not positive definite, or the solve failed; or
+        ``gtol`` met at a point with ``f`` above ``f(x0)``),
+        ``DIVERGED_LINE_SEARCH`` (the universal or greedy search, or 60
+        doublings of the adaptive ``L``, failed). ``extra`` holds ``f0``
+        (``f(x0)``) and ``worse_than_x0``: whether the final ``f`` exceeds
+        ``f0`` beyond rounding; if so the message ends by saying so.
 
     Raises
     ------
@@ -146,16 +197,26 @@ def damped_newton(fun: Callable[[Any], float], grad: Callable[[Any], Any], hess:
     >>> fun = lambda x: 0.5 * x @ A @ x - b @ x + 0.25 * np.sum(x ** 4)
     >>> grad = lambda x: A @ x - b + x ** 3
     >>> hess = lambda x: A + np.diag(3 * x ** 2)
-    >>> res = damped_newton(fun, grad, hess, np.array([5.0, -5.0]), schedule="aicn")
+    >>> res = damped_newton(fun, grad, hess, np.array([5.0, -5.0]))   # AICN, adaptive L
     >>> res.converged, res.reason, bool(np.linalg.norm(grad(res.x)) <= 1e-8)
     (True, 'CONVERGED_GTOL', True)
     >>> res.n_hess == res.n_factorizations == res.iterations
     True
+    >>> fixed = damped_newton(fun, grad, hess, np.array([5.0, -5.0]), L=1.0)  # AICN, L = 1
+    >>> fixed.converged, fixed.n_fun == fixed.iterations + 1
+    (True, True)
     """
     start = time.perf_counter()
     if schedule not in SCHEDULES:
         raise ValueError(f"unknown schedule {schedule!r}; expected one of {SCHEDULES}")
-    L = check_positive("L", L)
+    if adaptive is None:
+        adaptive = L is None and schedule in ("aicn", "root")
+    elif not isinstance(adaptive, bool):
+        raise ValueError(f"adaptive must be True, False or None, got {adaptive!r}")
+    if adaptive and schedule not in ("aicn", "root"):
+        raise ValueError(f"adaptive=True applies to the aicn and root schedules; {schedule!r} "
+                         "has no constant to estimate")
+    L = _ADAPTIVE_L0 if L is None else check_positive("L", L)
     nu = check_positive("nu", nu, allow_zero=True)
     if nu > 2:
         raise ValueError(f"nu must lie in [0, 2], got {nu}")
@@ -165,68 +226,111 @@ def damped_newton(fun: Callable[[Any], float], grad: Callable[[Any], Any], hess:
     xp, x = prepare_x0(x0)
     n, dtype = x.shape[0], x.dtype
     kind = hessian_kind(hess)
-    rec = new_recorder("decrement")
+    rec = new_recorder("decrement", "L")
     obj = Objective(fun, grad, xp, n, dtype, rec)
 
     f, g = obj.fun(x), obj.grad(x)
+    f0 = f
+
+    def stop(reason: str, message: str):
+        # never hand back a point worse than the start without saying so
+        worse = f > f0 + rounding_slack(xp, dtype, f0, _ROUNDING_FACTOR)
+        if worse:
+            if reason == "CONVERGED_GTOL":
+                reason = "DIVERGED_BREAKDOWN"
+                message += (", at a stationary point that is no descent from x0 (f is not "
+                            "convex, and a step went uphill)")
+            message += (f"; the returned f = {f:.6e} is above f(x0) = {f0:.6e}: "
+                        "the point is worse than the start")
+        return finish(rec, x, f, reason, k, start, message, f0=f0, worse_than_x0=worse)
+
     theta = 0.0  # the universal schedule's state
+    uses_L = schedule in ("aicn", "root")
+    L_used = math.nan  # the constant of the step that reached x
     k = 0
     while True:
         gnorm = norm(xp, g)
+        step_taken = 0.0 if k == 0 else alpha
         if not (math.isfinite(f) and math.isfinite(gnorm)):
-            record(rec, fun=f, grad_norm=gnorm, step=0.0 if k == 0 else alpha,
-                   decrement=math.nan)
-            return finish(rec, x, f, "DIVERGED_NANORINF", k, start,
-                          "the objective or its gradient is NaN or Inf")
+            record(rec, fun=f, grad_norm=gnorm, step=step_taken, decrement=math.nan, L=L_used)
+            return stop("DIVERGED_NANORINF", "the objective or its gradient is NaN or Inf")
         if gnorm <= gtol:
-            record(rec, fun=f, grad_norm=gnorm, step=0.0 if k == 0 else alpha,
-                   decrement=math.nan)
-            return finish(rec, x, f, "CONVERGED_GTOL", k, start,
-                          f"gradient norm {gnorm:.3e} <= gtol {gtol:.3e}")
+            record(rec, fun=f, grad_norm=gnorm, step=step_taken, decrement=math.nan, L=L_used)
+            return stop("CONVERGED_GTOL", f"gradient norm {gnorm:.3e} <= gtol {gtol:.3e}")
         if k >= maxiter:
-            record(rec, fun=f, grad_norm=gnorm, step=0.0 if k == 0 else alpha,
-                   decrement=math.nan)
-            return finish(rec, x, f, "DIVERGED_ITS", k, start,
-                          f"maxiter {maxiter} reached with gradient norm {gnorm:.3e}")
+            record(rec, fun=f, grad_norm=gnorm, step=step_taken, decrement=math.nan, L=L_used)
+            return stop("DIVERGED_ITS",
+                        f"maxiter {maxiter} reached with gradient norm {gnorm:.3e}")
         H = LocalHessian(hess, kind, x, xp, n, dtype, rec, inner_rtol)
         direction = H.solve(g)
         G2 = dot(xp, g, direction) if direction is not None else math.nan
-        record(rec, fun=f, grad_norm=gnorm, step=0.0 if k == 0 else alpha,
-               decrement=math.sqrt(G2) if G2 > 0 else math.nan)
+        record(rec, fun=f, grad_norm=gnorm, step=step_taken,
+               decrement=math.sqrt(G2) if G2 > 0 else math.nan, L=L_used)
         if direction is None or not G2 > 0:
             if direction is not None and not math.isfinite(G2):
-                return finish(rec, x, f, "DIVERGED_NANORINF", k, start,
-                              "the Newton direction is NaN or Inf")
-            return finish(rec, x, f, "DIVERGED_BREAKDOWN", k, start,
-                          "g' H^{-1} g <= 0 or the Newton system could not be solved: "
-                          "the Hessian is not positive definite here")
+                return stop("DIVERGED_NANORINF", "the Newton direction is NaN or Inf")
+            return stop("DIVERGED_BREAKDOWN",
+                        "g' H^{-1} g <= 0 or the Newton system could not be solved: "
+                        "the Hessian is not positive definite here")
         decrement = math.sqrt(G2)
         g_new = None
-        if schedule == "aicn":
-            alpha = aicn_step(L, decrement)
+        if uses_L and adaptive:
+            alpha, f_new, L_used = _adaptive(obj, xp, x, direction, f, decrement, L, schedule, nu)
+            if alpha is None:
+                return stop("DIVERGED_LINE_SEARCH",
+                            f"{_ADAPTIVE_DOUBLINGS} doublings of L (to {L_used:.3e}) "
+                            "found no step below the model")
+            L = max(L_used / 2.0, _ADAPTIVE_L_MIN)
+        elif schedule == "aicn":
+            alpha, L_used = aicn_step(L, decrement), L
         elif schedule == "root":
-            alpha = root_step(L, decrement, nu)
+            alpha, L_used = root_step(L, decrement, nu), L
         elif schedule == "newton":
             alpha = 1.0
         elif schedule == "universal":
             alpha, f_new, theta = _universal(obj, xp, x, direction, f, G2, theta)
             if alpha is None:
-                return finish(rec, x, f, "DIVERGED_LINE_SEARCH", k, start,
-                              "the universal schedule found no decrease "
-                              f"in {_UNIVERSAL_TRIALS} trials")
+                return stop("DIVERGED_LINE_SEARCH", "the universal schedule found no "
+                            f"decrease in {_UNIVERSAL_TRIALS} trials")
         else:
             alpha, f_new, g_new = _greedy(obj, xp, x, direction, f, G2)
             if alpha is None:
-                return finish(rec, x, f, "DIVERGED_LINE_SEARCH", k, start,
-                              f"the greedy line search failed in {_GREEDY_TRIALS} trials")
+                return stop("DIVERGED_LINE_SEARCH",
+                            f"the greedy line search failed in {_GREEDY_TRIALS} trials")
         x = x - alpha * direction
         k += 1
-        if schedule in ("aicn", "root", "newton"):
+        if schedule == "newton" or (uses_L and not adaptive):
             f_new = obj.fun(x)
         f = f_new
         g = obj.grad(x) if g_new is None else g_new
         if callback is not None:
             callback(x)
+
+
+def _adaptive(obj: Objective, xp, x, direction, f: float, decrement: float, L: float,
+              schedule: str, nu: float):
+    """The aicn/root step with backtracking on ``L``; ``(alpha, f(x+), L)`` or ``(None, ...)``.
+
+    Accepts the first ``L`` (doubling from the given one) whose step lands
+    below the schedule's upper model of ``f`` along the Newton direction
+    (module docstring): AICN's cubic model in the local norm, or the Holder
+    model of the root schedule.
+    """
+    G2 = decrement * decrement
+    slack = rounding_slack(xp, obj.dtype, f, _ROUNDING_FACTOR)
+    for _ in range(_ADAPTIVE_DOUBLINGS):
+        if schedule == "aicn":
+            alpha = aicn_step(L, decrement)
+            model_excess = L * (alpha * decrement) ** 3 / 6.0
+        else:
+            alpha = root_step(L, decrement, nu)
+            model_excess = L * (alpha * decrement) ** (2.0 + nu) / (2.0 + nu)
+        model = f - alpha * G2 + 0.5 * alpha * alpha * G2 + model_excess
+        f_new = obj.fun(x - alpha * direction)
+        if math.isfinite(f_new) and f_new <= model + slack:
+            return alpha, f_new, L
+        L *= 2.0
+    return None, None, L / 2.0
 
 
 def _universal(obj: Objective, xp, x, direction, f: float, G2: float, theta: float):

@@ -6,7 +6,11 @@ only by rounding in the Newton solves, ``~ cond(S' H S) eps ~ 1e6 * 1e2 *
 issue's 1e-8. Agreement with scipy: scipy's trust-ncg stops at ``||g|| <= 1e-10`` (it
 reaches about 1e-11; trust-exact cannot get below 1e-9 here), ours at
 1e-11, and the Hessian is at least ``mu = 1e-3`` I, so both are within
-``1e-8`` of the minimiser.
+``1e-8`` of the minimiser. The default (adaptive) runs stop at the default
+gtol 1e-8; for an f whose Hessian is at least ``mu I`` everywhere,
+``||x - y|| <= (||grad(x)|| + ||grad(y)||) / mu`` and
+``|f(x) - f(y)| <= (||grad(x)||^2 + ||grad(y)||^2) / (2 mu)``, which is the
+bound they are held to against scipy (plus the rounding of f).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import pytest
 import scipy.optimize
 from array_api_compat import array_namespace
 
-from bench.newton_problems import breast_cancer, synthetic_ill_conditioned
+from bench.newton_problems import breast_cancer, digits_one_vs_rest, synthetic_ill_conditioned
 from curvature.newton import SCHEDULES, aicn_step, damped_newton, root_step
 from linsolve.result import MINIMIZE_REASONS
 from tests.problems import float32_quartic
@@ -97,10 +101,116 @@ def test_pure_newton_fails_where_aicn_and_root_converge(cancer_far):
         assert np.all(np.diff(result.history["fun"]) <= 1e-12)
 
 
+# --- the default needs no constant (issue 16) -------------------------------------------------
+
+FAR_PROBLEMS = {
+    "breast_cancer": lambda: breast_cancer(mu=1e-3, x0_scale=10.0),
+    "breast_cancer_raw": lambda: breast_cancer(mu=1e-3, x0_scale=10.0, standardise=False),
+    "digits_0_vs_rest": lambda: digits_one_vs_rest(0, mu=1e-3, x0_scale=10.0),
+}
+
+
+@pytest.fixture(scope="module", params=list(FAR_PROBLEMS))
+def far_problem(request):
+    return FAR_PROBLEMS[request.param]()
+
+
+def test_default_converges_from_far_start(far_problem):
+    # Issue 16: with AICN at a fixed L = 1 (the old default) these ended DIVERGED_ITS after
+    # 100 iterations, f rising on half of them (raw breast cancer: f = 4.1e5 from 1.05e4).
+    p = far_problem
+    mu = p.extra["mu"]
+    result = damped_newton(p.fun, p.grad, p.hess, p.x0)
+    assert result.reason == "CONVERGED_GTOL" and result.iterations <= 60, result.message
+    f0 = p.fun(p.x0)
+    assert result.extra["f0"] == f0 and not result.extra["worse_than_x0"]
+    grad_norm = np.linalg.norm(p.grad(result.x))
+    assert grad_norm <= 1e-8 and result.fun < f0
+    # every accepted step lies below the cubic model, so f never rises (beyond rounding)
+    rounding = 8 * np.finfo(np.float64).eps * (1 + np.abs(result.history["fun"][:-1]))
+    assert np.all(np.diff(result.history["fun"]) <= rounding)
+    L_used = result.history["L"][1:]
+    assert np.all(L_used > 0) and np.isnan(result.history["L"][0])
+
+    ref = scipy.optimize.minimize(p.fun, np.zeros(p.dim), jac=p.grad, hess=p.hess,
+                                  method="trust-ncg", options={"gtol": 1e-10})
+    assert ref.success, ref.message
+    ref_grad_norm = np.linalg.norm(p.grad(ref.x))
+    # the Hessian is >= mu I everywhere (module docstring)
+    assert np.linalg.norm(result.x - ref.x) <= (grad_norm + ref_grad_norm) / mu
+    f_tolerance = (grad_norm ** 2 + ref_grad_norm ** 2) / (2 * mu) \
+        + 8 * np.finfo(np.float64).eps * (1 + abs(ref.fun))
+    assert abs(result.fun - ref.fun) <= f_tolerance
+
+
+def test_adaptive_L_follows_the_documented_rule():
+    # first trial 1, then half the last accepted L (not below 1e-12); each rejected trial
+    # doubles L and costs one function value
+    p = breast_cancer(mu=1e-3, x0_scale=10.0, standardise=False)
+    result = damped_newton(p.fun, p.grad, p.hess, p.x0, maxiter=40)
+    k, L_used = result.iterations, result.history["L"][1:]
+    trials = np.concatenate([[1.0], np.maximum(L_used[:-1] / 2, 1e-12)])
+    doublings = np.log2(L_used / trials)
+    np.testing.assert_allclose(doublings, np.round(doublings), atol=1e-12)
+    assert np.all(doublings >= 0) and doublings.sum() > 0
+    assert result.n_fun == k + 1 + int(doublings.sum())
+    assert result.n_hess == result.n_factorizations == k and result.n_grad == k + 1
+    np.testing.assert_allclose(result.history["step"][1:],
+                               [aicn_step(L, G) for L, G in
+                                zip(L_used, result.history["decrement"][:-1])], rtol=1e-14)
+    # an explicit L with adaptive=True is the first trial
+    started = damped_newton(p.fun, p.grad, p.hess, p.x0, L=100.0, adaptive=True, maxiter=1)
+    assert started.history["L"][1] >= 100.0
+
+
+def test_explicit_L_is_fixed_as_before():
+    p = breast_cancer(mu=1e-3, x0_scale=10.0)
+    fixed = damped_newton(p.fun, p.grad, p.hess, p.x0, L=1.0, maxiter=30)
+    unset = damped_newton(p.fun, p.grad, p.hess, p.x0, adaptive=False, maxiter=30)
+    assert fixed.n_fun == fixed.iterations + 1 and np.all(fixed.history["L"][1:] == 1.0)
+    np.testing.assert_array_equal(unset.history["fun"], fixed.history["fun"])
+    np.testing.assert_array_equal(unset.x, fixed.x)
+
+
+# --- a point worse than the start is reported -----------------------------------------------
+
+def test_worse_than_start_is_reported():
+    # AICN with L = 1 taken as the true constant (the pre-fix default) on raw features:
+    # the steps are far too long and the run ends far above f(x0)
+    p = breast_cancer(mu=1e-3, x0_scale=10.0, standardise=False)
+    result = damped_newton(p.fun, p.grad, p.hess, p.x0, schedule="aicn", L=1.0, maxiter=100)
+    f0 = p.fun(p.x0)
+    assert result.fun > f0 and not result.converged and result.reason == "DIVERGED_ITS"
+    assert result.extra["worse_than_x0"] and result.extra["f0"] == f0
+    assert "worse than the start" in result.message
+
+
+def test_stationary_point_above_the_start_is_not_converged():
+    # Non-convex 1-D f: a shallow quadratic (minimum 0.875 at x = 5) behind a steep tanh step
+    # up at x = 2.5. From x0 = 0 (f ~ 1e-11) the pure Newton step -g/h = 5 jumps the step and
+    # lands on the higher minimum, where the gradient test holds.
+    s = 5.0
+    fun = lambda x: float(0.005 * x[0] ** 2 - 0.05 * x[0] + 0.5 * (np.tanh(s * (x[0] - 2.5)) + 1))
+    grad = lambda x: np.array([0.01 * x[0] - 0.05 + 0.5 * s / np.cosh(s * (x[0] - 2.5)) ** 2])
+    hess = lambda x: np.array([[0.01 - s * s * np.tanh(s * (x[0] - 2.5))
+                                / np.cosh(s * (x[0] - 2.5)) ** 2]])
+    x0 = np.zeros(1)
+    pure = damped_newton(fun, grad, hess, x0, schedule="newton")
+    assert np.linalg.norm(grad(pure.x)) <= 1e-8 and pure.fun > fun(x0) + 0.5
+    assert not pure.converged and pure.reason == "DIVERGED_BREAKDOWN"
+    assert pure.extra["worse_than_x0"] and "worse than the start" in pure.message
+    # the default is monotone: it stays left of the step and ends below f(x0)
+    default = damped_newton(fun, grad, hess, x0)
+    assert default.converged and default.fun < fun(x0) and not default.extra["worse_than_x0"]
+
+
 # --- affine invariance -------------------------------------------------------------------
 
-@pytest.mark.parametrize("schedule", ["aicn", "root", "greedy", "universal"])
-def test_affine_invariance(schedule):
+@pytest.mark.parametrize("schedule, L", [("aicn", 1.0), ("root", 1.0), ("greedy", 1.0),
+                                         ("universal", 1.0), ("aicn", None), ("root", None)],
+                         ids=["aicn", "root", "greedy", "universal", "aicn-adaptive",
+                              "root-adaptive"])
+def test_affine_invariance(schedule, L):
     p = small_logistic(x0_scale=3.0)
     d = p.dim
     rng = np.random.default_rng(7)
@@ -112,7 +222,7 @@ def test_affine_invariance(schedule):
     grad_y = lambda y: S.T @ p.grad(S @ y)
     hess_y = lambda y: S.T @ p.hess(S @ y) @ S
     y0 = np.linalg.solve(S, p.x0)
-    kwargs = dict(schedule=schedule, L=1.0, maxiter=8, gtol=0.0)
+    kwargs = dict(schedule=schedule, L=L, maxiter=8, gtol=0.0)
     _, xs = iterates(p, **kwargs)
     ys = [y0]
     damped_newton(fun_y, grad_y, hess_y, y0, callback=lambda y: ys.append(np.array(y)), **kwargs)
@@ -217,12 +327,17 @@ def test_float32_start_is_kept():
 
 def test_counters_and_history():
     p = small_logistic()
-    result = damped_newton(p.fun, p.grad, p.hess, p.x0, schedule="aicn")
+    result = damped_newton(p.fun, p.grad, p.hess, p.x0, schedule="aicn", L=1.0)
     k = result.iterations
     assert result.reason in MINIMIZE_REASONS
     assert result.n_hess == result.n_factorizations == k
     assert result.n_grad == result.n_fun == k + 1
     assert len(result.history["fun"]) == k + 1 and result.history["step"][0] == 0
+    # the adaptive default spends one extra function value per doubling of L
+    adaptive = damped_newton(p.fun, p.grad, p.hess, p.x0)
+    k = adaptive.iterations
+    assert adaptive.n_hess == adaptive.n_factorizations == k and adaptive.n_grad == k + 1
+    assert adaptive.n_fun >= k + 1 and len(adaptive.history["L"]) == k + 1
 
 
 def test_maxiter_respected():
@@ -268,6 +383,10 @@ def test_misuse_raises():
         damped_newton(p.fun, p.grad, p.hess, p.x0, L=-1.0)
     with pytest.raises(ValueError, match="maxiter"):
         damped_newton(p.fun, p.grad, p.hess, p.x0, maxiter=-1)
+    with pytest.raises(ValueError, match="adaptive"):
+        damped_newton(p.fun, p.grad, p.hess, p.x0, schedule="universal", adaptive=True)
+    with pytest.raises(ValueError, match="adaptive"):
+        damped_newton(p.fun, p.grad, p.hess, p.x0, adaptive="yes")
 
 
 @pytest.mark.parametrize("schedule", ["greedy", "universal"])
