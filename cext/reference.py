@@ -272,9 +272,16 @@ def sor_reverse_sweep(indptr, indices, data, diag, b, x, omega, color_ptr) -> No
     sor_sweep_backward(indptr, indices, data, diag, b, x, omega)
 
 
-def sor_residual_norm2_ordered(indptr, indices, data, diag, b, x) -> float:
-    """``||b - (D + O) x||^2`` for a system in sweep order."""
-    return csr_residual_norm2_split(indptr, indices, data, diag, b, x, x[:0])
+def sor_residual_norm2_ordered(indptr, mid, indices, data, diag, b, x, color_ptr) -> float:
+    """``||b - (D + O) x||^2`` for a system in sweep order, in :func:`sor_lagged_sweep`'s arithmetic."""
+    total = 0.0
+    for i in range(b.shape[0]):
+        lower = sum(float(data[jj]) * float(x[int(indices[jj])])
+                    for jj in range(int(indptr[i]), int(mid[i])))
+        upper = sum(float(data[jj]) * float(x[int(indices[jj])])
+                    for jj in range(int(mid[i]), int(indptr[i + 1])))
+        total += (float(b[i]) - float(diag[i]) * float(x[i]) - lower - upper) ** 2
+    return total
 
 
 def sor_run_lagged(indptr, mid, indices, data, diag, b, x, work, omega, symmetric, color_ptr,
@@ -295,7 +302,7 @@ def sor_run_lagged(indptr, mid, indices, data, diag, b, x, work, omega, symmetri
         x[...] = work
         k += 1
     if k > start:
-        r2 = sor_residual_norm2_ordered(indptr, indices, data, diag, b, x)
+        r2 = sor_residual_norm2_ordered(indptr, mid, indices, data, diag, b, x, color_ptr)
         norms[k] = math.sqrt(r2) if r2 >= 0 else float("nan")
     return k
 

@@ -25,24 +25,54 @@ _MONITOR_FORMAT = "%3d SOR Residual norm %14.12e"
 
 
 class SorMatrix:
-    """A CSR matrix prepared for SOR sweeps: diagonal checked, colouring cached.
+    """A CSR matrix prepared for SOR sweeps: diagonal checked, sweep order cached.
 
     Build it once when the same matrix is swept many times (a preconditioner,
     a sequence of right-hand sides).
+
+    The system is held in *sweep order*: natural, or, for the coloured
+    orderings, permuted so that each colour's unknowns are contiguous
+    (``permutation[k]`` is the unknown at position ``k``). A coloured sweep
+    is then the lexicographic sweep of the permuted matrix, whose rows
+    within a colour are independent and run in parallel, and every array
+    the sweep reads is contiguous per colour. (With the rows merely stored
+    by colour and ``x``, ``b`` and the diagonal left in natural order, the
+    sweep gathered them at random: 1.3-1.8x pyamg's sequential sweep on
+    scikit-fem matrices, two threads.)
 
     Parameters
     ----------
     A : scipy sparse matrix or 2-D NumPy array, square, nonzero diagonal
     dtype : numpy dtype, optional
-        float32 or float64 (default: float64 unless A is float32).
+        float32 or float64 (default: float64 unless A is float32). A float32
+        system is swept in float32 arithmetic.
     ordering : {"natural", "redblack", "multicolor"}
+
+    Attributes
+    ----------
+    off_indptr, off_indices, off_data : ndarray
+        The off-diagonal entries in sweep order, columns sorted.
+    mid : ndarray
+        ``mid[k]``: the first entry of stored row ``k`` right of the diagonal.
+    diag : ndarray
+        The diagonal in sweep order.
+    permutation : ndarray or None
+        Sweep position to unknown; None for the natural ordering.
+    color_ptr : ndarray of int64
+        Colour ``c`` occupies positions ``color_ptr[c]:color_ptr[c + 1]``
+        (a single entry for the natural ordering).
 
     Examples
     --------
-    >>> import scipy.sparse as sp
-    >>> S = SorMatrix(sp.diags([-1.0, 2.0, -1.0], [-1, 0, 1], shape=(5, 5)), ordering="redblack")
-    >>> S.n_colors
-    2
+    >>> import numpy as np, scipy.sparse as sp
+    >>> A = sp.diags([-1.0, 2.0, -1.0], [-1, 0, 1], shape=(5, 5))
+    >>> S = SorMatrix(A, ordering="redblack")
+    >>> S.n_colors, S.permutation.tolist()
+    (2, [0, 2, 4, 1, 3])
+    >>> x = np.zeros(5)
+    >>> S.sweep(np.ones(5), x, 1.0)  # one Gauss-Seidel sweep, red then black
+    >>> x.tolist()
+    [0.5, 1.0, 0.5, 1.0, 0.5]
     """
 
     def __init__(self, A: Any, dtype=None, ordering: str = "natural"):
@@ -68,32 +98,41 @@ class SorMatrix:
             # a boolean A is its 0/1 values, as in pcg (and scipy); astype copies
             csr = csr.astype(np.float64)
         n = csr.shape[0]
-        index_dtype = np.int32 if csr.nnz < 2**31 - 1 else np.int64
         self.shape = csr.shape
         self.dtype = np.dtype(dtype)
         self.ordering = ordering
-        self.diag = np.ascontiguousarray(csr.diagonal(), dtype=dtype)
+        diagonal = csr.diagonal()
+        bad = np.flatnonzero(~(diagonal != 0))
+        if bad.size:
+            raise ValueError(f"SOR needs a nonzero diagonal; A[{bad[0]}, {bad[0]}] = "
+                             f"{diagonal[bad[0]]} ({bad.size} such rows)")
+        self.permutation = None
+        self.color_ptr = np.zeros(1, dtype=np.int64)  # one sequential sweep
+        self.n_colors = 1
+        if ordering != "natural":
+            self.permutation, self.color_ptr = self._color(csr, n)
+            self.n_colors = self.color_ptr.shape[0] - 1
+            csr = csr[self.permutation][:, self.permutation].tocsr()
+            diagonal = csr.diagonal()
         # the sweep kernels take the off-diagonal part and the diagonal apart
-        off = (csr - sp.diags(csr.diagonal())).tocsr()
+        off = (csr - sp.diags(diagonal)).tocsr()
         off.eliminate_zeros()
+        off.sort_indices()  # rows split at the diagonal by mid: columns ascending
+        index_dtype = np.int32 if off.nnz < 2**31 - 1 else np.int64
         self.off_indptr = np.ascontiguousarray(off.indptr, dtype=index_dtype)
         self.off_indices = np.ascontiguousarray(off.indices, dtype=index_dtype)
         self.off_data = np.ascontiguousarray(off.data, dtype=dtype)
-        bad = np.flatnonzero(~(self.diag != 0))
-        if bad.size:
-            raise ValueError(f"SOR needs a nonzero diagonal; A[{bad[0]}, {bad[0]}] = "
-                             f"{self.diag[bad[0]]} ({bad.size} such rows)")
-        # an empty colour table means the lexicographic ordering
-        self.color_ptr = np.zeros(1, dtype=np.int64)
-        self.color_rows = np.zeros(0, dtype=index_dtype)
-        self.n_colors = 1
-        if ordering != "natural":
-            self._color(csr, n, index_dtype)
+        self.diag = np.ascontiguousarray(diagonal, dtype=dtype)
+        rows = np.repeat(np.arange(n, dtype=index_dtype), np.diff(self.off_indptr))
+        lower = np.bincount(rows[self.off_indices < rows], minlength=n)
+        self.mid = (self.off_indptr[:-1] + lower).astype(index_dtype)
 
-    def _color(self, csr, n, index_dtype):
+    def _color(self, csr, n):
+        """``(permutation, color_ptr)``: unknowns grouped by colour, natural order within one."""
         kernels = kernels_for(np)
         # colour the symmetrised pattern: no row may read an unknown of its own colour
         pattern = (abs(csr) + abs(csr.T)).tocsr()
+        index_dtype = np.int32 if pattern.nnz < 2**31 - 1 else np.int64
         indptr = pattern.indptr.astype(index_dtype)
         indices = pattern.indices.astype(index_dtype)
         if self.ordering == "redblack":
@@ -103,42 +142,70 @@ class SorMatrix:
                                  "stencil); use ordering='multicolor'")
         else:
             colors = kernels.greedy_coloring(indptr, indices, n)
-        self.n_colors = int(colors.max()) + 1 if n else 0
-        order = np.argsort(colors, kind="stable")
-        self.color_rows = order.astype(index_dtype)
-        self.color_ptr = np.searchsorted(colors[order], np.arange(self.n_colors + 1)).astype(np.int64)
-        # store the off-diagonal rows colour by colour (see cext.numba.sor)
-        off = sp.csr_matrix((self.off_data, self.off_indices, self.off_indptr), shape=csr.shape)[order]
-        self.off_indptr = np.ascontiguousarray(off.indptr, dtype=index_dtype)
-        self.off_indices = np.ascontiguousarray(off.indices, dtype=index_dtype)
-        self.off_data = np.ascontiguousarray(off.data, dtype=self.dtype)
+        n_colors = int(colors.max()) + 1 if n else 0
+        permutation = np.argsort(colors, kind="stable").astype(index_dtype)
+        color_ptr = np.searchsorted(colors[permutation], np.arange(n_colors + 1)).astype(np.int64)
+        return permutation, color_ptr
+
+    def to_sweep_order(self, v: np.ndarray) -> np.ndarray:
+        """``v`` permuted into sweep order, as a new contiguous array of the working dtype."""
+        if self.permutation is None:
+            return np.array(v, dtype=self.dtype, copy=True)
+        return np.ascontiguousarray(v[self.permutation], dtype=self.dtype)
+
+    def from_sweep_order(self, v: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """The inverse of :meth:`to_sweep_order` (into ``out`` when given)."""
+        if out is None:
+            out = np.empty_like(v)
+        if self.permutation is None:
+            out[...] = v
+        else:
+            out[self.permutation] = v
+        return out
 
     def sweep(self, b, x, omega: float, *, backward: bool = False) -> None:
-        """One SOR sweep on ``x`` in place (forward, or backward for SSOR's second half)."""
-        kernels = kernels_for(np)
-        args = (self.off_indptr, self.off_indices, self.off_data, self.diag, b, x, omega)
-        if self.ordering == "natural":
-            (kernels.sor_sweep_backward if backward else kernels.sor_sweep_forward)(*args)
-        else:
-            kernels.sor_sweep_colored(*args, self.color_ptr, self.color_rows, backward)
+        """One SOR sweep on ``x`` in place (forward, or backward for SSOR's second half).
 
-    def residual_norm(self, b, x) -> float:
-        """``||b - A x||``."""
-        value = kernels_for(np).csr_residual_norm2_split(self.off_indptr, self.off_indices,
-                                                        self.off_data, self.diag, b, x,
-                                                        self.color_rows)
+        ``b`` and ``x`` are in the natural order of the unknowns.
+        """
+        kernels = kernels_for(np)
+        if self.permutation is None:
+            args = (self.off_indptr, self.off_indices, self.off_data, self.diag, b, x, omega)
+            (kernels.sor_sweep_backward if backward else kernels.sor_sweep_forward)(*args)
+            return
+        bs, xs = self.to_sweep_order(b), self.to_sweep_order(x)
+        if backward:
+            kernels.sor_reverse_sweep(self.off_indptr, self.off_indices, self.off_data,
+                                      self.diag, bs, xs, omega, self.color_ptr)
+        else:
+            new = np.empty_like(xs)
+            kernels.sor_lagged_sweep(self.off_indptr, self.mid, self.off_indices, self.off_data,
+                                     self.diag, bs, xs, new, omega, self.color_ptr)
+            xs = new
+        self.from_sweep_order(xs, out=x)
+
+    def residual_norm(self, b, x, *, ordered: bool = False) -> float:
+        """``||b - A x||``; ``ordered=True`` when ``b`` and ``x`` are in sweep order."""
+        if not ordered and self.permutation is not None:
+            b, x = self.to_sweep_order(b), self.to_sweep_order(x)
+        value = kernels_for(np).sor_residual_norm2_ordered(self.off_indptr, self.mid,
+                                                          self.off_indices, self.off_data,
+                                                          self.diag, b, x, self.color_ptr)
         return math.sqrt(value) if value >= 0 else float("nan")
 
-    def run(self, b, x, omega, *, symmetric, tol, grow_limit, maxiter, norms, start=0) -> int:
-        """Sweep in compiled code until converged, diverged or ``maxiter`` (see ``cext`` ``sor_run``).
+    def run(self, b, x, work, omega, *, symmetric, tol, grow_limit, maxiter, norms,
+            start=0) -> int:
+        """Sweep in compiled code until converged, diverged or ``maxiter`` (``cext`` ``sor_run_lagged``).
 
-        One uninterruptible call: ``norms`` needs ``maxiter + 1`` entries,
-        and a caller with a large ``maxiter`` resumes it in chunks
+        ``b``, ``x`` (updated in place) and the scratch ``work`` are in sweep
+        order. One uninterruptible call: ``norms`` needs ``maxiter + 1``
+        entries, and a caller with a large ``maxiter`` resumes it in chunks
         (``start`` = the last return) so that Ctrl-C is seen, as :func:`sor`.
         """
-        return kernels_for(np).sor_run(self.off_indptr, self.off_indices, self.off_data, self.diag,
-                                       b, x, omega, symmetric, self.color_ptr, self.color_rows,
-                                       tol, grow_limit, maxiter, norms, start)
+        return kernels_for(np).sor_run_lagged(self.off_indptr, self.mid, self.off_indices,
+                                              self.off_data, self.diag, b, x, work, omega,
+                                              symmetric, self.color_ptr, tol, grow_limit,
+                                              maxiter, norms, start)
 
 
 def sor(A: Any, b: Any, omega: float = 1.0, x0: Any = None, *, rtol: float = 1e-8,
@@ -240,15 +307,20 @@ def sor(A: Any, b: Any, omega: float = 1.0, x0: Any = None, *, rtol: float = 1e-
     b = np.ascontiguousarray(b, dtype=S.dtype)
     x = as_initial_guess(x0, xp, n, S.dtype)
     bnorm = float(np.linalg.norm(b.astype(np.float64)))
+    # the sweeps run on b and x in sweep order (a copy: x0 is never written)
+    b_swept, x_swept = S.to_sweep_order(b), S.to_sweep_order(x)
+    work = np.empty_like(x_swept)
     tol, reason_converged = stopping_tolerance(rtol, atol, bnorm)
 
     def finish(reason, k, norms, message):
+        S.from_sweep_order(x_swept, out=x)
         return SolveResult(x=x, converged=reason.startswith("CONVERGED"), reason=reason,
                            iterations=k, residual_norms=np.asarray(norms, dtype=np.float64),
                            true_residual_norm=float(norms[-1]), matvecs=len(norms),
                            time=time.perf_counter() - start, message=message)
 
-    rnorm = S.residual_norm(b, x) if math.isfinite(bnorm) else float("nan")
+    rnorm = (S.residual_norm(b_swept, x_swept, ordered=True) if math.isfinite(bnorm)
+             else float("nan"))
     grow_limit = dtol * rnorm
     k = 0
     if monitor:
@@ -261,7 +333,7 @@ def sor(A: Any, b: Any, omega: float = 1.0, x0: Any = None, *, rtol: float = 1e-
     # thousands) still finish in one call; the cap bounds the spare norms.
     # The iteration does not depend on where a chunk ends.
     max_budget = 2**16
-    entries_per_sweep = (S.off_data.shape[0] + n) * (3 if symmetric else 2)  # + residual
+    entries_per_sweep = (S.off_data.shape[0] + n) * (2 if symmetric else 1)
     watched = callback is not None or monitor
     budget = 1 if watched else min(max_budget, max(1, 2**22 // max(entries_per_sweep, 1)))
     # the history grows (doubling) with the sweeps run, never sized from maxiter
@@ -272,13 +344,13 @@ def sor(A: Any, b: Any, omega: float = 1.0, x0: Any = None, *, rtol: float = 1e-
             stop = min(k + budget, maxiter)
             norms = grown_history(norms, k + 1, stop + 1)
             tic = time.perf_counter()
-            k = S.run(b, x, omega, symmetric=symmetric, tol=tol, grow_limit=grow_limit,
-                      maxiter=stop, norms=norms, start=k)
+            k = S.run(b_swept, x_swept, work, omega, symmetric=symmetric, tol=tol,
+                      grow_limit=grow_limit, maxiter=stop, norms=norms, start=k)
             elapsed = time.perf_counter() - tic
             if monitor:
                 print(_MONITOR_FORMAT % (k, norms[k]), file=sys.stdout)
             if callback is not None:
-                callback(x)
+                callback(S.from_sweep_order(x_swept, out=x))
             if not (tol < norms[k] <= grow_limit):
                 break
             if not watched:  # the call ran its whole budget

@@ -72,3 +72,18 @@ def to_numpy(x) -> np.ndarray:
     """A host NumPy view of a NumPy or ``array_api_strict`` array (the strict
     namespace refuses ``np.asarray`` in some versions)."""
     return np.asarray(x._array if hasattr(x, "_array") else x)
+
+
+def rows_by_colour(S):
+    """A coloured :class:`linsolve.SorMatrix` in the storage of the coloured kernels.
+
+    ``sor_sweep_colored`` and ``sor_run`` (CuPy's and the reference) take the
+    off-diagonal rows stored colour by colour with columns, ``x``, ``b`` and
+    the diagonal in natural numbering; ``SorMatrix`` holds the whole system
+    permuted. Returns ``(indptr, indices, data, diag, color_ptr, color_rows)``.
+    """
+    perm = S.permutation
+    diag = np.empty_like(S.diag)
+    diag[perm] = S.diag
+    indices = perm[S.off_indices].astype(S.off_indices.dtype)
+    return S.off_indptr, indices, S.off_data, diag, S.color_ptr, perm

@@ -295,9 +295,12 @@ def _sor_arrays(dtype, index_dtype, ordering, N=16):
     """2-D Poisson prepared for coloured sweeps (rows stored by colour), host arrays."""
     from linsolve.sor import SorMatrix
 
-    S = SorMatrix(poisson2d(N), dtype=dtype, ordering=ordering)
-    return (S.off_indptr.astype(index_dtype), S.off_indices.astype(index_dtype), S.off_data,
-            S.diag, S.color_ptr, S.color_rows.astype(index_dtype))
+    from .problems import rows_by_colour
+
+    indptr, indices, data, diag, color_ptr, rows = rows_by_colour(
+        SorMatrix(poisson2d(N), dtype=dtype, ordering=ordering))
+    return (indptr.astype(index_dtype), indices.astype(index_dtype), data, diag, color_ptr,
+            rows.astype(index_dtype))
 
 
 def _sor_scale(*vectors) -> float:

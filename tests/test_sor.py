@@ -11,7 +11,7 @@ from cext import numba as nbk
 from cext import reference
 from linsolve import SorMatrix, sor
 
-from .problems import anisotropic2d, poisson2d, random_sparse_spd
+from .problems import anisotropic2d, poisson2d, random_sparse_spd, rows_by_colour
 
 N = 16
 H = 1.0 / (N + 1)
@@ -110,7 +110,8 @@ def test_numba_sweeps_equal_reference(dtype):
     S = SorMatrix(random_sparse_spd(40, 0.15, seed=6, dtype=dtype), dtype=dtype,
                   ordering="multicolor")
     b = np.random.default_rng(7).standard_normal(40).astype(dtype)
-    args = (S.off_indptr, S.off_indices, S.off_data, S.diag, b)
+    indptr, indices, data, diag, color_ptr, color_rows = rows_by_colour(S)
+    args = (indptr, indices, data, diag, b)
     eps = np.finfo(dtype).eps
     for name in ("sor_sweep_forward", "sor_sweep_backward"):
         x1, x2 = np.ones(40, dtype), np.ones(40, dtype)
@@ -119,21 +120,21 @@ def test_numba_sweeps_equal_reference(dtype):
         np.testing.assert_allclose(x1, x2, rtol=40 * eps, atol=40 * eps)
     for reverse in (False, True):
         x1, x2 = np.ones(40, dtype), np.ones(40, dtype)
-        nbk.sor_sweep_colored(*args, x1, 1.4, S.color_ptr, S.color_rows, reverse)
-        reference.sor_sweep_colored(*args, x2, 1.4, S.color_ptr, S.color_rows, reverse)
+        nbk.sor_sweep_colored(*args, x1, 1.4, color_ptr, color_rows, reverse)
+        reference.sor_sweep_colored(*args, x2, 1.4, color_ptr, color_rows, reverse)
         np.testing.assert_allclose(x1, x2, rtol=40 * eps, atol=40 * eps)
     A = random_sparse_spd(40, 0.15, seed=6, dtype=dtype)
     x = np.linspace(-1, 1, 40).astype(dtype)
     expected = float(np.sum((b.astype(float) - A.astype(float) @ x.astype(float)) ** 2))
     for module in (nbk, reference):
-        r2 = module.csr_residual_norm2_split(*args[:4], b, x, S.color_rows)
+        r2 = module.csr_residual_norm2_split(*args[:4], b, x, color_rows)
         assert r2 == pytest.approx(expected, rel=200 * float(eps))
     for symmetric in (False, True):
         runs = []
         for module in (nbk, reference):
             x = np.zeros(40, dtype)
             norms = np.zeros(8)
-            k = module.sor_run(*args, x, 1.4, symmetric, S.color_ptr, S.color_rows,
+            k = module.sor_run(*args, x, 1.4, symmetric, color_ptr, color_rows,
                                0.0, np.inf, 7, norms)
             runs.append((k, x, norms))
         assert runs[0][0] == runs[1][0] == 7
@@ -208,14 +209,130 @@ def test_x0_untouched_and_prebuilt_matrix_reused():
 def test_kernels_accept_int64_indices():
     """Matrices past 2^31 nonzeros use int64 indices: the kernels must compile for them."""
     S = SorMatrix(poisson2d(4), ordering="redblack")
-    as64 = [a.astype(np.int64) for a in (S.off_indptr, S.off_indices)]
-    rows64 = S.color_rows.astype(np.int64)
+    indptr, indices, data, diag, color_ptr, color_rows = rows_by_colour(S)
+    as64 = [a.astype(np.int64) for a in (indptr, indices)]
+    rows64 = color_rows.astype(np.int64)
     b = np.ones(16)
     x32, x64 = np.zeros(16), np.zeros(16)
     norms32, norms64 = np.zeros(6), np.zeros(6)
-    nbk.sor_run(S.off_indptr, S.off_indices, S.off_data, S.diag, b, x32, 1.2, False,
-                S.color_ptr, S.color_rows, 0.0, np.inf, 5, norms32)
-    nbk.sor_run(*as64, S.off_data, S.diag, b, x64, 1.2, False, S.color_ptr, rows64,
+    nbk.sor_run(indptr, indices, data, diag, b, x32, 1.2, False,
+                color_ptr, color_rows, 0.0, np.inf, 5, norms32)
+    nbk.sor_run(*as64, data, diag, b, x64, 1.2, False, color_ptr, rows64,
                 0.0, np.inf, 5, norms64)
     np.testing.assert_array_equal(x32, x64)
     np.testing.assert_array_equal(norms32, norms64)
+    # the sweep-order kernels too
+    for ordering in ("natural", "redblack"):
+        S = SorMatrix(poisson2d(4), ordering=ordering)
+        runs = []
+        for cast in (lambda a: a, lambda a: a.astype(np.int64)):
+            x, work, norms = np.zeros(16), np.empty(16), np.zeros(6)
+            norms[0] = 4.0
+            nbk.sor_run_lagged(cast(S.off_indptr), cast(S.mid), cast(S.off_indices), S.off_data,
+                               S.diag, b, x, work, 1.2, True, S.color_ptr, 0.0, np.inf, 5, norms)
+            runs.append((x, norms))
+        np.testing.assert_array_equal(runs[0][0], runs[1][0])
+        np.testing.assert_array_equal(runs[0][1], runs[1][1])
+
+
+def _every_sweep_checked(A, b, omega, ordering, symmetric, tol, maxiter, dtype):
+    """The run of the kernels that check after every sweep (a residual pass each)."""
+    S = SorMatrix(A, dtype=dtype, ordering=ordering)
+    b = b.astype(dtype)
+    if ordering == "natural":
+        args = (S.off_indptr, S.off_indices, S.off_data, S.diag, b)
+        color_ptr, color_rows = np.zeros(1, np.int64), np.zeros(0, S.off_indices.dtype)
+    else:
+        indptr, indices, data, diag, color_ptr, color_rows = rows_by_colour(S)
+        args = (indptr, indices, data, diag, b)
+    x = np.zeros(b.shape[0], dtype)
+    norms = np.zeros(maxiter + 1)
+    norms[0] = np.linalg.norm(b.astype(np.float64))
+    k = nbk.sor_run(*args, x, omega, symmetric, color_ptr, color_rows, tol, np.inf, maxiter, norms)
+    return k, x, norms[:k + 1]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("symmetric", [False, True])
+@pytest.mark.parametrize("ordering", ["natural", "redblack", "multicolor"])
+def test_residual_from_the_next_sweep_keeps_the_count(ordering, symmetric, dtype):
+    """sor takes ||b - A x_k|| from sweep k + 1: same count and iterates as checking every sweep."""
+    A = poisson2d(12, dtype=dtype) if ordering == "redblack" else random_sparse_spd(
+        150, 0.04, seed=11, dtype=dtype)
+    n = A.shape[0]
+    b = np.random.default_rng(12).standard_normal(n)
+    rtol = 1e-10 if dtype == np.float64 else 1e-5
+    eps = float(np.finfo(dtype).eps)
+    result = sor(A, b.astype(dtype), 1.3, rtol=rtol, ordering=ordering, symmetric=symmetric)
+    tol = rtol * np.linalg.norm(b.astype(dtype).astype(np.float64))
+    k, x, norms = _every_sweep_checked(A, b, 1.3, ordering, symmetric, tol, 10 * n, dtype)
+    assert result.converged and result.x.dtype == dtype
+    # Both histories are true residuals summed in different orders: they
+    # differ by rounding, about eps (|b| + |A||x|) per entry. The counts are
+    # equal unless a residual lies within that of the tolerance.
+    absolute = np.abs(b) + abs(A.astype(np.float64)) @ np.abs(x.astype(np.float64))
+    rounding = 4 * eps * np.max(np.diff(A.indptr)) * np.linalg.norm(absolute)
+    first = min(result.iterations, k)
+    assert result.iterations == k or (
+        abs(result.iterations - k) == 1 and abs(norms[first] - tol) <= rounding)
+    m = min(result.iterations, k) + 1
+    np.testing.assert_allclose(result.residual_norms[:m], norms[:m], rtol=0, atol=rounding)
+    if result.iterations == k:
+        # the same iteration summed in another order: rounding apart, growing with k
+        np.testing.assert_allclose(result.x, x, rtol=0, atol=8 * k * eps * np.abs(x).max())
+    true = np.linalg.norm(b - A.astype(np.float64) @ result.x.astype(np.float64))
+    assert true <= tol * (1 + 100 * eps * np.sqrt(n))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("ordering", ["natural", "multicolor"])
+def test_lagged_kernels_equal_reference_and_triangular_solve(ordering, dtype):
+    A = random_sparse_spd(70, 0.08, seed=13, dtype=dtype)
+    S = SorMatrix(A, dtype=dtype, ordering=ordering)
+    rng = np.random.default_rng(14)
+    b, x = (rng.standard_normal(70).astype(dtype) for _ in range(2))
+    bs, xs = S.to_sweep_order(b), S.to_sweep_order(x)
+    eps = float(np.finfo(dtype).eps)
+    system = (S.off_indptr, S.off_indices, S.off_data, S.diag)
+    new = {}
+    for module in (nbk, reference):
+        out = np.empty_like(xs)
+        r2 = module.sor_lagged_sweep(S.off_indptr, S.mid, S.off_indices, S.off_data, S.diag,
+                                     bs, xs.copy(), out, 1.4, S.color_ptr)
+        back = out.copy()
+        module.sor_reverse_sweep(*system, bs, back, 1.4, S.color_ptr)
+        new[module.__name__] = (r2, out, back)
+        expected_r2 = float(np.sum((b.astype(float) - A.astype(float) @ x.astype(float)) ** 2))
+        assert r2 == pytest.approx(expected_r2, rel=200 * eps)
+        assert module.sor_residual_norm2_ordered(S.off_indptr, S.mid, S.off_indices, S.off_data,
+                                                 S.diag, bs, xs, S.color_ptr) == pytest.approx(
+            expected_r2, rel=200 * eps)
+    (r_nb, out_nb, back_nb), (r_ref, out_ref, back_ref) = new.values()
+    np.testing.assert_allclose(out_nb, out_ref, rtol=0, atol=40 * eps * np.abs(out_ref).max())
+    np.testing.assert_allclose(back_nb, back_ref, rtol=0, atol=40 * eps * np.abs(back_ref).max())
+    # the sweep is x + (D/w + L)^{-1} (b - A x) for the permuted matrix
+    P = S.permutation if S.permutation is not None else np.arange(70)
+    Ap = A.astype(np.float64)[P][:, P]
+    lower = (sp.diags(Ap.diagonal()) / 1.4 + sp.tril(Ap, k=-1)).tocsr()
+    xs64, bs64 = xs.astype(np.float64), bs.astype(np.float64)
+    expected = xs64 + sla.spsolve_triangular(lower, bs64 - Ap @ xs64, lower=True)
+    cond = np.linalg.cond(lower.toarray())
+    np.testing.assert_allclose(out_nb, expected, rtol=0,
+                               atol=10 * cond * eps * np.abs(expected).max())
+    assert out_nb.dtype == dtype
+
+
+def test_sweeps_follow_the_input_order():
+    """SorMatrix.sweep takes natural-order vectors whatever the sweep order."""
+    A = random_sparse_spd(50, 0.1, seed=15)
+    b = np.random.default_rng(16).standard_normal(50)
+    S = SorMatrix(A, ordering="multicolor")
+    x = np.zeros(50)
+    S.sweep(b, x, 1.0)
+    P = S.permutation
+    Ap = A[P][:, P]
+    lower = (sp.diags(Ap.diagonal()) + sp.tril(Ap, k=-1)).tocsr()
+    expected = np.empty(50)
+    expected[P] = sla.spsolve_triangular(lower, b[P], lower=True)
+    np.testing.assert_allclose(x, expected, rtol=1e-13, atol=1e-14)
+    assert S.residual_norm(b, x) == pytest.approx(np.linalg.norm(b - A @ x), rel=1e-12)

@@ -6,7 +6,8 @@ from .kron import kron_eigen_solve, kron_matvec
 from .mfac import (factor_apply, spd_inverse_factor, window_axpy_gemv_t, window_gemv,
                    window_push_gemv)
 from .sketch import countsketch_csr, countsketch_dense, kaczmarz_run
-from .sor import (csr_residual_norm2_split, greedy_coloring, sor_run,
+from .sor import (csr_residual_norm2_split, greedy_coloring, sor_lagged_sweep,
+                  sor_residual_norm2_ordered, sor_reverse_sweep, sor_run, sor_run_lagged,
                   sor_sweep_backward, sor_sweep_colored, sor_sweep_forward, two_coloring)
 from .spmv import csr_spmv, csr_spmv_dot
 from .structure import csr_check
@@ -31,7 +32,11 @@ __all__ = [
     "kron_eigen_solve",
     "kron_matvec",
     "greedy_coloring",
+    "sor_lagged_sweep",
+    "sor_residual_norm2_ordered",
+    "sor_reverse_sweep",
     "sor_run",
+    "sor_run_lagged",
     "sor_sweep_backward",
     "sor_sweep_colored",
     "sor_sweep_forward",

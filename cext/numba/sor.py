@@ -290,20 +290,39 @@ def _reverse_serial(indptr, indices, data, diag, b, x, omega, keep):
     _inplace_rows_reverse(indptr, indices, data, diag, b, x, omega, keep, 0, b.shape[0])
 
 
-@nb.njit(**_PAR)
-def _residual2_ordered(indptr, indices, data, diag, b, x):
+@nb.njit(nogil=True, cache=True, boundscheck=False, inline="always")
+def _residual_rows(indptr, mid, indices, data, diag, b, x, zero, lo, hi):
+    # the residual arithmetic of _lagged_rows, so a history is the same to the
+    # bit whichever kernel measured an entry (and wherever a chunk ended)
     total = 0.0
-    tasks = (b.shape[0] + _TASK_ROWS - 1) // _TASK_ROWS
-    for t in prange(tasks):
-        part = 0.0
-        for i in range(t * _TASK_ROWS, min((t + 1) * _TASK_ROWS, b.shape[0])):
-            acc = diag[i] * x[i]
-            for jj in range(indptr[i], indptr[i + 1]):
-                acc += data[jj] * x[indices[jj]]
-            ri = b[i] - acc
-            part += float(ri) * float(ri)
-        total += part
+    for i in range(lo, hi):
+        lower = zero
+        upper = zero
+        for jj in range(indptr[i], mid[i]):
+            lower += data[jj] * x[indices[jj]]
+        for jj in range(mid[i], indptr[i + 1]):
+            upper += data[jj] * x[indices[jj]]
+        residual = b[i] - diag[i] * x[i] - lower - upper
+        total += float(residual) * float(residual)
     return total
+
+
+@nb.njit(**_PAR)
+def _residual_colored(indptr, mid, indices, data, diag, b, x, zero, color_ptr):
+    total = 0.0
+    for c in range(color_ptr.shape[0] - 1):
+        lo = color_ptr[c]
+        tasks = (color_ptr[c + 1] - lo + _TASK_ROWS - 1) // _TASK_ROWS
+        for t in prange(tasks):
+            start = lo + t * _TASK_ROWS
+            stop = min(start + _TASK_ROWS, color_ptr[c + 1])
+            total += _residual_rows(indptr, mid, indices, data, diag, b, x, zero, start, stop)
+    return total
+
+
+@nb.njit(nogil=True, cache=True, boundscheck=False)
+def _residual_serial(indptr, mid, indices, data, diag, b, x, zero):
+    return _residual_rows(indptr, mid, indices, data, diag, b, x, zero, 0, b.shape[0])
 
 
 def _scalars(data, omega):
@@ -369,7 +388,12 @@ def _lagged_run(indptr, mid, indices, data, diag, b, x, work, omega, keep, symme
         swapped = not swapped
         k += 1
     if not stopped and k > start:
-        norms[k] = np.sqrt(_residual2_ordered(indptr, indices, data, diag, b, current))
+        zero = keep - keep
+        if colored:
+            r2 = _residual_colored(indptr, mid, indices, data, diag, b, current, zero, color_ptr)
+        else:
+            r2 = _residual_serial(indptr, mid, indices, data, diag, b, current, zero)
+        norms[k] = np.sqrt(r2)
     if swapped:
         x[:] = current
     return k
@@ -395,6 +419,15 @@ def sor_run_lagged(indptr, mid, indices, data, diag, b, x, work, omega, symmetri
                        float(grow_limit), int(maxiter), norms, int(start))
 
 
-def sor_residual_norm2_ordered(indptr, indices, data, diag, b, x) -> float:
-    """``||b - (D + O) x||^2`` for a system in sweep order (natural storage), in parallel."""
-    return _residual2_ordered(unsigned_view(indptr), unsigned_view(indices), data, diag, b, x)
+def sor_residual_norm2_ordered(indptr, mid, indices, data, diag, b, x, color_ptr) -> float:
+    """``||b - (D + O) x||^2`` for a system in sweep order, as the sweeps measure it.
+
+    Same arithmetic and summation order as :func:`sor_lagged_sweep`, so a
+    residual history does not depend on which kernel measured each entry.
+    """
+    zero = data.dtype.type(0)
+    args = (unsigned_view(indptr), unsigned_view(mid), unsigned_view(indices), data, diag, b, x,
+            zero)
+    if color_ptr.shape[0] > 1:
+        return _residual_colored(*args, color_ptr)
+    return _residual_serial(*args)
