@@ -328,14 +328,14 @@ def sor(A: Any, b: Any, omega: float = 1.0, x0: Any = None, *, rtol: float = 1e-
     # Sweeps per compiled call ("compiled loops come up for air"): one when
     # the caller watches every iterate; otherwise a budget that returns to
     # Python (where Ctrl-C is seen) about every CHUNK_SECONDS. The first
-    # budget guesses from the size (~2**22 matrix entries read, milliseconds),
+    # budget guesses from the size (~2**24 matrix entries read, ~25 ms),
     # later ones scale by the measured time (next_budget). Small systems (the omega tuners solve
     # thousands) still finish in one call; the cap bounds the spare norms.
     # The iteration does not depend on where a chunk ends.
     max_budget = 2**16
     entries_per_sweep = (S.off_data.shape[0] + n) * (2 if symmetric else 1)
     watched = callback is not None or monitor
-    budget = 1 if watched else min(max_budget, max(1, 2**22 // max(entries_per_sweep, 1)))
+    budget = 1 if watched else min(max_budget, max(1, 2**24 // max(entries_per_sweep, 1)))
     # the history grows (doubling) with the sweeps run, never sized from maxiter
     norms = np.empty(min(budget, maxiter) + 1)
     norms[0] = rnorm

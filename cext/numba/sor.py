@@ -221,20 +221,28 @@ def csr_residual_norm2_split(indptr, indices, data, diag, b, x, rows) -> float:
 
 @nb.njit(nogil=True, cache=True, boundscheck=False, inline="always")
 def _lagged_rows(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep, lo, hi):
+    # A sequential sweep is bound by the chain x_new[i-1] -> row i -> x_new[i]
+    # (each row's lower part ends at its left neighbour), not by bandwidth:
+    # everything that does not need the new values (the upper part, the
+    # division, the old-value sums) is done first, off the chain, which
+    # then holds one fused multiply-add per lower entry and one more to
+    # finish the row.
     total = 0.0
     for i in range(lo, hi):
-        lower_new = keep - keep  # zero in the data's dtype (keep = 1 - w is finite)
-        lower_old = lower_new
-        upper = lower_new
-        for jj in range(indptr[i], mid[i]):
-            j = indices[jj]
-            lower_new += data[jj] * x_new[j]
-            lower_old += data[jj] * x_old[j]
+        upper = keep - keep  # zero in the data's dtype (keep = 1 - w is finite)
         for jj in range(mid[i], indptr[i + 1]):
             upper += data[jj] * x_old[indices[jj]]
         xi = x_old[i]
+        weight = omega / diag[i]
+        partial = keep * xi + weight * (b[i] - upper)
+        lower_old = keep - keep
+        lower_new = keep - keep
+        for jj in range(indptr[i], mid[i]):
+            j = indices[jj]
+            lower_old += data[jj] * x_old[j]
+            lower_new += data[jj] * x_new[j]
+        x_new[i] = partial - weight * lower_new
         residual = b[i] - diag[i] * xi - lower_old - upper
-        x_new[i] = keep * xi + omega * ((b[i] - lower_new - upper) / diag[i])
         total += float(residual) * float(residual)
     return total
 
@@ -296,12 +304,12 @@ def _residual_rows(indptr, mid, indices, data, diag, b, x, zero, lo, hi):
     # bit whichever kernel measured an entry (and wherever a chunk ended)
     total = 0.0
     for i in range(lo, hi):
-        lower = zero
         upper = zero
-        for jj in range(indptr[i], mid[i]):
-            lower += data[jj] * x[indices[jj]]
         for jj in range(mid[i], indptr[i + 1]):
             upper += data[jj] * x[indices[jj]]
+        lower = zero
+        for jj in range(indptr[i], mid[i]):
+            lower += data[jj] * x[indices[jj]]
         residual = b[i] - diag[i] * x[i] - lower - upper
         total += float(residual) * float(residual)
     return total
