@@ -48,15 +48,20 @@ class RootInfo:
     residual : float
         Largest relative residual over the blocks,
         ``||(A + s I) X^p - I||_F / sqrt(n)`` with ``s`` the shift that was
-        applied (0 when none), evaluated in the working precision.
+        applied (the ridge ``eps``, or the floor's shift), evaluated in the
+        working precision. ``eigh`` evaluates it as
+        ``||(A Q - Q Lambda) (Lambda + s)^{-1}||_F / sqrt(n)``, equal for an
+        orthogonal ``Q``, at the cost of one matrix product.
     iterations : int
         Newton iterations taken (largest over the blocks); 0 for ``eigh``.
     method : str
-        ``"eigh"``, ``"newton"`` or ``"newton+eigh"`` (Newton's result was
-        rejected and the root recomputed by a float64 eigendecomposition).
+        ``"eigh"``, ``"newton"``, or (``method="auto"`` only) ``"newton+eigh"``
+        / ``"eigh+eigh"``: the first method's root failed and was recomputed
+        by a float64 eigendecomposition.
     converged : bool
-        True if every block's root is finite and, for Newton, met its
-        tolerance with a residual of at most :data:`RESIDUAL_THRESHOLD`.
+        True if every block's root is finite, its residual is at most
+        :data:`RESIDUAL_THRESHOLD` and, for Newton, it met its tolerance.
+        Every method checks; a failed root is never reported as converged.
     """
 
     residual: float
@@ -69,7 +74,7 @@ def inverse_root(A: Any, p: int, *, eps: float = 0.0,
                  eps_mode: Literal["absolute", "relative"] = "absolute",
                  method: Literal["auto", "eigh", "newton"] = "auto",
                  tol: float | None = None, max_iter: int = 100,
-                 return_info: bool = False):
+                 return_info: bool = False, floor: bool = False):
     """Inverse p-th root ``A^{-1/p}`` of symmetric positive (semi)definite matrices.
 
     Parameters
@@ -80,18 +85,21 @@ def inverse_root(A: Any, p: int, *, eps: float = 0.0,
     p : int
         Positive integer root.
     eps : float
-        Regularisation. ``eigh``: eigenvalues are shifted up, all by the same
-        amount, so that the smallest is ``eps`` whenever it is below ``eps``
-        (otherwise untouched). ``newton``: ``eps I`` is added (the smallest
-        eigenvalue is not known to the iteration).
+        Ridge: every method returns the root of ``A + eps I`` (as Distributed
+        Shampoo's ``epsilon``), so ``eigh`` and ``newton`` give the same root
+        to their accuracy. ``eigh`` adds ``eps`` to the computed eigenvalues,
+        ``newton`` to the diagonal. An eigenvalue of ``A`` below ``-eps``
+        (also one made negative by rounding) leaves no root: a failure.
     eps_mode : {"absolute", "relative"}
-        ``"relative"`` scales ``eps`` by each block's largest eigenvalue
-        (``eigh``) or by its Frobenius norm, an upper bound on it (``newton``).
+        ``"relative"`` scales ``eps`` by each block's Frobenius norm
+        ``||A||_F`` (for every method; between ``lambda_max`` and
+        ``sqrt(rank) lambda_max`` for a positive semidefinite block).
     method : {"auto", "eigh", "newton"}
         ``"auto"``: ``eigh`` for CPU namespaces (NumPy, array-api-strict),
-        ``newton`` for CuPy, with a fallback to a float64 ``eigh`` when the
-        Newton root fails (not converged, or residual above
-        :data:`RESIDUAL_THRESHOLD`).
+        ``newton`` for CuPy; when that root fails (Newton, or a float32
+        ``eigh``), it is recomputed by a float64 ``eigh`` and cast back.
+        ``"eigh"`` and ``"newton"`` run in the working precision only and
+        report a failed root.
     tol : float, optional
         Newton stops when ``max|M_k - I| <= tol``; default ``1000 * eps(dtype)``.
         It also stops as soon as that error grows, and returns the best iterate.
@@ -100,6 +108,12 @@ def inverse_root(A: Any, p: int, *, eps: float = 0.0,
     return_info : bool
         Return ``(X, RootInfo)``. Then a failed root is reported in
         ``info.converged`` rather than raised.
+    floor : bool
+        The earlier regularisation, kept for ``eigh`` (and ``auto``, which
+        then uses ``eigh`` on every backend): instead of the ridge, all
+        eigenvalues are shifted up by the same amount so that the smallest is
+        ``eps`` (scaled as ``eps_mode`` says) whenever it is below; otherwise
+        ``A`` is untouched. A slightly indefinite ``A`` is thereby rooted.
 
     Returns
     -------
@@ -112,20 +126,24 @@ def inverse_root(A: Any, p: int, *, eps: float = 0.0,
     ------
     ValueError
         NaN or Inf in ``A``; not a stack of square matrices; ``p`` not a
-        positive integer; unknown ``method`` or ``eps_mode``; negative ``eps``.
+        positive integer; unknown ``method`` or ``eps_mode``; negative ``eps``;
+        ``floor=True`` with ``method="newton"``.
     TypeError
         Complex ``A``, or a floating dtype other than float32 and float64
         (float16 is refused: no eigendecomposition exists for it).
     RootError
         (a ValueError) The root failed and ``return_info`` is False: a
         non-positive eigenvalue after the shift (e.g. a singular matrix with
-        ``eps=0``), or Newton did not reach its tolerance. A bad root is never
-        returned silently.
+        ``eps=0``), a residual above :data:`RESIDUAL_THRESHOLD` (the matrix
+        is too ill-conditioned for the working precision), or Newton did not
+        reach its tolerance. A bad root is never returned silently.
 
     Notes
     -----
     ``eigh`` is backward stable: the root is that of a matrix within a few
-    ``u ||A||`` of ``A``; its relative error grows like ``u * cond(A)``.
+    ``u ||A||`` of ``A``; its relative error grows like ``u * cond(A)``, and
+    so does its residual, which is checked like Newton's: in float32 a
+    condition number above about 1e5 fails (``auto`` then retries in float64).
     ``newton`` is the coupled iteration ``X_0 = z^{1/p} I``, ``M_0 = z A``,
     ``z = (p + 1) / (2 ||A||_F)``,
     ``T_k = ((p + 1) I - M_k) / p``, ``X_{k+1} = X_k T_k``,
@@ -145,9 +163,20 @@ def inverse_root(A: Any, p: int, *, eps: float = 0.0,
     >>> X, info = inverse_root(A, 4, method="newton", return_info=True)
     >>> bool(np.allclose(X, np.diag([1 / 2, 1 / 3]))), info.method, info.converged
     (True, 'newton', True)
-    >>> inverse_root(np.zeros((2, 2)), 2, eps=1e-4)     # singular: shifted to eps
+    >>> inverse_root(np.zeros((2, 2)), 2, eps=1e-4)     # singular: the ridge 1e-4 I
     array([[100.,   0.],
            [  0., 100.]])
+
+    The ridge is the same for every method; ``floor=True`` raises the
+    smallest eigenvalue to ``eps`` instead:
+
+    >>> A = np.diag([0.1, 3.1])
+    >>> np.round(np.diag(inverse_root(A, 2, eps=1.0, method="eigh")), 4)
+    array([0.9535, 0.4939])
+    >>> np.round(np.diag(inverse_root(A, 2, eps=1.0, method="newton")), 4)
+    array([0.9535, 0.4939])
+    >>> np.round(np.diag(inverse_root(A, 2, eps=1.0, floor=True)), 4)
+    array([1. , 0.5])
     """
     xp = array_namespace(A)
     p = _check_power(p)
@@ -155,6 +184,10 @@ def inverse_root(A: Any, p: int, *, eps: float = 0.0,
         raise ValueError(f"method must be 'auto', 'eigh' or 'newton', got {method!r}")
     if eps_mode not in ("absolute", "relative"):
         raise ValueError(f"eps_mode must be 'absolute' or 'relative', got {eps_mode!r}")
+    floor = bool(floor)
+    if floor and method == "newton":
+        raise ValueError("floor=True needs the eigenvalues: use method='eigh' (or 'auto'), "
+                         "or the ridge (floor=False) with Newton")
     eps = float(eps)
     if not eps >= 0.0 or not math.isfinite(eps):
         raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
@@ -178,22 +211,22 @@ def inverse_root(A: Any, p: int, *, eps: float = 0.0,
     A *= 0.5
 
     if method == "auto":
-        method = "newton" if is_cupy_namespace(xp) else "eigh"
-        fallback = method == "newton"
+        method = "newton" if is_cupy_namespace(xp) and not floor else "eigh"
+        # A float64 eigh can rescue Newton's root, or a float32 eigh's.
+        fallback = method == "newton" or A.dtype == xp.float32
     else:
         fallback = False
 
     if method == "eigh":
-        X, residual, ok = _eigh_root(xp, A, p, eps, eps_mode, return_info)
-        info = RootInfo(residual, 0, "eigh", ok)
+        X, residual, ok = _eigh_root(xp, A, p, eps, eps_mode, floor)
+        iterations = 0
     else:
         X, residual, iterations, ok = _newton_root(xp, A, p, eps, eps_mode, tol, max_iter)
-        info = RootInfo(residual, iterations, "newton", ok)
-        if fallback and not ok:
-            A64 = xp.astype(A, xp.float64)
-            X64, residual, ok = _eigh_root(xp, A64, p, eps, eps_mode, return_info)
-            X = xp.astype(X64, A.dtype)
-            info = RootInfo(residual, iterations, "newton+eigh", ok)
+    info = RootInfo(residual, iterations, method, ok)
+    if fallback and not ok:
+        X64, residual, ok = _eigh_root(xp, xp.astype(A, xp.float64), p, eps, eps_mode, floor)
+        X = xp.astype(X64, A.dtype)
+        info = RootInfo(residual, iterations, method + "+eigh", ok)
     if return_info:
         return X, info
     if not info.converged:
@@ -230,7 +263,7 @@ def _max_float(xp, x) -> float:
 _PARALLEL_MIN_WORK = 64 * 128**3
 
 
-def _eigh_root(xp, A, p, eps, eps_mode, want_residual):
+def _eigh_root(xp, A, p, eps, eps_mode, floor):
     """Root by batched ``eigh``; on NumPy, many large blocks go to all cores.
 
     LAPACK's ``syevd`` at n ~ 256 keeps one core busy, so a batch of blocks
@@ -256,39 +289,48 @@ def _eigh_root(xp, A, p, eps, eps_mode, want_residual):
             with threadpool_limits(limits=1, user_api="blas"), \
                     ThreadPoolExecutor(len(chunks)) as pool:
                 parts = list(pool.map(
-                    lambda chunk: _eigh_root_serial(xp, chunk, p, eps, eps_mode, want_residual),
+                    lambda chunk: _eigh_root_serial(xp, chunk, p, eps, eps_mode, floor),
                     chunks))
             X = xp.reshape(xp.concat([part[0] for part in parts]), A.shape)
-            residuals = [part[1] for part in parts]
-            residual = (math.nan if all(math.isnan(r) for r in residuals)
-                        else max(r for r in residuals if not math.isnan(r)))
-            return X, residual, all(part[2] for part in parts)
-    return _eigh_root_serial(xp, A, p, eps, eps_mode, want_residual)
+            return X, max(part[1] for part in parts), all(part[2] for part in parts)
+    return _eigh_root_serial(xp, A, p, eps, eps_mode, floor)
 
 
-def _eigh_root_serial(xp, A, p, eps, eps_mode, want_residual):
-    """Root by one batched ``eigh`` and one product; residual only on request."""
+def _eigh_root_serial(xp, A, p, eps, eps_mode, floor):
+    """Root by one batched ``eigh``, one check of its residual and one product.
+
+    The ridge is added to the computed eigenvalues: exact, where forming
+    ``A + eps I`` would round a small ``eps`` away against a large diagonal.
+    The residual ``||(A + s I) X^p - I||_F`` with ``X^p = Q (Lambda + s)^{-1} Q'``
+    is ``||(A Q - Q Lambda) (Lambda + s)^{-1} Q'||_F``, and ``Q'`` (orthogonal)
+    drops out: one product ``A Q`` instead of forming ``X^p`` and ``A X^p``.
+    Its size is eigh's backward error ``~u ||A||`` over ``lambda_min + s``.
+    """
+    n = A.shape[-1]
     lam, Q = xp.linalg.eigh(A)
-    lam_min = lam[..., :1]                # ascending order: first is smallest
-    floor = eps * lam[..., -1:] if eps_mode == "relative" else eps
-    shift = xp.clip(floor - lam_min, min=0.0)
-    lam = lam + shift
-    ok = bool(xp.all(lam[..., :1] > 0)) and bool(xp.all(xp.isfinite(lam)))
+    if eps_mode == "relative":
+        eps = eps * xp.linalg.matrix_norm(A, ord="fro")[..., None]
+    if floor:
+        # Ascending order: the first eigenvalue is the smallest.
+        shift = xp.clip(eps - lam[..., :1], min=0.0)
+    else:
+        shift = eps
+    shifted = lam + shift
+    ok = bool(xp.all(shifted[..., :1] > 0)) and bool(xp.all(xp.isfinite(shifted)))
+    if ok:
+        backward = xp.matmul(A, Q) - Q * lam[..., None, :]
+        norms = xp.linalg.matrix_norm(backward / shifted[..., None, :], ord="fro")
+        residual = _max_float(xp, norms) / math.sqrt(n)
+        residual = residual if math.isfinite(residual) else math.inf
+        ok = residual <= RESIDUAL_THRESHOLD
+    else:
+        residual = math.inf
+        # NaN rather than a divide-by-zero warning: the root is reported failed.
+        shifted = xp.where(shifted > 0, shifted, xp.full_like(shifted, math.nan))
     # X = (Q s)(Q s)' with s = lam^(-1/(2p)): one product of a matrix with
     # its own transpose, which BLAS does as a rank-k update (half the flops).
-    if not ok:
-        # NaN rather than a divide-by-zero warning: the root is reported failed.
-        lam = xp.where(lam > 0, lam, xp.full_like(lam, math.nan))
-    Q *= (lam ** (-1.0 / (2 * p)))[..., None, :]
+    Q *= (shifted ** (-1.0 / (2 * p)))[..., None, :]
     X = xp.matmul(Q, xp.matrix_transpose(Q))
-    if not ok:
-        residual = math.inf
-    elif want_residual:
-        eye = _eye_like(xp, A)
-        residual = _residual(xp, A + shift[..., None] * eye, X, p)
-        ok = math.isfinite(residual)
-    else:
-        residual = math.nan
     return X, residual, ok
 
 

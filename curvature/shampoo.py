@@ -66,8 +66,13 @@ class Shampoo:
         1.0 sums the factors (AdaGrad-style); below 1 an exponential moving
         average ``F <- beta2 F + (1 - beta2) G_(i) G_(i)'``.
     eps : float
-        Added to each factor's diagonal before the root, ``(F + eps I)``,
-        and used as the root's eigenvalue floor (guards rounding below zero).
+        The ridge, added once to each factor's diagonal before the root: the
+        roots are those of ``F + eps I``, by
+        :func:`curvature.roots.inverse_root` with ``eps`` as its ridge, for
+        every ``root_method``. Below about ``100 u ||F||`` (``u`` the
+        dtype's rounding unit: ``1e-5 ||F||`` in float32, ``2e-14 ||F||`` in
+        float64) the ridge is lost in rounding, the root of a rank-deficient
+        factor fails its residual check, and the previous roots are kept.
     update_freq : int
         Roots are recomputed every ``update_freq`` steps from ``start``.
     start : int
@@ -111,7 +116,7 @@ class Shampoo:
     >>> from curvature.shampoo import Shampoo
     >>> opt = Shampoo((3, 2), grafting=None)
     >>> G = np.array([[1.0, 0.0], [0.0, 2.0], [0.0, 0.0]])
-    >>> D = opt.update(G)           # L = G G' + eps I,  R = G' G + eps I
+    >>> D = opt.update(G)           # roots of L = G G' + eps I,  R = G' G + eps I
     >>> np.round(D, 6)              # L^{-1/4} G R^{-1/4}: signs kept, scale removed
     array([[1., 0.],
            [0., 1.],
@@ -225,8 +230,8 @@ class Shampoo:
                 ok = ok and bool(xp.all(shifted > 0))
                 roots.append(shifted ** (-1.0 / self.power))
                 continue
-            eye = xp.eye(F.shape[0], dtype=F.dtype)
-            X, info = inverse_root(F + self.eps * eye, self.power, eps=self.eps,
+            # inverse_root adds the ridge eps I itself, once, for every method.
+            X, info = inverse_root(F, self.power, eps=self.eps,
                                    method=self.root_method, return_info=True)
             ok = ok and info.converged
             roots.append(X)

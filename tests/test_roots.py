@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 import array_api_strict
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import curvature.roots as roots_module
 from curvature.roots import RootError, RootInfo, inverse_root
@@ -10,6 +12,7 @@ from tests.problems import to_numpy
 
 NAMESPACES = [pytest.param(np, id="numpy"), pytest.param(array_api_strict, id="strict")]
 U64 = np.finfo(np.float64).eps
+U32 = float(np.finfo(np.float32).eps)
 
 
 def constructed(n, cond, p, seed=0):
@@ -116,18 +119,126 @@ def test_rank_deficient_without_eps_fails_loudly():
     assert not info.converged
 
 
-def test_slightly_indefinite_is_shifted_to_eps():
+def _slightly_indefinite():
     rng = np.random.default_rng(2)
     Q, _ = np.linalg.qr(rng.standard_normal((8, 8)))
     lam = np.array([-1e-10, 1e-3, 1, 2, 3, 4, 5, 6.0])
-    A = (Q * lam) @ Q.T
+    return (Q * lam) @ Q.T, Q, lam
+
+
+@pytest.mark.parametrize("method", ["eigh", "newton"])
+def test_slightly_indefinite_gets_the_ridge(method):
+    A, Q, lam = _slightly_indefinite()
+    eps = 1e-6
+    ref = (Q * (lam + eps) ** -0.5) @ Q.T     # the root of A + eps I
+    X, info = inverse_root(A, 2, eps=eps, method=method, return_info=True)
+    cond = (lam[-1] + eps) / (lam[0] + eps)   # 6.7e6
+    # eigh: u * cond = 1.5e-9; Newton adds its stopping error n * tol / p
+    assert rel_error(X, ref) <= 8 * 1000 * U64 / 2 + 10 * U64 * cond
+    assert info.converged
+
+
+def test_floor_shifts_the_slightly_indefinite_to_eps():
+    A, Q, lam = _slightly_indefinite()
     eps = 1e-6
     shifted = lam + (eps - lam[0])    # all eigenvalues move together
     ref = (Q * shifted ** -0.5) @ Q.T
-    X = inverse_root(A, 2, eps=eps)
+    X = inverse_root(A, 2, eps=eps, floor=True)
     assert rel_error(X, ref) <= 1e-8  # u * cond(shifted) = 1.3e-9
-    Xn, info = inverse_root(A, 2, eps=eps, method="newton", return_info=True)
-    assert np.all(np.isfinite(Xn)) and info.converged
+    with pytest.raises(ValueError, match="floor"):
+        inverse_root(A, 2, eps=eps, floor=True, method="newton")
+
+
+def test_floor_under_auto_uses_eigh_on_every_backend(monkeypatch):
+    monkeypatch.setattr(roots_module, "is_cupy_namespace", lambda xp: True)
+    _, info = inverse_root(np.diag([0.1, 3.1]), 2, eps=1.0, floor=True, return_info=True)
+    assert info.method == "eigh"
+
+
+# --- one meaning of eps: the ridge A + eps I, for every method (issue 16) -----
+
+@pytest.mark.parametrize("method", ["auto", "eigh", "newton"])
+def test_eps_is_the_same_ridge_for_every_method(method):
+    # The issue's case: the old eigh floored the smallest eigenvalue at eps
+    # ([1, 0.5]) where Newton added eps I ([0.9535, 0.4939]).
+    X = inverse_root(np.diag([0.1, 3.1]), 2, eps=1.0, method=method)
+    ref = np.diag([1.1 ** -0.5, 4.1 ** -0.5])
+    # n * tol / p of Newton's stop (n = 2, p = 2) plus u * cond(A + I)
+    assert rel_error(X, ref) <= 1000 * U64 + 10 * U64 * (4.1 / 1.1)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(2, 24), p=st.integers(1, 6),
+       log_cond=st.floats(0.0, 6.0), log_scale=st.floats(-3.0, 3.0),
+       log_ratio=st.floats(-1.0, 1.0), eps_mode=st.sampled_from(["absolute", "relative"]))
+def test_eigh_and_newton_give_the_same_root_for_the_same_eps(seed, n, p, log_cond, log_scale,
+                                                             log_ratio, eps_mode):
+    rng = np.random.default_rng(seed)
+    Q, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    lam = np.logspace(0.0, log_cond, n) * 10.0 ** log_scale
+    A = (Q * lam) @ Q.T
+    # eps near the smallest eigenvalue, where a floor and a ridge differ most
+    ridge = 10.0 ** log_ratio * lam[0]
+    eps = ridge / np.linalg.norm(A) if eps_mode == "relative" else ridge
+    ref = (Q * (lam + ridge) ** (-1.0 / p)) @ Q.T
+    Xe, info_e = inverse_root(A, p, eps=eps, eps_mode=eps_mode, method="eigh", return_info=True)
+    Xn, info_n = inverse_root(A, p, eps=eps, eps_mode=eps_mode, method="newton",
+                              return_info=True)
+    assert info_e.converged and info_n.converged
+    cond = (lam[-1] + ridge) / (lam[0] + ridge)
+    # Newton stops at max|M - I| <= tol, so ||M - I||_2 <= n tol and X is off
+    # by at most n tol / p; both methods add rounding of order n u cond.
+    newton_stop = n * 1000 * U64 / p
+    assert rel_error(Xe, ref) <= 10 * n * U64 * cond
+    assert rel_error(Xn, ref) <= newton_stop + 10 * n * U64 * cond
+    assert rel_error(Xe, Xn) <= newton_stop + 20 * n * U64 * cond
+
+
+# --- every method checks its residual (issue 16) --------------------------------
+
+def _float32_cond_1e9():
+    """16 x 16 SPD with condition 2.5e9, exact in float32: B B' with B bidiagonal
+    (1 on the diagonal, -1.875 above), so the float32 data is the float64 matrix."""
+    B = np.eye(16) - 1.875 * np.eye(16, k=1)
+    A = B @ B.T
+    assert np.array_equal(A.astype(np.float32).astype(np.float64), A)
+    lam, Q = np.linalg.eigh(A)
+    return A, lam, Q
+
+
+def test_eigh_float32_ill_conditioned_root_is_reported_failed():
+    # Issue 16: this gave RootInfo(residual=198.6, converged=True) and no RootError.
+    A, lam, _ = _float32_cond_1e9()
+    A32 = A.astype(np.float32)
+    X, info = inverse_root(A32, 4, eps=1e-12, method="eigh", return_info=True)
+    assert info.method == "eigh" and not info.converged
+    assert info.residual > roots_module.RESIDUAL_THRESHOLD
+    # the measure is the residual itself: ||(A + eps I) X^4 - I||_F / sqrt(n) of the
+    # returned root, evaluated in float64, is as bad (u32 * cond = 3e2)
+    X64 = X.astype(np.float64)
+    direct = np.linalg.norm((A + 1e-12 * np.eye(16)) @ np.linalg.matrix_power(X64, 4)
+                            - np.eye(16)) / 4
+    assert direct > roots_module.RESIDUAL_THRESHOLD
+    with pytest.raises(RootError, match="root failed"):
+        inverse_root(A32, 4, eps=1e-12, method="eigh")
+
+
+def test_auto_recomputes_a_failed_float32_eigh_root_in_float64():
+    A, lam, Q = _float32_cond_1e9()
+    X, info = inverse_root(A.astype(np.float32), 4, eps=1e-12, return_info=True)
+    assert info.method == "eigh+eigh" and info.converged and X.dtype == np.float32
+    cond = lam[-1] / lam[0]
+    assert info.residual <= 16 * U64 * cond          # n u cond = 9e-6, in float64
+    ref = (Q * (lam + 1e-12) ** -0.25) @ Q.T
+    # the float32 cast of the root, plus float64 eigh's u * cond
+    assert rel_error(X, ref) <= 2 * U32 + 16 * U64 * cond
+
+
+def test_float64_eigh_failure_is_not_retried():
+    A, _ = constructed(16, 1e16, 4)          # u * cond = 2 in float64
+    X, info = inverse_root(A, 4, return_info=True)
+    assert info.method == "eigh" and not info.converged
+    assert info.residual > roots_module.RESIDUAL_THRESHOLD
 
 
 def test_relative_eps_scales_with_largest_eigenvalue():

@@ -74,6 +74,28 @@ def test_ema_factors_with_beta2_below_one():
         assert np.linalg.norm(opt.update(G) - ref) <= 1e-10 * np.linalg.norm(ref)
 
 
+U64 = np.finfo(np.float64).eps
+
+
+@pytest.mark.parametrize("method", ["auto", "eigh", "newton"])
+def test_every_root_method_applies_the_ridge_once(method):
+    # Issue 16: Shampoo passed F + eps I and eps, and Newton added eps I again.
+    eps = 0.1                              # near the factors' eigenvalues: 2 eps shows
+    gs = grads((3, 2), 4, seed=3)
+    opt = Shampoo((3, 2), eps=eps, grafting=None, root_method=method)
+    L, R = np.zeros((3, 3)), np.zeros((2, 2))
+    for G in gs:
+        L, R = L + G @ G.T, R + G.T @ G
+        Lr, Rr = L + eps * np.eye(3), R + eps * np.eye(2)
+        ref = power_psd(Lr, -0.25) @ G @ power_psd(Rr, -0.25)
+        # roots off by n tol / p (Newton's stop, tol = 1000 u) plus 10 n u cond,
+        # passed to X G Y times cond(X) cond(Y) = (cond(L) cond(R))^(1/4)
+        cond_L, cond_R = np.linalg.cond(Lr), np.linalg.cond(Rr)
+        bound = sum(k * 1000 * U64 / 4 + 10 * k * U64 * c for k, c in ((3, cond_L), (2, cond_R)))
+        bound *= (cond_L * cond_R) ** 0.25
+        assert np.linalg.norm(opt.update(G) - ref) <= bound * np.linalg.norm(ref)
+
+
 def test_long_mode_uses_diagonal_fallback():
     eps = 1e-3
     opt = Shampoo((3, 40), eps=eps, max_dim=10, grafting=None)
