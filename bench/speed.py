@@ -19,10 +19,16 @@ elasticity; n about 0.1 to 0.26 million, unstructured), each in turn:
     (:func:`pcg_target`): quiet, <= 0.4 on Poisson and <= 0.5 on the
     finite-element matrices; with busy processes beside it, <= 0.9 (one),
     <= 1.0 (two), <= 1.1 (three or more).
-(c) SOR: one forward sweep of pyamg's ``sor`` against ours in natural,
-    red-black (stencils only: a finite-element graph is not two-colourable)
-    and multicolour order (the ``speedup_vs_scipy`` column is against pyamg
-    here). Target: multicolour at least 2x faster.
+(c) Preconditioned CG: pcg with Jacobi, IC(0), SSOR and Chebyshev (degree
+    4) against plain pcg, time per iteration (``ours_over_scipy`` is the
+    ratio to plain pcg here). Targets (:data:`PRECOND_TARGETS`): 1.15, 2.5,
+    2.5 and 5.5.
+(d) SOR: time per sweep of pyamg's ``sor`` against :func:`linsolve.sor` in
+    natural, red-black (stencils only: a finite-element graph is not
+    two-colourable) and multicolour order, the residual checked after every
+    sweep on our side (the ``speedup_vs_scipy`` column is against pyamg
+    here). Targets (:data:`SOR_TARGETS`): natural at most 1.0x pyamg's time,
+    multicolour at most 0.6x (0.5x on the Poisson stencil).
 
 BLAS is held to one thread on both sides (:func:`bench._threads.blas_one_thread`),
 ``contention`` busy processes (:func:`bench.contention.busy_processes`) run
@@ -66,7 +72,12 @@ MATRIX_ALIASES = {"elasticity": "elasticity3d"}  # the name the issue used
 PCG_TARGET = 0.5  # ours / scipy time per iteration, from the issue (quiet, FEM matrices)
 POISSON_PCG_TARGET = 0.4  # quiet, on the 2-D Poisson stencil, from the FEM/contention issue
 CONTENTION_PCG_TARGETS = {1: 0.9, 2: 1.0, 3: 1.1}  # K busy processes -> target; K >= 3 is 1.1
-SOR_TARGET = 2.0  # pyamg sweep / our multicolour sweep, from the SOR issue
+SOR_TARGETS = {"natural": 1.0, "multicolor": 0.6}
+"""Ours / pyamg time per SOR sweep, residual checking included (issue 15; 2 threads)."""
+POISSON_SOR_TARGETS = {"natural": 1.0, "redblack": 0.5, "multicolor": 0.5}
+"""On the Poisson stencil the coloured sweep was to be 2x faster than pyamg's."""
+PRECOND_TARGETS = {"jacobi": 1.15, "ichol0": 2.5, "ssor": 2.5, "chebyshev(4)": 5.5}
+"""pcg + M / plain pcg time per iteration (issue 15: bandwidth floors of each M)."""
 
 
 @dataclass
@@ -236,13 +247,35 @@ def pcg_rows(A, iterations: int, repeat: int) -> list[dict]:
     return rows
 
 
-def sor_rows(A, repeat: int, omega: float = 1.5) -> list[dict]:
-    """One SOR sweep: pyamg's ``sor`` (sequential C++) against ours, natural and coloured."""
+def sor_sweep_bytes(S) -> int:
+    """Bytes one SOR sweep must move at least: the off-diagonal CSR, the diagonal, ``b``, ``x`` read and written.
+
+    Examples
+    --------
+    >>> import scipy.sparse as sp
+    >>> from linsolve import SorMatrix
+    >>> sor_sweep_bytes(SorMatrix(sp.identity(4, format="csr")))  # 5*4 + 4*8 * 4
+    148
+    """
+    n = S.shape[0]
+    return (S.off_data.nbytes + S.off_indices.nbytes + S.off_indptr.nbytes
+            + 4 * n * S.diag.itemsize)
+
+
+def sor_rows(A, repeat: int, sweeps: int = 50, omega: float = 1.5) -> list[dict]:
+    """SOR time per sweep: pyamg's ``sor`` (sequential C++) against :func:`linsolve.sor`.
+
+    Both run ``sweeps`` forward sweeps in one call, so per-call overhead is
+    amortised alike. Ours is the solver as users call it: every sweep's true
+    residual is measured (pyamg measures none), the system is permuted into
+    sweep order and back, and the history is kept. The ``GBps`` column
+    counts :func:`sor_sweep_bytes` per sweep.
+    """
     try:
         from pyamg.relaxation.relaxation import sor as pyamg_sor
     except ImportError:  # the [amg] extra is optional
         return []
-    from linsolve import SorMatrix
+    from linsolve import SorMatrix, sor
 
     n = A.shape[0]
     b = np.random.default_rng(2).standard_normal(n)
@@ -256,26 +289,74 @@ def sor_rows(A, repeat: int, omega: float = 1.5) -> list[dict]:
             if ordering != "redblack":
                 raise
     x_ref = np.zeros(n)
-    xs = {ordering: np.zeros(n) for ordering in prepared}
-    calls = {"pyamg sor (forward)": lambda: pyamg_sor(A, x_ref, b, omega, iterations=1,
-                                                      sweep="forward")}
+
+    def run_pyamg():
+        x_ref[...] = 0.0
+        pyamg_sor(A, x_ref, b, omega, iterations=sweeps, sweep="forward")
+
+    calls = {"pyamg sor (forward)": run_pyamg}
     for ordering, S in prepared.items():
-        calls[f"linsolve {ordering} sweep"] = (lambda S=S, x=xs[ordering]: S.sweep(b, x, omega))
-    # the natural sweep is the same computation as pyamg's: check it first
-    check, check_ref = np.zeros(n), np.zeros(n)
-    prepared["natural"].sweep(b, check, omega)
-    pyamg_sor(A, check_ref, b, omega, iterations=1, sweep="forward")
-    if not np.allclose(check, check_ref, rtol=1e-12, atol=1e-12):
-        raise AssertionError("natural SOR sweep disagrees with pyamg's")
-    samples = interleaved_medians(calls, repeat)
+        calls[f"linsolve sor {ordering}"] = (
+            lambda S=S, ordering=ordering: sor(S, b, omega, rtol=TINY_RTOL, maxiter=sweeps,
+                                               ordering=ordering))
+    # the natural sweeps are pyamg's computation: check the iterate first
+    ours = calls["linsolve sor natural"]()
+    run_pyamg()
+    if ours.iterations != sweeps or not np.allclose(ours.x, x_ref, rtol=1e-10, atol=1e-10):
+        raise AssertionError("natural SOR disagrees with pyamg's")
+    samples = interleaved_medians(calls, repeat, per_call=dict.fromkeys(calls, sweeps))
     reference = float(np.median(samples["pyamg sor (forward)"]))
+    nbytes = sor_sweep_bytes(prepared["natural"])
     rows = []
     for name, seconds in samples.items():
         median = float(np.median(seconds))
-        rows.append({"benchmark": "sor sweep", "implementation": name, "n": n, "nnz": A.nnz,
+        rows.append({"benchmark": f"sor sweep (k={sweeps}, residual checked)",
+                     "implementation": name, "n": n, "nnz": A.nnz,
                      "median_ms": 1e3 * median, "min_ms": 1e3 * float(np.min(seconds)),
                      "speedup_vs_scipy": reference / median,
                      "ours_over_scipy": median / reference,
+                     "GBps": nbytes / median / 1e9, "fraction_of_triad": math.nan})
+    return rows
+
+
+PRECONDITIONERS = ("jacobi", "ichol0", "ssor", "chebyshev(4)")
+"""Preconditioners timed by :func:`precond_rows`, as ``M`` of :func:`linsolve.pcg`."""
+
+
+def _preconditioner(name: str, A):
+    from linsolve import precond
+
+    if name == "chebyshev(4)":
+        return precond.chebyshev(A, 4)
+    return getattr(precond, name)(A)
+
+
+def precond_rows(A, iterations: int, repeat: int) -> list[dict]:
+    """pcg time per iteration with each of :data:`PRECONDITIONERS` against plain pcg, same run.
+
+    The preconditioner is built once, outside the timing (its set-up is a
+    one-off per matrix); ``ours_over_scipy`` holds the ratio to a plain pcg
+    iteration here.
+    """
+    from linsolve import pcg
+
+    n = A.shape[0]
+    b = np.random.default_rng(0).standard_normal(n)
+    options = dict(rtol=TINY_RTOL, maxiter=iterations, check_symmetric=False)
+    preconditioners = {name: _preconditioner(name, A) for name in PRECONDITIONERS}
+    calls = {"linsolve pcg": lambda: pcg(A, b, **options)}
+    for name, M in preconditioners.items():
+        calls[f"linsolve pcg + {name}"] = lambda M=M: pcg(A, b, M=M, **options)
+    done = {name: call().iterations for name, call in calls.items()}  # compiles, too
+    samples = interleaved_medians(calls, repeat, per_call=done)
+    plain = float(np.median(samples["linsolve pcg"]))
+    rows = []
+    for name, seconds in samples.items():
+        median = float(np.median(seconds))
+        rows.append({"benchmark": "preconditioned cg iteration", "implementation": name,
+                     "n": n, "nnz": A.nnz, "median_ms": 1e3 * median,
+                     "min_ms": 1e3 * float(np.min(seconds)),
+                     "speedup_vs_scipy": plain / median, "ours_over_scipy": median / plain,
                      "GBps": math.nan, "fraction_of_triad": math.nan})
     return rows
 
@@ -341,7 +422,7 @@ def run_speed(size: int = 1000, repeat: int = 7, iterations: int = 100,
     refine = dict(refine or {})
     record = SpeedRecord(contention=int(contention))
     stages = [("bandwidth", "")] + [(stage, name) for name in matrices
-                                    for stage in ("matrix", "spmv", "cg", "sor")]
+                                    for stage in ("matrix", "spmv", "cg", "precond", "sor")]
     bar = progress_bar(stages, disable=progress is False)
     A = None
     loadavg_start = loadavg()
@@ -366,6 +447,8 @@ def run_speed(size: int = 1000, repeat: int = 7, iterations: int = 100,
                     rows = spmv_rows(A, repeat, record.bandwidth["triad_GBps"])
                 elif stage == "cg":
                     rows = pcg_rows(A, iterations, repeat)
+                elif stage == "precond":
+                    rows = precond_rows(A, iterations, repeat)
                 else:
                     rows = sor_rows(A, repeat)
                 record.rows += [{"matrix": name, **row} for row in rows]
@@ -398,10 +481,22 @@ def summary_lines(record: SpeedRecord) -> list[str]:
     busy_text = f"{busy} busy process{'' if busy == 1 else 'es'}" if busy else "quiet"
     for row in record.rows:
         matrix = row.get("matrix", "poisson2d")  # rows from before the matrix column
-        if row["implementation"] == "linsolve multicolor sweep":
-            verdict = "met" if row["speedup_vs_scipy"] >= SOR_TARGET else "NOT met"
-            lines.append(f"{matrix}: multicolour SOR sweep speed-up over pyamg = "
-                         f"{row['speedup_vs_scipy']:.2f} (target >= {SOR_TARGET}): {verdict}")
+        implementation = row["implementation"]
+        if implementation.startswith("linsolve sor "):
+            ordering = implementation.rsplit(" ", 1)[1]
+            targets = POISSON_SOR_TARGETS if matrix == "poisson2d" else SOR_TARGETS
+            target = targets[ordering]
+            verdict = "met" if row["ours_over_scipy"] <= target else "NOT met"
+            lines.append(f"{matrix}: {ordering} SOR time per sweep ours/pyamg = "
+                         f"{row['ours_over_scipy']:.2f} (target <= {target:g}, {busy_text}): "
+                         f"{verdict}")
+        if implementation.startswith("linsolve pcg + "):
+            name = implementation.removeprefix("linsolve pcg + ")
+            target = PRECOND_TARGETS[name]
+            verdict = "met" if row["ours_over_scipy"] <= target else "NOT met"
+            lines.append(f"{matrix}: pcg + {name} / plain pcg time per iteration = "
+                         f"{row['ours_over_scipy']:.2f} (target <= {target:g}, {busy_text}): "
+                         f"{verdict}")
         if row["implementation"] == "linsolve pcg":
             target = pcg_target(matrix, busy)
             verdict = "met" if row["ours_over_scipy"] <= target else "NOT met"

@@ -193,8 +193,13 @@ def test_speed_command_under_contention_records_environment(tmp_path, capsys, mo
     for row in payload["rows"]:
         by_matrix.setdefault(row["matrix"], set()).add(row["implementation"])
     assert {"scipy cg", "linsolve pcg"} <= by_matrix["p1tet"]
-    assert "linsolve redblack sweep" in by_matrix["poisson2d"]
-    assert "linsolve redblack sweep" not in by_matrix["p1tet"]  # not two-colourable
+    assert "linsolve sor redblack" in by_matrix["poisson2d"]
+    assert "linsolve sor redblack" not in by_matrix["p1tet"]  # not two-colourable
+    assert {"linsolve sor natural", "linsolve sor multicolor", "pyamg sor (forward)"} <= by_matrix["p1tet"]
+    assert {f"linsolve pcg + {name}" for name in ("jacobi", "ichol0", "ssor", "chebyshev(4)")} \
+        <= by_matrix["p1tet"]
+    assert "p1tet: multicolor SOR time per sweep ours/pyamg" in out and "target <= 0.6" in out
+    assert "p1tet: pcg + ichol0 / plain pcg time per iteration" in out and "target <= 2.5" in out
 
 
 @pytest.mark.parametrize("argv, message", [
