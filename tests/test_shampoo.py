@@ -63,18 +63,36 @@ def test_order3_tensor_uses_exponent_minus_one_sixth_per_mode():
         assert np.linalg.norm(D - ref) <= 1e-10 * np.linalg.norm(ref)
 
 
-def test_ema_factors_with_beta2_below_one():
-    eps, beta2 = 1e-3, 0.9
-    opt = Shampoo((3, 2), beta2=beta2, eps=eps, grafting=None)
-    L, R = np.zeros((3, 3)), np.zeros((2, 2))
-    for G in grads((3, 2), 4, seed=3):
-        L = beta2 * L + (1 - beta2) * G @ G.T
-        R = beta2 * R + (1 - beta2) * G.T @ G
-        ref = power_psd(L + eps * np.eye(3), -0.25) @ G @ power_psd(R + eps * np.eye(2), -0.25)
-        assert np.linalg.norm(opt.update(G) - ref) <= 1e-10 * np.linalg.norm(ref)
-
-
 U64 = np.finfo(np.float64).eps
+NEWTON_TOL = 1000 * U64      # inverse_root's default Newton tolerance in float64
+
+
+def dense_reference(gs, beta2, eps, bias_correction=True):
+    """Float64 reference directions for matrix gradients, with error bounds.
+
+    L and R by hand (sums for beta2 = 1, else EMAs divided by 1 - beta2^t), the
+    ridge eps I added once, roots by numpy's eigh. Each root is off by at most
+    n tol / p (Newton's stop, max|M - I| <= tol) plus 10 n u cond (rounding,
+    either method); a root's relative error e passes to X G Y as
+    e cond(X) cond(Y), with cond(X) = cond(F + eps I)^(1/4).
+    """
+    m, n = gs[0].shape
+    L, R = np.zeros((m, m)), np.zeros((n, n))
+    out = []
+    for t, G in enumerate(gs, start=1):
+        if beta2 == 1.0:
+            L, R, c = L + G @ G.T, R + G.T @ G, 1.0
+        else:
+            L = beta2 * L + (1 - beta2) * G @ G.T
+            R = beta2 * R + (1 - beta2) * G.T @ G
+            c = 1 / (1 - beta2 ** t) if bias_correction else 1.0
+        Lr, Rr = c * L + eps * np.eye(m), c * R + eps * np.eye(n)
+        direction = power_psd(Lr, -0.25) @ G @ power_psd(Rr, -0.25)
+        cond_L, cond_R = np.linalg.cond(Lr), np.linalg.cond(Rr)
+        root_error = sum(k * NEWTON_TOL / 4 + 10 * k * U64 * cond
+                         for k, cond in ((m, cond_L), (n, cond_R)))
+        out.append((direction, root_error * (cond_L * cond_R) ** 0.25))
+    return out
 
 
 @pytest.mark.parametrize("method", ["auto", "eigh", "newton"])
@@ -83,17 +101,68 @@ def test_every_root_method_applies_the_ridge_once(method):
     eps = 0.1                              # near the factors' eigenvalues: 2 eps shows
     gs = grads((3, 2), 4, seed=3)
     opt = Shampoo((3, 2), eps=eps, grafting=None, root_method=method)
-    L, R = np.zeros((3, 3)), np.zeros((2, 2))
-    for G in gs:
-        L, R = L + G @ G.T, R + G.T @ G
-        Lr, Rr = L + eps * np.eye(3), R + eps * np.eye(2)
-        ref = power_psd(Lr, -0.25) @ G @ power_psd(Rr, -0.25)
-        # roots off by n tol / p (Newton's stop, tol = 1000 u) plus 10 n u cond,
-        # passed to X G Y times cond(X) cond(Y) = (cond(L) cond(R))^(1/4)
-        cond_L, cond_R = np.linalg.cond(Lr), np.linalg.cond(Rr)
-        bound = sum(k * 1000 * U64 / 4 + 10 * k * U64 * c for k, c in ((3, cond_L), (2, cond_R)))
-        bound *= (cond_L * cond_R) ** 0.25
+    for G, (ref, bound) in zip(gs, dense_reference(gs, 1.0, eps)):
         assert np.linalg.norm(opt.update(G) - ref) <= bound * np.linalg.norm(ref)
+
+
+@pytest.mark.parametrize("method", ["auto", "eigh", "newton"])
+def test_ema_factors_are_bias_corrected(method):
+    # Issue 16: without the correction the first direction was
+    # (1 - beta2)^(-1/2) = 3.2x the corrected one here.
+    eps, beta2 = 0.1, 0.9
+    gs = grads((3, 2), 6, seed=3)
+    opt = Shampoo((3, 2), beta2=beta2, eps=eps, grafting=None, root_method=method)
+    for G, (ref, bound) in zip(gs, dense_reference(gs, beta2, eps)):
+        assert np.linalg.norm(opt.update(G) - ref) <= bound * np.linalg.norm(ref)
+
+
+def test_newton_and_eigh_roots_give_the_same_directions():
+    eps, beta2 = 1e-2, 0.95
+    gs = grads((4, 3), 5, seed=10)
+    eigh = Shampoo((4, 3), beta2=beta2, eps=eps, grafting=None, root_method="eigh")
+    newton = Shampoo((4, 3), beta2=beta2, eps=eps, grafting=None, root_method="newton")
+    for G, (_, bound) in zip(gs, dense_reference(gs, beta2, eps)):
+        De, Dn = eigh.update(G), newton.update(G)
+        assert np.linalg.norm(De - Dn) <= 2 * bound * np.linalg.norm(De)
+
+
+def test_bias_correction_can_be_turned_off():
+    eps, beta2 = 1e-3, 0.9
+    gs = grads((3, 2), 4, seed=3)
+    opt = Shampoo((3, 2), beta2=beta2, eps=eps, grafting=None, bias_correction=False)
+    for G, (ref, bound) in zip(gs, dense_reference(gs, beta2, eps, bias_correction=False)):
+        assert np.linalg.norm(opt.update(G) - ref) <= bound * np.linalg.norm(ref)
+
+
+def test_bias_correction_leaves_beta2_one_unchanged():
+    gs = grads((4, 3), 4, seed=11)
+    on = Shampoo((4, 3), eps=1e-3, grafting="adam")
+    off = Shampoo((4, 3), eps=1e-3, grafting="adam", bias_correction=False)
+    for G in gs:
+        np.testing.assert_array_equal(on.update(G), off.update(G))
+
+
+def test_bias_correction_counts_steps_across_a_checkpoint():
+    # The correction's t is the saved step counter: a restored object continues
+    # with the same factor 1 / (1 - beta2^t), also with update_freq > 1 and a
+    # diagonal mode.
+    gs = grads((3, 12), 7, seed=12)
+    kw = dict(beta2=0.8, eps=1e-3, grafting=None, update_freq=2, max_dim=8)
+    a = Shampoo((3, 12), **kw)
+    for G in gs[:3]:
+        a.update(G)
+    b = Shampoo((3, 12), **kw)
+    b.load_state_dict(a.state_dict())
+    for G in gs[3:]:
+        np.testing.assert_array_equal(a.update(G), b.update(G))
+    L = sum(0.2 * 0.8 ** (7 - t) * G @ G.T for t, G in enumerate(gs, start=1))
+    r = sum(0.2 * 0.8 ** (7 - t) * np.sum(G * G, axis=0) for t, G in enumerate(gs, start=1))
+    c = 1 / (1 - 0.8 ** 7)                # step 7 refreshed the roots (update_freq 2)
+    Lr = c * L + 1e-3 * np.eye(3)
+    ref = power_psd(Lr, -0.25)
+    np.testing.assert_allclose(a.roots[0], ref, rtol=0,
+                               atol=30 * U64 * np.linalg.cond(Lr) * np.abs(ref).max())
+    np.testing.assert_allclose(a.roots[1], (c * r + 1e-3) ** -0.25, rtol=10 * U64)
 
 
 def test_long_mode_uses_diagonal_fallback():
