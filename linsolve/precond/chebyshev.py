@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from typing import Any
 
 import numpy as np
 from array_api_compat import array_namespace, is_array_api_obj
+
+from cext import reference_chebyshev
+from cext.reference_chebyshev import chebyshev_combine
 
 from ..operators import as_operator
 from ._base import Preconditioner, check_real, float_dtype, is_cupyx_sparse, is_scipy_sparse
@@ -38,26 +42,108 @@ class Chebyshev(Preconditioner):
         self.degree = degree
         self.bounds = bounds
         self._operator = operator
+        self._steps = chebyshev_steps(degree, bounds)
+        self._fused = _fused_step(operator)
 
     def _apply(self, r):
         # Saad, Iterative Methods for Sparse Linear Systems (2nd ed.),
         # Algorithm 12.1, from x_0 = 0 (so r_0 = r and the first step is
         # free) run for degree + 1 steps: degree matvecs, x = p(A) r with
         # 1 - t p(t) = T_{degree+1}((theta - t)/delta) / T_{degree+1}(theta/delta).
-        lo, hi = self.bounds
-        theta, delta = (hi + lo) / 2.0, (hi - lo) / 2.0
-        sigma = theta / delta
-        rho = 1.0 / sigma
-        residual = r
-        d = r / theta
-        z = d
-        for _ in range(self.degree):
-            residual = residual - self._operator.matvec(d)
-            rho_next = 1.0 / (2.0 * sigma - rho)
-            d = (rho_next * rho) * d + (2.0 * rho_next / delta) * residual
-            z = z + d
-            rho = rho_next
-        return z
+        # Departure: run in its three-term form (Golub and Varga), with
+        # d_{k-1} = z_k - z_{k-1} and the residual r - A z_k from its
+        # definition, so one step is one pass over A and three vectors
+        # (cext.numba.chebyshev), and z_1 = r/theta is never stored. Same
+        # polynomial; the iterates differ from Algorithm 12.1's in rounding.
+        if self._fused is not None:
+            return self._apply_fused(r)
+        operator = self._operator
+        # the same vector formula as the fused kernels, on new arrays
+        # (any namespace, any operator: dense, matrix-free, CuPy)
+        y, w = r, r
+        for sy, sw, a, b in self._steps:
+            y, w = chebyshev_combine(r, y, w, operator.matvec(y), sy, sw, a, b), y
+        return y
+
+    def _apply_fused(self, r):
+        # z_1 = r/theta and z_0 = 0 are read from r (scales sy, sw); z_2 and
+        # z_3 go to two new buffers, and from then on each step overwrites
+        # the older of the two (out is w: one pass, no temporaries)
+        if not (r.flags.c_contiguous and r.flags.writeable):
+            r = np.array(r)  # one compiled signature per dtype (contiguous, writable)
+        step, matrix = self._fused
+        scalar = np.dtype(self.dtype).type  # float32 matrices: float32 scalars, no upcast
+        y, w = r, r
+        buffers = [np.empty_like(r), np.empty_like(r)]
+        for k, (sy, sw, a, b) in enumerate(self._steps):
+            out = step(*matrix, r, y, w, buffers[k % 2],
+                       scalar(sy), scalar(sw), scalar(a), scalar(b))
+            y, w = out, (r if k == 0 else y)
+        return y
+
+
+def chebyshev_steps(degree: int, bounds: tuple[float, float]) -> tuple[tuple[float, ...], ...]:
+    """Coefficients ``(sy, sw, a, b)`` of each of the ``degree`` steps of the three-term form.
+
+    Step ``k`` makes ``z_{k+1} = z_k + a (z_k - z_{k-1}) + b (r - A z_k)``
+    from ``z_1 = r/theta``, ``z_0 = 0``, with Algorithm 12.1's
+    ``rho_{k} = 1/(2 sigma - rho_{k-1})``, ``rho_0 = 1/sigma``,
+    ``sigma = theta/delta``: ``a = rho_k rho_{k-1}``, ``b = 2 rho_k/delta``.
+    ``sy, sw`` scale the vectors the step reads (see
+    :mod:`cext.numba.chebyshev`): the first step reads ``z_1`` and ``z_0``
+    as ``r/theta`` and ``0 * r``, the second ``z_1`` as ``r/theta``.
+
+    Examples
+    --------
+    >>> [tuple(round(c, 6) for c in step) for step in chebyshev_steps(2, (1.0, 3.0))]
+    [(0.5, 0.0, 0.142857, 0.571429), (1.0, 0.5, 0.076923, 0.538462)]
+    """
+    lo, hi = bounds
+    theta, delta = (hi + lo) / 2.0, (hi - lo) / 2.0
+    sigma = theta / delta
+    rho = 1.0 / sigma
+    steps = []
+    for k in range(degree):
+        rho_next = 1.0 / (2.0 * sigma - rho)
+        sy = 1.0 / theta if k == 0 else 1.0
+        sw = 0.0 if k == 0 else (1.0 / theta if k == 1 else 1.0)
+        steps.append((sy, sw, rho_next * rho, 2.0 * rho_next / delta))
+        rho = rho_next
+    return tuple(steps)
+
+
+def _fused_step(operator):
+    """``(kernel, matrix arrays)`` of the fused step for a CSR or DIA NumPy operator, else None.
+
+    The kernel comes from the registry once it lists the step kernels;
+    until then from :func:`_step_kernels`, which does what the registry does.
+    CuPy operators take the generic path: its product is CuPy's own kernel,
+    where the reference step would pad the rows on the device.
+    """
+    layout = getattr(operator, "layout", None)
+    if layout not in ("csr", "dia") or operator.kernels.backend != "numba":
+        return None
+    name = f"{layout}_chebyshev_step"
+    kernel = getattr(operator.kernels, name, None) or _step_kernels("numba")[name]
+    if layout == "csr":
+        return kernel, (operator.indptr, operator.indices, operator.data)
+    return kernel, (operator.offsets, operator.values)
+
+
+@functools.lru_cache(maxsize=None)
+def _step_kernels(backend: str) -> dict:
+    """The step kernels of ``backend`` (``"numba"`` or ``"reference"``), by name.
+
+    As :func:`cext.registry._load`: the Numba kernels are parallel, so they
+    are handed out wrapped by :func:`cext.threads.managed`.
+    """
+    names = ("csr_chebyshev_step", "dia_chebyshev_step")
+    if backend != "numba":
+        return {name: getattr(reference_chebyshev, name) for name in names}
+    from cext.numba import chebyshev as numba_chebyshev
+    from cext.threads import managed
+
+    return {name: managed(getattr(numba_chebyshev, name)) for name in names}
 
 
 def _namespace_and_dtype(A):
@@ -147,6 +233,11 @@ def chebyshev(A: Any, degree: int = DEFAULT_DEGREE, bounds: tuple[float, float] 
     ``theta, delta = (hi + lo)/2, (hi - lo)/2``, the smallest on ``[lo, hi]``
     of its degree. ``p > 0`` on ``(0, hi]``, so ``M`` is SPD when ``hi``
     bounds the spectrum of SPD ``A``. Matrix-free and backend-agnostic.
+
+    Cost of ``M @ r``: ``degree`` products with ``A``. On a scipy sparse
+    ``A`` (CSR, or DIA for stencils) each degree step is one compiled pass
+    over ``A`` that also does the step's vector work, in ``A``'s precision
+    (float32 stays float32); other inputs run the same recurrence on arrays.
 
     Parameters
     ----------

@@ -1,0 +1,80 @@
+"""Array-API twins of :mod:`cext.numba.chebyshev`: the fallback and the test oracle.
+
+One step of the Chebyshev iteration in its three-term form (see
+:mod:`cext.numba.chebyshev` for the derivation and the buffer scheme)::
+
+    cur = sy * y;  prev = sw * w
+    out = cur + (a * (cur - prev) + b * (r - sy * (A @ y)))
+
+:func:`chebyshev_combine` is the vector part, written once: the kernels
+here use it after a reference product, and :mod:`linsolve.precond.chebyshev`
+uses it on every operator that has no fused kernel (dense, matrix-free,
+CuPy), where it returns a new array (no in-place writes, as JAX needs). The step
+kernels return ``out`` like the other array-writing kernels. Kept in its own
+module while :mod:`cext.reference` is edited elsewhere; :mod:`cext.reference`
+may re-export these names.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from array_api_compat import array_namespace
+
+from . import reference
+
+
+def chebyshev_combine(r, y, w, ay, sy, sw, a, b):
+    """Return ``sy y + (a (sy y - sw w) + b (r - sy ay))`` as a new array; ``ay = A @ y``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> chebyshev_combine(np.ones(2), np.ones(2), np.zeros(2), np.ones(2), 0.5, 0.0, 1.0, 2.0)
+    array([2., 2.])
+    """
+    cur = sy * y
+    return cur + (a * (cur - sw * w) + b * (r - sy * ay))
+
+
+def csr_chebyshev_step(indptr, indices, data, r, y, w, out, sy, sw, a, b):
+    """``out = chebyshev_combine(r, y, w, A @ y, ...)`` for CSR ``A``; returns ``out``.
+
+    ``out`` may be ``w``. On a namespace without item assignment (JAX) the
+    result comes back as a new array instead, as the reference kernels do.
+    """
+    xp = array_namespace(data, r, y, w, out)
+    ay = _product(reference.csr_spmv, (indptr, indices, data), y, xp.empty_like(out))
+    return _store(xp, out, chebyshev_combine(r, y, w, ay, sy, sw, a, b))
+
+
+def dia_chebyshev_step(offsets, values, r, y, w, out, sy, sw, a, b):
+    """As :func:`csr_chebyshev_step` for row-aligned DIA storage ``(offsets, values)``."""
+    xp = array_namespace(values, r, y, w, out)
+    ay = _product(reference.dia_spmv, (offsets, values), y, xp.empty_like(out))
+    return _store(xp, out, chebyshev_combine(r, y, w, ay, sy, sw, a, b))
+
+
+def _product(spmv, matrix, y, buffer):
+    # the reference products return their result (a new array where the
+    # namespace is immutable); older versions only wrote into the buffer
+    result = spmv(*matrix, y, buffer)
+    return buffer if result is None else result
+
+
+@functools.lru_cache(maxsize=None)
+def _writes_in_place(xp) -> bool:
+    probe = xp.zeros((1,))
+    try:
+        probe[0] = 1.0
+    except Exception:  # TypeError for JAX: any refusal means new arrays
+        return False
+    return True
+
+
+def _store(xp, out, value):
+    value = xp.astype(value, out.dtype)
+    if not _writes_in_place(xp):
+        return value
+    out[...] = value
+    return out
