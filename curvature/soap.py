@@ -53,9 +53,17 @@ class SOAP:
 
     Notes
     -----
-    Departures from the reference code: the first step is an Adam step in
-    the basis built from the first gradient (the code returns no update at
-    step 1), and eps is placed as in Adam (see above). As in the code, the
+    Departures from the reference code (nikhilvyas/SOAP). The first call is
+    an Adam step in the basis built from the first gradient, where the code
+    only builds the basis and returns no update. This is not confined to the
+    first step: the first gradient stays in both moments, so at call ``t``
+    they average ``g_1 .. g_t`` with bias corrections ``1 - beta^t``, where
+    the code's average ``g_2 .. g_t`` with ``1 - beta^(t-1)``, and every
+    later direction differs (the first gradient's weight decays like
+    ``beta^t``); and the basis is refreshed at calls ``t % f == 0``, one call
+    before the code (whose counter starts after its skipped call). The
+    factors ``F_i`` are the code's at every call. eps is placed as in Adam
+    (see above). As in the code, the
     first moment lives in the parameter's coordinates and is rotated each
     step, the second moment lives in the rotated coordinates; at a refresh
     the columns of each ``Q_i`` are sorted by the estimated eigenvalues
@@ -76,6 +84,14 @@ class SOAP:
     >>> np.round(opt.update(G), 6)           # Adam's first step: sign(g)
     array([[ 1., -1.],
            [ 1.,  0.]])
+
+    The first gradient stays in the moments of every later step:
+
+    >>> G2 = np.array([[3.0, 1.0], [-1.0, 2.0]])
+    >>> m = (0.9 * 0.1 * G + 0.1 * G2) / (1 - 0.9**2)
+    >>> v = (0.999 * 0.001 * G**2 + 0.001 * G2**2) / (1 - 0.999**2)
+    >>> bool(np.allclose(opt.update(G2), m / (np.sqrt(v) + 1e-8)))
+    True
     """
 
     def __init__(self, shape: Sequence[int], beta1: float = 0.9, beta2: float = 0.999,

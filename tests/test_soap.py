@@ -8,6 +8,7 @@ from curvature.soap import SOAP
 from tests.problems import to_numpy
 
 NAMESPACES = [pytest.param(np, id="numpy"), pytest.param(array_api_strict, id="strict")]
+U64 = np.finfo(np.float64).eps
 
 
 def adam_directions(gs, beta1=0.9, beta2=0.999, eps=1e-8):
@@ -76,6 +77,41 @@ def test_refresh_permutes_second_moment_with_the_basis():
     for D, ref in zip(directions, adam_directions(gs)):
         # Off-diagonal zeros carry rounding noise amplified by 1/eps (u / 1e-8).
         np.testing.assert_allclose(D, ref, rtol=1e-10, atol=1e-6)
+
+
+def test_first_call_convention_as_documented():
+    # The docstring's account of the departure from the reference code: after
+    # call t the factors are the code's EMA of g_1 .. g_t (lerp from zero), the
+    # moments hold g_1 .. g_t with corrections 1 - beta^t, and the basis is
+    # first refreshed at call t = f (the code: f + 1).
+    f, sb, b1, b2, eps = 3, 0.7, 0.9, 0.95, 1e-3
+    gs = grads((4, 3), 5, seed=6)
+    opt = SOAP((4, 3), beta1=b1, beta2=b2, eps=eps, precondition_frequency=f, shampoo_beta=sb)
+    first = None
+    for t, g in enumerate(gs, start=1):
+        bases = [Q.copy() for Q in opt.bases] if opt.bases is not None else None
+        D = opt.update(g)
+        L = sum((1 - sb) * sb ** (t - s) * h @ h.T for s, h in enumerate(gs[:t], start=1))
+        # sums of t outer products: t u relative to the largest entry
+        np.testing.assert_allclose(opt.factors[0], L, rtol=0, atol=10 * t * U64 * np.abs(L).max())
+        if t == 1:
+            first = [Q.copy() for Q in opt.bases]
+            continue
+        QL, QR = bases                         # the basis this call projected with
+        rotated = [QL.T @ h @ QR for h in gs[:t]]
+        m = sum((1 - b1) * b1 ** (t - s) * QL.T @ h @ QR for s, h in enumerate(gs[:t], start=1))
+        m_hat = m / (1 - b1 ** t)
+        if t <= f:                             # no refresh yet: v in one basis throughout
+            v = sum((1 - b2) * b2 ** (t - s) * r * r for s, r in enumerate(rotated, start=1))
+            ref = QL @ (m_hat / (np.sqrt(v / (1 - b2 ** t)) + eps)) @ QR.T
+            # rounding of the rotations (n u per product) on O(1) entries; where the
+            # rotated gradient is rounding noise (G1 G1' has a null space) the
+            # direction is that noise over eps
+            scale = max(np.abs(h).max() for h in gs[:t])
+            np.testing.assert_allclose(D, ref, rtol=10 * 4 * U64,
+                                       atol=10 * 4 * U64 * scale / eps)
+        refreshed = not all(np.array_equal(a, b) for a, b in zip(opt.bases, first))
+        assert refreshed == (t >= f)
 
 
 @pytest.mark.parametrize("xp", NAMESPACES)
