@@ -153,9 +153,13 @@ class MFACStatic:
         return xp.astype(x, out_dtype)
 
     def inverse_diagonal(self):
-        """The diagonal of ``F^{-1}``, float64, ``(1 - ||U_i||^2) / damping``."""
+        """The diagonal of ``F^{-1}``, ``(1 - ||U_i||^2) / damping``, in the window's dtype.
+
+        Computed in float64 (the factor's precision) and rounded once, like
+        :meth:`solve`.
+        """
         xp = self.xp
-        return (1.0 - xp.sum(self._U * self._U, axis=1)) / self._damping
+        return xp.astype((1.0 - xp.sum(self._U * self._U, axis=1)) / self._damping, self._dtype)
 
     def _index(self, i, name: str = "i") -> int:
         """``i`` as an index into ``range(d)`` (negative counts from the end, as in

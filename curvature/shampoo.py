@@ -9,6 +9,7 @@ direction is ``G x_1 F_1^{-1/(2k)} x_2 ... x_k F_k^{-1/(2k)}``: for a matrix,
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Sequence
 
 from array_api_compat import array_namespace
@@ -102,7 +103,14 @@ class Shampoo:
         ``beta2 = 0.99``). No effect with ``beta2 = 1``.
     max_failures : int
         A failed root keeps the previous roots; this many consecutive
-        failures raise :class:`curvature.roots.RootError`.
+        failures raise :class:`curvature.roots.RootError`. Before the first
+        root succeeds there are no previous roots: the step is the grafted
+        direction (the gradient without grafting), a ``RuntimeWarning`` says
+        so once, and the failures are not counted. Early factors are sums of
+        a few outer products, singular up to the ridge ``eps``, and their
+        roots fail the residual check until enough steps have been
+        accumulated (e.g. a 100-vector, unit-scale float64 gradients, the
+        default ``eps``); a larger ``eps`` makes them succeed sooner.
 
     Attributes
     ----------
@@ -170,6 +178,7 @@ class Shampoo:
         self.failures = 0
         self.factors: list | None = None
         self.roots: list | None = None
+        self._warned = False
         self.graft_state = None
 
     # --- the update -----------------------------------------------------
@@ -256,7 +265,17 @@ class Shampoo:
         if ok:
             self.roots, self.failures = roots, 0
             return
-        # Keep the previous roots (or none: the grafted/identity direction).
+        if self.roots is None:
+            # Nothing to keep yet: the grafted direction until a root succeeds
+            # (early factors are singular but for eps); not a failure streak.
+            if not self._warned:
+                warnings.warn(f"Shampoo: the inverse roots of the first factors failed their "
+                              f"residual check at step {self.step + 1}; the grafted direction "
+                              "is used until they succeed (a larger eps makes them succeed "
+                              "sooner)", RuntimeWarning, stacklevel=3)
+                self._warned = True
+            return
+        # Keep the previous roots.
         self.failures += 1
         if self.failures >= self.max_failures:
             raise RootError(f"Shampoo: {self.failures} consecutive inverse-root failures "

@@ -1,4 +1,4 @@
-"""MFACStatic.inverse_diagonal in the window's dtype (issue 16, item 6; float32 pending)."""
+"""MFACStatic.inverse_diagonal in the window's dtype (issue 16, item 6)."""
 
 from __future__ import annotations
 
@@ -16,12 +16,7 @@ U64 = float(np.finfo(np.float64).eps)
 
 
 @pytest.mark.parametrize("module", NAMESPACES)
-@pytest.mark.parametrize("dtype_name", [
-    pytest.param("float32", marks=pytest.mark.xfail(
-        strict=True, reason="issue 16 item 6: the fix (cast to G's dtype in "
-        "MFACStatic.inverse_diagonal) waits on tests/test_curvature_properties.py, "
-        "which asserts the old float64 result")),
-    "float64"])
+@pytest.mark.parametrize("dtype_name", ["float32", "float64"])
 def test_inverse_diagonal_keeps_the_window_dtype(module, dtype_name):
     xp = array_namespace(module.asarray([1.0]))
     rng = np.random.default_rng(0)
