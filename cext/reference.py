@@ -1,15 +1,64 @@
 """Plain array-API versions of every kernel: the fallback and the test oracle.
 
 Same signatures as :mod:`cext.numba` and :mod:`cext.cupy`: raw arrays in,
-results written into ``out`` (or updated in place), scalars returned as
-Python floats. Written only against the array API standard, so it runs on
-NumPy, CuPy and ``array_api_strict`` alike; it favours obvious code over
-speed.
+scalars returned as Python floats. Written only against the array API
+standard, so it runs on NumPy, CuPy, ``array_api_strict`` and JAX alike; it
+favours obvious code over speed.
+
+Results and immutable arrays. A kernel with an ``out`` argument (and
+``cg_update_p``, which updates ``p``; ``window_push_gemv``, which stores a
+row of the window) *returns* the arrays it produces. Where the namespace
+can write in place (:func:`writes_in_place`: NumPy, CuPy,
+``array_api_strict``) they are the arguments, written in place, as the
+compiled kernels do; where it cannot (JAX) they are new arrays and the
+arguments are left alone. Callers therefore always use the return value,
+``out = kernels.window_gemv(G, v, offsets, out)``, and the registry hands
+out the compiled kernels returning ``out`` the same way.
+
+In place only, for the sparse (NumPy/CuPy) paths and the fused CG update
+that pcg uses on mutable namespaces: ``csr_spmv_dot``, ``dia_spmv_dot``,
+``cg_update_xr``, the SOR sweeps, ``csr_triangular_solve``, ``csr_ichol0``,
+``kaczmarz_run`` and the CountSketch kernels.
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from array_api_compat import array_namespace
+
+
+@lru_cache(maxsize=None)
+def writes_in_place(xp) -> bool:
+    """Whether arrays of namespace ``xp`` support item assignment (decided once per namespace).
+
+    False for JAX, whose arrays are immutable; True for NumPy, CuPy and
+    ``array_api_strict``. Probed on a one-element array of ``xp`` rather
+    than by name, so any other library is classified by what it does.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from array_api_compat import array_namespace
+    >>> writes_in_place(array_namespace(np.zeros(1)))
+    True
+    """
+    probe = xp.zeros((1,))
+    try:
+        probe[0] = 1.0
+    except Exception:  # TypeError for JAX; any refusal means: build new arrays
+        return False
+    return True
+
+
+def _store(xp, out, value):
+    """The kernel's result ``value`` in ``out``'s dtype: written into ``out`` (and ``out``
+    returned) where ``xp`` writes in place, else returned as a new array."""
+    value = xp.astype(value, out.dtype, copy=False)
+    if writes_in_place(xp):
+        out[...] = value
+        return out
+    return value
 
 
 def dot(a, b) -> float:
@@ -24,8 +73,8 @@ def dot(a, b) -> float:
     return float(xp.sum(a * b))
 
 
-def csr_spmv(indptr, indices, data, x, out) -> None:
-    """``out = A @ x`` for CSR ``(indptr, indices, data)``, rows summed in order.
+def csr_spmv(indptr, indices, data, x, out):
+    """``out = A @ x`` for CSR ``(indptr, indices, data)``, rows summed in order; returns ``out``.
 
     Pads the rows to ELLPACK form (row-major, zero-filled) so the row sums
     run left to right like a serial CSR loop, without a Python loop.
@@ -33,12 +82,11 @@ def csr_spmv(indptr, indices, data, x, out) -> None:
     xp = array_namespace(indptr, indices, data, x, out)
     n = out.shape[0]
     if n == 0:
-        return
+        return out
     row_nnz = indptr[1:] - indptr[:-1]
     width = int(xp.max(row_nnz)) if n else 0
     if width == 0:
-        out[...] = xp.zeros_like(out)
-        return
+        return _store(xp, out, xp.zeros_like(out))
     slot = xp.arange(width, dtype=indptr.dtype)
     # position of slot k of row i in the CSR arrays, clipped for padding
     pos = xp.reshape(indptr[:-1], (n, 1)) + xp.reshape(slot, (1, width))
@@ -46,8 +94,7 @@ def csr_spmv(indptr, indices, data, x, out) -> None:
     nnz = data.shape[0]
     safe = xp.where(valid, pos, xp.zeros_like(pos))
     if nnz == 0:
-        out[...] = xp.zeros_like(out)
-        return
+        return _store(xp, out, xp.zeros_like(out))
     flat = xp.reshape(safe, (-1,))
     values = xp.reshape(xp.take(data, flat), (n, width))
     columns = xp.reshape(xp.take(indices, flat), (n, width))
@@ -56,11 +103,11 @@ def csr_spmv(indptr, indices, data, x, out) -> None:
     acc = products[:, 0]
     for k in range(1, width):
         acc = acc + products[:, k]
-    out[...] = xp.astype(acc, out.dtype)
+    return _store(xp, out, acc)
 
 
 def csr_spmv_dot(indptr, indices, data, p, q) -> float:
-    """``q = A @ p``; return ``p . q``."""
+    """``q = A @ p`` (in place); return ``p . q``."""
     csr_spmv(indptr, indices, data, p, q)
     return dot(p, q)
 
@@ -103,8 +150,9 @@ def csr_check(indptr, indices, n_cols: int, check_order: bool = True):
     return 0, -1, 0, bool(xp.all(increasing | ~same_row))
 
 
-def dia_spmv(offsets, values, x, out) -> None:
-    """``out = A @ x`` for row-aligned DIA storage ``values[d, i] = A[i, i + offsets[d]]``."""
+def dia_spmv(offsets, values, x, out):
+    """``out = A @ x`` for row-aligned DIA storage ``values[d, i] = A[i, i + offsets[d]]``;
+    returns ``out``."""
     xp = array_namespace(values, x, out)
     n = out.shape[0]
     acc = xp.zeros(n, dtype=out.dtype)
@@ -115,25 +163,30 @@ def dia_spmv(offsets, values, x, out) -> None:
             continue
         term = values[d, lo:hi] * x[lo + off:hi + off]
         acc = xp.concat([acc[:lo], acc[lo:hi] + term, acc[hi:]])
-    out[...] = acc
+    return _store(xp, out, acc)
 
 
 def dia_spmv_dot(offsets, values, p, q) -> float:
-    """``q = A @ p``; return ``p . q``."""
+    """``q = A @ p`` (in place); return ``p . q``."""
     dia_spmv(offsets, values, p, q)
     return dot(p, q)
 
 
 def cg_update_xr(x, r, p, q, alpha) -> float:
-    """``x += alpha p``; ``r -= alpha q``; return the new ``r . r``."""
+    """``x += alpha p``; ``r -= alpha q`` in place; return the new ``r . r``.
+
+    In place only: :func:`linsolve.pcg` updates ``x`` and ``r`` functionally
+    on namespaces without in-place writes.
+    """
     x[...] = x + alpha * p
     r[...] = r - alpha * q
     return dot(r, r)
 
 
-def cg_update_p(p, z, beta) -> None:
-    """``p = z + beta p`` in place."""
-    p[...] = z + beta * p
+def cg_update_p(p, z, beta):
+    """``p = z + beta p``; returns ``p`` (written in place where the namespace allows)."""
+    xp = array_namespace(p, z)
+    return _store(xp, p, z + beta * p)
 
 
 # --- SOR sweeps (oracle twins of cext/numba/sor.py: plain loops, small n) ---
@@ -263,7 +316,8 @@ def sor_lagged_sweep(indptr, mid, indices, data, diag, b, x_old, x_new, omega, c
             upper += float(data[jj]) * float(x_old[int(indices[jj])])
         xi, bi, di = float(x_old[i]), float(b[i]), float(diag[i])
         total += (bi - di * xi - lower_old - upper) ** 2
-        x_new[i] = (1.0 - omega) * xi + omega * ((bi - lower_new - upper) / di)
+        weight = omega / di  # the Numba twin's arithmetic: see its comment
+        x_new[i] = ((1.0 - omega) * xi + weight * (bi - upper)) - weight * lower_new
     return total
 
 
@@ -375,55 +429,73 @@ def _window_pieces(block_offsets):
             yield b, s, min(s + _WINDOW_CHUNK, offsets[b + 1])
 
 
-def window_gemv(G, v, block_offsets, out) -> None:
-    """``out[b, i] = sum_{j in block b} G[i, j] v[j]`` in float64, rows ``i < out.shape[1]``."""
+def window_gemv(G, v, block_offsets, out):
+    """``out[b, i] = sum_{j in block b} G[i, j] v[j]`` in float64, rows ``i < out.shape[1]``;
+    returns ``out``."""
     xp = array_namespace(G, v, out)
     k = out.shape[1]
     nblocks = len(block_offsets) - 1
     rows = [xp.zeros((k,), dtype=xp.float64) for _ in range(nblocks)]
     for b, s, e in _window_pieces(block_offsets):
         rows[b] = rows[b] + xp.astype(G[:k, s:e], xp.float64) @ xp.astype(v[s:e], xp.float64)
-    for b in range(nblocks):
-        out[b, :] = rows[b]
+    if nblocks == 0:
+        return out
+    return _store(xp, out, xp.stack(rows, axis=0))
 
 
-def window_axpy_gemv_t(G, coef, v, alpha, beta, block_offsets, out) -> None:
-    """``out[j] = alpha v[j] + beta sum_i coef[b(j), i] G[i, j]`` in float64, rounded once.
+def window_axpy_gemv_t(G, coef, v, alpha, beta, block_offsets, out):
+    """``out[j] = alpha v[j] + beta sum_i coef[b(j), i] G[i, j]`` in float64, rounded once;
+    returns ``out``.
 
     Rows ``i < k = coef.shape[1]`` of ``G`` are read.
     """
     xp = array_namespace(G, coef, v, out)
     k = coef.shape[1]
+    pieces = []  # in column order: the blocks tile [0, d) in order, and so do their chunks
     for b, s, e in _window_pieces(block_offsets):
         combination = coef[b, :] @ xp.astype(G[:k, s:e], xp.float64)
-        piece = alpha * xp.astype(v[s:e], xp.float64) + beta * combination
-        out[s:e] = xp.astype(piece, out.dtype)
+        pieces.append(alpha * xp.astype(v[s:e], xp.float64) + beta * combination)
+    if not pieces:
+        return out
+    return _store(xp, out, xp.concat(pieces))
 
 
-def window_push_gemv(G, slot, g, block_offsets, out) -> None:
-    """``G[slot] = g`` (in the window dtype), then ``window_gemv(G, G[slot], ..., out)``."""
+def window_push_gemv(G, slot, g, block_offsets, out):
+    """``G[slot] = g`` (in the window dtype), then ``window_gemv(G, G[slot], ..., out)``.
+
+    Returns ``(G, out)``: the arguments, written in place, where the
+    namespace allows; else a new window (``xp.where`` over a row mask) and a
+    new ``out``.
+    """
     xp = array_namespace(G, g, out)
-    G[slot, :] = xp.astype(g, G.dtype)
-    window_gemv(G, G[slot, :], block_offsets, out)
+    row = xp.astype(g, G.dtype)
+    if writes_in_place(xp):
+        G[slot, :] = row
+    else:
+        # A row mask rather than a concat of slices: the shapes do not depend on
+        # slot, so a tracing library (JAX) compiles this once, not once per slot.
+        at_slot = xp.reshape(xp.arange(G.shape[0]) == slot, (-1, 1))
+        G = xp.where(at_slot, xp.reshape(row, (1, -1)), G)
+    return G, window_gemv(G, row, block_offsets, out)
 
 
-def spd_inverse_factor(A, out) -> bool:
-    """``out[b] = L_b^{-1}`` with ``A[b] = L_b L_b'``; ``False`` where Cholesky fails."""
+def spd_inverse_factor(A, out):
+    """``out[b] = L_b^{-1}`` with ``A[b] = L_b L_b'``; returns ``out``, or None where Cholesky
+    fails (the compiled kernels return a flag; the registry turns it into this)."""
     xp = array_namespace(A, out)
     try:
         L = xp.linalg.cholesky(A)
     except Exception:  # LinAlgError of whichever library
-        return False
-    if not bool(xp.all(xp.isfinite(L))):  # GPU libraries return NaN instead of raising
-        return False
-    out[...] = xp.linalg.inv(L)
-    return True
+        return None
+    if not bool(xp.all(xp.isfinite(L))):  # GPU libraries and JAX return NaN instead of raising
+        return None
+    return _store(xp, out, xp.linalg.inv(L))
 
 
-def factor_apply(S, y, out) -> None:
-    """``out[b] = S[b]' (S[b] y[b])``."""
+def factor_apply(S, y, out):
+    """``out[b] = S[b]' (S[b] y[b])``; returns ``out``."""
     xp = array_namespace(S, y, out)
-    out[...] = (xp.matrix_transpose(S) @ (S @ y[..., None]))[..., 0]
+    return _store(xp, out, (xp.matrix_transpose(S) @ (S @ y[..., None]))[..., 0])
 
 
 # --- sketch-and-project (oracle twins of cext/numba/sketch.py: plain loops, small n) ---
@@ -487,8 +559,8 @@ def countsketch_dense(A, buckets, signs, out) -> None:
 # matrix; vec is column-major, so vec(L X R) = kron(R', L) vec(X).
 
 
-def kron_matvec(left, right, X, out) -> None:
-    """``out[b] = left[b] @ X[b] @ right[b]`` (float64 sums, rounded once).
+def kron_matvec(left, right, X, out):
+    """``out[b] = left[b] @ X[b] @ right[b]`` (float64 sums, rounded once); returns ``out``.
 
     With symmetric ``right = A`` and ``left = G`` this is
     ``kron(A, G) vec(X[b])`` on the column-major vec.
@@ -496,11 +568,11 @@ def kron_matvec(left, right, X, out) -> None:
     xp = array_namespace(left, right, X, out)
     f64 = xp.float64
     product = xp.astype(left, f64) @ xp.astype(X, f64) @ xp.astype(right, f64)
-    out[...] = xp.astype(product, out.dtype)
+    return _store(xp, out, product)
 
 
-def kron_eigen_solve(Ql, dl, Qr, dr, damping, X, out) -> None:
-    """``out[b] = Ql[b] ((Ql[b]' X[b] Qr[b]) / (dl[b] dr[b]' + damping)) Qr[b]'``.
+def kron_eigen_solve(Ql, dl, Qr, dr, damping, X, out):
+    """``out[b] = Ql[b] ((Ql[b]' X[b] Qr[b]) / (dl[b] dr[b]' + damping)) Qr[b]'``; returns ``out``.
 
     K-FAC's eigen-mode solve ``(kron(A, G) + damping I)^{-1} vec(X)`` with
     ``G = Ql diag(dl) Ql'`` and ``A = Qr diag(dr) Qr'``; float64 throughout.
@@ -511,4 +583,4 @@ def kron_eigen_solve(Ql, dl, Qr, dr, damping, X, out) -> None:
     rotated = xp.matrix_transpose(Ql64) @ xp.astype(X, f64) @ Qr64
     scale = xp.astype(dl, f64)[:, :, None] * xp.astype(dr, f64)[:, None, :] + float(damping)
     product = Ql64 @ (rotated / scale) @ xp.matrix_transpose(Qr64)
-    out[...] = xp.astype(product, out.dtype)
+    return _store(xp, out, product)

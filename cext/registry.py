@@ -6,15 +6,29 @@ object whose attributes are the kernels (``csr_spmv``, ``cg_update_xr``,
 ...). NumPy gets the Numba module, CuPy the CuPy module (imported only
 here, only when a CuPy namespace arrives), anything else -- and any kernel a
 backend lacks -- the array-API reference in :mod:`cext.reference`.
+
+Kernels that produce arrays return them, on every backend (see
+:data:`RESULT_ARGUMENTS`): the compiled ones write into their arguments and
+are handed out returning them; the reference ones return new arrays where
+the namespace cannot write in place (JAX, :func:`writes_in_place`). So an
+algorithm writes ``out = kernels.window_gemv(G, v, offsets, out)`` once and
+runs on mutable and immutable arrays alike, keeping the compiled in-place
+kernels (and their speed) for NumPy and CuPy.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 from functools import lru_cache
 from types import ModuleType
+from typing import Callable
 
 from . import reference
+from .reference import writes_in_place
+
+__all__ = ["KERNEL_NAMES", "PARALLEL_KERNELS", "RESULT_ARGUMENTS", "KernelSet", "backend_name",
+           "kernels_for", "writes_in_place"]
 
 KERNEL_NAMES = (
     "dot",
@@ -61,8 +75,54 @@ PARALLEL_KERNELS = frozenset({
 })
 
 
+# Kernels that write arrays, and which arguments they write (positions): the
+# compiled versions return None (a flag for spd_inverse_factor) and are handed
+# out returning these -- one array, or a tuple for window_push_gemv -- like the
+# reference versions, which return new arrays on immutable namespaces. Called
+# positionally, as every caller does.
+RESULT_ARGUMENTS: dict[str, tuple[int, ...]] = {
+    "csr_spmv": (4,),
+    "dia_spmv": (3,),
+    "cg_update_p": (0,),
+    "window_gemv": (3,),
+    "window_axpy_gemv_t": (6,),
+    "window_push_gemv": (0, 4),
+    "spd_inverse_factor": (1,),
+    "factor_apply": (2,),
+    "kron_matvec": (3,),
+    "kron_eigen_solve": (6,),
+}
+
+
+def _returning(name: str, kernel: Callable) -> Callable:
+    """``kernel`` (compiled, writing in place) returning what it wrote, as the reference does.
+
+    ``spd_inverse_factor`` returns its flag: the wrapper gives ``out`` or None.
+    ``__wrapped__`` is the compiled kernel itself.
+    """
+    positions = RESULT_ARGUMENTS[name]
+    if name == "spd_inverse_factor":
+        def call(*args):
+            return args[1] if kernel(*args) else None
+    elif len(positions) == 1:
+        (position,) = positions
+
+        def call(*args):
+            kernel(*args)
+            return args[position]
+    else:
+        def call(*args):
+            kernel(*args)
+            return tuple(args[position] for position in positions)
+    functools.update_wrapper(call, kernel)
+    return call
+
+
 class KernelSet:
     """The kernels of one backend, with reference fallbacks for missing ones.
+
+    Every kernel named in :data:`RESULT_ARGUMENTS` returns the arrays it
+    writes, whichever backend supplies it (see the module notes).
 
     Attributes
     ----------
@@ -74,7 +134,11 @@ class KernelSet:
         self.backend = backend
         for name in KERNEL_NAMES:
             kernel = getattr(module, name, None) if module is not None else None
-            setattr(self, name, kernel if kernel is not None else getattr(reference, name))
+            if kernel is None or kernel is getattr(reference, name, None):
+                kernel = getattr(reference, name)
+            elif name in RESULT_ARGUMENTS:
+                kernel = _returning(name, kernel)
+            setattr(self, name, kernel)
 
     def __repr__(self) -> str:
         return f"KernelSet(backend={self.backend!r})"
@@ -100,7 +164,13 @@ def _load(backend: str) -> KernelSet:
         from .threads import managed
 
         for name in PARALLEL_KERNELS:
-            setattr(kernels, name, managed(getattr(kernels, name)))
+            kernel = getattr(kernels, name)
+            wrapped = managed(kernel)
+            if name in RESULT_ARGUMENTS:
+                # __wrapped__ names the Numba kernel itself, not the returning
+                # wrapper between the two
+                wrapped.__wrapped__ = kernel.__wrapped__
+            setattr(kernels, name, wrapped)
     return kernels
 
 

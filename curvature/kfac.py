@@ -402,8 +402,9 @@ def precondition_layers(layers, grads) -> list:
         frozen = [layers[i]._frozen for i in indices]
         Qr, dr, Ql, dl = (xp.stack([f[k] for f in frozen]) for k in range(4))
         X = xp.stack([grads[i] for i in indices])
-        out = xp.empty(X.shape, dtype=X.dtype)
-        kernels_for(xp).kron_eigen_solve(Ql, dl, Qr, dr, layers[indices[0]].damping, X, out)
+        # The kernel returns out (written in place on NumPy/CuPy, a new array on JAX).
+        out = kernels_for(xp).kron_eigen_solve(Ql, dl, Qr, dr, layers[indices[0]].damping, X,
+                                               xp.empty(X.shape, dtype=X.dtype))
         for position, i in enumerate(indices):
             results[i] = out[position, ...]
     return results

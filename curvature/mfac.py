@@ -56,6 +56,7 @@ import numpy as np
 from array_api_compat import array_namespace, is_numpy_namespace
 
 from cext import kernels_for
+from cext.registry import writes_in_place
 
 from ._checks import (check_positive_int, check_square_summable, linear_without_overflow,
                       namespace_of, refuse_complex)
@@ -113,6 +114,22 @@ def _check_damping(damping) -> float:
     return damping
 
 
+def _gram_with_row(xp, K, slot: int, y):
+    """``K`` with row and column ``slot`` of each block set to ``y`` (``(nblocks, k)``,
+    ``k <= m``), as a new array: the Gram update for namespaces without in-place writes
+    (JAX). Array-API only -- ``xp.where`` over a row and a column mask -- so it is the
+    same code under ``array_api_strict``; O(nblocks m^2) against the O(dm) pass that
+    produced ``y``."""
+    nblocks, m, k = K.shape[0], K.shape[1], y.shape[1]
+    padded = xp.concat([y, xp.zeros((nblocks, m - k), dtype=K.dtype)], axis=1)
+    index = xp.arange(m)
+    present = index < k
+    row = xp.reshape((index == slot), (1, m, 1)) & xp.reshape(present, (1, 1, m))
+    column = xp.reshape(present, (1, m, 1)) & xp.reshape((index == slot), (1, 1, m))
+    K = xp.where(row, xp.reshape(padded, (nblocks, 1, m)), K)
+    return xp.where(column, xp.reshape(padded, (nblocks, m, 1)), K)
+
+
 def _eigen_factor(xp, K, shift: float):
     w, Q = xp.linalg.eigh(K)
     w = xp.clip(w, min=0.0) + shift
@@ -131,8 +148,12 @@ class _MFACBase:
         self.xp = xp
         self._dtype = _resolve_dtype(xp, dtype)
         # The passes over the window (cext.numba for NumPy, memmaps included;
-        # cext.reference for other namespaces), accumulated in float64.
+        # cext.reference for other namespaces), accumulated in float64. The
+        # kernels return what they write: new arrays where xp cannot write in
+        # place (JAX), so the window and the Gram matrices are reassigned from
+        # their results; NumPy and CuPy keep updating them in place.
         self._kernels = kernels_for(xp)
+        self._in_place = writes_in_place(xp)
         d, nb = self._layout.dim, len(self._layout.sizes)
         if memmap is not None:
             if not is_numpy_namespace(xp):
@@ -227,9 +248,15 @@ class _MFACBase:
         k = min(self._count + 1, self._m)
         y = xp.empty((len(self._layout.sizes), k), dtype=xp.float64)
         # One pass: g goes into the ring and meets every row present.
-        self._kernels.window_push_gemv(self._raw_window(), slot, g, self._layout.offsets, y)
-        self._K[:, slot, :k] = y
-        self._K[:, :k, slot] = y
+        raw = self._raw_window()
+        window, y = self._kernels.window_push_gemv(raw, slot, g, self._layout.offsets, y)
+        if window is not raw:   # a new window (immutable arrays); a memmap is written in place
+            self._G = window
+        if self._in_place:
+            self._K[:, slot, :k] = y
+            self._K[:, :k, slot] = y
+        else:
+            self._K = _gram_with_row(xp, self._K, slot, y)
         self._count += 1
         self._factor = None
 
@@ -240,15 +267,13 @@ class _MFACBase:
     def _gram_rows(self, v, k: int):
         """``(nblocks, k)`` float64: block b of ``G[:k] @ v``."""
         y = self.xp.empty((len(self._layout.sizes), k), dtype=self.xp.float64)
-        self._kernels.window_gemv(self._raw_window(), v, self._layout.offsets, y)
-        return y
+        return self._kernels.window_gemv(self._raw_window(), v, self._layout.offsets, y)
 
     def _combine(self, coef, v, alpha: float, beta: float, out_dtype):
         """``alpha v + beta G_b' coef_b`` per block b (float64 sums, rounded once)."""
         out = self.xp.empty((self._layout.dim,), dtype=out_dtype)
-        self._kernels.window_axpy_gemv_t(self._raw_window(), coef, v, alpha, beta,
-                                         self._layout.offsets, out)
-        return out
+        return self._kernels.window_axpy_gemv_t(self._raw_window(), coef, v, alpha, beta,
+                                                self._layout.offsets, out)
 
     def _factors(self):
         if self._factor is None:
@@ -256,9 +281,8 @@ class _MFACBase:
             K = self._K[:, :k, :k]
             shift = k * self._damping
             A = K + shift * xp.eye(k, dtype=xp.float64)
-            S = xp.empty(A.shape, dtype=xp.float64)
-            ok = self._kernels.spd_inverse_factor(A, S)
-            self._factor = S if ok else _eigen_factor(xp, K, shift)
+            S = self._kernels.spd_inverse_factor(A, xp.empty(A.shape, dtype=xp.float64))
+            self._factor = S if S is not None else _eigen_factor(xp, K, shift)
         return self._factor
 
     def solve(self, v):
@@ -277,8 +301,8 @@ class _MFACBase:
 
         def apply(v):
             y = self._gram_rows(v, k)
-            c = xp.empty(y.shape, dtype=xp.float64)
-            self._kernels.factor_apply(S, y, c)  # c = (k lam I + K)^{-1} G v, per block
+            # c = (k lam I + K)^{-1} G v, per block
+            c = self._kernels.factor_apply(S, y, xp.empty(y.shape, dtype=xp.float64))
             return self._combine(c, v, 1.0 / lam, -1.0 / lam, out_dtype)
 
         return linear_without_overflow(xp, apply, v, f"{type(self).__name__}.solve")

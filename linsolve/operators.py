@@ -40,14 +40,18 @@ class Operator:
 
     def matvec(self, v):
         """Return ``A @ v`` as a new 1-D array."""
-        out = self.xp.empty_like(v)
-        self.matvec_dot(v, out)
-        return out
+        return self.matvec_dot(v, self.xp.empty_like(v))[0]
 
-    def matvec_dot(self, p, q) -> float:
-        """Write ``A @ p`` into ``q``; return ``p . q``."""
-        q[...] = self.matvec(p)
-        return self.kernels.dot(p, q)
+    def matvec_dot(self, p, q):
+        """Return ``(A @ p, p . (A @ p))``; use the returned product.
+
+        ``q`` is a buffer the fused sparse kernels write the product into
+        (NumPy and CuPy: CSR and DIA operators return ``q`` itself). Dense and
+        matrix-free operators return their product as it comes, ``q`` unused:
+        no copy, and nothing written into an array that may be immutable (JAX).
+        """
+        q = self.matvec(p)
+        return q, self.kernels.dot(p, q)
 
     def __repr__(self) -> str:
         return f"<{self.shape[0]}x{self.shape[1]} {self.layout} operator, dtype={self.dtype}>"
@@ -94,8 +98,8 @@ class _CsrOperator(Operator):
         super().__init__(shape, data.dtype, xp)
         self.indptr, self.indices, self.data = indptr, indices, data
 
-    def matvec_dot(self, p, q) -> float:
-        return self.kernels.csr_spmv_dot(self.indptr, self.indices, self.data, p, q)
+    def matvec_dot(self, p, q):
+        return q, self.kernels.csr_spmv_dot(self.indptr, self.indices, self.data, p, q)
 
 
 class _DiaOperator(Operator):
@@ -105,8 +109,8 @@ class _DiaOperator(Operator):
         super().__init__(shape, values.dtype, xp)
         self.offsets, self.values = offsets, values
 
-    def matvec_dot(self, p, q) -> float:
-        return self.kernels.dia_spmv_dot(self.offsets, self.values, p, q)
+    def matvec_dot(self, p, q):
+        return q, self.kernels.dia_spmv_dot(self.offsets, self.values, p, q)
 
 
 def _is_scipy_sparse(A) -> bool:

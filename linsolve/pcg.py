@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from cext.registry import writes_in_place
 from cext.threads import kernel_threads
 
 from ._validate import (as_initial_guess, as_rhs, check_maxiter, check_nonnegative, dtype_name,
@@ -290,6 +291,10 @@ class _PCG:
         self.threads = threads
         xp, K, A, M = self.xp, self.kernels, self.A, self.M
         x = self.x
+        # NumPy, CuPy, array_api_strict: the fused kernels update x, r, p in the
+        # solver's own buffers (x is a copy of x0). JAX arrays are immutable: the
+        # same recurrences build new arrays (the kernels return p; x, r below).
+        in_place = writes_in_place(xp)
         if not math.isfinite(self.bnorm):
             return self.finish(start, "DIVERGED_NANORINF", 0, [self.bnorm],
                                "b contains NaN or Inf", rtrue=self.bnorm)
@@ -354,11 +359,14 @@ class _PCG:
                     return self.finish(start, "DIVERGED_INDEFINITE_PC", k, norms,
                                        f"r'Mr = {rho:.3e} <= 0: M is not positive definite")
             if restart:
-                p[...] = z
+                if in_place:
+                    p[...] = z
+                else:
+                    p = z
                 restart = False
             else:
-                K.cg_update_p(p, z, rho / rho_prev)
-            pAp = A.matvec_dot(p, q)
+                p = K.cg_update_p(p, z, rho / rho_prev)
+            q, pAp = A.matvec_dot(p, q)
             self.matvecs += 1
             if not math.isfinite(pAp):
                 return self.finish(start, "DIVERGED_NANORINF", k, norms,
@@ -367,7 +375,12 @@ class _PCG:
                 return self.finish(start, "DIVERGED_INDEFINITE_MAT", k, norms,
                                    f"p'Ap = {pAp:.3e} <= 0: A is not positive definite")
             alpha = rho / pAp
-            rr = K.cg_update_xr(x, r, p, q, alpha)
+            if in_place:
+                rr = K.cg_update_xr(x, r, p, q, alpha)
+            else:
+                x, r = x + alpha * p, r - alpha * q
+                self.x = x
+                rr = K.dot(r, r)
             rho_prev = rho
             k += 1
             rnorm = math.sqrt(rr) if rr >= 0 else float("nan")
