@@ -183,6 +183,17 @@ def cg_update_xr(x, r, p, q, alpha) -> float:
     return dot(r, r)
 
 
+def cg_update_xrz(x, r, p, q, alpha, scale, z):
+    """``x += alpha p``; ``r -= alpha q``; ``z = scale * r`` in place; return ``(r . r, r . z)``.
+
+    In place only, like :func:`cg_update_xr` (pcg's Jacobi-preconditioned update).
+    """
+    x[...] = x + alpha * p
+    r[...] = r - alpha * q
+    z[...] = scale * r
+    return dot(r, r), dot(r, z)
+
+
 def cg_update_p(p, z, beta):
     """``p = z + beta p``; returns ``p`` (written in place where the namespace allows)."""
     xp = array_namespace(p, z)
@@ -584,3 +595,7 @@ def kron_eigen_solve(Ql, dl, Qr, dr, damping, X, out):
     scale = xp.astype(dl, f64)[:, :, None] * xp.astype(dr, f64)[:, None, :] + float(damping)
     product = Ql64 @ (rotated / scale) @ xp.matrix_transpose(Qr64)
     return _store(xp, out, product)
+
+
+# The fused Chebyshev steps live in their own module, which imports this one.
+from .reference_chebyshev import csr_chebyshev_step, dia_chebyshev_step  # noqa: E402

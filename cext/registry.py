@@ -38,7 +38,10 @@ KERNEL_NAMES = (
     "dia_spmv",
     "dia_spmv_dot",
     "cg_update_xr",
+    "cg_update_xrz",
     "cg_update_p",
+    "csr_chebyshev_step",
+    "dia_chebyshev_step",
     "csr_residual_norm2_split",
     "sor_run",
     "sor_sweep_forward",
@@ -69,7 +72,8 @@ KERNEL_NAMES = (
 # cext.threads.managed, so a direct call on a busy machine does not collapse.
 PARALLEL_KERNELS = frozenset({
     "dot", "csr_check", "csr_spmv", "csr_spmv_dot", "dia_spmv", "dia_spmv_dot",
-    "cg_update_xr", "cg_update_p", "csr_residual_norm2_split", "sor_run", "sor_sweep_colored",
+    "cg_update_xr", "cg_update_xrz", "cg_update_p", "csr_chebyshev_step", "dia_chebyshev_step",
+    "csr_residual_norm2_split", "sor_run", "sor_sweep_colored",
     "sor_lagged_sweep", "sor_reverse_sweep", "sor_run_lagged", "sor_residual_norm2_ordered",
     "window_gemv", "window_axpy_gemv_t", "window_push_gemv", "kron_matvec", "kron_eigen_solve",
 })

@@ -177,10 +177,24 @@ def pcg(A: Any, b: Any, x0: Any = None, *, M: Any = None, rtol: float = 1e-5,
             x = as_initial_guess(x0, xp, n, dtype)
         solver = _PCG(A_op, M_op, b, x, rtol, atol, maxiter, callback, report, check_every)
         solver.psolves = psolves
+        solver.jacobi_scale = _jacobi_scale(M, A_op, dtype)
         result = solver.run(start, threads)
     if pyamg_call and residuals is not None:
         residuals[:] = result.residual_norms.tolist()
     return result
+
+
+def _jacobi_scale(M, A_op, dtype):
+    """``1 / diag(A)`` in the working dtype when ``M`` is a Jacobi preconditioner that the
+    fused update ``cg_update_xrz`` can apply (compiled kernels, real dtype), else None."""
+    from .precond.jacobi import Jacobi  # the package imports pcg: not at module level
+
+    if not isinstance(M, Jacobi) or A_op.kernels.backend != "numba":
+        return None
+    xp = A_op.xp
+    if dtype not in (xp.float32, xp.float64) or M.inverse_diagonal.shape != (A_op.shape[0],):
+        return None
+    return xp.astype(M.inverse_diagonal, dtype, copy=False)
 
 
 def _monitor_sink(monitor) -> Callable[[int, float], None] | None:
@@ -254,6 +268,7 @@ class _PCG:
         self.check_every = check_every
         self.matvecs = 0
         self.psolves = 0
+        self.jacobi_scale = None  # set by pcg for a Jacobi M on the compiled kernels
         self.replacements = 0
         self.bnorm = math.sqrt(self.kernels.dot(b, b))
         # scipy's max(rtol*||b||, atol); the reason names the larger bound
@@ -313,6 +328,11 @@ class _PCG:
         self.report(0, rnorm)
         p = xp.empty_like(r)
         q = xp.empty_like(r)
+        # A diagonal M (Jacobi) is fused into the update: z = scale * r and r'z
+        # come out of the pass that updates r (pending holds r'z, scaled z).
+        scale = self.jacobi_scale if in_place else None
+        scaled = xp.empty_like(r) if scale is not None else None
+        pending = None
         rho_prev = 1.0
         restart = True
         last_replacement = math.inf
@@ -342,6 +362,7 @@ class _PCG:
                 rnorm = rtrue
                 norms[-1] = rtrue
                 restart = True
+                pending = None
                 continue
             if k >= self.maxiter:
                 return self.finish(start, "DIVERGED_ITS", k, norms,
@@ -349,9 +370,12 @@ class _PCG:
             if M is None:
                 z, rho = r, rr
             else:
-                z = M.matvec(r)
+                if pending is not None:  # z and r'z from the fused Jacobi update
+                    z, rho, pending = scaled, pending, None
+                else:
+                    z = M.matvec(r)
+                    rho = K.dot(r, z)
                 self.psolves += 1
-                rho = K.dot(r, z)
                 if not math.isfinite(rho):
                     return self.finish(start, "DIVERGED_NANORINF", k, norms,
                                        f"r'Mr is {rho} at iteration {k}")
@@ -375,7 +399,9 @@ class _PCG:
                 return self.finish(start, "DIVERGED_INDEFINITE_MAT", k, norms,
                                    f"p'Ap = {pAp:.3e} <= 0: A is not positive definite")
             alpha = rho / pAp
-            if in_place:
+            if scale is not None:
+                rr, pending = K.cg_update_xrz(x, r, p, q, alpha, scale, scaled)
+            elif in_place:
                 rr = K.cg_update_xr(x, r, p, q, alpha)
             else:
                 x, r = x + alpha * p, r - alpha * q
@@ -392,6 +418,7 @@ class _PCG:
                     # true residual, restarting the directions (keeping p with
                     # a replaced r can diverge once the gap is large).
                     r, rr, rnorm, restart = rtrue_vec, rtrue * rtrue, rtrue, True
+                    pending = None
                     self.replacements += 1
             norms.append(rnorm)
             self.report(k, rnorm)

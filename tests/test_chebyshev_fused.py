@@ -9,16 +9,17 @@ The polynomial is the one Saad's Algorithm 12.1 applies, which is what
 
 from __future__ import annotations
 
+import array_api_strict
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from cext import reference_chebyshev
+from cext import kernels_for, reference_chebyshev
 from cext.numba import chebyshev as numba_chebyshev
 from cext.numba.spmv import unsigned_view
 from linsolve import pcg
 from linsolve.precond import chebyshev
-from linsolve.precond.chebyshev import _step_kernels, chebyshev_steps
+from linsolve.precond.chebyshev import chebyshev_steps
 
 from .problems import poisson2d, random_sparse_spd, random_spd
 
@@ -152,8 +153,9 @@ def test_step_kernel_matches_reference(dtype, layout, in_place):
         matrix = (dia.offsets, dia.values)
     name = f"{layout}_chebyshev_step"
     results = []
+    registry = kernels_for(np)
     for kernel in (getattr(numba_chebyshev, name), getattr(reference_chebyshev, name),
-                   _step_kernels("numba")[name], _step_kernels("reference")[name]):
+                   getattr(registry, name)):
         w_copy = w.copy()
         out = w_copy if in_place else np.full(n, np.nan, dtype=dtype)
         assert kernel(*matrix, r, y, w_copy, out, *scalars) is out  # returns what it wrote
@@ -164,19 +166,19 @@ def test_step_kernel_matches_reference(dtype, layout, in_place):
                        row_length, EPS[dtype])
     for out in results[1:]:
         assert np.all(np.abs(out.astype(np.float64) - results[0]) <= bound)
-    np.testing.assert_array_equal(results[2], results[0])  # the managed wrapper: same kernel
+    np.testing.assert_array_equal(results[2], results[0])  # the registry's: the same kernel
 
 
 def test_numba_step_kernels_are_handed_out_under_the_thread_policy():
     # as cext.registry does for PARALLEL_KERNELS: wrapped by cext.threads.managed
+    registry = kernels_for(np)
     for name in ("csr_chebyshev_step", "dia_chebyshev_step"):
-        kernel = _step_kernels("numba")[name]
+        kernel = getattr(registry, name)
         assert kernel is not getattr(numba_chebyshev, name)
         assert kernel.__wrapped__ is getattr(numba_chebyshev, name)
-        assert _step_kernels("reference")[name] is getattr(reference_chebyshev, name)
+        assert getattr(kernels_for(array_api_strict), name) is getattr(reference_chebyshev, name)
     M = chebyshev(random_sparse_spd(40, density=0.1, seed=0), 3)
-    assert M._fused[0] in (_step_kernels("numba")["csr_chebyshev_step"],
-                           getattr(M._operator.kernels, "csr_chebyshev_step", None))
+    assert M._fused[0] is registry.csr_chebyshev_step
 
 
 @pytest.mark.parametrize("layout", ["csr", "dia"])

@@ -427,3 +427,72 @@ def test_dense_path_under_array_api_strict(dtype_name):
     assert result.iterations == ours_np.iterations
     zero = pcg(A, xp.zeros(12, dtype=dtype))
     assert zero.converged and zero.x.dtype == dtype
+
+
+class _Opaque:
+    """The same diagonal scaling, but not a Jacobi object: pcg applies it unfused."""
+
+    def __init__(self, M):
+        self.M, self.shape, self.dtype = M, M.shape, M.dtype
+
+    def matvec(self, r):
+        return self.M.matvec(r)
+
+
+@pytest.mark.parametrize("check_every", [None, 7])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_jacobi_fused_into_the_update_equals_the_separate_passes(dtype, check_every,
+                                                                 monkeypatch):
+    """pcg scales r by 1/diag(A) and forms r'z in the pass that updates r (cg_update_xrz)."""
+    from cext import kernels_for
+    from linsolve import precond
+
+    compiled = kernels_for(np)
+    calls = []
+    fused_kernel = compiled.cg_update_xrz
+    monkeypatch.setattr(compiled, "cg_update_xrz",
+                        lambda *args: calls.append(1) or fused_kernel(*args))
+
+    # large enough for both threads (the policy runs small work on one)
+    A = (random_sparse_spd(120_000, 3e-5, seed=3) + sp.diags(np.linspace(1.0, 50.0, 120_000)))
+    A = A.astype(dtype).tocsr()
+    b = np.random.default_rng(4).standard_normal(A.shape[0]).astype(dtype)
+    M = precond.jacobi(A)
+    rtol = 1e-10 if dtype == np.float64 else 1e-5
+    fused = pcg(A, b, M=M, rtol=rtol, check_every=check_every)
+    plain = pcg(A, b, M=_Opaque(M), rtol=rtol, check_every=check_every)
+    assert fused.converged and plain.converged and fused.x.dtype == dtype
+    # same iteration; r'z summed in another order (parallel partial sums)
+    assert abs(fused.iterations - plain.iterations) <= 1
+    assert len(calls) == fused.iterations  # every update fused; none for the opaque M
+    assert fused.psolves == plain.psolves - (plain.iterations - fused.iterations)
+    x = np.linalg.norm(plain.x.astype(np.float64))
+    eps = float(np.finfo(dtype).eps)
+    cond = float(np.max(A.diagonal()) / np.min(A.diagonal())) * 10
+    assert np.linalg.norm((fused.x - plain.x).astype(np.float64)) <= 100 * cond * rtol * x + eps * x
+    # the kernel itself against the reference twin
+    n = A.shape[0]
+    rng = np.random.default_rng(5)
+    vectors = [rng.standard_normal(n).astype(dtype) for _ in range(4)]
+    results = []
+    for kernels in (kernels_for(np), kernels_for(__import__("array_api_strict"))):
+        x, r, p, q = (v.copy() for v in vectors)
+        z = np.empty_like(r)
+        if kernels.backend == "reference":
+            import array_api_strict as xs
+            x, r, p, q, z = (xs.asarray(v) for v in (x, r, p, q, z))
+        rr, rz = kernels.cg_update_xrz(x, r, p, q, 0.3, xp_scale(kernels, M.inverse_diagonal,
+                                                                  dtype), z)
+        results.append((rr, rz, np.asarray(x), np.asarray(r), np.asarray(z)))
+    (rr1, rz1, *arrays1), (rr2, rz2, *arrays2) = results
+    assert rr1 == pytest.approx(rr2, rel=n * eps) and rz1 == pytest.approx(rz2, rel=n * eps)
+    for u, v in zip(arrays1, arrays2):
+        np.testing.assert_allclose(u, v, rtol=4 * eps, atol=4 * eps * np.abs(v).max())
+
+
+def xp_scale(kernels, scale, dtype):
+    scale = np.asarray(scale, dtype=dtype)
+    if kernels.backend == "reference":
+        import array_api_strict as xs
+        return xs.asarray(scale)
+    return scale

@@ -1,6 +1,7 @@
 """Numba CPU kernels; the registry hands this module out for NumPy arrays."""
 
-from .blas1 import cg_update_p, cg_update_xr, dot
+from .blas1 import cg_update_p, cg_update_xr, cg_update_xrz, dot
+from .chebyshev import csr_chebyshev_step, dia_chebyshev_step
 from .dia import dia_spmv, dia_spmv_dot
 from .kron import kron_eigen_solve, kron_matvec
 from .mfac import (factor_apply, spd_inverse_factor, window_axpy_gemv_t, window_gemv,
@@ -15,16 +16,19 @@ from .triangular import csr_ichol0, csr_triangular_solve
 
 __all__ = [
     "countsketch_csr",
+    "csr_chebyshev_step",
     "csr_check",
     "countsketch_dense",
     "kaczmarz_run",
     "cg_update_p",
     "cg_update_xr",
+    "cg_update_xrz",
     "csr_ichol0",
     "csr_residual_norm2_split",
     "csr_spmv",
     "csr_spmv_dot",
     "csr_triangular_solve",
+    "dia_chebyshev_step",
     "dia_spmv",
     "dia_spmv_dot",
     "dot",

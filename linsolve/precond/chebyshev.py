@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import math
 import numbers
 from typing import Any
@@ -10,7 +9,6 @@ from typing import Any
 import numpy as np
 from array_api_compat import array_namespace, is_array_api_obj
 
-from cext import reference_chebyshev
 from cext.reference_chebyshev import chebyshev_combine
 
 from ..operators import as_operator
@@ -115,8 +113,7 @@ def chebyshev_steps(degree: int, bounds: tuple[float, float]) -> tuple[tuple[flo
 def _fused_step(operator):
     """``(kernel, matrix arrays)`` of the fused step for a CSR or DIA NumPy operator, else None.
 
-    The kernel comes from the registry once it lists the step kernels;
-    until then from :func:`_step_kernels`, which does what the registry does.
+    The kernel comes from the registry (wrapped by the thread policy).
     CuPy operators take the generic path: its product is CuPy's own kernel,
     where the reference step would pad the rows on the device.
     """
@@ -124,26 +121,10 @@ def _fused_step(operator):
     if layout not in ("csr", "dia") or operator.kernels.backend != "numba":
         return None
     name = f"{layout}_chebyshev_step"
-    kernel = getattr(operator.kernels, name, None) or _step_kernels("numba")[name]
+    kernel = getattr(operator.kernels, name)
     if layout == "csr":
         return kernel, (operator.indptr, operator.indices, operator.data)
     return kernel, (operator.offsets, operator.values)
-
-
-@functools.lru_cache(maxsize=None)
-def _step_kernels(backend: str) -> dict:
-    """The step kernels of ``backend`` (``"numba"`` or ``"reference"``), by name.
-
-    As :func:`cext.registry._load`: the Numba kernels are parallel, so they
-    are handed out wrapped by :func:`cext.threads.managed`.
-    """
-    names = ("csr_chebyshev_step", "dia_chebyshev_step")
-    if backend != "numba":
-        return {name: getattr(reference_chebyshev, name) for name in names}
-    from cext.numba import chebyshev as numba_chebyshev
-    from cext.threads import managed
-
-    return {name: managed(getattr(numba_chebyshev, name)) for name in names}
 
 
 def _namespace_and_dtype(A):
