@@ -137,3 +137,116 @@ def test_reference_triangular_solve_under_array_api_strict():
     reference.csr_triangular_solve(xp.asarray(indptr), xp.asarray(indices), xp.asarray(data),
                                    xp.asarray(diag), xp.asarray(b), out, True)
     np.testing.assert_array_equal(np.asarray(out), expected)
+
+
+# --- the staged pair of unit triangular solves (issue 15) ------------------------------
+
+import contextlib  # noqa: E402
+
+import numba  # noqa: E402
+
+from cext.numba.triangular import csr_triangular_pair_solve as pair_solve_numba  # noqa: E402
+from cext.reference_triangular import (  # noqa: E402
+    csr_triangular_pair_solve as pair_solve_reference)
+from linsolve.precond._ordering import domain_ordering, natural_ordering  # noqa: E402
+
+THREAD_COUNTS = sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)})
+
+
+@contextlib.contextmanager
+def numba_threads(count):
+    """Numba's thread count for this thread, which the raw kernel follows (no policy here)."""
+    before = numba.get_num_threads()
+    numba.set_num_threads(count)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
+
+
+def _pair_system(n=120, seed=0, dtype=np.float64, index_dtype=np.int32, num_domains=2):
+    """Unit triangular factors of IC(0)'s shape on a random SPD pattern, in domain ordering."""
+    A = sp.csr_array(random_sparse_spd(n, density=0.04, seed=seed))
+    ordering = domain_ordering(A, num_domains) if num_domains else natural_ordering(n)
+    B = sp.csr_array(A[ordering.perm][:, ordering.perm])
+    B.sort_indices()
+    rng = np.random.default_rng(seed + 1)
+    # strictly lower part of B, rows scaled to keep I + L well conditioned
+    lower = sp.csr_array(sp.tril(B, -1, format="csr"))
+    lower.data = 0.3 * lower.data / np.abs(lower.data).max()
+    upper = sp.csr_array(sp.triu(B, 1, format="csr"))  # not lower.T: the kernel must not care
+    upper.data = 0.3 * rng.uniform(-1, 1, upper.nnz)
+    scale_in = rng.uniform(0.5, 2.0, n)
+    scale_out = rng.uniform(0.5, 2.0, n)
+    b = rng.standard_normal(n)
+    cast = lambda a: np.ascontiguousarray(a, dtype=dtype)  # noqa: E731
+    index = lambda a: np.ascontiguousarray(a, dtype=index_dtype)  # noqa: E731
+    args = (index(lower.indptr), index(lower.indices), cast(lower.data), index(upper.indptr),
+            index(upper.indices), cast(upper.data), cast(scale_in), cast(scale_out),
+            index(ordering.perm), index(ordering.segment_ptr), index(ordering.stage_ptr))
+    return args, cast(b), lower, upper, ordering
+
+
+def _pair_dense(args, b, lower, upper, ordering):
+    """The definition with LAPACK, in float64: P^T S_out (I + U)^{-1} (I + L)^{-1} S_in P b."""
+    n = b.shape[0]
+    perm = ordering.perm
+    f64 = lambda a: np.asarray(a, dtype=np.float64)  # noqa: E731
+    lower_dense = sp.csr_array((f64(args[2]), args[1], args[0]), shape=(n, n)).toarray()
+    upper_dense = sp.csr_array((f64(args[5]), args[4], args[3]), shape=(n, n)).toarray()
+    I_L, I_U = np.eye(n) + lower_dense, np.eye(n) + upper_dense
+    y = sla.solve_triangular(I_L, f64(args[6]) * f64(b)[perm], lower=True)
+    z = f64(args[7]) * sla.solve_triangular(I_U, y, lower=False)
+    out = np.empty(n)
+    out[perm] = z
+    # forward error bound of two backward-stable solves: c n eps (cond(I+L) + cond(I+U))
+    return out, np.linalg.cond(I_L) + np.linalg.cond(I_U)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+@pytest.mark.parametrize("num_domains", [0, 1, 2, 4])
+def test_pair_solve_matches_dense_triangular_solves(dtype, index_dtype, num_domains):
+    args, b, lower, upper, ordering = _pair_system(dtype=dtype, index_dtype=index_dtype,
+                                                   num_domains=num_domains)
+    expected, cond = _pair_dense(args, b, lower, upper, ordering)
+    scale = np.linalg.norm(expected)
+    for threads in THREAD_COUNTS:
+        out, work = np.empty_like(b), np.empty_like(b)
+        with numba_threads(threads):
+            pair_solve_numba(*args, b, work, out)
+        assert out.dtype == dtype
+        if dtype == np.float64:
+            assert np.linalg.norm(out - expected) <= 1e-13 * scale
+        else:
+            bound = 10 * len(b) * np.finfo(dtype).eps * cond
+            assert np.linalg.norm(out - expected) <= bound * scale
+    ref_out, ref_work = np.empty_like(b), np.empty_like(b)
+    pair_solve_reference(*args, b, ref_work, ref_out)
+    # the same operations in the same order, in the data's dtype: float32 sums stay float32
+    # (a float64 accumulator would round differently), and the staged parallel sweep
+    # equals the one-thread sweep bit for bit
+    np.testing.assert_array_equal(out, ref_out)
+
+
+def test_pair_solve_two_threads_equal_one_on_a_grid():
+    # the staged parallel sweep (two threads where Numba has them) against the serial one
+    A = sp.csr_array(poisson2d(24))
+    ordering = domain_ordering(A, 2)
+    B = sp.csr_array(A[ordering.perm][:, ordering.perm])
+    lower = sp.csr_array(sp.tril(B, -1, format="csr") * 0.25)
+    upper = sp.csr_array(lower.T.tocsr())
+    ones = np.ones(A.shape[0])
+    args = (lower.indptr, lower.indices, lower.data, upper.indptr, upper.indices, upper.data,
+            ones, ones, ordering.perm.astype(np.int32), ordering.segment_ptr.astype(np.int32),
+            ordering.stage_ptr.astype(np.int32))
+    b = np.random.default_rng(0).standard_normal(A.shape[0])
+    results = []
+    for threads in THREAD_COUNTS:
+        out, work = np.empty_like(b), np.empty_like(b)
+        with numba_threads(threads):
+            pair_solve_numba(*args, b, work, out)
+        results.append(out)
+    np.testing.assert_array_equal(results[0], results[-1])
+    expected, _ = _pair_dense(args, b, lower, upper, ordering)
+    assert np.linalg.norm(results[1] - expected) <= 1e-13 * np.linalg.norm(expected)

@@ -1,18 +1,29 @@
-"""Sequential CSR triangular solves and the IC(0) factorisation (Numba).
+"""CSR triangular solves and the IC(0) factorisation (Numba).
 
-Both are sequential by nature (row ``i`` needs the rows before it), so the
-kernels are plain loops: ``nogil`` so that several solves can run in threads,
-no ``parallel``, no ``fastmath`` (a NaN in the data must reach the caller).
+``csr_triangular_pair_solve`` applies the IC(0) and SSOR preconditioners
+(:mod:`linsolve.precond`): ``out = P^T S_out (I + U)^{-1} (I + L)^{-1} S_in P b``
+with the strictly lower ``L`` and strictly upper ``U`` stored as separate
+CSR arrays whose rows are already divided by the diagonal. The loops then
+have no column test and no division, a row's only dependence on the row
+before it is one multiply-subtract (the last entry of a sorted row), and
+float32 data is summed in float32. The permutation ``P`` is gathered in the
+first sweep and scattered in the last, not in separate passes. A row needs
+the rows before it, so each sweep is sequential -- except across the
+uncoupled *domains* of a domain ordering
+(:func:`linsolve.precond._ordering.domain_ordering`): the segments of one
+stage run in parallel (``prange``), the separators after them.
 
-``csr_triangular_solve`` reads only the strictly lower (or strictly upper)
-entries of the CSR matrix it is given -- entries on or across the diagonal
-are skipped by a column test -- and divides by a separately given diagonal.
-That lets one CSR copy of ``A`` serve both SSOR sweeps (with the diagonal
-``D / omega``), and the IC(0) factor ``L`` (diagonal stored in it) serve the
-forward solve with ``diag = diag(L)``.
+``csr_triangular_solve`` is the older general form (any CSR matrix, only
+its strictly lower or upper entries read through a column test, a separate
+diagonal); kept for callers that hold ``A`` itself.
 
-Mirrors :func:`cext.reference.csr_triangular_solve` and
-:func:`cext.reference.csr_ichol0`.
+No ``fastmath`` (a NaN in the data must reach the caller). The parallel
+kernel is handed out wrapped by :func:`cext.threads.managed`; on one
+thread it runs plain loops.
+
+Mirrors :func:`cext.reference.csr_triangular_solve`,
+:func:`cext.reference.csr_ichol0` and
+:func:`cext.reference_triangular.csr_triangular_pair_solve`.
 """
 
 from __future__ import annotations
@@ -21,6 +32,7 @@ import math
 
 import numba as nb
 import numpy as np
+from numba import prange
 
 from .spmv import unsigned_view
 
@@ -77,6 +89,116 @@ def csr_triangular_solve(indptr, indices, data, diag, b, out, lower) -> None:
         _lower_solve(*args)
     else:
         _upper_solve(*args)
+
+
+# --- the staged pair of unit triangular solves (IC(0) and SSOR applications) ---
+
+_PAR = dict(_SEQ, parallel=True)
+
+
+@nb.njit(nogil=True, cache=True, boundscheck=False, inline="always")
+def _forward_rows(indptr, indices, data, scale, perm, b, work, lo, hi):
+    """``work[i] = scale[i] b[perm[i]] - sum_j L[i, j] work[j]`` for rows ``lo..hi-1``."""
+    for i in range(lo, hi):
+        acc = scale[i] * b[perm[i]]
+        for jj in range(indptr[i], indptr[i + 1]):
+            acc -= data[jj] * work[indices[jj]]
+        work[i] = acc
+
+
+@nb.njit(nogil=True, cache=True, boundscheck=False, inline="always")
+def _backward_rows(indptr, indices, data, scale, perm, work, out, lo, hi):
+    """``work[i] -= sum_j U[i, j] work[j]``; ``out[perm[i]] = scale[i] work[i]``; rows hi-1..lo."""
+    for k in range(hi - lo):
+        i = hi - 1 - k
+        acc = work[i]
+        for jj in range(indptr[i], indptr[i + 1]):
+            acc -= data[jj] * work[indices[jj]]
+        work[i] = acc
+        out[perm[i]] = scale[i] * acc
+
+
+@nb.njit(**_PAR)
+def _pair_solve(l_indptr, l_indices, l_data, u_indptr, u_indices, u_data, scale_in, scale_out,
+                perm, segment_ptr, stage_ptr, b, work, out):
+    stages = stage_ptr.shape[0] - 1
+    for stage in range(stages):
+        first = stage_ptr[stage]
+        count = stage_ptr[stage + 1] - first
+        if count == 1:  # a separator: no parallel region for one task
+            _forward_rows(l_indptr, l_indices, l_data, scale_in, perm, b, work,
+                          segment_ptr[first], segment_ptr[first + 1])
+        else:
+            for t in prange(count):
+                g = first + t
+                _forward_rows(l_indptr, l_indices, l_data, scale_in, perm, b, work,
+                              segment_ptr[g], segment_ptr[g + 1])
+    for back in range(stages):
+        stage = stages - 1 - back
+        first = stage_ptr[stage]
+        count = stage_ptr[stage + 1] - first
+        if count == 1:
+            _backward_rows(u_indptr, u_indices, u_data, scale_out, perm, work, out,
+                           segment_ptr[first], segment_ptr[first + 1])
+        else:
+            for t in prange(count):
+                g = first + t
+                _backward_rows(u_indptr, u_indices, u_data, scale_out, perm, work, out,
+                               segment_ptr[g], segment_ptr[g + 1])
+
+
+# One thread: the stages are laid out in row order, so the plain sweeps over
+# all rows do the same operations in the same order (bit-identical results)
+# without a parallel region.
+@nb.njit(**_SEQ)
+def _pair_solve_serial(l_indptr, l_indices, l_data, u_indptr, u_indices, u_data, scale_in,
+                       scale_out, perm, b, work, out):
+    n = work.shape[0]
+    _forward_rows(l_indptr, l_indices, l_data, scale_in, perm, b, work, 0, n)
+    _backward_rows(u_indptr, u_indices, u_data, scale_out, perm, work, out, 0, n)
+
+
+def csr_triangular_pair_solve(lower_indptr, lower_indices, lower_data, upper_indptr,
+                              upper_indices, upper_data, scale_in, scale_out, perm, segment_ptr,
+                              stage_ptr, b, work, out) -> None:
+    """``out = P^T S_out (I + U)^{-1} (I + L)^{-1} S_in P b``, domains in parallel.
+
+    ``L`` (``U``) is a CSR matrix holding only strictly lower (upper) entries
+    of the permuted numbering; ``S_in = diag(scale_in)``, ``S_out =
+    diag(scale_out)``; ``(P b)[i] = b[perm[i]]``. The gather of ``b`` is fused
+    into the forward sweep, the scatter into ``out`` into the backward one;
+    ``work`` (length ``n``, the permuted intermediate) is overwritten, and
+    ``out`` must not be ``b``.
+
+    Rows ``segment_ptr[g]:segment_ptr[g + 1]`` form segment ``g``; stage ``s``
+    is segments ``stage_ptr[s]:stage_ptr[s + 1]``, laid out in row order. The
+    caller guarantees that segments of one stage are not coupled (see
+    :func:`linsolve.precond._ordering.domain_ordering`): the forward sweep
+    solves the stages in order, each stage's segments in parallel, the
+    backward sweep the stages in reverse. Every row sums its entries in
+    CSR order in the data's dtype, so the result does not depend on the
+    thread count.
+
+    Examples
+    --------
+    >>> import numpy as np, scipy.sparse as sp
+    >>> L = sp.csr_array(np.array([[0.0, 0.0], [0.5, 0.0]]))
+    >>> U = sp.csr_array(L.T)
+    >>> one, perm = np.ones(2), np.arange(2)
+    >>> out, work = np.empty(2), np.empty(2)
+    >>> csr_triangular_pair_solve(L.indptr, L.indices, L.data, U.indptr, U.indices, U.data,
+    ...                           one, one, perm, np.array([0, 2]), np.array([0, 1]),
+    ...                           np.array([1.0, 1.5]), work, out)
+    >>> out.tolist()  # (I + U)^{-1} (I + L)^{-1} b: [1, 1], then [0.5, 1]
+    [0.5, 1.0]
+    """
+    u = unsigned_view
+    args = (u(lower_indptr), u(lower_indices), lower_data, u(upper_indptr), u(upper_indices),
+            upper_data, scale_in, scale_out, u(perm))
+    if nb.get_num_threads() > 1 and stage_ptr.shape[0] > 2:
+        _pair_solve(*args, u(segment_ptr), u(stage_ptr), b, work, out)
+    else:
+        _pair_solve_serial(*args, b, work, out)
 
 
 @nb.njit(**_SEQ)

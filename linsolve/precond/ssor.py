@@ -5,58 +5,59 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from array_api_compat import array_namespace
+import scipy.sparse as sp
 
-from cext import kernels_for
+from ._base import check_real, scipy_csr
+from ._triangular import DEFAULT_NUM_DOMAINS, TriangularPair, choose_ordering, permuted
 
-from ._base import Preconditioner, check_real, scipy_csr
 
+class SSOR(TriangularPair):
+    """Applies ``P^T M_B^{-1} P``, ``M_B = (D/w + L) D^{-1} (D/w + U) * w / (2 - w)``.
 
-class SSOR(Preconditioner):
-    """Applies ``M^{-1}`` for ``M = (D/w + L) D^{-1} (D/w + U) * w / (2 - w)``; built by :func:`ssor`.
+    ``B = A[perm][:, perm] = L + D + U``; built by :func:`ssor`.
 
     Attributes
     ----------
     omega : float
+    perm : ndarray
+        The ordering (``arange(n)`` for ``ordering="natural"``).
+    ordering : str
+        ``"natural"`` or ``"domains"`` (``"auto"`` resolved).
+    num_domains : int
     """
 
-    def __init__(self, csr, scaled_diagonal, omega):
-        xp = array_namespace(scaled_diagonal)
-        super().__init__(csr.shape, csr.dtype, xp)
+    def __init__(self, csr, diagonal, omega, ordering, domains):
+        # M_B^{-1} = w(2-w) (D + wU)^{-1} D (D + wL)^{-1} (Saad (4.16) with
+        # D/w written out) = w(2-w) (I + w D^{-1} U)^{-1} (I + w D^{-1} L)^{-1} D^{-1}:
+        # two unit triangular sweeps with the rows pre-divided by D/w, the
+        # scaling D^{-1} on the way in and w(2-w) on the way out.
+        dtype = csr.dtype
+        row_scale = sp.diags_array((np.asarray(omega, dtype=dtype) / diagonal).astype(dtype))
+        lower = sp.csr_array(row_scale @ sp.tril(csr, -1, format="csr"))
+        upper = sp.csr_array(row_scale @ sp.triu(csr, 1, format="csr"))
+        for part in (lower, upper):
+            part.sort_indices()
+        scale_in = np.ascontiguousarray(1 / diagonal, dtype=dtype)
+        scale_out = np.full(diagonal.shape[0], omega * (2.0 - omega), dtype=dtype)
+        super().__init__(lower, upper, scale_in, scale_out, ordering, domains)
         self.omega = omega
-        self._csr = csr
-        self._scaled_diagonal = scaled_diagonal  # D / w
-        self._diagonal = scaled_diagonal * scaled_diagonal.dtype.type(omega)  # D
-        self._factor = (2.0 - omega) / omega
-        self._kernels = kernels_for(xp)
-
-    def _apply(self, r):
-        # M^{-1} r = (2-w)/w (D/w + U)^{-1} D (D/w + L)^{-1} r, Saad (4.16)
-        # written with D/w: w(2-w) (D + wU)^{-1} D (D + wL)^{-1}. The
-        # kernel reads only the strict triangle it is asked for, so the one
-        # CSR copy of A serves both sweeps.
-        csr, d, solve = self._csr, self._scaled_diagonal, self._kernels.csr_triangular_solve
-        y = np.empty_like(r)
-        solve(csr.indptr, csr.indices, csr.data, d, r, y, True)
-        y *= self._diagonal
-        z = np.empty_like(r)
-        solve(csr.indptr, csr.indices, csr.data, d, y, z, False)
-        z *= self._factor
-        return z
 
 
-def ssor(A: Any, omega: float = 1.0) -> SSOR:
+def ssor(A: Any, omega: float = 1.0, *, ordering: str = "auto",
+         num_domains: int = DEFAULT_NUM_DOMAINS) -> SSOR:
     """Symmetric SOR preconditioner.
 
-    With ``A = L + D + U`` (strictly lower, diagonal, strictly upper),
-    ``M_A = (D/w + L) D^{-1} (D/w + U) * w/(2-w)`` (Saad, eq. 4.16) is SPD
-    for SPD ``A`` and ``0 < w < 2``; the returned operator applies
-    ``M_A^{-1}`` by a forward sweep with ``D/w + L``, a scaling by ``D``, a
-    backward sweep with ``D/w + U`` and the factor ``(2-w)/w``, so that one
-    application from zero equals one SSOR iteration of :func:`linsolve.sor`.
-    ``omega = 1`` is symmetric Gauss-Seidel. (SPEC section 3 writes
-    ``(D/w)^{-1}`` in the middle: ``w`` times this ``M_A``; a scalar that
-    leaves PCG's iterates unchanged but not the stationary iteration.)
+    With ``B = A[perm][:, perm] = L + D + U`` (strictly lower, diagonal,
+    strictly upper), ``M_B = (D/w + L) D^{-1} (D/w + U) * w/(2-w)`` (Saad,
+    eq. 4.16) is SPD for SPD ``A`` and ``0 < w < 2``; the returned operator
+    applies ``P^T M_B^{-1} P``, i.e. a forward sweep with ``D/w + L``, a
+    scaling by ``D``, a backward sweep with ``D/w + U`` and the factor
+    ``(2-w)/w`` (computed as two unit triangular sweeps with the rows
+    divided by ``D/w`` beforehand), so that in the natural ordering one
+    application from zero equals one SSOR iteration of :func:`linsolve.sor`
+    (to rounding). ``omega = 1`` is symmetric Gauss-Seidel. (SPEC section 3
+    writes ``(D/w)^{-1}`` in the middle: ``w`` times this ``M_B``; a scalar
+    that leaves PCG's iterates unchanged but not the stationary iteration.)
 
     Parameters
     ----------
@@ -64,16 +65,25 @@ def ssor(A: Any, omega: float = 1.0) -> SSOR:
         Square; converted once to CSR with sorted indices (CPU only).
     omega : float
         Relaxation factor, ``0 < omega < 2``.
+    ordering : {"auto", "natural", "domains"}
+        As for :func:`linsolve.precond.ichol0`: ``"domains"`` sweeps
+        ``num_domains`` uncoupled domains in parallel, separators last;
+        ``"auto"`` (default) picks it when ``n + nnz >= 100_000``, the
+        natural ordering below.
+    num_domains : int
+        Power of two; 1 gives the reverse Cuthill-McKee ordering.
 
     Returns
     -------
     SSOR
-        Operator with ``matvec``, ``shape``, ``dtype``, ``@`` and ``aslinearoperator()``.
+        Operator with ``matvec``, ``shape``, ``dtype``, ``@``, ``perm`` and
+        ``aslinearoperator()``; float32 ``A`` gives float32 sweeps.
 
     Raises
     ------
     ValueError
-        ``omega`` outside ``(0, 2)``; a zero or non-finite diagonal entry (named).
+        ``omega`` outside ``(0, 2)``; a zero or non-finite diagonal entry
+        (named); unknown ``ordering``; ``num_domains`` not a power of two.
     TypeError
         GPU (cupyx) or other non-scipy input.
 
@@ -97,5 +107,6 @@ def ssor(A: Any, omega: float = 1.0) -> SSOR:
         row = int(np.argmax(bad))
         raise ValueError(f"A[{row}, {row}] = {diagonal[row]}: SSOR needs every diagonal entry "
                          "finite and nonzero")
-    scaled = np.ascontiguousarray(diagonal / np.asarray(omega, dtype=csr.dtype), dtype=csr.dtype)
-    return SSOR(csr, scaled, omega)
+    ordering, domains = choose_ordering(csr, ordering, num_domains)
+    csr = permuted(csr, domains.perm, ordering == "natural")
+    return SSOR(csr, csr.diagonal(), omega, ordering, domains)

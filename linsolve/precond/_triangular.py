@@ -1,0 +1,164 @@
+"""What IC(0) and SSOR share: ``M^{-1} = P^T S_out (I + U)^{-1} (I + L)^{-1} S_in P``.
+
+Both preconditioners apply two sparse triangular solves. Each is stored
+once, in the form the solve reads fastest: the strictly lower part ``L`` and
+the strictly upper part ``U`` as separate CSR arrays with their rows already
+divided by the diagonal (unit triangular, so no per-entry column test and no
+division in the loop), the diagonal scalings ``S_in``/``S_out`` apart, and
+float32 data kept float32. ``P`` is the ordering
+(:mod:`linsolve.precond._ordering`): with ``ordering="domains"`` the
+domains of each stage are solved in parallel, with the gather ``P r`` and
+the scatter ``P^T z`` fused into the first and last sweep
+(:func:`cext.numba.triangular.csr_triangular_pair_solve`).
+
+Which ordering (issue 15). pcg iterations to ``rtol = 1e-8`` (random ``b``)
+with IC(0) / SSOR(omega = 1): natural; ``"domains"`` with 1 (reverse
+Cuthill-McKee), 2 and 4 domains. Benchmark-size scikit-fem matrices
+(``bench.fem``) and a lexicographic grid:
+
+==============================  =========  =====================  =====================
+matrix                          n          IC(0) nat/1/2/4        SSOR nat/1/2/4
+==============================  =========  =====================  =====================
+P1 triangles (``p1tri``)        261 121    638 / 270 / 293 / 503  653 / 566 / 583 / 592
+P1 tetrahedra (``p1tet``)       206 367    77 / 64 / 70 / 73      88 / 83 / 86 / 86
+P2 tetrahedra (``p2tet``)       206 367    89 / 64 / 69 / 71      102 / 93 / 97 / 99
+elasticity (``elasticity3d``)   88 176     226 / 159 / 210 / 193  271 / 240 / 257 / 246
+2-D Poisson, N = 512            262 144    438 / 438 / 516 / 544  519 / 519 / 565 / 590
+==============================  =========  =====================  =====================
+
+At small sizes the same picture (p1tri refine 8: 333 / 140 / 153 / 252;
+2-D Poisson N = 128: 124 / 124 / 138 / 142; anisotropic Poisson N = 128:
+60 / 60 / 61 / 85). scikit-fem numbers refined meshes level by level, an
+ordering IC(0) likes badly; the level (RCM) order inside the domains more
+than pays for the separators there. On a lexicographic grid, already a
+level ordering, two domains cost 2-18 % more iterations. Four domains lose
+more (they are ordered towards one separator only), so two is the default:
+``"auto"`` takes two domains where two threads would pay, the natural
+ordering below (small problems run on one thread and keep the iterates
+they always had).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from array_api_compat import array_namespace
+
+from cext import kernels_for
+from cext.threads import MIN_WORK_PER_THREAD
+
+from ._base import Preconditioner
+from ._ordering import DomainOrdering, domain_ordering, natural_ordering
+
+ORDERINGS = ("auto", "natural", "domains")
+
+DEFAULT_NUM_DOMAINS = 2
+"""Domains of ``ordering="domains"``: a property of the preconditioner, not of the machine."""
+
+AUTO_MIN_WORK = 2 * MIN_WORK_PER_THREAD
+"""``ordering="auto"`` picks ``"domains"`` from ``n + nnz`` of this size on: the size
+from which the thread policy (:mod:`cext.threads`) gives a solve two threads."""
+
+
+def choose_ordering(csr, ordering: str, num_domains: int) -> tuple[str, DomainOrdering]:
+    """The ordering's name (``"auto"`` resolved) and its permutation for the canonical ``csr``."""
+    if ordering not in ORDERINGS:
+        raise ValueError(f"ordering must be one of {ORDERINGS}, got {ordering!r}")
+    if isinstance(num_domains, bool) or not isinstance(num_domains, (int, np.integer)) \
+            or num_domains < 1 or num_domains & (num_domains - 1):
+        raise ValueError(f"num_domains must be a power of two >= 1, got {num_domains!r}")
+    n = csr.shape[0]
+    if ordering == "auto":
+        ordering = "domains" if n + csr.nnz >= AUTO_MIN_WORK else "natural"
+    if ordering == "natural":
+        return ordering, natural_ordering(n)
+    return ordering, domain_ordering(csr, int(num_domains))
+
+
+def permuted(csr, perm: np.ndarray, natural: bool):
+    """``csr[perm][:, perm]`` as canonical CSR (``csr`` itself when ``natural``)."""
+    if natural:
+        return csr
+    out = sp.csr_array(csr[perm][:, perm])
+    out.sum_duplicates()
+    out.sort_indices()
+    return out
+
+
+def _index_dtype(*sizes: int):
+    return np.int32 if max(sizes) < np.iinfo(np.int32).max else np.int64
+
+
+def pair_solve_kernel(xp):
+    """The registry's ``csr_triangular_pair_solve`` for ``xp``.
+
+    Until the registry lists that kernel, the Numba one wrapped by the
+    thread policy, as the registry would hand it out.
+    """
+    kernels = kernels_for(xp)
+    kernel = getattr(kernels, "csr_triangular_pair_solve", None)
+    if kernel is None:
+        from cext.numba.triangular import csr_triangular_pair_solve
+        from cext.threads import managed
+
+        kernel = managed(csr_triangular_pair_solve)
+    return kernel
+
+
+class TriangularPair(Preconditioner):
+    """Applies ``P^T S_out (I + U)^{-1} (I + L)^{-1} S_in P r`` (see the module notes).
+
+    Parameters
+    ----------
+    lower, upper : scipy.sparse CSR
+        Strictly lower / strictly upper, in the permuted numbering, sorted
+        indices, the data in the preconditioner's dtype.
+    scale_in, scale_out : ndarray
+        Diagonal scalings, length ``n``, same dtype.
+    ordering : str
+        ``"natural"`` or ``"domains"``.
+    domains : DomainOrdering
+
+    Attributes
+    ----------
+    ordering : str
+    perm : ndarray
+        Row ``i`` of the permuted numbering is row ``perm[i]`` of ``A``.
+    domains : DomainOrdering
+        ``perm`` with the segments and stages the solves run by.
+    num_domains : int
+        Segments of the first stage (1 for the natural ordering).
+    """
+
+    def __init__(self, lower, upper, scale_in, scale_out, ordering: str,
+                 domains: DomainOrdering):
+        xp = array_namespace(scale_in)
+        n = scale_in.shape[0]
+        super().__init__((n, n), scale_in.dtype, xp)
+        self.ordering = ordering
+        self.perm = domains.perm
+        self.domains = domains
+        self.num_domains = int(domains.stage_ptr[1] - domains.stage_ptr[0])
+        index = _index_dtype(n + 1, lower.nnz, upper.nnz)
+        # one index dtype for every index array: each dtype pair compiles once
+        self._arrays = (
+            np.ascontiguousarray(lower.indptr, dtype=index),
+            np.ascontiguousarray(lower.indices, dtype=index),
+            np.ascontiguousarray(lower.data),
+            np.ascontiguousarray(upper.indptr, dtype=index),
+            np.ascontiguousarray(upper.indices, dtype=index),
+            np.ascontiguousarray(upper.data),
+            np.ascontiguousarray(scale_in),
+            np.ascontiguousarray(scale_out),
+            np.ascontiguousarray(domains.perm, dtype=index),
+            np.ascontiguousarray(domains.segment_ptr, dtype=index),
+            np.ascontiguousarray(domains.stage_ptr, dtype=index),
+        )
+        self._solve = pair_solve_kernel(xp)
+
+    def _apply(self, r):
+        r = np.ascontiguousarray(r)
+        work = np.empty_like(r)
+        z = np.empty_like(r)
+        self._solve(*self._arrays, r, work, z)
+        return z
