@@ -336,8 +336,9 @@ class _MFACBase:
         return {"block_sizes": Equal(list(self._layout.sizes)), "m": Equal(self._m),
                 "damping": Real(positive=True),
                 "dtype": Equal(_dtype_name(self.xp, self._dtype)), "count": Count(),
-                "window": Array(tuple(self._G.shape), dtype=_dtype_name(self.xp, self._dtype)),
-                "gram": Array(tuple(self._K.shape), dtype="float64")}
+                # the dtypes held (JAX without x64 holds float32 where float64 is asked for)
+                "window": Array(tuple(self._G.shape), dtype=_dtype_name(self.xp, self._G.dtype)),
+                "gram": Array(tuple(self._K.shape), dtype=_dtype_name(self.xp, self._K.dtype))}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a :meth:`state_dict` of an object of the same layout, m and dtype.
