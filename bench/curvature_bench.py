@@ -24,6 +24,12 @@ Three parts, each printed as a table and written to ``--out``:
    A PNG shows training loss against step and against time. The column
    ``epochs_to_sgd_loss`` is the first epoch (fractional, per step) at
    which a method's training loss reaches SGD's final loss.
+2b. ``curvature_optim``: the same MLP, the same batches, through the
+   optimizer interface :mod:`curvature.optim` on NumPy and on JAX float64
+   arrays beside the per-object NumPy run (:mod:`bench.optim_interface`):
+   final training loss, its difference from the per-object run, time per
+   step (the first step, where JAX compiles, on its own), for ``--optim-steps``
+   steps (one epoch, 12 with ``--quick``) at the rates the optimiser table chose.
 3. ``curvature_mfac_speed``: :func:`bench.mfac_speed.run` rows
    (d = 1e5 with ``--quick``, 1e6 otherwise).
 4. ``curvature_newton``: the cost tables of :mod:`bench.newton` (damped,
@@ -50,6 +56,7 @@ import time
 import numpy as np
 
 from ._threads import blas_one_thread
+from .optim_interface import COLUMNS as INTERFACE_COLUMNS
 
 __all__ = ["ROOT_COLUMNS", "OPTIMIZER_COLUMNS", "curvature_parser", "run_curvature_command",
            "run_roots", "run_optimizers", "plot_training"]
@@ -80,6 +87,9 @@ def curvature_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--mfac-d", type=int, default=None,
                         help="gradient length of the M-FAC speed rows (default 1e6, 1e5 with "
                              "--quick; 0 skips them)")
+    parser.add_argument("--optim-steps", type=int, default=None,
+                        help="steps of the curvature.optim runs on NumPy and JAX (default one "
+                             "epoch, 12 with --quick; 0 skips them)")
     parser.add_argument("--out", default="results", help="output folder (default results/)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser
@@ -298,6 +308,9 @@ def run_curvature_command(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         print(f"error: --batch-size must be at least 1, got {args.batch_size}", file=sys.stderr)
         return 2
+    if args.optim_steps is not None and args.optim_steps < 0:
+        print(f"error: --optim-steps must be >= 0, got {args.optim_steps}", file=sys.stderr)
+        return 2
     quick = args.quick
     epochs = args.epochs or (3 if quick else 20)
     progress = False if args.no_progress else None
@@ -357,6 +370,28 @@ def run_curvature_command(args: argparse.Namespace) -> int:
                   "loss after one epoch over a small grid")
             print(format_table(opt_rows, OPTIMIZER_COLUMNS))
 
+        # 2b. the same MLP through curvature.optim, on NumPy and on JAX
+        interface_rows, interface_note = [], None
+        optim_steps = (args.optim_steps if args.optim_steps is not None
+                       else 12 if quick else n_train // args.batch_size)
+        if not interrupted and optim_steps > 0:
+            from .optim_interface import run_interface
+            with _numba_one_thread():
+                interface_rows, interface_note, interrupted = run_interface(
+                    lrs={row["method"]: row["lr"] for row in opt_rows}, steps=optim_steps,
+                    batch_size=args.batch_size, seed=args.seed, progress=progress)
+        write_csv(stem + "_optim.csv", interface_rows, INTERFACE_COLUMNS)
+        written.append(stem + "_optim.csv")
+        if interface_rows:
+            print()
+            print(f"the same MLP through curvature.optim (init/update/apply_updates), "
+                  f"{optim_steps} steps: per-object NumPy, interface on NumPy, interface on JAX "
+                  "float64; "
+                  "time per step after the first (JAX compiles in the first)")
+            print(format_table(interface_rows, INTERFACE_COLUMNS))
+        if interface_note:
+            print(interface_note, file=sys.stderr)
+
         # 3. M-FAC speed
         mfac_rows, mfac_error = [], None
         if not interrupted and mfac_d > 0:
@@ -403,6 +438,8 @@ def run_curvature_command(args: argparse.Namespace) -> int:
         "roots_speed": {"columns": list(ROOT_SPEED_COLUMNS), "rows": speed_rows},
         "optimizers": {"columns": list(OPTIMIZER_COLUMNS), "rows": opt_rows,
                        "histories": histories},
+        "optim": {"columns": list(INTERFACE_COLUMNS), "rows": interface_rows,
+                  "note": interface_note},
         "mfac_speed": {"columns": mfac_columns, "rows": mfac_rows, "d": mfac_d,
                        "error": mfac_error},
         "newton_rows": len(newton_rows),

@@ -59,8 +59,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Digits", "OPTIMIZERS", "init_params", "load_digits_split", "loss_and_grad",
-           "accuracy", "make_optimizer"]
+__all__ = ["Digits", "OPTIMIZERS", "TRANSFORM_METHODS", "init_params", "load_digits_split",
+           "loss_and_grad", "accuracy", "make_optimizer", "make_transform", "needs_layers",
+           "jax_loss_and_grad"]
 
 OPTIMIZERS = ("sgd", "adam", "shampoo", "soap", "mfac", "kfac", "mkor")
 
@@ -346,3 +347,78 @@ def make_optimizer(name: str, params):
         return _CLASSES[name](params)
     except KeyError:
         raise ValueError(f"unknown optimiser {name!r}; use one of {', '.join(OPTIMIZERS)}") from None
+
+
+# ------------------------------------------- the optimizer interface (issue 16) ----
+
+TRANSFORM_METHODS = ("sgd", "shampoo", "soap", "mfac", "kfac", "mkor")
+"""Methods with an equivalent in :mod:`curvature.optim` (:func:`make_transform`)."""
+
+
+def make_transform(name: str, lr: float, n_layers: int = 2):
+    """The :mod:`curvature.optim` optimizer that equals ``make_optimizer(name)`` with rate ``lr``.
+
+    Same settings as the per-object classes above: for the MLP's parameters
+    ``[W1, b1, W2, b2, ...]`` (``W`` of shape ``(fan_in, fan_out)``, layout
+    ``"in_out"``) K-FAC and MKOR declare one :class:`curvature.optim.DenseLayer`
+    per ``(W, b)`` pair and take the ``layers`` of :func:`loss_and_grad` as
+    ``activations`` and ``output_grads``.
+    """
+    from curvature import optim
+
+    layers = [optim.DenseLayer(2 * i, 2 * i + 1) for i in range(n_layers)]
+    if name == "sgd":
+        return optim.chain(optim.trace(0.9), optim.scale_by_learning_rate(lr))
+    if name == "shampoo":
+        return optim.shampoo(lr, momentum=0.9, grafting="adam", update_freq=1, eps=1e-6)
+    if name == "soap":
+        return optim.soap(lr, precondition_frequency=10)
+    if name == "mfac":
+        return optim.mfac(lr, m=MFAC_WINDOW, damping=MFAC_DAMPING, momentum=0.9)
+    if name == "kfac":
+        return optim.kfac(lr, layers, momentum=0.9, kl_clip=KFAC_KL_CLIP, damping=KFAC_DAMPING,
+                          decay=0.95, inverse_update_freq=KFAC_INVERSE_FREQ)
+    if name == "mkor":
+        return optim.mkor(lr, layers, momentum=0.9, decay=MKOR_DECAY, form=MKOR_FORM,
+                          stabilizer_threshold=MKOR_STABILIZER)
+    raise ValueError(f"no curvature.optim equivalent of {name!r}; use one of "
+                     f"{', '.join(TRANSFORM_METHODS)}")
+
+
+def needs_layers(name: str) -> bool:
+    """K-FAC and MKOR read each layer's inputs and output gradients."""
+    return name in ("kfac", "mkor")
+
+
+def jax_loss_and_grad():
+    """A jitted ``f(params, X, y) -> (loss, grads, layers)``: :func:`loss_and_grad`
+    of the same MLP by ``jax.value_and_grad``, for ``jax.numpy`` parameters.
+
+    ``layers`` are the ``(inputs, output_grads)`` pairs K-FAC and MKOR take:
+    the per-example output gradients are ``n`` times the gradient of the mean
+    loss with respect to a zero added to each layer's pre-activations.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    def loss(params, shifts, X, y):
+        h, inputs = X, []
+        n_layers = len(params) // 2
+        for i in range(n_layers):
+            inputs.append(h)
+            z = h @ params[2 * i] + params[2 * i + 1] + shifts[i]
+            h = jnp.tanh(z) if i < n_layers - 1 else z
+        logp = jax.nn.log_softmax(h, axis=1)
+        return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1)), inputs
+
+    value_and_grad = jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)
+
+    @jax.jit
+    def f(params, X, y):
+        n = X.shape[0]
+        shifts = [jnp.zeros((n, params[2 * i + 1].shape[0]), dtype=X.dtype)
+                  for i in range(len(params) // 2)]
+        (value, inputs), (grads, shift_grads) = value_and_grad(params, shifts, X, y)
+        return value, grads, [(a, n * s) for a, s in zip(inputs, shift_grads)]
+
+    return f

@@ -14,11 +14,12 @@ from .polynomial import (PolynomialPreconditioner, krylov_gradient, polynomial_p
 from .roots import RootError, RootInfo, inverse_root
 from .shampoo import Shampoo
 from .soap import SOAP
+from . import optim  # the optimizer interface over parameter trees (after its objects)
 
 __all__ = ["BlockedMFAC", "DistributedShampoo", "KFAC", "MFAC", "MFACStatic", "MKOR",
            "PolynomialPreconditioner", "RootError", "RootInfo", "SOAP", "Shampoo", "cubic_step",
            "damped_newton", "gradient_normalized_newton", "hutchinson_diagonal", "hutchpp_trace",
-           "inverse_root", "kl_clip_scale", "krylov_gradient", "lazy_newton",
+           "inverse_root", "kl_clip_scale", "krylov_gradient", "lazy_newton", "optim",
            "polynomial_preconditioner", "precondition_layers", "preconditioned_fast_gradient",
            "preconditioned_gradient", "sherman_morrison_step"]
 

@@ -10,7 +10,9 @@ import pytest
 
 from bench.curvature_bench import (OPTIMIZER_COLUMNS, ROOT_COLUMNS, ROOT_SPEED_COLUMNS,
                              curvature_parser, run_curvature_command)
-from bench.optimizers import OPTIMIZERS, init_params, load_digits_split, loss_and_grad
+from bench.optim_interface import COLUMNS as INTERFACE_COLUMNS, RUNS
+from bench.optimizers import (OPTIMIZERS, TRANSFORM_METHODS, init_params, load_digits_split,
+                              loss_and_grad)
 
 
 def _read_csv(path):
@@ -24,7 +26,8 @@ def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("curvature")
     # a small M-FAC speed problem: the rows are checked for shape only
     args = curvature_parser("test").parse_args(
-        ["--quick", "--out", str(out), "--no-progress", "--mfac-d", "20000"])
+        ["--quick", "--out", str(out), "--no-progress", "--mfac-d", "20000",
+         "--optim-steps", "4"])
     assert run_curvature_command(args) == 0
     return out
 
@@ -134,3 +137,35 @@ def test_layer_statistics_match_the_weight_gradients():
         assert np.allclose(inputs.T @ output_grads / 12, grads[2 * i], rtol=1e-12, atol=1e-15)
         assert np.allclose(output_grads.sum(axis=0) / 12, grads[2 * i + 1], rtol=1e-12,
                            atol=1e-15)
+
+
+def test_optim_interface_rows_numpy_and_jax(quick_run):
+    # the MLP through curvature.optim beside the per-object run (issue 16)
+    columns, rows = _read_csv(quick_run / "curvature_optim.csv")
+    assert columns == list(INTERFACE_COLUMNS)
+    try:
+        import jax  # noqa: F401
+        runs = RUNS
+    except ImportError:
+        runs = RUNS[:2]
+    assert [(row["method"], row["run"]) for row in rows] == [
+        (method, run) for method in TRANSFORM_METHODS for run in runs]
+    for row in rows:
+        assert row["error"] == "" and row["dtype"] == "float64", row
+        assert float(row["time_per_step_ms"]) > 0 and float(row["first_step_ms"]) > 0, row
+        assert int(row["steps"]) == 4
+        if row["run"] == "numpy optim" and row["method"] != "kfac":
+            assert float(row["loss_vs_objects"]) == 0.0, row      # the same arithmetic
+        elif row["method"] != "soap":
+            # K-FAC's batched kernel, JAX's rounding (derived bounds: test_optim_digits.py)
+            assert abs(float(row["loss_vs_objects"])) < 1e-6, row
+        else:   # SOAP's first basis of a rank-32 64 x 64 factor is the eigensolver's choice
+            assert np.isfinite(float(row["train_loss"])), row
+    payload = json.loads((quick_run / "curvature.json").read_text())
+    assert len(payload["optim"]["rows"]) == len(rows)
+
+
+def test_bad_optim_steps_is_an_error(tmp_path, capsys):
+    args = curvature_parser("test").parse_args(["--optim-steps", "-1", "--out", str(tmp_path)])
+    assert run_curvature_command(args) == 2
+    assert "--optim-steps" in capsys.readouterr().err
