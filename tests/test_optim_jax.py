@@ -87,16 +87,15 @@ def test_update_is_pure_on_jax(name, float64):
     assert_same(first, opt.update(grads, state, params, **extra))
 
 
-FLOAT32 = ["shampoo", "soap", "kfac", "mkor",
-           pytest.param("mfac", marks=pytest.mark.skip(
-               reason="MFAC keeps its Gram matrix in float64, which JAX without x64 cannot "
-                      "hold: MFAC.load_state_dict refuses the float32 Gram matrix of its own "
-                      "state_dict (reported; the optimizer rebuilds the window from its state)"))]
+FLOAT32 = ["shampoo", "soap", "kfac", "mkor", "mfac", "mfac_blocked"]
 
 
 # Shampoo's eps = 1e-6 is below float32's rounding of its factors: the roots fail their
 # residual check and Shampoo says so, using the grafted direction (docs/optimizers.md).
+# The components' float64 internals (inverse_root's eigh, K-FAC's batched solve, M-FAC's
+# Gram matrix and passes) are float32 without x64, and JAX warns about each request.
 @pytest.mark.filterwarnings("ignore:Shampoo. the inverse roots:RuntimeWarning")
+@pytest.mark.filterwarnings("ignore:Explicitly requested dtype float64:UserWarning")
 @pytest.mark.parametrize("name", FLOAT32)
 def test_float32_runs_and_keeps_float32(name):
     with jax.enable_x64(False):
