@@ -6,6 +6,11 @@ curvature test written once runs on all three. A library that is not
 installed skips its parameter; JAX runs with ``jax_enable_x64`` so that
 float64 means float64 (set once, on first use: without it ``jax.numpy``
 silently computes float64 requests in float32).
+
+``eager_backends``: a mark that narrows ``backend`` to NumPy and
+``array_api_strict`` for a test whose JAX run would mostly measure
+compilation (JAX compiles every operation once per shape and dtype, ~35 ms
+each); each curvature module runs its dense-reference test on all three.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import numpy as np
 import pytest
 
 BACKENDS = ("numpy", "array_api_strict", "jax")
+EAGER_BACKENDS = ("numpy", "array_api_strict")
 
 
 @dataclass(frozen=True)
@@ -81,3 +87,6 @@ def load_backend(name: str) -> Backend:
 def backend(request) -> Backend:
     """Each array library in turn (skipped when not installed); see :class:`Backend`."""
     return load_backend(request.param)
+
+
+eager_backends = pytest.mark.parametrize("backend", EAGER_BACKENDS, indirect=True)

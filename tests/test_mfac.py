@@ -15,9 +15,8 @@ from array_api_compat import array_namespace
 from curvature.mfac import MFAC, BlockedMFAC, _eigen_factor
 from curvature.mfac_static import MFACStatic
 from linsolve import pcg
+from tests.conftest import eager_backends
 from tests.problems import to_numpy
-
-NAMESPACES = [pytest.param(np, id="numpy"), pytest.param(array_api_strict, id="strict")]
 
 
 def _xp(module):
@@ -35,17 +34,21 @@ def rel(a, b) -> float:
 
 # --- float64 against the dense formula ----------------------------------------
 
-@pytest.mark.parametrize("module", NAMESPACES)
 @pytest.mark.parametrize("damping", [1e-3, 1e-2, 1.0])
-def test_solve_matches_dense_at_every_ring_position(module, damping):
-    xp = _xp(module)
-    d, m = 500, 32
+def test_solve_matches_dense_at_every_ring_position(backend, damping):
+    """The dense reference on every backend (issue 16)."""
+    xp = backend.xp
+    # JAX compiles the window's operations anew for each warm-up size k < m
+    # (~0.2 s a size): m = 8 there keeps warm-up, full and wrapped positions
+    # at a quarter of the cost, within the same tolerance (the window is worst
+    # conditioned at the k = 5 checkpoint, on either size).
+    d, m = (500, 8) if backend.name == "jax" else (500, 32)
     rng = np.random.default_rng(1)
     grads = rng.standard_normal((3 * m, d))
     v = rng.standard_normal(d)
     mfac = MFAC(d, m, damping, xp=xp)
     # Positions: warm-up (k < m), just full, and wrapped around at several offsets.
-    checkpoints = {5, m, m + 7, 2 * m + 19, 3 * m}
+    checkpoints = {5, m, m + 7, 2 * m + (19 % m), 3 * m}
     for t, g in enumerate(grads, start=1):
         mfac.update(xp.asarray(g))
         if t in checkpoints:
@@ -57,10 +60,10 @@ def test_solve_matches_dense_at_every_ring_position(module, damping):
     assert mfac.size == m and mfac.count == 3 * m
 
 
-@pytest.mark.parametrize("module", NAMESPACES)
+@eager_backends   # JAX: new window sizes compile anew (seconds); see the first test
 @pytest.mark.parametrize("damping", [1e-3, 1e-2, 1.0])
-def test_inverse_and_symmetry(module, damping):
-    xp = _xp(module)
+def test_inverse_and_symmetry(backend, damping):
+    xp = backend.xp
     d, m = 500, 32
     rng = np.random.default_rng(2)
     mfac = MFAC(d, m, damping, xp=xp)
@@ -107,9 +110,9 @@ def _float32_case():
     return d, m, damping, grads, g, reference
 
 
-@pytest.mark.parametrize("module", NAMESPACES)
-def test_float32_in_window_gradient_small_damping(module):
-    xp = _xp(module)
+@eager_backends   # JAX: new window sizes compile anew (seconds); see the first test
+def test_float32_in_window_gradient_small_damping(backend):
+    xp = backend.xp
     d, m, damping, grads, g, reference = _float32_case()
     mfac = MFAC(d, m, damping, dtype="float32", xp=xp)
     for row in grads:
@@ -133,10 +136,9 @@ def test_naive_float32_formula_fails_the_same_check():
 
 # --- static variant -----------------------------------------------------------
 
-@pytest.mark.parametrize("module", NAMESPACES)
 @pytest.mark.parametrize("damping", [1e-3, 1e-2, 1.0])
-def test_static_entries_match_dense_inverse(module, damping):
-    xp = _xp(module)
+def test_static_entries_match_dense_inverse(backend, damping):
+    xp = backend.xp
     d, m = 500, 32
     rng = np.random.default_rng(5)
     G = rng.standard_normal((m, d))
@@ -181,9 +183,9 @@ def test_static_bad_input():
 
 # --- blocked ------------------------------------------------------------------
 
-@pytest.mark.parametrize("module", NAMESPACES)
-def test_blocked_equals_independent_windows(module):
-    xp = _xp(module)
+@eager_backends   # JAX: new window sizes compile anew (seconds); see the first test
+def test_blocked_equals_independent_windows(backend):
+    xp = backend.xp
     sizes = [3000, 7, 120, 1]  # one block spans several kernel chunks
     rng = np.random.default_rng(7)
     grads = rng.standard_normal((13, sum(sizes)))
@@ -220,9 +222,9 @@ def test_mfac_preconditions_pcg():
     assert rel(preconditioned.x, np.linalg.solve(A, b)) < 1e-6
 
 
-@pytest.mark.parametrize("module", NAMESPACES)
-def test_state_dict_round_trip(module):
-    xp = _xp(module)
+@eager_backends   # JAX: new window sizes compile anew (seconds); see the first test
+def test_state_dict_round_trip(backend):
+    xp = backend.xp
     rng = np.random.default_rng(9)
     grads = rng.standard_normal((17, 40))
     a = MFAC(40, 6, 0.1, xp=xp)
