@@ -197,6 +197,8 @@ def polynomial_preconditioner(B: Any, degree: int, traces: str = "exact", *, sam
         n = B.shape[0]
         dtype = B.dtype if xp.isdtype(B.dtype, "real floating") else xp.float64
         B = xp.astype(B, dtype)
+        if not bool(xp.all(xp.isfinite(B))):
+            raise ValueError("B contains NaN or Inf")
         matrix = B
         matvec = lambda v: matrix @ v  # noqa: E731
     else:
@@ -214,6 +216,8 @@ def polynomial_preconditioner(B: Any, degree: int, traces: str = "exact", *, sam
     if traces == "exact":
         D = matrix if matrix is not None else _dense(matvec, xp, n, dtype)
         D = (D + D.T) / 2
+        if matrix is None and not bool(xp.all(xp.isfinite(D))):
+            raise ValueError("B's products are not finite (NaN or Inf in B)")
         scale = float(xp.sum(xp.linalg.diagonal(D)))
         if not scale > 0:
             raise ValueError(f"tr(B) = {scale} is not positive: B is not SPD")
@@ -234,6 +238,8 @@ def polynomial_preconditioner(B: Any, degree: int, traces: str = "exact", *, sam
                 w = matvec(w)
                 sums[k] += float(xp.sum(z * w))
         scale = sums[0] / samples
+        if not all(math.isfinite(total) for total in sums):
+            raise ValueError("B's products z' B^k z are not finite (NaN or Inf in B)")
         if not scale > 0:
             raise ValueError(f"estimated tr(B) = {scale} is not positive: B is not SPD")
         power_traces = [sums[k] / samples / scale ** (k + 1) for k in range(K)]

@@ -130,10 +130,6 @@ def _update_layer(obj, x, backend):
     return obj.update(x, backend.asarray(np.ones((x.shape[0], 2))))
 
 
-_POLYNOMIAL_NAN = pytest.mark.xfail(
-    strict=True, reason="polynomial_preconditioner accepts NaN off the diagonal of B "
-    "(tr(B) stays finite) and returns NaN sigma and solves, on every backend")
-
 BAD_INPUT = {
     "MFAC.update": (lambda b: MFAC(3, 2, 1e-3, xp=b.xp), _update, (3,), (4,),
                     (ValueError, r"g must have shape \(3,\)")),
@@ -167,9 +163,7 @@ def _valid(shape):
     return np.arange(1.0, 1.0 + math.prod(shape)).reshape(shape) / math.prod(shape)
 
 
-@pytest.mark.parametrize("name", [
-    pytest.param(name, marks=_POLYNOMIAL_NAN) if name == "polynomial_preconditioner" else name
-    for name in BAD_INPUT])
+@pytest.mark.parametrize("name", list(BAD_INPUT))
 def test_nan_input_refused_on_every_backend(name, backend):
     make, push, shape, _, _ = BAD_INPUT[name]
     x = _valid(shape)
