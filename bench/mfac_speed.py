@@ -17,7 +17,11 @@ the achieved window bandwidth (``gbps``: window bytes read per second),
 the BLAS library, kernel architecture and thread count as threadpoolctl
 reports them, and the thread count of the window passes. Samples are
 interleaved (one of each per round) and the best of ``repeat`` rounds is
-kept, so a burst of load elsewhere hits every row alike.
+kept, so a burst of load elsewhere hits every row alike. Each round starts
+after a pause (``SETTLE_SECONDS``): OpenBLAS's idle threads spin for about
+0.1 s after a call, and a pass right behind one ran 1.3-1.5x slower
+(``solve_after_blas``; d = 4e5, m = 256, 83.5 against 57-62 ms, busy
+machine; 68 ms with ``OPENBLAS_THREAD_TIMEOUT=4`` in the environment).
 
 ``python -m bench.mfac_speed [--d 1000000] [--m 256] [--dtype float32]
 [--repeat 5]`` prints the table; ``python -m bench curvature`` includes the
@@ -49,13 +53,27 @@ def blas_description() -> dict:
     return {"blas": name.strip(), "blas_threads": int(pool.get("num_threads", 0))}
 
 
-def _interleaved_best(functions: dict, repeat: int) -> dict:
-    """Best time of each function over ``repeat`` rounds of one call each (after a warm-up)."""
-    for func in functions.values():
+SETTLE_SECONDS = 0.3
+"""Pause after the BLAS calls of a round: OpenBLAS's idle workers spin for 2**28
+cycles (``OPENBLAS_THREAD_TIMEOUT``, about 0.1 s) after each call, on the cores
+the next pass needs."""
+
+
+def _interleaved_best(functions: dict, blas: dict, after_blas: dict, repeat: int) -> dict:
+    """Best time of each function over ``repeat`` rounds of one call each (after a warm-up).
+
+    A round times ``functions`` first, then the ``blas`` baselines, then
+    ``after_blas`` (right behind a BLAS call, as in an optimiser step after
+    a forward/backward pass), then pauses ``SETTLE_SECONDS`` so the next
+    round's ``functions`` do not share the cores with spinning BLAS threads.
+    """
+    everything = {**functions, **blas, **after_blas}
+    for func in everything.values():
         func()  # warm-up: Numba compilation, page faults
-    best = {name: float("inf") for name in functions}
+    best = {name: float("inf") for name in everything}
     for _ in range(repeat):
-        for name, func in functions.items():
+        time.sleep(SETTLE_SECONDS)
+        for name, func in everything.items():
             start = time.perf_counter()
             func()
             best[name] = min(best[name], time.perf_counter() - start)
@@ -72,13 +90,15 @@ def run(d: int = 1_000_000, m: int = 256, dtype: str = "float32", repeat: int = 
     plus ``c @ G`` and that of ``update`` is ``G @ g`` (BLAS, window
     dtype); ``gemv``, ``gemv_t`` and ``push`` are the window kernels alone
     against the matching single BLAS pass, ``refactor`` the m x m
-    factorisation after a push against one BLAS pass.
+    factorisation after a push against one BLAS pass. ``solve_after_blas``
+    is ``solve`` timed right behind the BLAS baselines (their threads still
+    spinning), against the same baseline.
 
     Examples
     --------
     >>> rows = run(d=4000, m=8, repeat=1)
     >>> [row["operation"] for row in rows]
-    ['solve', 'update', 'gemv', 'gemv_t', 'push', 'refactor']
+    ['solve', 'solve_after_blas', 'update', 'gemv', 'gemv_t', 'push', 'refactor']
     """
     from cext import kernels_for
     from cext.numba.mfac import _pass_threads
@@ -122,8 +142,11 @@ def run(d: int = 1_000_000, m: int = 256, dtype: str = "float32", repeat: int = 
             "gemv_t": lambda: kernels.window_axpy_gemv_t(G, coef, v, 1.0, -1.0, offsets, out),
             "push": push,
             "refactor": refactor,
+        }, {
             "blas_gemv": lambda: G @ v,
             "blas_gemv_t": lambda: c @ G,
+        }, {
+            "solve_after_blas": lambda: mfac.solve(v),
         }, repeat)
     window_gb = G.nbytes / 1e9
     common = {"d": d, "m": m, "dtype": dtype, **blas,
@@ -131,6 +154,7 @@ def run(d: int = 1_000_000, m: int = 256, dtype: str = "float32", repeat: int = 
     two_passes = best["blas_gemv"] + best["blas_gemv_t"]
     plan = [  # operation, seconds, passes over the window, baseline name, baseline seconds
         ("solve", best["solve"], 2, "G@v + c@G", two_passes),
+        ("solve_after_blas", best["solve_after_blas"], 2, "G@v + c@G", two_passes),
         ("update", best["update"], 1, "G@g", best["blas_gemv"]),
         ("gemv", best["gemv"], 1, "G@v", best["blas_gemv"]),
         ("gemv_t", best["gemv_t"], 1, "c@G", best["blas_gemv_t"]),
@@ -155,7 +179,7 @@ def format_rows(rows: list[dict]) -> str:
     for r in rows:
         gbps = f"{r['gbps']:5.1f} GB/s" if r["gbps"] != "" else "          "
         target = f"  (target <= {r['target']})" if r["target"] != "" else ""
-        lines.append(f"{r['operation']:>8}  {r['seconds'] * 1e3:8.2f} ms {gbps}  vs "
+        lines.append(f"{r['operation']:>16}  {r['seconds'] * 1e3:8.2f} ms {gbps}  vs "
                      f"{r['baseline']:>9} {r['baseline_seconds'] * 1e3:8.2f} ms "
                      f"{r['baseline_gbps']:5.1f} GB/s  ratio {r['ratio']:5.2f}{target}")
     if rows:

@@ -3,10 +3,10 @@
 The window ``G`` (k x d, row-major, float32 or float64) is read in its own
 dtype and every sum runs in float64: at small damping the M-FAC solve
 subtracts two nearly equal vectors and divides by the damping, so a
-float32 accumulation leaves no correct digit (:mod:`curvature.mfac`).
+float32 accumulation leaves no correct digit (:mod:`curvature.mfac.window`).
 Columns are split into blocks (one per layer, ``block_offsets``); a
 single block is the whole window. Kernels are dumb: raw arrays in,
-results written into ``out``; the caller (:mod:`curvature.mfac`) checks
+results written into ``out``; the caller (:mod:`curvature.mfac.window`) checks
 shapes. Mirrors :mod:`cext.cupy.mfac` and the same names in
 :mod:`cext.reference`.
 
@@ -20,7 +20,7 @@ Two paths (issue 15):
 - **float32 windows** stay on Numba: BLAS ``sgemv`` sums in float32, and
   no chunking rescues it. The error a float32 pass leaves in ``G v`` or
   ``G'c`` reaches the result amplified by about ``|g|^2 / (m lambda)``
-  (the cancellation the module notes of :mod:`curvature.mfac` describe);
+  (the cancellation the module notes of :mod:`curvature.mfac.window` describe);
   measured on the float32 test case of ``tests/test_mfac.py`` (d = 2000,
   m = 64, lambda = 1e-5, chunks of 512 columns, float64 across chunks):
   relative error 0.17 with ``G v`` in sgemv, 0.12 with ``G'c`` in sgemv,
@@ -35,20 +35,30 @@ see ``bench/mfac_speed.py``):
 - Threads are Python threads running serial ``nogil`` kernels that take
   tasks (runs of column chunks) from a shared counter, not a Numba
   ``prange`` region. A thread that loses its core delays one task, not a
-  barrier the others spin on: with other processes busy on the 2-core
-  machine the OpenMP kernels took 113 ms for ``G v`` where sgemv took
-  80 ms, the task version 77-84 ms. The thread count is the library's
+  barrier the others spin on. With other processes busy on the 2-core
+  machine (load 3.6, d = 2e5) the OpenMP kernels took 53 ms (``G v``) and
+  46 ms (``G'c``) where sgemv took 35 and 28 ms, the task version 33 and
+  30 ms; at load 1.3 (d = 1e6) old and new ``G v`` ran alike (45-46 ms)
+  and ``G'c`` went from 51 to 45 ms. The thread count is the library's
   ceiling (:func:`cext.threads.get_num_threads`: all cores, one per MPI
-  rank, or what the user set), like BLAS's pool, and one thread below
-  ``_MIN_WORK_PER_THREAD`` entries per thread.
+  rank, or what the user set), like BLAS's pool, not lowered by the
+  load probe (dynamic tasks already share a busy machine), and one thread
+  below ``_MIN_WORK_PER_THREAD`` entries per thread.
+- A pass right behind a BLAS call shares the cores with OpenBLAS's idle
+  workers, which spin about 0.1 s (``OPENBLAS_THREAD_TIMEOUT``, default
+  2**28 cycles): ``solve`` ran 1.3-2x slower there (d = 4e5: 83.5 against
+  57-62 ms; 68 ms with ``OPENBLAS_THREAD_TIMEOUT=4``). Nothing in the
+  kernel can stop another library's threads; ``bench/mfac_speed.py``
+  reports that case apart (``solve_after_blas``).
 - Columns go in chunks of ``_CHUNK`` (never straddling a block). In ``G v``
   the chunk of ``v`` is converted to float64 once into a buffer that stays
   in L2, and sixteen rows are summed at a time, so each element of the
   buffer serves sixteen rows. ``G'c`` keeps a float64 accumulator of one
   chunk in L2 and adds sixteen rows per sweep over it (eight before:
-  twice the accumulator traffic). Chunks of 2048 (buffers in L1) were
-  5-10% slower than 8192-32768: longer runs of each row suit the
-  prefetcher better than L1 suits the buffer.
+  twice the accumulator traffic). Chunk length, two threads, d = 1e6: 16384
+  was 2-4% faster than 8192 and 32768 in three runs each, 2048 (buffers in
+  L1) 5-10% slower in CPU time: long runs of each row suit the prefetcher
+  better than L1 suits the buffer.
 - Rows are sliced per chunk (``G[i, s:e]``) and indexed from 0. Indexing
   ``G[i][j]`` with ``j`` in ``range(s, e)`` kept Numba's negative-index
   wraparound, and LLVM vectorised it as a gather per four elements.
@@ -75,8 +85,8 @@ import numpy as np
 
 _JIT = dict(nogil=True, cache=True, boundscheck=False, fastmath={"reassoc", "contract"})
 
-_CHUNK = 8192
-"""Columns per chunk: a 64 KiB float64 buffer or accumulator, in L2 beside the row streams."""
+_CHUNK = 16384
+"""Columns per chunk: a 128 KiB float64 buffer or accumulator, in L2 beside the row streams."""
 
 _TASK_ENTRIES = 1 << 24
 """Window entries per task (about 4 ms on one core): many tasks for balance, few calls."""
