@@ -66,7 +66,7 @@ def gradient_descent(fun, grad, x0, *, gtol: float = GTOL, maxiter: int = 10000,
 
     Returns a :class:`linsolve.MinimizeResult`.
     """
-    from curvature._hessian import Objective, finish, new_recorder, record
+    from curvature.newton._hessian import Objective, finish, new_recorder, record
 
     start = time.perf_counter()
     x = np.array(x0, dtype=np.float64)
@@ -97,9 +97,9 @@ def gradient_descent(fun, grad, x0, *, gtol: float = GTOL, maxiter: int = 10000,
 
 def newton_methods(problem, quick: bool) -> list[tuple[str, Callable]]:
     """``(name, run)`` pairs; ``run()`` returns a dict of the row's measured fields."""
-    from curvature.gradient_normalized import gradient_normalized_newton
-    from curvature.lazy_newton import lazy_newton
-    from curvature.newton import damped_newton
+    from curvature.newton.gradient_normalized import gradient_normalized_newton
+    from curvature.newton.lazy import lazy_newton
+    from curvature.newton.damped import damped_newton
 
     p, d = problem, problem.dim
     L = 10.0 if "logistic" in p.name or p.name in ("breast_cancer",) or "digits" in p.name \

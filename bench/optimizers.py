@@ -33,14 +33,14 @@ place) and is built by :func:`make_optimizer`:
     ``d = solve(g)``, then momentum 0.9 applied to ``d`` (momentum after
     the inverse-Hessian-vector product, as in Frantar et al. 2021).
 ``kfac``
-    one :class:`curvature.kfac.KFAC` per dense layer (eigen mode: the exact
+    one :class:`curvature.kronecker.kfac.KFAC` per dense layer (eigen mode: the exact
     ``(kron(A, G) + lambda I)^{-1}``, damping 1e-2, factor EMA decay 0.95,
     eigendecompositions every step -- 65 x 65 at most here, cheap), the
     empirical Fisher (output gradients of the labelled loss, per example),
     KL clipping 1e-2 over all layers (Ba, Grosse and Martens, ICLR 2017), then
     heavy-ball momentum 0.9 on the clipped direction.
 ``mkor``
-    one :class:`curvature.mkor.MKOR` per dense layer (paper form, decay
+    one :class:`curvature.kronecker.mkor.MKOR` per dense layer (paper form, decay
     0.95, Sherman-Morrison updates of the factor inverses from the
     batch-mean activation and output gradient, the paper's norm-based
     stabiliser with threshold 10 (without it the 65 x 65 input inverse
@@ -258,7 +258,7 @@ class _KroneckerOpt:
 
     The MLP stores ``W`` as ``(fan_in, fan_out)`` (``h @ W``); the curvature
     objects want the ``(out, in + 1)`` gradient ``[W_grad', b_grad]``
-    (column-major vec convention of :mod:`curvature._kron`).
+    (column-major vec convention of :mod:`curvature.kronecker._kron`).
     """
 
     needs_layers = True
@@ -287,7 +287,7 @@ class KFACOpt(_KroneckerOpt):
 
     def __init__(self, params, damping=KFAC_DAMPING, decay=0.95, kl_clip=KFAC_KL_CLIP,
                  inverse_update_freq=KFAC_INVERSE_FREQ, momentum=0.9):
-        from curvature.kfac import KFAC
+        from curvature.kronecker.kfac import KFAC
 
         super().__init__(params, momentum)
         self.kl_clip = kl_clip
@@ -296,7 +296,7 @@ class KFACOpt(_KroneckerOpt):
                        for i in range(len(params) // 2)]
 
     def step(self, params, grads, lr, layers):
-        from curvature.kfac import kl_clip_scale
+        from curvature.kronecker.kfac import kl_clip_scale
 
         joined, directions = [], []
         for i, (layer, (inputs, output_grads)) in enumerate(zip(self.layers, layers)):
@@ -311,7 +311,7 @@ class MKOROpt(_KroneckerOpt):
     """MKOR per layer (paper form, norm-matched directions), then heavy-ball momentum."""
 
     def __init__(self, params, decay=MKOR_DECAY, form=MKOR_FORM, momentum=0.9):
-        from curvature.mkor import MKOR
+        from curvature.kronecker.mkor import MKOR
 
         super().__init__(params, momentum)
         self.layers = [MKOR(params[2 * i].shape[0], params[2 * i].shape[1], decay=decay,

@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from curvature.roots import inverse_root
+from curvature.shampoo.roots import inverse_root
 
 __all__ = ["run", "spd_stack"]
 

@@ -565,7 +565,7 @@ def countsketch_dense(A, buckets, signs, out) -> None:
         out[b, :] = out[b, :] + float(signs[i]) * xp.astype(A[i, :], out.dtype)
 
 
-# --- Kronecker-factored layers (curvature.kfac / curvature.mkor) ---------------
+# --- Kronecker-factored layers (curvature.kronecker.kfac / curvature.kronecker.mkor) ---------------
 # A batch of B same-shaped layers: X (B, m, n) holds each layer's (out, in)
 # matrix; vec is column-major, so vec(L X R) = kron(R', L) vec(X).
 

@@ -1,19 +1,16 @@
 """Hessian and Fisher approximations and Newton-type methods."""
 
-from .distributed import DistributedShampoo
-from .gradient_normalized import gradient_normalized_newton
+# Grouped by family: roots, Shampoo and SOAP (shampoo/), Kronecker factors
+# (kronecker/), M-FAC (mfac/), the Newton family (newton/); estimators and the
+# optimizer interface beside them.
 from .hutchinson import hutchinson_diagonal, hutchpp_trace
-from .kfac import KFAC, kl_clip_scale, precondition_layers
-from .lazy_newton import cubic_step, lazy_newton
-from .mfac import MFAC, BlockedMFAC
-from .mfac_static import MFACStatic
-from .mkor import MKOR, sherman_morrison_step
-from .newton import damped_newton
-from .polynomial import (PolynomialPreconditioner, krylov_gradient, polynomial_preconditioner,
-                         preconditioned_fast_gradient, preconditioned_gradient)
-from .roots import RootError, RootInfo, inverse_root
-from .shampoo import Shampoo
-from .soap import SOAP
+from .kronecker import KFAC, MKOR, kl_clip_scale, precondition_layers, sherman_morrison_step
+from .mfac import MFAC, BlockedMFAC, MFACStatic
+from .newton import (PolynomialPreconditioner, cubic_step, damped_newton,
+                     gradient_normalized_newton, krylov_gradient, lazy_newton,
+                     polynomial_preconditioner, preconditioned_fast_gradient,
+                     preconditioned_gradient)
+from .shampoo import SOAP, DistributedShampoo, RootError, RootInfo, Shampoo, inverse_root
 from . import optim  # the optimizer interface over parameter trees (after its objects)
 
 __all__ = ["BlockedMFAC", "DistributedShampoo", "KFAC", "MFAC", "MFACStatic", "MKOR",

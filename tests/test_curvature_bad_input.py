@@ -11,13 +11,13 @@ from array_api_compat import array_namespace
 
 from curvature import gradient_normalized_newton, polynomial_preconditioner, sherman_morrison_step
 from curvature.hutchinson import hutchinson_diagonal, hutchpp_trace
-from curvature.kfac import KFAC
-from curvature.mfac import MFAC, BlockedMFAC
-from curvature.mfac_static import MFACStatic
-from curvature.mkor import MKOR
-from curvature.roots import inverse_root
-from curvature.shampoo import Shampoo
-from curvature.soap import SOAP
+from curvature.kronecker.kfac import KFAC
+from curvature.mfac.window import MFAC, BlockedMFAC
+from curvature.mfac.static import MFACStatic
+from curvature.kronecker.mkor import MKOR
+from curvature.shampoo.roots import inverse_root
+from curvature.shampoo.shampoo import Shampoo
+from curvature.shampoo.soap import SOAP
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")  # overflow warnings
 

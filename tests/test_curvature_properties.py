@@ -21,11 +21,11 @@ from array_api_compat import array_namespace
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from curvature.kfac import KFAC
-from curvature.mfac import MFAC, BlockedMFAC
-from curvature.mfac_static import MFACStatic
-from curvature.mkor import sherman_morrison_step
-from curvature.polynomial import polynomial_preconditioner
+from curvature.kronecker.kfac import KFAC
+from curvature.mfac.window import MFAC, BlockedMFAC
+from curvature.mfac.static import MFACStatic
+from curvature.kronecker.mkor import sherman_morrison_step
+from curvature.newton.polynomial import polynomial_preconditioner
 
 from .problems import random_spd, to_numpy
 
@@ -76,7 +76,7 @@ def _fisher(window: np.ndarray, damping: float) -> np.ndarray:
 # --- M-FAC ---------------------------------------------------------------------
 #
 # The passes over the window accumulate in float64 and the m x m system is
-# float64 whatever the window dtype (curvature/mfac.py, module notes), so the
+# float64 whatever the window dtype (curvature/mfac/window.py, module notes), so the
 # solve carries a float64 forward error ~ eps64 * kappa_W, kappa_W =
 # lambda_max(F) / damping >= kappa(F) (Woodbury's ``v - G'c`` cancels by up to
 # that, see _woodbury_condition) and, for a float32 output, one final rounding

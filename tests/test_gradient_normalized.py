@@ -9,7 +9,7 @@ import scipy.optimize
 from array_api_compat import array_namespace
 
 from bench.newton_problems import breast_cancer, rosenbrock, synthetic_ill_conditioned
-from curvature.gradient_normalized import gradient_normalized_newton
+from curvature.newton.gradient_normalized import gradient_normalized_newton
 from tests.problems import float32_quartic, to_numpy
 
 

@@ -13,7 +13,7 @@ import array_api_strict
 import numpy as np
 import pytest
 
-from curvature.kfac import KFAC, kl_clip_scale
+from curvature.kronecker.kfac import KFAC, kl_clip_scale
 from tests.problems import to_numpy
 
 IN, OUT, BATCH = 7, 5, 64
@@ -219,7 +219,7 @@ def test_pcg_accepts_kfac_as_preconditioner():
 
 
 def test_batched_layers_match_one_by_one(backend):
-    from curvature.kfac import precondition_layers
+    from curvature.kronecker.kfac import precondition_layers
 
     xp = backend.xp
     rng = np.random.default_rng(12)

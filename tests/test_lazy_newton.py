@@ -17,7 +17,7 @@ import scipy.optimize
 from array_api_compat import array_namespace
 
 from bench.newton_problems import breast_cancer, synthetic_ill_conditioned
-from curvature.lazy_newton import cubic_step, lazy_newton
+from curvature.newton.lazy import cubic_step, lazy_newton
 from bench._threads import blas_one_thread
 from tests.problems import float32_quartic, to_numpy
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from array_api_compat import array_namespace
 
-from curvature.mfac import MFAC, BlockedMFAC, _eigen_factor
-from curvature.mfac_static import MFACStatic
+from curvature.mfac.window import MFAC, BlockedMFAC, _eigen_factor
+from curvature.mfac.static import MFACStatic
 from linsolve import pcg
 from tests.conftest import eager_backends
 from tests.problems import to_numpy

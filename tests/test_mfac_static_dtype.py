@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from array_api_compat import array_namespace
 
-from curvature.mfac_static import MFACStatic
+from curvature.mfac.static import MFACStatic
 from tests.problems import to_numpy
 
 NAMESPACES = [pytest.param(np, id="numpy"), pytest.param(array_api_strict, id="strict")]

@@ -13,7 +13,7 @@ import array_api_strict
 import numpy as np
 import pytest
 
-from curvature.mkor import MKOR, sherman_morrison_step
+from curvature.kronecker.mkor import MKOR, sherman_morrison_step
 from tests.problems import to_numpy
 
 IN, OUT = 7, 5

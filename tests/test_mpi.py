@@ -1,4 +1,4 @@
-"""linsolve.mpi and curvature.distributed under ``mpiexec -n 2`` and ``-n 3``.
+"""linsolve.mpi and curvature.shampoo.distributed under ``mpiexec -n 2`` and ``-n 3``.
 
 Each test launches one small job (``python -m mpi4py tests/mpi_scripts/...``)
 inside a timeout; the scripts assert and print a marker on rank 0. Skipped,

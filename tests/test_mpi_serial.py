@@ -1,4 +1,4 @@
-"""linsolve.mpi and curvature.distributed in one process, on the serial communicator (no MPI)."""
+"""linsolve.mpi and curvature.shampoo.distributed in one process, on the serial communicator (no MPI)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import scipy.sparse as sp
 
 import linsolve
 from curvature import Shampoo
-from curvature.distributed import (DistributedShampoo, assign_blocks, distributed_inverse_roots,
+from curvature.shampoo.distributed import (DistributedShampoo, assign_blocks, distributed_inverse_roots,
                                    shampoo_cost)
-from curvature.roots import inverse_root
+from curvature.shampoo.roots import inverse_root
 from linsolve.mpi import (VARIANTS, BlockSOR, DistCSR, SerialComm, as_comm, balanced_ranges,
                           block_sor_reference, pcg, sor, tuned_solve)
 from tests.problems import anisotropic2d, indefinite, poisson2d
@@ -364,7 +364,7 @@ def test_assign_blocks_largest_first_to_least_loaded():
 
 
 def test_importing_linsolve_mpi_does_not_import_mpi4py():
-    script = ("import sys, linsolve.mpi, curvature.distributed; "
+    script = ("import sys, linsolve.mpi, curvature.shampoo.distributed; "
               "from linsolve.mpi import SerialComm, as_comm; as_comm(None); "
               "print('mpi4py' in sys.modules)")
     completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,

@@ -24,7 +24,7 @@ import scipy.optimize
 from array_api_compat import array_namespace
 
 from bench.newton_problems import breast_cancer, digits_one_vs_rest, synthetic_ill_conditioned
-from curvature.newton import SCHEDULES, aicn_step, damped_newton, root_step
+from curvature.newton.damped import SCHEDULES, aicn_step, damped_newton, root_step
 from linsolve.result import MINIMIZE_REASONS
 from tests.problems import float32_quartic, to_numpy
 

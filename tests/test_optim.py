@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 
 from curvature import KFAC, MFAC, MKOR, SOAP, BlockedMFAC, Shampoo, optim
-from curvature.distributed import DistributedShampoo
-from curvature.kfac import kl_clip_scale
+from curvature.shampoo.distributed import DistributedShampoo
+from curvature.kronecker.kfac import kl_clip_scale
 from curvature.optim._tree import flatten, flatten_as, unflatten
 from linsolve.mpi import SerialComm
 from tests.problems import to_numpy

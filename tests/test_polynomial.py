@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from array_api_compat import array_namespace
 
-from curvature.polynomial import (elementary_symmetric_from_traces, krylov_gradient,
+from curvature.newton.polynomial import (elementary_symmetric_from_traces, krylov_gradient,
                                   polynomial_preconditioner, preconditioned_fast_gradient,
                                   preconditioned_gradient)
 from linsolve import pcg
@@ -192,7 +192,7 @@ def test_hutchinson_non_positive_sigma_is_refused():
 
 def test_matvec_reports_a_failed_solve():
     # P_1 = sigma_1 I - B = -I for B = I with a (corrupted) sigma_1 = 0: CG cannot invert it
-    from curvature.polynomial import PolynomialPreconditioner
+    from curvature.newton.polynomial import PolynomialPreconditioner
     P = PolynomialPreconditioner(lambda v: v, 3, array_namespace(np.ones(1)), np.float64, 1,
                                  [1.0, 0.0, 1.0], 1.0)
     with pytest.raises(RuntimeError, match="did not converge"):

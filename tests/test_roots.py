@@ -6,8 +6,8 @@ from array_api_compat import array_namespace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import curvature.roots as roots_module
-from curvature.roots import RootError, RootInfo, inverse_root
+import curvature.shampoo.roots as roots_module
+from curvature.shampoo.roots import RootError, RootInfo, inverse_root
 from tests.problems import to_numpy
 
 U64 = np.finfo(np.float64).eps
@@ -291,7 +291,7 @@ def test_p_one_is_inverse_and_info_is_frozen():
 def test_parallel_batched_eigh_path_equals_serial():
     """Large NumPy batches are split across threads; every block's root is unchanged."""
     pytest.importorskip("threadpoolctl")
-    from curvature import roots
+    from curvature.shampoo import roots
 
     rng = np.random.default_rng(3)
     G = rng.standard_normal((4, 128, 128))

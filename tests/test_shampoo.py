@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from array_api_compat import array_namespace
 
-import curvature.shampoo as shampoo_module
-from curvature.roots import RootError, RootInfo
-from curvature.shampoo import Shampoo
+import curvature.shampoo.shampoo as shampoo_module
+from curvature.shampoo.roots import RootError, RootInfo
+from curvature.shampoo.shampoo import Shampoo
 from tests.problems import to_numpy
 
 

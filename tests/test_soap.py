@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from array_api_compat import array_namespace
 
-from curvature.soap import SOAP
+from curvature.shampoo.soap import SOAP
 from tests.problems import to_numpy
 
 U64 = np.finfo(np.float64).eps

@@ -4,7 +4,7 @@ Mirrors :mod:`cext.numba.mfac` (same names, same signatures) and the
 twins in :mod:`cext.reference`: the window ``G`` (m x d, row-major) is read
 in its own dtype and every sum runs in double, because at small damping
 the M-FAC solve divides a cancellation by the damping
-(:mod:`curvature.mfac`).
+(:mod:`curvature.mfac.window`).
 
 - ``G v`` per column block: the columns are cut into chunks that never
   straddle a block; one thread block takes one chunk and ``_ROWS`` rows,

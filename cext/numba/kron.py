@@ -1,7 +1,7 @@
 """Batched Kronecker matvecs for many small layers (Numba).
 
 ``B`` dense layers of the same shape, each an ``(m, n)`` matrix ``X[b]``
-(column-major vec, :mod:`curvature._kron`): ``vec(L X R) = kron(R', L)
+(column-major vec, :mod:`curvature.kronecker._kron`): ``vec(L X R) = kron(R', L)
 vec(X)``. For a handful of 10-100-wide layers one BLAS call per layer
 costs more in call overhead than in flops; here one parallel loop runs
 over the layers and each layer's two (or four) small products run

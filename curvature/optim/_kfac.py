@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .._kron import check_positive
-from ..kfac import KFAC, kl_clip_scale, precondition_layers
+from ..kronecker._kron import check_positive
+from ..kronecker.kfac import KFAC, kl_clip_scale, precondition_layers
 from ._call import rename_errors
 from ._layers import per_layer
 from ._transforms import GradientTransformation, _check_rate_or_schedule, compose, learning_rate_at
@@ -27,7 +27,7 @@ def scale_by_kfac(layers, *, kl_clip: float | None = None, learning_rate=None,
     the gradient of each example's *own* loss with respect to the layer's
     outputs (for a mean loss over ``n`` examples: ``n`` times the
     backpropagated gradient). The factors are updated, the directions come
-    from :func:`curvature.kfac.precondition_layers` (same-shaped layers
+    from :func:`curvature.kronecker.kfac.precondition_layers` (same-shaped layers
     batched), and parameters outside the declared layers pass through.
 
     Parameters
@@ -35,7 +35,7 @@ def scale_by_kfac(layers, *, kl_clip: float | None = None, learning_rate=None,
     layers : list or dict of DenseLayer
         The dense layers (see :class:`curvature.optim.DenseLayer`).
     kl_clip : float, optional
-        KL clipping over all layers (:func:`curvature.kfac.kl_clip_scale`):
+        KL clipping over all layers (:func:`curvature.kronecker.kfac.kl_clip_scale`):
         the directions are scaled by ``nu = min(1, sqrt(kl_clip /
         (lr^2 sum_l <D_l, grad_l>)))``, which needs ``learning_rate``.
     learning_rate : float or callable, optional

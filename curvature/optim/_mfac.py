@@ -6,7 +6,7 @@ import math
 
 from .._checks import check_positive_int
 from .._state import Count, ListOf, Where, check_state
-from ..mfac import MFAC, BlockedMFAC, _check_damping
+from ..mfac.window import MFAC, BlockedMFAC, _check_damping
 from ._call import prepare_call, prepare_init, rename_errors, restore
 from ._transforms import GradientTransformation, compose
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..mkor import MKOR
+from ..kronecker.mkor import MKOR
 from ._call import rename_errors
 from ._layers import per_layer
 from ._transforms import GradientTransformation, compose

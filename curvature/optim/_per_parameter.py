@@ -2,7 +2,7 @@
 
 Each array of the tree gets its own preconditioner of its shape -- or, with
 ``block_size``, one per tile of at most ``block_size`` along every axis
-(Distributed Shampoo's blocking, :func:`curvature.distributed.split_blocks`),
+(Distributed Shampoo's blocking, :func:`curvature.shampoo.distributed.split_blocks`),
 which bounds the factor sizes. A 0-d parameter is treated as shape ``(1,)``.
 The state is ``{"blocks": [[state_dict of each tile] for each parameter]}``,
 parameters in the tree's flattening order, tiles in C order.
@@ -14,7 +14,7 @@ import math
 from typing import Any, Callable
 
 from .._state import Where, check_state
-from ..distributed import split_blocks
+from ..shampoo.distributed import split_blocks
 from ._call import prepare_call, prepare_init, rename_errors, restore
 from ._transforms import GradientTransformation
 

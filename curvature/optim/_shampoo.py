@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..shampoo import Shampoo
+from ..shampoo.shampoo import Shampoo
 from ._per_parameter import per_parameter
 from ._transforms import GradientTransformation, compose
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..soap import SOAP
+from ..shampoo.soap import SOAP
 from ._per_parameter import per_parameter
 from ._transforms import GradientTransformation, compose
 

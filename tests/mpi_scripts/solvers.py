@@ -171,7 +171,7 @@ if rank == 0:
 
 # distributed Shampoo: the same directions as one process
 from curvature import Shampoo  # noqa: E402
-from curvature.distributed import DistributedShampoo, distributed_inverse_roots  # noqa: E402
+from curvature.shampoo.distributed import DistributedShampoo, distributed_inverse_roots  # noqa: E402
 
 shapes = [(12, 8), (20,), (6, 5, 4), (16, 16), (3,)]
 opt = DistributedShampoo(shapes, comm, grafting="adam", eps=1e-8)

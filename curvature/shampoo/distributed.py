@@ -24,7 +24,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ._state import Equal, Table, check_state
+from .._state import Equal, Table, check_state
 from .roots import inverse_root
 from .shampoo import Shampoo
 
@@ -151,7 +151,7 @@ class DistributedShampoo:
     --------
     >>> import numpy as np
     >>> from linsolve.mpi import SerialComm
-    >>> from curvature.distributed import DistributedShampoo
+    >>> from curvature.shampoo.distributed import DistributedShampoo
     >>> opt = DistributedShampoo([(3, 2), (4,)], comm=SerialComm(), grafting=None)
     >>> grads = [np.arange(6.0).reshape(3, 2), np.ones(4)]
     >>> [d.shape for d in opt.update(grads)]

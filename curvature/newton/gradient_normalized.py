@@ -41,7 +41,7 @@ from array_api_compat import is_array_api_obj
 
 from linsolve import pcg
 
-from ._checks import namespace_of
+from .._checks import namespace_of
 from ._hessian import (LocalHessian, Objective, check_maxiter, check_positive,
                        dot, finish, hessian_kind, new_recorder, prepare_x0, record,
                        rounding_slack, stop_test)

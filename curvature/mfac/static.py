@@ -28,8 +28,8 @@ from array_api_compat import array_namespace, is_numpy_namespace
 
 from linsolve._validate import as_int
 
-from ._checks import check_square_summable, linalg_failure, namespace_of, refuse_complex
-from .mfac import _check_damping
+from .._checks import check_square_summable, linalg_failure, namespace_of, refuse_complex
+from .window import _check_damping
 
 __all__ = ["MFACStatic"]
 
@@ -68,7 +68,7 @@ class MFACStatic:
     Examples
     --------
     >>> import numpy as np
-    >>> from curvature.mfac_static import MFACStatic
+    >>> from curvature.mfac.static import MFACStatic
     >>> rng = np.random.default_rng(0)
     >>> G = rng.standard_normal((4, 12))
     >>> static = MFACStatic(G, damping=0.1)

@@ -21,7 +21,7 @@ import math
 
 from array_api_compat import array_namespace
 
-from ._checks import namespace_of
+from .._checks import namespace_of
 
 
 def check_positive(name: str, value, *, allow_zero: bool = False) -> float:
@@ -124,7 +124,7 @@ def kl_clip_scale(directions, gradients, lr: float, kl_clip: float) -> float:
     Examples
     --------
     >>> import numpy as np
-    >>> from curvature.kfac import kl_clip_scale
+    >>> from curvature.kronecker.kfac import kl_clip_scale
     >>> D, g = [np.full((2, 2), 10.0)], [np.ones((2, 2))]
     >>> round(kl_clip_scale(D, g, lr=0.1, kl_clip=0.01), 12)   # sqrt(0.01 / (0.01 * 40))
     0.158113883008

@@ -16,9 +16,9 @@ from typing import Any, Sequence
 
 from array_api_compat import array_namespace
 
-from ._checks import check_positive_int, check_square_summable, linalg_failure, refuse_complex
-from ._kron import check_positive
-from ._state import Array, Arrays, Count, Equal, check_state, copy_array, copy_arrays
+from .._checks import check_positive_int, check_square_summable, linalg_failure, refuse_complex
+from ..kronecker._kron import check_positive
+from .._state import Array, Arrays, Count, Equal, check_state, copy_array, copy_arrays
 from .shampoo import _check_finite, _cycle_modes, _unfold
 
 __all__ = ["SOAP"]
@@ -78,7 +78,7 @@ class SOAP:
     Examples
     --------
     >>> import numpy as np
-    >>> from curvature.soap import SOAP
+    >>> from curvature.shampoo.soap import SOAP
     >>> opt = SOAP((2, 2), rotate=False)     # identity basis: Adam
     >>> G = np.array([[1.0, -2.0], [0.5, 0.0]])
     >>> np.round(opt.update(G), 6)           # Adam's first step: sign(g)

@@ -14,10 +14,10 @@ from typing import Any, Sequence
 
 from array_api_compat import array_namespace
 
-from ._checks import check_finite_statistics, check_square_summable, refuse_complex
+from .._checks import check_finite_statistics, check_square_summable, refuse_complex
 from ._grafting import check_grafting, graft_direction
-from ._kron import check_positive
-from ._state import (Array, Arrays, Count, Equal, Where, check_state, copy_array,
+from ..kronecker._kron import check_positive
+from .._state import (Array, Arrays, Count, Equal, Where, check_state, copy_array,
                      copy_arrays)
 from .roots import RootError, inverse_root
 
@@ -70,7 +70,7 @@ class Shampoo:
     eps : float
         The ridge, added once to each factor's diagonal before the root: the
         roots are those of ``F_hat + eps I`` (``F_hat``: the bias-corrected
-        factor), by :func:`curvature.roots.inverse_root` with ``eps`` as its
+        factor), by :func:`curvature.shampoo.roots.inverse_root` with ``eps`` as its
         ridge, for every ``root_method``. Below about ``100 u ||F||`` (``u``
         the dtype's rounding unit: ``1e-5 ||F||`` in float32, ``2e-14 ||F||``
         in float64) the ridge is lost in rounding, the root of a
@@ -84,7 +84,7 @@ class Shampoo:
         accumulate from step 1.
     grafting : {"adam", "adagrad", "sgd", None}
         Each direction is rescaled to the norm of this method's direction
-        (see :mod:`curvature._grafting`; ``adam`` is Adam's second-moment
+        (see :mod:`curvature.shampoo._grafting`; ``adam`` is Adam's second-moment
         scaling, its first moment is the caller's).
     max_dim : int
         Modes longer than this keep only the factor's diagonal (a diagonal,
@@ -93,7 +93,7 @@ class Shampoo:
     graft_beta2, graft_eps : float
         Adam/AdaGrad constants of the grafted method.
     root_method : {"auto", "eigh", "newton"}
-        Passed to :func:`curvature.roots.inverse_root` as ``method``.
+        Passed to :func:`curvature.shampoo.roots.inverse_root` as ``method``.
     bias_correction : bool
         With ``beta2 < 1``, divide each factor by ``1 - beta2^t`` (``t``: the
         steps accumulated) before its root, as Distributed Shampoo does, so
@@ -103,7 +103,7 @@ class Shampoo:
         ``beta2 = 0.99``). No effect with ``beta2 = 1``.
     max_failures : int
         A failed root keeps the previous roots; this many consecutive
-        failures raise :class:`curvature.roots.RootError`. Before the first
+        failures raise :class:`curvature.shampoo.roots.RootError`. Before the first
         root succeeds there are no previous roots: the step is the grafted
         direction (the gradient without grafting), a ``RuntimeWarning`` says
         so once, and the failures are not counted. Early factors are sums of
@@ -130,7 +130,7 @@ class Shampoo:
     Examples
     --------
     >>> import numpy as np
-    >>> from curvature.shampoo import Shampoo
+    >>> from curvature.shampoo.shampoo import Shampoo
     >>> opt = Shampoo((3, 2), grafting=None)
     >>> G = np.array([[1.0, 0.0], [0.0, 2.0], [0.0, 0.0]])
     >>> D = opt.update(G)           # roots of L = G G' + eps I,  R = G' G + eps I

@@ -30,7 +30,7 @@ from array_api_compat import array_namespace, is_array_api_obj
 from linsolve import pcg
 from linsolve.result import HistoryRecorder, MinimizeResult
 
-from ._checks import namespace_of
+from .._checks import namespace_of
 
 KINDS = ("matrix", "hvp", "object")
 

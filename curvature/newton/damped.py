@@ -47,7 +47,7 @@ climb (issue 16: AICN with ``L = 1`` from ``x0 = 10 * ones`` on logistic
 regression ended at ``f = 4e5`` from ``f(x0) = 1e4``). Without ``L`` (or
 with ``adaptive=True``) the constant is estimated by backtracking, the
 way adaptive cubic regularisation (Cartis, Gould and Toint's ARC) and
-:func:`curvature.lazy_newton` find theirs: try the schedule's step with the
+:func:`curvature.newton.lazy` find theirs: try the schedule's step with the
 current ``L`` (1 at the start), accept it when ``f(x+)`` lies below the
 schedule's upper model at that step,
 

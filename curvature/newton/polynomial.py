@@ -45,8 +45,8 @@ from linsolve import pcg
 
 from ._hessian import (Objective, check_maxiter, check_positive, finish, new_recorder, norm,
                        prepare_x0, record, rounding_slack, stop_test)
-from .hutchinson import _check as _check_samples
-from .hutchinson import rademacher
+from ..hutchinson import _check as _check_samples
+from ..hutchinson import rademacher
 
 __all__ = ["PolynomialPreconditioner", "polynomial_preconditioner",
            "elementary_symmetric_from_traces", "preconditioned_gradient",

@@ -9,7 +9,7 @@ is approximated by
     F = E[vec(g a_bar') vec(g a_bar')'] ~ kron(A, G),
     A = E[a_bar a_bar'],  G = E[g g'],
 
-(column-major ``vec``, see :mod:`curvature._kron`), the two factors kept as
+(column-major ``vec``, see :mod:`curvature.kronecker._kron`), the two factors kept as
 exponential moving averages over mini-batches and symmetrised. The
 preconditioned gradient is ``F_damped^{-1} vec(grad_W)`` in one of two
 modes:
@@ -47,11 +47,11 @@ from typing import Any
 
 from cext import kernels_for
 
-from ._checks import (check_finite_statistics, check_positive_int, linalg_failure,
+from .._checks import (check_finite_statistics, check_positive_int, linalg_failure,
                       linear_without_overflow, namespace_of)
 from ._kron import (check_decay, check_layer_batch, check_positive, check_real, check_vector,
                     kl_clip_scale, symmetrise, unvec, vec, with_ones)
-from ._state import Array, Count, Equal, Real, check_state, copy_array, restoring
+from .._state import Array, Count, Equal, Real, check_state, copy_array, restoring
 
 __all__ = ["KFAC", "kl_clip_scale", "precondition_layers"]
 
@@ -108,7 +108,7 @@ class KFAC:
     Examples
     --------
     >>> import numpy as np
-    >>> from curvature.kfac import KFAC
+    >>> from curvature.kronecker.kfac import KFAC
     >>> rng = np.random.default_rng(0)
     >>> layer = KFAC(3, 2, damping=1e-2)
     >>> a, g = rng.standard_normal((16, 3)), rng.standard_normal((16, 2))
@@ -375,7 +375,7 @@ def precondition_layers(layers, grads) -> list:
     Examples
     --------
     >>> import numpy as np
-    >>> from curvature.kfac import KFAC, precondition_layers
+    >>> from curvature.kronecker.kfac import KFAC, precondition_layers
     >>> rng = np.random.default_rng(0)
     >>> layers = [KFAC(4, 3) for _ in range(3)]
     >>> for layer in layers:

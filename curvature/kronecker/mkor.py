@@ -2,7 +2,7 @@
 
 Mozaffari, Li, Zhang and Dehnavi, "MKOR: Momentum-Enabled
 Kronecker-Factor-Based Optimizer Using Rank-1 Updates" (NeurIPS 2023),
-Algorithm 1. Like K-FAC (:mod:`curvature.kfac`, same column-major vec
+Algorithm 1. Like K-FAC (:mod:`curvature.kronecker.kfac`, same column-major vec
 convention) a dense layer's curvature is ``kron(A, G)``, but the factors are
 rank-1 EMAs of the *batch-mean* input ``a_bar = mean [a, 1]`` and output
 gradient ``g_bar = mean g`` (Algorithm 1, lines 2-3),
@@ -91,10 +91,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ._checks import check_positive_int, namespace_of
+from .._checks import check_positive_int, namespace_of
 from ._kron import (check_decay, check_layer_batch, check_positive, check_real, check_vector,
                     symmetrise, unvec, vec, with_ones)
-from ._state import (Array, Choice, Count, Equal, ListOf, Real, check_state, copy_array)
+from .._state import (Array, Choice, Count, Equal, ListOf, Real, check_state, copy_array)
 
 __all__ = ["MKOR", "sherman_morrison_step"]
 
@@ -130,7 +130,7 @@ def sherman_morrison_step(J: Any, v: Any, gamma: float, *, guard: float = 1e-8):
     Examples
     --------
     >>> import numpy as np
-    >>> from curvature.mkor import sherman_morrison_step
+    >>> from curvature.kronecker.mkor import sherman_morrison_step
     >>> J, v = np.eye(2), np.array([1.0, 0.0])
     >>> J_new, ok = sherman_morrison_step(J, v, 0.5)   # inverse of 0.5 I + 0.5 v v'
     >>> J_new, ok
@@ -227,7 +227,7 @@ class MKOR:
     Examples
     --------
     >>> import numpy as np
-    >>> from curvature.mkor import MKOR
+    >>> from curvature.kronecker.mkor import MKOR
     >>> rng = np.random.default_rng(0)
     >>> layer = MKOR(3, 2, decay=0.9)
     >>> for _ in range(50):
@@ -307,7 +307,7 @@ class MKOR:
 
         ``a`` is ``(batch, in_features)`` (or the mean vector ``(in_features,)``),
         ``g`` is ``(batch, out_features)`` (or its mean), per-example output
-        gradients as for :class:`curvature.kfac.KFAC`.
+        gradients as for :class:`curvature.kronecker.kfac.KFAC`.
         """
         xp, a, g = check_layer_batch(a, g, self._xp, self.in_features, self.out_features)
         if self._J is None:

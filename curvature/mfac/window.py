@@ -58,9 +58,9 @@ from array_api_compat import array_namespace, is_numpy_namespace
 from cext import kernels_for
 from cext.registry import writes_in_place
 
-from ._checks import (check_positive_int, check_square_summable, linear_without_overflow,
+from .._checks import (check_positive_int, check_square_summable, linear_without_overflow,
                       namespace_of, refuse_complex)
-from ._state import Array, Count, Equal, Real, check_state
+from .._state import Array, Count, Equal, Real, check_state
 
 __all__ = ["MFAC", "BlockedMFAC"]
 
@@ -404,7 +404,7 @@ class MFAC(_MFACBase):
     Examples
     --------
     >>> import numpy as np
-    >>> from curvature.mfac import MFAC
+    >>> from curvature.mfac.window import MFAC
     >>> rng = np.random.default_rng(0)
     >>> grads = rng.standard_normal((5, 40))
     >>> mfac = MFAC(40, m=4, damping=1e-2)
@@ -453,7 +453,7 @@ class BlockedMFAC(_MFACBase):
     Examples
     --------
     >>> import numpy as np
-    >>> from curvature.mfac import BlockedMFAC, MFAC
+    >>> from curvature.mfac.window import BlockedMFAC, MFAC
     >>> rng = np.random.default_rng(1)
     >>> blocked = BlockedMFAC([30, 10], m=3, damping=0.1)
     >>> first, second = MFAC(30, 3, 0.1), MFAC(10, 3, 0.1)

@@ -155,7 +155,7 @@ def inverse_root(A: Any, p: int, *, eps: float = 0.0,
     Examples
     --------
     >>> import numpy as np
-    >>> from curvature.roots import inverse_root
+    >>> from curvature.shampoo.roots import inverse_root
     >>> A = np.diag([16.0, 81.0])
     >>> inverse_root(A, 4)
     array([[0.5       , 0.        ],
