@@ -250,3 +250,13 @@ def test_pair_solve_two_threads_equal_one_on_a_grid():
     np.testing.assert_array_equal(results[0], results[-1])
     expected, _ = _pair_dense(args, b, lower, upper, ordering)
     assert np.linalg.norm(results[1] - expected) <= 1e-13 * np.linalg.norm(expected)
+
+
+def test_preconditioners_get_the_pair_solve_under_the_thread_policy():
+    # a parallel kernel called outside a solve must apply cext.threads' policy itself
+    from linsolve.precond import ichol0, ssor
+
+    A = poisson2d(6)
+    for M in (ichol0(A), ssor(A, ordering="domains")):
+        assert M._solve is not pair_solve_numba
+        assert M._solve.__wrapped__ is pair_solve_numba

@@ -81,7 +81,8 @@ def symmetric_pattern(A) -> sp.csr_array:
 
 def _levels(graph: sp.csr_array, start: int) -> np.ndarray:
     """BFS level of every vertex from ``start`` (-1 where unreachable)."""
-    distance = csgraph.dijkstra(graph, directed=False, unweighted=True, indices=start)
+    # the graph is symmetric already: directed=True spares scipy symmetrising it again
+    distance = csgraph.dijkstra(graph, directed=True, unweighted=True, indices=start)
     levels = np.full(graph.shape[0], -1, dtype=np.intp)
     reached = np.isfinite(distance)
     levels[reached] = distance[reached].astype(np.intp)
@@ -158,7 +159,7 @@ def _distance_to(graph: sp.csr_array, sources: np.ndarray) -> np.ndarray:
     m = graph.shape[0]
     if not len(sources) or not m:
         return np.zeros(m)
-    distance = csgraph.dijkstra(graph, directed=False, unweighted=True, indices=sources,
+    distance = csgraph.dijkstra(graph, directed=True, unweighted=True, indices=sources,
                                 min_only=True)
     distance[~np.isfinite(distance)] = m
     return distance
