@@ -597,5 +597,7 @@ def kron_eigen_solve(Ql, dl, Qr, dr, damping, X, out):
     return _store(xp, out, product)
 
 
-# The fused Chebyshev steps live in their own module, which imports this one.
+# The fused Chebyshev steps and the paired triangular solve live in their own
+# modules, which import this one.
 from .reference_chebyshev import csr_chebyshev_step, dia_chebyshev_step  # noqa: E402
+from .reference_triangular import csr_triangular_pair_solve  # noqa: E402

@@ -55,6 +55,7 @@ KERNEL_NAMES = (
     "two_coloring",
     "csr_triangular_solve",
     "csr_ichol0",
+    "csr_triangular_pair_solve",
     "window_gemv",
     "window_axpy_gemv_t",
     "window_push_gemv",
@@ -73,10 +74,13 @@ KERNEL_NAMES = (
 PARALLEL_KERNELS = frozenset({
     "dot", "csr_check", "csr_spmv", "csr_spmv_dot", "dia_spmv", "dia_spmv_dot",
     "cg_update_xr", "cg_update_xrz", "cg_update_p", "csr_chebyshev_step", "dia_chebyshev_step",
-    "csr_residual_norm2_split", "sor_run", "sor_sweep_colored",
+    "csr_triangular_pair_solve", "csr_residual_norm2_split", "sor_run", "sor_sweep_colored",
     "sor_lagged_sweep", "sor_reverse_sweep", "sor_run_lagged", "sor_residual_norm2_ordered",
-    "window_gemv", "window_axpy_gemv_t", "window_push_gemv", "kron_matvec", "kron_eigen_solve",
+    "kron_matvec", "kron_eigen_solve",
 })
+# Not here: the M-FAC window passes (window_*), which run serial kernels on
+# Python threads under the library's ceiling (cext/numba/mfac.py): a thread
+# that loses its core delays one chunk, so the load probe would buy nothing.
 
 
 # Kernels that write arrays, and which arguments they write (positions): the

@@ -12,7 +12,7 @@ from .sor import (csr_residual_norm2_split, greedy_coloring, sor_lagged_sweep,
                   sor_sweep_backward, sor_sweep_colored, sor_sweep_forward, two_coloring)
 from .spmv import csr_spmv, csr_spmv_dot
 from .structure import csr_check
-from .triangular import csr_ichol0, csr_triangular_solve
+from .triangular import csr_ichol0, csr_triangular_pair_solve, csr_triangular_solve
 
 __all__ = [
     "countsketch_csr",
@@ -27,6 +27,7 @@ __all__ = [
     "csr_residual_norm2_split",
     "csr_spmv",
     "csr_spmv_dot",
+    "csr_triangular_pair_solve",
     "csr_triangular_solve",
     "dia_chebyshev_step",
     "dia_spmv",

@@ -90,7 +90,9 @@ class BlockSOR:
 
     def _local_preconditioner(self):
         if self._preconditioner is None and self.A.n_local:
-            self._preconditioner = _ssor(self.A.diag_csr, self.omega)
+            # natural: one sweep of the block as documented; a rank runs one
+            # thread, so the parallel domain ordering would only add its gathers
+            self._preconditioner = _ssor(self.A.diag_csr, self.omega, ordering="natural")
         return self._preconditioner
 
     def matvec(self, r: np.ndarray) -> np.ndarray:

@@ -90,19 +90,8 @@ def _index_dtype(*sizes: int):
 
 
 def pair_solve_kernel(xp):
-    """The registry's ``csr_triangular_pair_solve`` for ``xp``.
-
-    Until the registry lists that kernel, the Numba one wrapped by the
-    thread policy, as the registry would hand it out.
-    """
-    kernels = kernels_for(xp)
-    kernel = getattr(kernels, "csr_triangular_pair_solve", None)
-    if kernel is None:
-        from cext.numba.triangular import csr_triangular_pair_solve
-        from cext.threads import managed
-
-        kernel = managed(csr_triangular_pair_solve)
-    return kernel
+    """The registry's ``csr_triangular_pair_solve`` for ``xp`` (under the thread policy)."""
+    return kernels_for(xp).csr_triangular_pair_solve
 
 
 class TriangularPair(Preconditioner):
