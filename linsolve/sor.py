@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.sparse.csgraph import reverse_cuthill_mckee
 
 from cext import kernels_for
 
@@ -32,7 +33,8 @@ class SorMatrix:
 
     The system is held in *sweep order*: natural, or, for the coloured
     orderings, permuted so that each colour's unknowns are contiguous
-    (``permutation[k]`` is the unknown at position ``k``). A coloured sweep
+    (``permutation[k]`` is the unknown at position ``k``; within a colour, in
+    reverse Cuthill-McKee order, for locality). A coloured sweep
     is then the lexicographic sweep of the permuted matrix, whose rows
     within a colour are independent and run in parallel, and every array
     the sweep reads is contiguous per colour. (With the rows merely stored
@@ -68,7 +70,7 @@ class SorMatrix:
     >>> A = sp.diags([-1.0, 2.0, -1.0], [-1, 0, 1], shape=(5, 5))
     >>> S = SorMatrix(A, ordering="redblack")
     >>> S.n_colors, S.permutation.tolist()
-    (2, [0, 2, 4, 1, 3])
+    (2, [4, 2, 0, 3, 1])
     >>> x = np.zeros(5)
     >>> S.sweep(np.ones(5), x, 1.0)  # one Gauss-Seidel sweep, red then black
     >>> x.tolist()
@@ -143,7 +145,16 @@ class SorMatrix:
         else:
             colors = kernels.greedy_coloring(indptr, indices, n)
         n_colors = int(colors.max()) + 1 if n else 0
-        permutation = np.argsort(colors, kind="stable").astype(index_dtype)
+        # Within a colour the order of the rows does not change the iteration
+        # (they are uncoupled): they follow the reverse Cuthill-McKee order, so
+        # the neighbours a colour's rows read in the other colours advance
+        # together. Finite-element numberings are far from local (P1
+        # triangles: mean |i - j| = 77 000 over the entries, 195 after RCM),
+        # and the coloured sweep gathered at random (P1 triangles, n = 261k,
+        # two threads: 1.69 -> 1.48 ms per sweep; pyamg's sweep 1.7-1.8 ms).
+        rank = np.empty(n, dtype=np.int64)
+        rank[reverse_cuthill_mckee(pattern, symmetric_mode=True)] = np.arange(n)
+        permutation = np.lexsort((rank, colors)).astype(index_dtype)
         color_ptr = np.searchsorted(colors[permutation], np.arange(n_colors + 1)).astype(np.int64)
         return permutation, color_ptr
 
@@ -306,7 +317,11 @@ def sor(A: Any, b: Any, omega: float = 1.0, x0: Any = None, *, rtol: float = 1e-
         raise ValueError(f"A has shape {S.shape}, expected ({n}, {n}) to match b")
     b = np.ascontiguousarray(b, dtype=S.dtype)
     x = as_initial_guess(x0, xp, n, S.dtype)
-    bnorm = float(np.linalg.norm(b.astype(np.float64)))
+    # the kernels' dot (float64 sums), not BLAS: OpenBLAS's threads spin for
+    # ~0.1 s after a call and took the cores from the first sweeps (2-5x slower)
+    bnorm = math.sqrt(kernels_for(np).dot(b, b))
+    if not math.isfinite(bnorm):  # overflow of the squares, or NaN/Inf in b
+        bnorm = float(np.linalg.norm(b.astype(np.float64)))
     # the sweeps run on b and x in sweep order (a copy: x0 is never written)
     b_swept, x_swept = S.to_sweep_order(b), S.to_sweep_order(x)
     work = np.empty_like(x_swept)
