@@ -336,3 +336,22 @@ def test_sweeps_follow_the_input_order():
     expected[P] = sla.spsolve_triangular(lower, b[P], lower=True)
     np.testing.assert_allclose(x, expected, rtol=1e-13, atol=1e-14)
     assert S.residual_norm(b, x) == pytest.approx(np.linalg.norm(b - A @ x), rel=1e-12)
+
+
+@pytest.mark.parametrize("ordering", ["natural", "multicolor"])
+def test_one_thread_and_two_give_the_same_bits(ordering):
+    """The natural sweep's residual runs on the second core, a colour's rows on both: same bits."""
+    import linsolve
+
+    A = poisson2d(160)  # 128k entries: two threads under the policy
+    b = np.random.default_rng(17).standard_normal(A.shape[0])
+    S = SorMatrix(A, ordering=ordering)
+    runs = []
+    for threads in (1, 2):
+        with linsolve.num_threads(threads):
+            runs.append(sor(S, b, 1.6, rtol=1e-300, maxiter=12, ordering=ordering))
+    assert runs[0].x.tobytes() == runs[1].x.tobytes()
+    if ordering == "natural":  # the colours' partial sums of ||r||^2 are per thread
+        assert runs[0].residual_norms.tobytes() == runs[1].residual_norms.tobytes()
+    else:
+        np.testing.assert_allclose(runs[0].residual_norms, runs[1].residual_norms, rtol=1e-13)
