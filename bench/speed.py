@@ -344,12 +344,12 @@ def precond_rows(A, iterations: int, repeat: int) -> list[dict]:
     b = np.random.default_rng(0).standard_normal(n)
     options = dict(rtol=TINY_RTOL, maxiter=iterations, check_symmetric=False)
     preconditioners = {name: _preconditioner(name, A) for name in PRECONDITIONERS}
-    calls = {"linsolve pcg": lambda: pcg(A, b, **options)}
+    calls = {"linsolve pcg (plain)": lambda: pcg(A, b, **options)}
     for name, M in preconditioners.items():
         calls[f"linsolve pcg + {name}"] = lambda M=M: pcg(A, b, M=M, **options)
     done = {name: call().iterations for name, call in calls.items()}  # compiles, too
     samples = interleaved_medians(calls, repeat, per_call=done)
-    plain = float(np.median(samples["linsolve pcg"]))
+    plain = float(np.median(samples["linsolve pcg (plain)"]))
     rows = []
     for name, seconds in samples.items():
         median = float(np.median(seconds))
