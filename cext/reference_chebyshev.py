@@ -17,8 +17,6 @@ may re-export these names.
 
 from __future__ import annotations
 
-import functools
-
 from array_api_compat import array_namespace
 
 from . import reference
@@ -44,37 +42,12 @@ def csr_chebyshev_step(indptr, indices, data, r, y, w, out, sy, sw, a, b):
     result comes back as a new array instead, as the reference kernels do.
     """
     xp = array_namespace(data, r, y, w, out)
-    ay = _product(reference.csr_spmv, (indptr, indices, data), y, xp.empty_like(out))
-    return _store(xp, out, chebyshev_combine(r, y, w, ay, sy, sw, a, b))
+    ay = reference.csr_spmv(indptr, indices, data, y, xp.empty_like(out))
+    return reference._store(xp, out, chebyshev_combine(r, y, w, ay, sy, sw, a, b))
 
 
 def dia_chebyshev_step(offsets, values, r, y, w, out, sy, sw, a, b):
     """As :func:`csr_chebyshev_step` for row-aligned DIA storage ``(offsets, values)``."""
     xp = array_namespace(values, r, y, w, out)
-    ay = _product(reference.dia_spmv, (offsets, values), y, xp.empty_like(out))
-    return _store(xp, out, chebyshev_combine(r, y, w, ay, sy, sw, a, b))
-
-
-def _product(spmv, matrix, y, buffer):
-    # the reference products return their result (a new array where the
-    # namespace is immutable); older versions only wrote into the buffer
-    result = spmv(*matrix, y, buffer)
-    return buffer if result is None else result
-
-
-@functools.lru_cache(maxsize=None)
-def _writes_in_place(xp) -> bool:
-    probe = xp.zeros((1,))
-    try:
-        probe[0] = 1.0
-    except Exception:  # TypeError for JAX: any refusal means new arrays
-        return False
-    return True
-
-
-def _store(xp, out, value):
-    value = xp.astype(value, out.dtype)
-    if not _writes_in_place(xp):
-        return value
-    out[...] = value
-    return out
+    ay = reference.dia_spmv(offsets, values, y, xp.empty_like(out))
+    return reference._store(xp, out, chebyshev_combine(r, y, w, ay, sy, sw, a, b))

@@ -46,8 +46,9 @@ class SorMatrix:
     ----------
     A : scipy sparse matrix or 2-D NumPy array, square, nonzero diagonal
     dtype : numpy dtype, optional
-        float32 or float64 (default: float64 unless A is float32). A float32
-        system is swept in float32 arithmetic.
+        float32 or float64 (default: float64 unless A is float32). :func:`sor`
+        sweeps a float32 system in float32 arithmetic; :meth:`sweep` in the
+        natural ordering sums rows in float64.
     ordering : {"natural", "redblack", "multicolor"}
 
     Attributes
@@ -130,7 +131,7 @@ class SorMatrix:
         self.mid = (self.off_indptr[:-1] + lower).astype(index_dtype)
 
     def _color(self, csr, n):
-        """``(permutation, color_ptr)``: unknowns grouped by colour, natural order within one."""
+        """``(permutation, color_ptr)``: unknowns grouped by colour, RCM order within one."""
         kernels = kernels_for(np)
         # colour the symmetrised pattern: no row may read an unknown of its own colour
         pattern = (abs(csr) + abs(csr.T)).tocsr()

@@ -233,17 +233,26 @@ def test_failed_root_keeps_previous_then_raises(monkeypatch):
         opt.update(gs[3])
 
 
-def test_singular_factor_before_the_first_root_falls_back_with_a_warning():
-    opt = Shampoo((2, 2), eps=0.0, grafting="sgd", max_failures=2)
-    G = np.zeros((2, 2))
+def test_singular_factor_falls_back_with_a_warning_then_raises():
+    opt = Shampoo((4, 4), eps=0.0, grafting="sgd", max_failures=2)
+    G = np.zeros((4, 4))
     with pytest.warns(RuntimeWarning, match="grafted direction is used until"):
-        np.testing.assert_array_equal(opt.update(G), G)   # no root: grafted direction
+        for _ in range(4):  # the factors may still be singular: not a failure streak
+            np.testing.assert_array_equal(opt.update(G), G)   # no root: grafted direction
     assert opt.roots is None and opt.failures == 0
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # said once
-        for _ in range(3):  # no previous roots to keep: not a failure streak
-            np.testing.assert_array_equal(opt.update(G), G)
-    assert opt.roots is None and opt.failures == 0
+    np.testing.assert_array_equal(opt.update(G), G)  # past max(shape) steps: counted
+    assert opt.failures == 1
+    with pytest.raises(RootError, match="consecutive"):
+        opt.update(G)
+
+
+def test_the_early_failure_warning_is_shown_once_per_place():
+    opt = Shampoo((3,), eps=0.0, grafting="sgd")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        for _ in range(3):
+            opt.update(np.zeros(3))
+    assert len([w for w in caught if issubclass(w.category, RuntimeWarning)]) == 1
 
 
 def test_rank_deficient_early_factors_precondition_once_full_rank():

@@ -7,13 +7,25 @@ sequential by nature; the coloured sweep updates the rows of one colour
 (no two of which are coupled) in parallel, one colour after another.
 The CSR arrays hold only the *off-diagonal* entries of A and ``diag`` its
 diagonal (checked nonzero by the caller): splitting once saves a column
-test per entry in every sweep. For the coloured sweep the CSR rows are
-stored colour by colour: stored row ``k`` is unknown ``color_rows[k]``, so
-each colour's rows are contiguous in memory (measured on 2-D Poisson,
-n = 1e6, python -m bench speed: 2.1x pyamg's sweep with rows left in natural order, 3.1x stored
-by colour).
-Mirrors :mod:`cext.cupy.sor` and the ``sor_*`` functions of
-:mod:`cext.reference`.
+test per entry in every sweep.
+
+Two families:
+
+- ``sor_run_lagged`` and its pieces (``sor_lagged_sweep``,
+  ``sor_reverse_sweep``, ``sor_residual_norm2_ordered``), what
+  :func:`linsolve.sor` runs: the whole system in sweep order (coloured
+  orderings permuted colour by colour), one read of A per sweep with the
+  residual of the previous iterate (see the notes above ``_lagged_rows``).
+- ``sor_run``, ``sor_sweep_colored``, ``csr_residual_norm2_split``: rows
+  stored by colour (``color_rows``) with ``x``, ``b`` and the diagonal in
+  natural order, and a residual pass per sweep. They mirror
+  :mod:`cext.cupy.sor` (one launch per colour), where a gather costs less;
+  on the CPU they gathered at random (1.3-1.8x pyamg's sweep on scikit-fem
+  matrices). ``sor_sweep_forward``/``backward``: in-place lexicographic
+  sweeps (:meth:`linsolve.SorMatrix.sweep`, the MPI block sweeps), summing
+  in float64.
+
+Mirrored by the ``sor_*`` functions of :mod:`cext.reference`.
 """
 
 from __future__ import annotations

@@ -57,7 +57,11 @@ class RootInfo:
     method : str
         ``"eigh"``, ``"newton"``, or (``method="auto"`` only) ``"newton+eigh"``
         / ``"eigh+eigh"``: the first method's root failed and was recomputed
-        by a float64 eigendecomposition.
+        by a float64 eigendecomposition. Then ``residual`` and ``converged``
+        describe that float64 root; the returned root is it rounded to the
+        working dtype, whose own residual in that dtype can be far larger for
+        an ill-conditioned ``A`` (the rounding alone moves it by about
+        ``eps(dtype) * cond(A)``).
     converged : bool
         True if every block's root is finite, its residual is at most
         :data:`RESIDUAL_THRESHOLD` and, for Newton, it met its tolerance.

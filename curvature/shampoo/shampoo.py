@@ -105,12 +105,13 @@ class Shampoo:
         A failed root keeps the previous roots; this many consecutive
         failures raise :class:`curvature.shampoo.roots.RootError`. Before the first
         root succeeds there are no previous roots: the step is the grafted
-        direction (the gradient without grafting), a ``RuntimeWarning`` says
-        so once, and the failures are not counted. Early factors are sums of
-        a few outer products, singular up to the ridge ``eps``, and their
-        roots fail the residual check until enough steps have been
-        accumulated (e.g. a 100-vector, unit-scale float64 gradients, the
-        default ``eps``); a larger ``eps`` makes them succeed sooner.
+        direction (the gradient without grafting). Early factors are sums of
+        fewer outer products than their size, singular up to the ridge
+        ``eps``, and their roots fail the residual check (e.g. a 100-vector,
+        unit-scale float64 gradients, the default ``eps``: the first root at
+        step 100): such failures, within the first ``max(shape)`` steps, are
+        not counted, and a ``RuntimeWarning`` says so. A larger ``eps``
+        makes them succeed sooner.
 
     Attributes
     ----------
@@ -170,6 +171,8 @@ class Shampoo:
         self.order = len(self.param_shape)
         self.power = 2 * self.order
         self.diagonal = tuple(n > max_dim for n in self.param_shape)
+        # steps after which every factor could be of full rank (see max_failures)
+        self._full_rank_steps = max(self.param_shape, default=0)
         d = math.prod(self.param_shape)
         self.shape = (d, d)
         self.dtype = None
@@ -178,7 +181,6 @@ class Shampoo:
         self.failures = 0
         self.factors: list | None = None
         self.roots: list | None = None
-        self._warned = False
         self.graft_state = None
 
     # --- the update -----------------------------------------------------
@@ -265,17 +267,17 @@ class Shampoo:
         if ok:
             self.roots, self.failures = roots, 0
             return
-        if self.roots is None:
-            # Nothing to keep yet: the grafted direction until a root succeeds
-            # (early factors are singular but for eps); not a failure streak.
-            if not self._warned:
-                warnings.warn(f"Shampoo: the inverse roots of the first factors failed their "
-                              f"residual check at step {self.step + 1}; the grafted direction "
-                              "is used until they succeed (a larger eps makes them succeed "
-                              "sooner)", RuntimeWarning, stacklevel=3)
-                self._warned = True
+        if self.roots is None and self.step < self._full_rank_steps:
+            # Nothing to keep yet, and the factors may still be singular but
+            # for eps (sums of fewer outer products than their size): the
+            # grafted direction until a root succeeds, not a failure streak.
+            # One message per place (no step number in it: Python shows it once).
+            warnings.warn("Shampoo: the inverse roots of the first factors failed their "
+                          "residual check; the grafted direction is used until they succeed "
+                          "(a larger eps makes them succeed sooner)", RuntimeWarning,
+                          stacklevel=3)
             return
-        # Keep the previous roots.
+        # Keep the previous roots (none yet: the grafted direction).
         self.failures += 1
         if self.failures >= self.max_failures:
             raise RootError(f"Shampoo: {self.failures} consecutive inverse-root failures "

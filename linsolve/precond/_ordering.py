@@ -17,9 +17,9 @@ stage ``s`` the separators found at depth ``log2(P) - s`` of the recursion,
 the last stage the top separator. Each domain or separator is a contiguous
 *segment* of the new numbering; segments of one stage have no coupling
 between them, and a row is coupled only to its own segment and to segments
-of other stages. Inside a segment the rows keep their original relative
-order, so a preconditioner built in this ordering differs from the natural
-one only near the separators.
+of other stages. Inside a segment the rows run from the farthest to the
+nearest to its separator (ties in reverse Cuthill-McKee order), so each
+domain is swept towards the separator with local neighbours.
 
 The ordering depends on the matrix and the number of domains only, never on
 the machine's thread count: a preconditioner is the same operator on every

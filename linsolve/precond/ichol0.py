@@ -70,10 +70,12 @@ def ichol0(A: Any, shift: float = 0.0, *, ordering: str = "auto",
         :func:`linsolve.precond._ordering.domain_ordering`); the domains
         are solved in parallel. It is a different preconditioner, as good
         as the natural one or better on finite-element matrices (fewer
-        iterations on scikit-fem's meshes; about 10 % more on lexicographic
+        iterations on scikit-fem's meshes; 10-20 % more on lexicographic
         grid stencils). ``"auto"`` (default): ``"domains"`` when
         ``n + nnz >= 100_000`` (where the thread policy gives a solve two
-        threads), ``"natural"`` below. Neither depends on the machine.
+        threads), ``"natural"`` below. Neither depends on the machine; where
+        a solve runs on one thread (a busy machine, an MPI rank), grid
+        stencils do better with ``"natural"``.
     num_domains : int
         Power of two; 1 gives the reverse Cuthill-McKee ordering. The
         preconditioner depends on it, never on the thread count.
