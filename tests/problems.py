@@ -87,3 +87,9 @@ def rows_by_colour(S):
     diag[perm] = S.diag
     indices = perm[S.off_indices].astype(S.off_indices.dtype)
     return S.off_indptr, indices, S.off_data, diag, S.color_ptr, perm
+
+
+def gradient_window(dtype, m: int, d: int, seed: int):
+    """``(G, v)``: a standard normal M-FAC window of ``m`` gradients of size ``d`` and a vector."""
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((m, d)).astype(dtype), rng.standard_normal(d).astype(dtype)

@@ -17,15 +17,12 @@ from cext import kernels_for, reference
 from cext import numba as nbk
 from cext.registry import backend_name
 
+from .problems import gradient_window
+
 DTYPES = [np.float32, np.float64]
 EPS64 = np.finfo(np.float64).eps
 # A single block, a block spanning several Numba chunks, and tiny blocks.
 LAYOUTS = [(0, 3001), (0, 20000, 20007, 20127, 20128)]
-
-
-def _window(dtype, m, d, seed):
-    rng = np.random.default_rng(seed)
-    return rng.standard_normal((m, d)).astype(dtype), rng.standard_normal(d).astype(dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -33,7 +30,7 @@ def _window(dtype, m, d, seed):
 @pytest.mark.parametrize("k", [1, 7, 16, 19])  # below, at and past the 16-row unrolling
 def test_window_gemv_matches_reference(dtype, offsets, k):
     d = offsets[-1]
-    G, v = _window(dtype, 20, d, seed=k)
+    G, v = gradient_window(dtype, 20, d, seed=k)
     nblocks = len(offsets) - 1
     out, expected = np.empty((nblocks, k)), np.empty((nblocks, k))
     nbk.window_gemv(G, v, offsets, out)
@@ -51,7 +48,7 @@ def test_window_gemv_matches_reference(dtype, offsets, k):
 @pytest.mark.parametrize("k", [1, 8, 16, 19])
 def test_window_axpy_gemv_t_matches_reference(dtype, offsets, k):
     d = offsets[-1]
-    G, v = _window(dtype, 20, d, seed=10 + k)
+    G, v = gradient_window(dtype, 20, d, seed=10 + k)
     nblocks = len(offsets) - 1
     coef = np.random.default_rng(k).standard_normal((nblocks, k))
     out, expected = np.empty(d, dtype=dtype), np.empty(d, dtype=dtype)
@@ -69,8 +66,8 @@ def test_window_axpy_gemv_t_matches_reference(dtype, offsets, k):
         assert np.all(np.abs(result.astype(np.float64) - exact) <= bound)
 
 
-def test_window_axpy_gemv_t_writes_float64_from_float32_window():
-    G, v = _window(np.float32, 8, 500, seed=3)
+def test_window_axpy_gemv_t_writes_float64_from_float32gradient_window():
+    G, v = gradient_window(np.float32, 8, 500, seed=3)
     coef = np.ones((1, 8))
     out = np.empty(500)  # float64 output: no rounding to float32 anywhere
     nbk.window_axpy_gemv_t(G, coef, v.astype(np.float64), 1.0, 1.0, (0, 500), out)
@@ -82,7 +79,7 @@ def test_window_axpy_gemv_t_writes_float64_from_float32_window():
 @pytest.mark.parametrize("offsets", LAYOUTS)
 def test_window_push_gemv_stores_the_row_and_its_gram_row(dtype, offsets):
     d, k, slot = offsets[-1], 11, 4
-    G, _ = _window(dtype, 16, d, seed=5)
+    G, _ = gradient_window(dtype, 16, d, seed=5)
     g = np.random.default_rng(6).standard_normal(d)  # float64: rounded when stored
     G_ref = G.copy()
     nblocks = len(offsets) - 1
@@ -99,7 +96,7 @@ def test_window_push_gemv_stores_the_row_and_its_gram_row(dtype, offsets):
 
 
 def test_window_gemv_propagates_nan():
-    G, v = _window(np.float32, 9, 100, seed=7)
+    G, v = gradient_window(np.float32, 9, 100, seed=7)
     G[3, 50] = np.nan
     v[10] = np.inf
     out = np.empty((1, 9))
@@ -112,7 +109,7 @@ def test_results_do_not_depend_on_the_thread_count():
     # 4.5M entries: two threads under the default ceiling (cext.threads), one under num_threads(1)
     from cext.threads import num_threads
 
-    G, v = _window(np.float32, 9, 500_000, seed=8)
+    G, v = gradient_window(np.float32, 9, 500_000, seed=8)
     results = []
     for ceiling in (1, None):
         with num_threads(ceiling):
@@ -136,7 +133,7 @@ def test_registry_hands_out_the_window_kernels():
 
 def test_reference_runs_under_array_api_strict():
     xp = array_api_strict
-    G, v = _window(np.float32, 5, 300, seed=9)
+    G, v = gradient_window(np.float32, 5, 300, seed=9)
     out = xp.empty((2, 5), dtype=xp.float64)
     reference.window_gemv(xp.asarray(G), xp.asarray(v), (0, 100, 300), out)
     expected = np.empty((2, 5))

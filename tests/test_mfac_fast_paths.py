@@ -19,6 +19,8 @@ from cext import reference
 from cext import threads as cext_threads
 from cext.numba import mfac as nbk
 
+from .problems import gradient_window
+
 EPS64 = np.finfo(np.float64).eps
 C = nbk._CHUNK
 WIDE = nbk._BLAS_MIN_COLUMNS
@@ -26,11 +28,6 @@ WIDE = nbk._BLAS_MIN_COLUMNS
 # narrow blocks mixed, narrow blocks only; widths not multiples of the chunk.
 LAYOUTS = [(0, 2 * C + 1001), (0, WIDE, WIDE + 7, WIDE + 7 + 2 * C + 3, WIDE + 11 + 2 * C),
            (0, 100, 1100, WIDE - 1 + 1100)]
-
-
-def _window(dtype, m, d, seed):
-    rng = np.random.default_rng(seed)
-    return rng.standard_normal((m, d)).astype(dtype), rng.standard_normal(d).astype(dtype)
 
 
 def _gemv_bound(G, v, offsets, k):
@@ -53,7 +50,7 @@ def many_threads(monkeypatch):
 @pytest.mark.parametrize("k", [1, 7, 16, 21])  # warm-up (k < m), the 16-row unrolling, full
 def test_window_gemv_equals_reference(dtype, offsets, k, many_threads):
     d, m = offsets[-1], 21
-    G, v = _window(dtype, m, d, seed=k)
+    G, v = gradient_window(dtype, m, d, seed=k)
     nblocks = len(offsets) - 1
     out, expected = np.full((nblocks, k), np.nan), np.empty((nblocks, k))
     nbk.window_gemv(G, v, offsets, out)
@@ -71,7 +68,7 @@ def test_window_gemv_equals_reference(dtype, offsets, k, many_threads):
 @pytest.mark.parametrize("out_dtype", [np.float32, np.float64])
 def test_window_axpy_gemv_t_equals_reference(dtype, offsets, k, out_dtype, many_threads):
     d, m = offsets[-1], 21
-    G, v = _window(dtype, m, d, seed=30 + k)
+    G, v = gradient_window(dtype, m, d, seed=30 + k)
     nblocks = len(offsets) - 1
     coef = np.random.default_rng(k).standard_normal((nblocks, k))
     alpha, beta = 0.5, -3.0
@@ -94,7 +91,7 @@ def test_window_axpy_gemv_t_equals_reference(dtype, offsets, k, out_dtype, many_
 @pytest.mark.parametrize("offsets", LAYOUTS)
 def test_window_push_gemv_equals_reference(dtype, offsets, many_threads):
     d, m, k, slot = offsets[-1], 21, 17, 16
-    G, _ = _window(dtype, m, d, seed=5)
+    G, _ = gradient_window(dtype, m, d, seed=5)
     g = np.random.default_rng(6).standard_normal(d)  # float64: rounded when stored
     G_ref = G.copy()
     nblocks = len(offsets) - 1
@@ -109,7 +106,7 @@ def test_window_push_gemv_equals_reference(dtype, offsets, many_threads):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_threaded_tasks_give_the_single_thread_result_bit_for_bit(dtype, monkeypatch):
     # Chunk partial sums are added in chunk order whatever thread computed them.
-    G, v = _window(dtype, 19, 3 * nbk._CHUNK + 5, seed=8)
+    G, v = gradient_window(dtype, 19, 3 * nbk._CHUNK + 5, seed=8)
     offsets = (0, 5, 3 * nbk._CHUNK + 5)  # narrow blocks: Numba on every dtype
     coef = np.random.default_rng(9).standard_normal((2, 19))
     results = []
@@ -145,7 +142,7 @@ def test_blas_is_held_to_the_library_ceiling():
 
 
 def test_blas_path_propagates_nan_and_inf():
-    G, v = _window(np.float64, 9, 5000, seed=7)
+    G, v = gradient_window(np.float64, 9, 5000, seed=7)
     G[3, 50] = np.nan
     v[10] = np.inf
     out = np.empty((1, 9))

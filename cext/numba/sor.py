@@ -34,7 +34,7 @@ import numba as nb
 import numpy as np
 from numba import prange
 
-from .spmv import unsigned_view
+from .spmv import range_pair_sums, unsigned_view
 
 _SEQ = dict(nogil=True, cache=True, boundscheck=False)
 _PAR = dict(nogil=True, cache=True, boundscheck=False, parallel=True)
@@ -285,27 +285,6 @@ def _inplace_rows_reverse(indptr, indices, data, diag, b, x, omega, keep, lo, hi
 
 
 @nb.njit(nogil=True, cache=True, boundscheck=False, inline="always")
-def _sums2(s0, e0, s1, e1, indices, data, x, zero):
-    """Sums of ``data * x[indices]`` over two entry ranges, as two interleaved chains.
-
-    Each sum is still taken in CSR order (bit-identical to one loop each);
-    two independent chains let the core overlap their latencies, as
-    cext.numba.spmv does for row pairs.
-    """
-    a0 = zero
-    a1 = zero
-    common = min(e0 - s0, e1 - s1)
-    for k in range(common):
-        a0 += data[s0 + k] * x[indices[s0 + k]]
-        a1 += data[s1 + k] * x[indices[s1 + k]]
-    for jj in range(s0 + common, e0):
-        a0 += data[jj] * x[indices[jj]]
-    for jj in range(s1 + common, e1):
-        a1 += data[jj] * x[indices[jj]]
-    return a0, a1
-
-
-@nb.njit(nogil=True, cache=True, boundscheck=False, inline="always")
 def _lagged_row_pairs(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep, lo, hi):
     # _lagged_rows for rows that are not coupled (one colour), two at a time:
     # the same arithmetic per row, so the same bits
@@ -314,10 +293,12 @@ def _lagged_row_pairs(indptr, mid, indices, data, diag, b, x_old, x_new, omega, 
     i = lo
     while i + 1 < hi:
         j = i + 1
-        upper0, upper1 = _sums2(mid[i], indptr[i + 1], mid[j], indptr[j + 1], indices, data,
-                                x_old, zero)
-        old0, old1 = _sums2(indptr[i], mid[i], indptr[j], mid[j], indices, data, x_old, zero)
-        new0, new1 = _sums2(indptr[i], mid[i], indptr[j], mid[j], indices, data, x_new, zero)
+        upper0, upper1 = range_pair_sums(mid[i], indptr[i + 1], mid[j], indptr[j + 1], indices,
+                                         data, x_old, zero)
+        old0, old1 = range_pair_sums(indptr[i], mid[i], indptr[j], mid[j], indices, data, x_old,
+                                     zero)
+        new0, new1 = range_pair_sums(indptr[i], mid[i], indptr[j], mid[j], indices, data, x_new,
+                                     zero)
         x0 = x_old[i]
         x1 = x_old[j]
         weight0 = omega / diag[i]

@@ -61,22 +61,31 @@ def csr_spmv_dot(indptr, indices, data, p, q) -> float:
 
 
 @nb.njit(nogil=True, cache=True, boundscheck=False, inline="always")
-def _row_pair(indptr, indices, data, x, i):
-    """Sums of rows ``i`` and ``i + 1``, each in CSR order, as two interleaved chains."""
-    s0 = indptr[i]
-    s1 = indptr[i + 1]
-    e1 = indptr[i + 2]
-    common = min(s1 - s0, e1 - s1)
-    a0 = 0.0
-    a1 = 0.0
+def range_pair_sums(s0, e0, s1, e1, indices, data, x, zero):
+    """Sums of ``data * x[indices]`` over two entry ranges, as two interleaved chains.
+
+    Each sum is taken in CSR order (the same bits as one loop each); two
+    independent chains let the core overlap their latencies. ``zero`` is the
+    accumulators' start (and type).
+    """
+    a0 = zero
+    a1 = zero
+    common = min(e0 - s0, e1 - s1)
     for k in range(common):
         a0 += data[s0 + k] * x[indices[s0 + k]]
         a1 += data[s1 + k] * x[indices[s1 + k]]
-    for jj in range(s0 + common, s1):
+    for jj in range(s0 + common, e0):
         a0 += data[jj] * x[indices[jj]]
     for jj in range(s1 + common, e1):
         a1 += data[jj] * x[indices[jj]]
     return a0, a1
+
+
+@nb.njit(nogil=True, cache=True, boundscheck=False, inline="always")
+def _row_pair(indptr, indices, data, x, i):
+    """Sums of rows ``i`` and ``i + 1``, each in CSR order, as two interleaved chains."""
+    return range_pair_sums(indptr[i], indptr[i + 1], indptr[i + 1], indptr[i + 2], indices,
+                           data, x, 0.0)
 
 
 @nb.njit(nogil=True, cache=True, boundscheck=False, inline="always")
