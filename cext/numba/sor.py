@@ -34,7 +34,7 @@ import numba as nb
 import numpy as np
 from numba import prange
 
-from .spmv import range_pair_sums, unsigned_view
+from .spmv import unsigned_view
 
 _SEQ = dict(nogil=True, cache=True, boundscheck=False)
 _PAR = dict(nogil=True, cache=True, boundscheck=False, parallel=True)
@@ -284,38 +284,6 @@ def _inplace_rows_reverse(indptr, indices, data, diag, b, x, omega, keep, lo, hi
         x[i] = keep * x[i] + omega * ((b[i] - sigma) / diag[i])
 
 
-@nb.njit(nogil=True, cache=True, boundscheck=False, inline="always")
-def _lagged_row_pairs(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep, lo, hi):
-    # _lagged_rows for rows that are not coupled (one colour), two at a time:
-    # the same arithmetic per row, so the same bits
-    zero = keep - keep
-    total = 0.0
-    i = lo
-    while i + 1 < hi:
-        j = i + 1
-        upper0, upper1 = range_pair_sums(mid[i], indptr[i + 1], mid[j], indptr[j + 1], indices,
-                                         data, x_old, zero)
-        old0, old1 = range_pair_sums(indptr[i], mid[i], indptr[j], mid[j], indices, data, x_old,
-                                     zero)
-        new0, new1 = range_pair_sums(indptr[i], mid[i], indptr[j], mid[j], indices, data, x_new,
-                                     zero)
-        x0 = x_old[i]
-        x1 = x_old[j]
-        weight0 = omega / diag[i]
-        weight1 = omega / diag[j]
-        x_new[i] = (keep * x0 + weight0 * (b[i] - upper0)) - weight0 * new0
-        x_new[j] = (keep * x1 + weight1 * (b[j] - upper1)) - weight1 * new1
-        r0 = b[i] - diag[i] * x0 - old0 - upper0
-        r1 = b[j] - diag[j] * x1 - old1 - upper1
-        total += float(r0) * float(r0)
-        total += float(r1) * float(r1)
-        i += 2
-    if i < hi:
-        total += _lagged_rows(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep,
-                              i, hi)
-    return total
-
-
 _TASK_ROWS = 512  # rows of one colour per task: 3-D elasticity has 29 colours of ~3000 rows
 
 
@@ -328,7 +296,7 @@ def _lagged_colored(indptr, mid, indices, data, diag, b, x_old, x_new, omega, ke
         for t in prange(tasks):
             start = lo + t * _TASK_ROWS
             stop = min(start + _TASK_ROWS, color_ptr[c + 1])
-            total += _lagged_row_pairs(indptr, mid, indices, data, diag, b, x_old, x_new, omega,
+            total += _lagged_rows(indptr, mid, indices, data, diag, b, x_old, x_new, omega,
                                   keep, start, stop)
     return total
 
