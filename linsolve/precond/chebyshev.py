@@ -169,6 +169,8 @@ def lanczos_bounds(operator, steps: int = _LANCZOS_STEPS, seed: int = 0) -> tupl
     for _ in range(min(steps, n)):
         w = operator.matvec(v)
         alpha = float(xp.sum(v * w))
+        if not math.isfinite(alpha):  # before it spreads through w (and warns on the way)
+            raise ValueError("Lanczos met a non-finite value: A @ v is not finite")
         w = w - alpha * v
         if len(basis) > 1:
             w = w - betas[-1] * basis[-2]
