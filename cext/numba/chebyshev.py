@@ -37,7 +37,7 @@ import numba as nb
 import numpy as np
 from numba import prange
 
-from .spmv import _BLOCK, unsigned_view
+from .spmv import _BLOCK, range_pair_sums, unsigned_view
 
 # No fastmath: a NaN or Inf in r or A must reach the result (pcg detects it
 # from r'z). Each row of A @ y is summed in CSR (diagonal) order.
@@ -79,16 +79,7 @@ def _csr_rows(indptr, indices, data, r, y, w, out, sy, sw, a, b, lo, hi):
     while i + 1 < hi:
         middle = indptr[i + 1]
         end = indptr[i + 2]
-        common = min(middle - start, end - middle)
-        a0 = zero
-        a1 = zero
-        for k in range(common):
-            a0 += data[start + k] * y[indices[start + k]]
-            a1 += data[middle + k] * y[indices[middle + k]]
-        for jj in range(start + common, middle):
-            a0 += data[jj] * y[indices[jj]]
-        for jj in range(middle + common, end):
-            a1 += data[jj] * y[indices[jj]]
+        a0, a1 = range_pair_sums(start, middle, middle, end, indices, data, y, zero)
         _update(r, y, w, out, sy, sw, a, b, i, a0)
         _update(r, y, w, out, sy, sw, a, b, i + 1, a1)
         start = end
