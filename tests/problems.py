@@ -93,3 +93,12 @@ def gradient_window(dtype, m: int, d: int, seed: int):
     """``(G, v)``: a standard normal M-FAC window of ``m`` gradients of size ``d`` and a vector."""
     rng = np.random.default_rng(seed)
     return rng.standard_normal((m, d)).astype(dtype), rng.standard_normal(d).astype(dtype)
+
+
+def window_gemv_bound(G, v, offsets, k: int) -> np.ndarray:
+    """Per block and row, the rounding bound ``4 (e - s) eps64 sum |G_ij v_j|`` of a float64-summed
+    window pass over rows ``:k`` (both sides of a kernel-vs-twin comparison sum in float64)."""
+    eps64 = np.finfo(np.float64).eps
+    G64, v64 = G[:k].astype(np.float64), v.astype(np.float64)
+    return np.array([4 * (e - s) * eps64 * (np.abs(G64[:, s:e]) @ np.abs(v64[s:e]))
+                     for s, e in zip(offsets[:-1], offsets[1:])])

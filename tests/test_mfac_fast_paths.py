@@ -19,7 +19,7 @@ from cext import reference
 from cext import threads as cext_threads
 from cext.numba import mfac as nbk
 
-from .problems import gradient_window
+from .problems import gradient_window, window_gemv_bound
 
 EPS64 = np.finfo(np.float64).eps
 C = nbk._CHUNK
@@ -28,14 +28,6 @@ WIDE = nbk._BLAS_MIN_COLUMNS
 # narrow blocks mixed, narrow blocks only; widths not multiples of the chunk.
 LAYOUTS = [(0, 2 * C + 1001), (0, WIDE, WIDE + 7, WIDE + 7 + 2 * C + 3, WIDE + 11 + 2 * C),
            (0, 100, 1100, WIDE - 1 + 1100)]
-
-
-def _gemv_bound(G, v, offsets, k):
-    G64, v64 = G[:k].astype(np.float64), v.astype(np.float64)
-    rows = []
-    for s, e in zip(offsets[:-1], offsets[1:]):
-        rows.append(4 * (e - s) * EPS64 * (np.abs(G64[:, s:e]) @ np.abs(v64[s:e])))
-    return np.array(rows)
 
 
 @pytest.fixture
@@ -55,7 +47,7 @@ def test_window_gemv_equals_reference(dtype, offsets, k, many_threads):
     out, expected = np.full((nblocks, k), np.nan), np.empty((nblocks, k))
     nbk.window_gemv(G, v, offsets, out)
     reference.window_gemv(G, v, offsets, expected)
-    bound = _gemv_bound(G, v, offsets, k)
+    bound = window_gemv_bound(G, v, offsets, k)
     assert np.all(np.abs(out - expected) <= bound)
     # and in norm: the 1e-13 relative of the issue, against the sum of |terms|
     scale = np.abs(G[:k].astype(np.float64)) @ np.abs(v.astype(np.float64))
@@ -100,7 +92,7 @@ def test_window_push_gemv_equals_reference(dtype, offsets, many_threads):
     reference.window_push_gemv(G_ref, slot, g, offsets, expected)
     np.testing.assert_array_equal(G, G_ref)
     np.testing.assert_array_equal(G[slot], g.astype(dtype))
-    assert np.all(np.abs(out - expected) <= _gemv_bound(G, G[slot], offsets, k))
+    assert np.all(np.abs(out - expected) <= window_gemv_bound(G, G[slot], offsets, k))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
