@@ -89,11 +89,6 @@ def _index_dtype(*sizes: int):
     return np.int32 if max(sizes) < np.iinfo(np.int32).max else np.int64
 
 
-def pair_solve_kernel(xp):
-    """The registry's ``csr_triangular_pair_solve`` for ``xp`` (under the thread policy)."""
-    return kernels_for(xp).csr_triangular_pair_solve
-
-
 class TriangularPair(Preconditioner):
     """Applies ``P^T S_out (I + U)^{-1} (I + L)^{-1} S_in P r`` (see the module notes).
 
@@ -143,7 +138,7 @@ class TriangularPair(Preconditioner):
             np.ascontiguousarray(domains.segment_ptr, dtype=index),
             np.ascontiguousarray(domains.stage_ptr, dtype=index),
         )
-        self._solve = pair_solve_kernel(xp)
+        self._solve = kernels_for(xp).csr_triangular_pair_solve  # under the thread policy
 
     def _apply(self, r):
         r = np.ascontiguousarray(r)
