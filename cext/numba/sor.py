@@ -395,46 +395,60 @@ def sor_lagged_sweep(indptr, mid, indices, data, diag, b, x_old, x_new, omega, c
     sequential sweep. ``x_old`` is not modified.
     """
     omega, keep = _scalars(data, omega)
-    args = (unsigned_view(indptr), unsigned_view(mid), unsigned_view(indices), data, diag, b,
-            x_old, x_new, omega, keep)
-    if nb.get_num_threads() < 2:
-        return _lagged_serial(*args)  # also for colours: see _lagged_run
-    if color_ptr.shape[0] > 1:
-        return _lagged_colored(*args, color_ptr)
-    return _lagged_split(*args)
+    return _lagged_any(unsigned_view(indptr), unsigned_view(mid), unsigned_view(indices), data,
+                       diag, b, x_old, x_new, omega, keep, color_ptr, nb.get_num_threads() > 1)
 
 
 def sor_reverse_sweep(indptr, indices, data, diag, b, x, omega, color_ptr) -> None:
     """One backward sweep in place (SSOR's second half), in reversed sweep order."""
     omega, keep = _scalars(data, omega)
-    args = (unsigned_view(indptr), unsigned_view(indices), data, diag, b, x, omega, keep)
-    if color_ptr.shape[0] > 1 and nb.get_num_threads() > 1:
-        _reverse_colored(*args, color_ptr)
+    _reverse_any(unsigned_view(indptr), unsigned_view(indices), data, diag, b, x, omega, keep,
+                 color_ptr, nb.get_num_threads() > 1)
+
+
+# One choice of kernel for a sweep, its reverse and a residual, made the same
+# way for a whole run and for the single calls below. On one thread a coloured
+# sweep is the lexicographic sweep of the permuted matrix (a colour has no
+# couplings within): the same iterates by the plain loops, which ran 1.5x
+# faster than the colour tasks on one thread (P1 triangles: 1.8 against 2.6 ms).
+
+@nb.njit(nogil=True, cache=True, boundscheck=False)
+def _lagged_any(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep, color_ptr,
+                split):
+    if color_ptr.shape[0] > 1 and split:
+        return _lagged_colored(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep,
+                               color_ptr)
+    if split:
+        return _lagged_split(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep)
+    return _lagged_serial(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep)
+
+
+@nb.njit(nogil=True, cache=True, boundscheck=False)
+def _reverse_any(indptr, indices, data, diag, b, x, omega, keep, color_ptr, split):
+    if color_ptr.shape[0] > 1 and split:
+        _reverse_colored(indptr, indices, data, diag, b, x, omega, keep, color_ptr)
     else:
-        _reverse_serial(*args)
+        _reverse_serial(indptr, indices, data, diag, b, x, omega, keep)
+
+
+@nb.njit(nogil=True, cache=True, boundscheck=False)
+def _residual_any(indptr, mid, indices, data, diag, b, x, zero, color_ptr, split):
+    if color_ptr.shape[0] > 1 and split:
+        return _residual_colored(indptr, mid, indices, data, diag, b, x, zero, color_ptr)
+    return _residual_serial(indptr, mid, indices, data, diag, b, x, zero)
 
 
 @nb.njit(nogil=True, cache=True, boundscheck=False)
 def _lagged_run(indptr, mid, indices, data, diag, b, x, work, omega, keep, symmetric,
                 color_ptr, tol, grow_limit, maxiter, norms, start, split):
-    # On one thread a coloured sweep is the lexicographic sweep of the
-    # permuted matrix (a colour has no couplings within): the same iterates
-    # by the plain loops, which ran 1.5x faster than the colour tasks on one
-    # thread (P1 triangles: 1.8 against 2.6 ms).
-    colored = color_ptr.shape[0] > 1 and split
     k = start
     current = x
     spare = work
     swapped = False  # whether x_k sits in work
     stopped = False
     while k < maxiter:
-        if colored:
-            r2 = _lagged_colored(indptr, mid, indices, data, diag, b, current, spare, omega,
-                                 keep, color_ptr)
-        elif split:
-            r2 = _lagged_split(indptr, mid, indices, data, diag, b, current, spare, omega, keep)
-        else:
-            r2 = _lagged_serial(indptr, mid, indices, data, diag, b, current, spare, omega, keep)
+        r2 = _lagged_any(indptr, mid, indices, data, diag, b, current, spare, omega, keep,
+                         color_ptr, split)
         if k > start:  # the residual of x_k, known only now; norms[start] is the caller's
             rnorm = np.sqrt(r2)
             norms[k] = rnorm
@@ -442,20 +456,13 @@ def _lagged_run(indptr, mid, indices, data, diag, b, x, work, omega, keep, symme
                 stopped = True
                 break
         if symmetric:
-            if colored:
-                _reverse_colored(indptr, indices, data, diag, b, spare, omega, keep, color_ptr)
-            else:
-                _reverse_serial(indptr, indices, data, diag, b, spare, omega, keep)
+            _reverse_any(indptr, indices, data, diag, b, spare, omega, keep, color_ptr, split)
         current, spare = spare, current
         swapped = not swapped
         k += 1
     if not stopped and k > start:
-        zero = keep - keep
-        if colored:
-            r2 = _residual_colored(indptr, mid, indices, data, diag, b, current, zero, color_ptr)
-        else:
-            r2 = _residual_serial(indptr, mid, indices, data, diag, b, current, zero)
-        norms[k] = np.sqrt(r2)
+        norms[k] = np.sqrt(_residual_any(indptr, mid, indices, data, diag, b, current,
+                                         keep - keep, color_ptr, split))
     if swapped:
         x[:] = current
     return k
@@ -488,9 +495,5 @@ def sor_residual_norm2_ordered(indptr, mid, indices, data, diag, b, x, color_ptr
     Same arithmetic and summation order as :func:`sor_lagged_sweep`, so a
     residual history does not depend on which kernel measured each entry.
     """
-    zero = data.dtype.type(0)
-    args = (unsigned_view(indptr), unsigned_view(mid), unsigned_view(indices), data, diag, b, x,
-            zero)
-    if color_ptr.shape[0] > 1 and nb.get_num_threads() > 1:
-        return _residual_colored(*args, color_ptr)
-    return _residual_serial(*args)
+    return _residual_any(unsigned_view(indptr), unsigned_view(mid), unsigned_view(indices), data,
+                         diag, b, x, data.dtype.type(0), color_ptr, nb.get_num_threads() > 1)
