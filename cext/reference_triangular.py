@@ -12,13 +12,16 @@ from __future__ import annotations
 
 def csr_triangular_pair_solve(lower_indptr, lower_indices, lower_data, upper_indptr,
                               upper_indices, upper_data, scale_in, scale_out, perm, segment_ptr,
-                              stage_ptr, b, work, out) -> None:
+                              stage_ptr, b, work, out, quad=False) -> None:
     """``out = P^T S_out (I + U)^{-1} (I + L)^{-1} S_in P b`` with plain loops.
 
     ``L``/``U``: CSR, strictly lower/upper entries only, in the permuted
-    numbering; ``(P b)[i] = b[perm[i]]``. The stages are laid out in row
-    order, so a sweep over all rows is the staged solve (``segment_ptr`` and
-    ``stage_ptr`` are accepted for the shared signature). Sums run in CSR
+    numbering; ``(P b)[i] = b[perm[i]]``. ``upper_*`` all None: ``U = L^T``,
+    the backward sweep reading ``L`` by columns (rows of ``L`` from the last,
+    each subtracting its final value from the rows it names). The stages are
+    laid out in row order, so a sweep over all rows is the staged solve
+    (``segment_ptr``, ``stage_ptr`` and ``quad``, the compiled kernel's
+    unrolling hint, are accepted for the shared signature). Sums run in CSR
     order in the dtype of the arrays (Python floats for float64).
 
     Examples
@@ -33,13 +36,22 @@ def csr_triangular_pair_solve(lower_indptr, lower_indices, lower_data, upper_ind
     >>> out.tolist()
     [0.5, 1.0]
     """
-    del segment_ptr, stage_ptr
+    del segment_ptr, stage_ptr, quad
     n = work.shape[0]
     for i in range(n):
         acc = scale_in[i] * b[int(perm[i])]
         for jj in range(int(lower_indptr[i]), int(lower_indptr[i + 1])):
             acc = acc - lower_data[jj] * work[int(lower_indices[jj])]
         work[i] = acc
+    if upper_indptr is None:
+        for k in range(n):
+            i = n - 1 - k
+            x = work[i]
+            out[int(perm[i])] = scale_out[i] * x
+            for jj in range(int(lower_indptr[i]), int(lower_indptr[i + 1])):
+                j = int(lower_indices[jj])
+                work[j] = work[j] - lower_data[jj] * x
+        return
     for k in range(n):
         i = n - 1 - k
         acc = work[i]

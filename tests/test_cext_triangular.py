@@ -149,6 +149,7 @@ from cext.numba.triangular import csr_triangular_pair_solve as pair_solve_numba 
 from cext.reference_triangular import (  # noqa: E402
     csr_triangular_pair_solve as pair_solve_reference)
 from linsolve.precond._ordering import domain_ordering, natural_ordering  # noqa: E402
+from linsolve.precond._triangular import pad_rows  # noqa: E402
 
 THREAD_COUNTS = sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)})
 
@@ -188,12 +189,18 @@ def _pair_system(n=120, seed=0, dtype=np.float64, index_dtype=np.int32, num_doma
 
 
 def _pair_dense(args, b, lower, upper, ordering):
-    """The definition with LAPACK, in float64: P^T S_out (I + U)^{-1} (I + L)^{-1} S_in P b."""
+    """The definition with LAPACK, in float64: P^T S_out (I + U)^{-1} (I + L)^{-1} S_in P b.
+
+    ``args[3:6]`` all None: ``U = L^T``.
+    """
     n = b.shape[0]
     perm = ordering.perm
     f64 = lambda a: np.asarray(a, dtype=np.float64)  # noqa: E731
     lower_dense = sp.csr_array((f64(args[2]), args[1], args[0]), shape=(n, n)).toarray()
-    upper_dense = sp.csr_array((f64(args[5]), args[4], args[3]), shape=(n, n)).toarray()
+    if args[3] is None:
+        upper_dense = lower_dense.T
+    else:
+        upper_dense = sp.csr_array((f64(args[5]), args[4], args[3]), shape=(n, n)).toarray()
     I_L, I_U = np.eye(n) + lower_dense, np.eye(n) + upper_dense
     y = sla.solve_triangular(I_L, f64(args[6]) * f64(b)[perm], lower=True)
     z = f64(args[7]) * sla.solve_triangular(I_U, y, lower=False)
@@ -203,14 +210,33 @@ def _pair_dense(args, b, lower, upper, ordering):
     return out, np.linalg.cond(I_L) + np.linalg.cond(I_U)
 
 
+def _padded(args, width):
+    """``args`` with the rows of L (and U) padded to a multiple of ``width`` (explicit zeros)."""
+    n = args[6].shape[0]
+    out = list(args)
+    for at in (0, 3):
+        if args[at] is None:
+            continue
+        csr = sp.csr_array((args[at + 2], args[at + 1], args[at]), shape=(n, n))
+        out[at:at + 3] = [np.ascontiguousarray(a, dtype=args[at + 2].dtype if k == 2
+                                               else args[at].dtype)
+                          for k, a in enumerate(pad_rows(csr, width))]
+    return tuple(out)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
 @pytest.mark.parametrize("num_domains", [0, 1, 2, 4])
-def test_pair_solve_matches_dense_triangular_solves(dtype, index_dtype, num_domains):
+@pytest.mark.parametrize("transposed", [False, True], ids=["U", "L^T"])
+def test_pair_solve_matches_dense_triangular_solves(dtype, index_dtype, num_domains, transposed):
     args, b, lower, upper, ordering = _pair_system(dtype=dtype, index_dtype=index_dtype,
                                                    num_domains=num_domains)
+    if transposed:
+        args = args[:3] + (None, None, None) + args[6:]
     expected, cond = _pair_dense(args, b, lower, upper, ordering)
     scale = np.linalg.norm(expected)
+    padded = _padded(args, 4)
+    assert np.all(np.diff(padded[0]) % 4 == 0)
     for threads in THREAD_COUNTS:
         out, work = np.empty_like(b), np.empty_like(b)
         with numba_threads(threads):
@@ -221,12 +247,24 @@ def test_pair_solve_matches_dense_triangular_solves(dtype, index_dtype, num_doma
         else:
             bound = 10 * len(b) * np.finfo(dtype).eps * cond
             assert np.linalg.norm(out - expected) <= bound * scale
+        # rows padded with leading zeros, four entries a step: the same sums
+        quad_out = np.empty_like(b)
+        with numba_threads(threads):
+            pair_solve_numba(*padded, b, work, quad_out, True)
+        np.testing.assert_array_equal(quad_out, out)
     ref_out, ref_work = np.empty_like(b), np.empty_like(b)
     pair_solve_reference(*args, b, ref_work, ref_out)
     # the same operations in the same order, in the data's dtype: float32 sums stay float32
     # (a float64 accumulator would round differently), and the staged parallel sweep
     # equals the one-thread sweep bit for bit
     np.testing.assert_array_equal(out, ref_out)
+
+
+def test_pair_solve_upper_all_or_nothing():
+    args, b, *_ = _pair_system(n=20)
+    with pytest.raises(ValueError, match="all arrays or all None"):
+        pair_solve_numba(*args[:3], None, args[4], args[5], *args[6:], b, np.empty_like(b),
+                         np.empty_like(b))
 
 
 def test_pair_solve_two_threads_equal_one_on_a_grid():
@@ -241,15 +279,16 @@ def test_pair_solve_two_threads_equal_one_on_a_grid():
             ones, ones, ordering.perm.astype(np.int32), ordering.segment_ptr.astype(np.int32),
             ordering.stage_ptr.astype(np.int32))
     b = np.random.default_rng(0).standard_normal(A.shape[0])
-    results = []
-    for threads in THREAD_COUNTS:
-        out, work = np.empty_like(b), np.empty_like(b)
-        with numba_threads(threads):
-            pair_solve_numba(*args, b, work, out)
-        results.append(out)
-    np.testing.assert_array_equal(results[0], results[-1])
-    expected, _ = _pair_dense(args, b, lower, upper, ordering)
-    assert np.linalg.norm(results[1] - expected) <= 1e-13 * np.linalg.norm(expected)
+    for args in (args, args[:3] + (None, None, None) + args[6:]):  # U stored; U = L^T read from L
+        results = []
+        for threads in THREAD_COUNTS:
+            out, work = np.empty_like(b), np.empty_like(b)
+            with numba_threads(threads):
+                pair_solve_numba(*args, b, work, out)
+            results.append(out)
+        np.testing.assert_array_equal(results[0], results[-1])
+        expected, _ = _pair_dense(args, b, lower, upper, ordering)
+        assert np.linalg.norm(results[-1] - expected) <= 1e-13 * np.linalg.norm(expected)
 
 
 def test_preconditioners_get_the_pair_solve_under_the_thread_policy():

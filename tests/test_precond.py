@@ -236,6 +236,36 @@ def test_ssor_matches_dense_formula(omega):
     assert np.linalg.norm(actual - expected) <= tol * np.linalg.norm(expected)
 
 
+@pytest.mark.parametrize("ordering", ["natural", "domains"])
+@pytest.mark.parametrize("kind", ["nonsymmetric", "negative diagonal"])
+def test_ssor_without_symmetry_stores_both_factors(kind, ordering):
+    # U = L^T read from L needs A symmetric with D > 0; otherwise U is stored: same formula
+    A = random_sparse_spd(30, density=0.15, seed=5).toarray()
+    if kind == "nonsymmetric":
+        A[np.triu_indices(30, 1)] *= np.random.default_rng(3).uniform(0.5, 1.5, 435)
+    else:
+        A = -A
+    M = ssor(sp.csr_array(A), 1.3, ordering=ordering)
+    assert M._arrays[3] is not None
+    B = A[np.ix_(M.perm, M.perm)]
+    expected_B, cond = ssor_reference(B, 1.3)
+    expected = np.empty((30, 30))
+    expected[np.ix_(M.perm, M.perm)] = expected_B
+    actual = dense_of(M, 30)
+    assert np.linalg.norm(actual - expected) <= 10 * 30 * EPS64 * cond * np.linalg.norm(expected)
+
+
+@pytest.mark.parametrize("build", [lambda A: ichol0(A), lambda A: ssor(A, 1.3)],
+                         ids=["ichol0", "ssor"])
+def test_symmetric_factor_stored_once(build):
+    # IC(0) and SSOR of a symmetric matrix keep L only: the backward sweep reads L^T from it
+    A = random_sparse_spd(60, density=0.1, seed=4)
+    M = build(A)
+    assert M._arrays[3:6] == (None, None, None)
+    stored = M._arrays[2].size
+    assert stored <= 4 * (sp.tril(A, -1).nnz // 4 + 60)  # at most the padding beside tril
+
+
 @pytest.mark.parametrize("omega", [0.6, 1.0, 1.7])
 def test_ssor_application_equals_one_ssor_iteration(omega):
     A = random_sparse_spd(40, 0.1, seed=11)
@@ -428,8 +458,8 @@ def test_float32_factor_and_sweeps(build, ordering):
     M = build(A, ordering)
     assert M.dtype == np.float32
     # every value array the sweeps read is float32: no upcast in the hot loop
-    values = [a.dtype for a in M._arrays if a.dtype.kind == "f"]
-    assert values == [np.float32] * 4
+    values = [a.dtype for a in M._arrays if a is not None and a.dtype.kind == "f"]
+    assert values == [np.float32] * 3  # the factor (U = L^T is read from it), two scalings
     z = M @ b
     assert z.dtype == np.float32
     # against the same operator built in float64: the rounding of the float32 factor

@@ -5,9 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cext.threads import num_threads
 from linsolve.precond._ordering import check_independent, domain_ordering, natural_ordering
+from linsolve.precond._triangular import pad_rows, row_width
 
 from .problems import anisotropic2d, poisson1d, poisson2d, random_sparse_spd
 
@@ -113,3 +116,34 @@ def test_ordering_is_deterministic_and_thread_independent():
 def test_num_domains_must_be_a_power_of_two(bad):
     with pytest.raises(ValueError, match="power of two"):
         domain_ordering(poisson1d(8), bad)
+
+
+# --- rows padded for the sweeps (linsolve.precond._triangular.pad_rows) ---------------
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(n=st.integers(1, 30), density=st.floats(0.0, 0.6), width=st.sampled_from([1, 2, 4]),
+       seed=st.integers(0, 2**16))
+def test_pad_rows_keeps_the_matrix(n, density, width, seed):
+    A = sp.csr_array(sp.random(n, n, density=density, random_state=seed, format="csr"))
+    A.sort_indices()
+    indptr, indices, data = pad_rows(A, width)
+    assert np.all(np.diff(indptr) % width == 0)
+    assert np.all(np.diff(indptr) - np.diff(A.indptr) < width)
+    padded = sp.csr_array((data, indices, indptr), shape=(n, n))
+    np.testing.assert_array_equal(padded.toarray(), A.toarray())
+    for i in range(n):
+        row = slice(indptr[i], indptr[i + 1])
+        lead = (indptr[i + 1] - indptr[i]) - (A.indptr[i + 1] - A.indptr[i])
+        # zeros first, naming the row's first stored column; the stored entries in order
+        assert np.all(data[row][:lead] == 0)
+        assert np.all(indices[row][:lead] == A.indices[A.indptr[i]] if lead else True)
+        np.testing.assert_array_equal(indices[row][lead:], A.indices[A.indptr[i]:A.indptr[i + 1]])
+        np.testing.assert_array_equal(data[row][lead:], A.data[A.indptr[i]:A.indptr[i + 1]])
+
+
+def test_row_width_pads_only_rows_of_varying_length():
+    grid = sp.csr_array(sp.tril(poisson2d(20), -1))  # rows of length 2 (and a few 1 and 0)
+    assert row_width(grid) == 1
+    mesh = sp.csr_array(sp.tril(random_sparse_spd(200, density=0.05, seed=1), -1))
+    assert row_width(mesh) == 4
+    assert row_width(sp.csr_array((5, 5))) == 1

@@ -37,9 +37,8 @@ class IChol0(TriangularPair):
         inverse_diagonal = np.ascontiguousarray(1 / L.diagonal(), dtype=L.dtype)
         strict = sp.csr_array(sp.diags_array(inverse_diagonal) @ sp.tril(L, -1, format="csr"))
         strict.sort_indices()
-        upper = sp.csr_array(strict.T.tocsr())
-        upper.sort_indices()
-        super().__init__(strict, upper, inverse_diagonal, inverse_diagonal, ordering, domains)
+        # the backward sweep's I + N^T is read from N by columns (upper=None)
+        super().__init__(strict, None, inverse_diagonal, inverse_diagonal, ordering, domains)
         self.L = L
         self.shift = shift
 

@@ -27,20 +27,36 @@ class SSOR(TriangularPair):
     """
 
     def __init__(self, csr, diagonal, omega, ordering, domains):
-        # M_B^{-1} = w(2-w) (D + wU)^{-1} D (D + wL)^{-1} (Saad (4.16) with
-        # D/w written out) = w(2-w) (I + w D^{-1} U)^{-1} (I + w D^{-1} L)^{-1} D^{-1}:
-        # two unit triangular sweeps with the rows pre-divided by D/w, the
-        # scaling D^{-1} on the way in and w(2-w) on the way out.
         dtype = csr.dtype
-        row_scale = sp.diags_array((np.asarray(omega, dtype=dtype) / diagonal).astype(dtype))
-        lower = sp.csr_array(row_scale @ sp.tril(csr, -1, format="csr"))
-        upper = sp.csr_array(row_scale @ sp.triu(csr, 1, format="csr"))
-        for part in (lower, upper):
-            part.sort_indices()
-        scale_in = np.ascontiguousarray(1 / diagonal, dtype=dtype)
-        scale_out = np.full(diagonal.shape[0], omega * (2.0 - omega), dtype=dtype)
-        super().__init__(lower, upper, scale_in, scale_out, ordering, domains)
+        strict_lower = sp.tril(csr, -1, format="csr")
+        strict_upper = sp.triu(csr, 1, format="csr")
+        factor = np.asarray(omega * (2.0 - omega), dtype=dtype)
+        if (diagonal > 0).all() and _equal(strict_upper, strict_lower.T):
+            # Symmetric, D > 0: with C = w D^{-1/2} L D^{-1/2},
+            # M_B^{-1} = w (2 - w) D^{-1/2} (I + C^T)^{-1} (I + C)^{-1} D^{-1/2},
+            # and I + C^T is read from C by columns: one factor stored.
+            root = np.sqrt(diagonal.astype(np.float64))
+            scale = (1 / root).astype(dtype)
+            lower = sp.csr_array(sp.diags_array(omega * scale) @ strict_lower
+                                 @ sp.diags_array(scale))
+            lower.sort_indices()
+            super().__init__(lower, None, scale, factor * scale, ordering, domains)
+        else:
+            # rows divided by D / w: (D/w + L) = (D/w)(I + w D^{-1} L), likewise for U
+            row_scale = sp.diags_array((np.asarray(omega, dtype=dtype) / diagonal).astype(dtype))
+            lower = sp.csr_array(row_scale @ strict_lower)
+            upper = sp.csr_array(row_scale @ strict_upper)
+            for part in (lower, upper):
+                part.sort_indices()
+            scale_in = np.ascontiguousarray(1 / diagonal, dtype=dtype)
+            scale_out = np.full(diagonal.shape[0], factor, dtype=dtype)
+            super().__init__(lower, upper, scale_in, scale_out, ordering, domains)
         self.omega = omega
+
+
+def _equal(a, b) -> bool:
+    """Whether sparse ``a`` and ``b`` hold the same values (stored zeros aside)."""
+    return (sp.csr_array(a) != sp.csr_array(b)).nnz == 0
 
 
 def ssor(A: Any, omega: float = 1.0, *, ordering: str = "auto",
