@@ -350,24 +350,33 @@ def sor_residual_norm2_ordered(indptr, mid, indices, data, diag, b, x, color_ptr
 
 
 def sor_run_lagged(indptr, mid, indices, data, diag, b, x, work, omega, symmetric, color_ptr,
-                   tol, grow_limit, maxiter, norms, start=0) -> int:
-    """:func:`sor_run` with the residual of ``x_k`` taken from sweep ``k + 1`` (see the Numba twin)."""
+                   tol, grow_limit, maxiter, norms, start=0, check_every=1,
+                   measure_end=True) -> int:
+    """:func:`sor_run` with the residual of ``x_k`` taken from sweep ``k + 1`` (see the Numba twin).
+
+    Measured for ``k`` a multiple of ``check_every`` (NaN otherwise) and at
+    ``maxiter`` when ``measure_end``; a NaN ``norms[start]`` is measured too.
+    """
     import math
 
     k = start
     while k < maxiter:
         r2 = sor_lagged_sweep(indptr, mid, indices, data, diag, b, x, work, omega, color_ptr)
-        if k > start:
-            rnorm = math.sqrt(r2) if math.isfinite(r2) else float("nan")
-            norms[k] = rnorm
-            if not (rnorm > tol and rnorm <= grow_limit):
-                return k
+        if k > start or math.isnan(norms[k]):
+            if k % check_every == 0:
+                rnorm = math.sqrt(r2) if math.isfinite(r2) else float("nan")
+                norms[k] = rnorm
+                if not (rnorm > tol and rnorm <= grow_limit):
+                    return k
+            else:
+                norms[k] = float("nan")
         if symmetric:
             sor_reverse_sweep(indptr, indices, data, diag, b, work, omega, color_ptr)
         x[...] = work
         k += 1
     if k > start:
-        r2 = sor_residual_norm2_ordered(indptr, mid, indices, data, diag, b, x, color_ptr)
+        r2 = sor_residual_norm2_ordered(indptr, mid, indices, data, diag, b, x, color_ptr) \
+            if measure_end else float("nan")
         norms[k] = math.sqrt(r2) if r2 >= 0 else float("nan")
     return k
 

@@ -355,3 +355,76 @@ def test_one_thread_and_two_give_the_same_bits(ordering):
         assert runs[0].residual_norms.tobytes() == runs[1].residual_norms.tobytes()
     else:
         np.testing.assert_allclose(runs[0].residual_norms, runs[1].residual_norms, rtol=1e-13)
+
+
+@pytest.mark.parametrize("check_every", [2, 3, 8])
+@pytest.mark.parametrize("symmetric", [False, True])
+@pytest.mark.parametrize("ordering", ["natural", "multicolor"])
+def test_checking_every_k_sweeps_keeps_the_iterates_and_the_guarantee(ordering, symmetric,
+                                                                      check_every):
+    import linsolve
+
+    # two threads under the policy (the split and coloured kernels run); shifted so that
+    # a few dozen sweeps converge
+    A = sp.csr_array(poisson2d(160) + sp.eye(160 * 160))
+    n = A.shape[0]
+    b = np.random.default_rng(18).standard_normal(n)
+    S = SorMatrix(A, ordering=ordering)
+    every = sor(S, b, 1.2, rtol=1e-10, ordering=ordering, symmetric=symmetric, maxiter=4000)
+    assert every.converged
+    for threads in (1, 2):
+        with linsolve.num_threads(threads):
+            sparse = sor(S, b, 1.2, rtol=1e-10, ordering=ordering, symmetric=symmetric,
+                         maxiter=4000, check_every=check_every)
+        k = sparse.iterations
+        assert sparse.converged
+        assert every.iterations <= k < every.iterations + check_every
+        # the true residual of what is returned meets the tolerance, and is the one reported
+        true = np.linalg.norm(b - A @ sparse.x)
+        assert true <= 1e-10 * np.linalg.norm(b)
+        assert sparse.true_residual_norm == pytest.approx(true, rel=1e-6)
+        # measured where k is a multiple of the period (and where a compiled chunk of
+        # about 0.1 s ended), NaN between; the same values as every sweep's
+        norms = sparse.residual_norms
+        assert norms.shape == (k + 1,)
+        measured = np.flatnonzero(~np.isnan(norms))
+        assert set(range(0, k + 1, check_every)) <= set(measured)
+        assert measured.size <= (k // check_every + 1) + k // 50
+        assert sparse.matvecs == measured.size
+        shared = measured[measured <= every.iterations]
+        # (bit for bit in the natural ordering; the colours sum ||r||^2 per thread)
+        np.testing.assert_allclose(norms[shared], every.residual_norms[shared], rtol=1e-13)
+        # the same sweeps: the iterate equals the every-sweep run stopped at k, bit for bit
+        same = sor(S, b, 1.2, rtol=0.0, ordering=ordering, symmetric=symmetric, maxiter=k)
+        assert same.x.tobytes() == sparse.x.tobytes()
+
+
+def test_check_every_reference_twin_and_chunks():
+    # the compiled run against the reference run, resumed in chunks that end off the period
+    S = SorMatrix(random_sparse_spd(60, 0.1, seed=19), ordering="natural")
+    b = np.random.default_rng(20).standard_normal(60)
+    runs = []
+    for module, stops in ((nbk, (7, 20, 23)), (reference, (23,))):
+        x, work, norms = np.zeros(60), np.empty(60), np.full(24, -1.0)
+        norms[0] = np.linalg.norm(b)
+        k = 0
+        for stop in stops:
+            k = module.sor_run_lagged(S.off_indptr, S.mid, S.off_indices, S.off_data, S.diag, b,
+                                      x, work, 1.2, False, S.color_ptr, 0.0, np.inf, stop, norms,
+                                      k, 4)
+        assert k == 23
+        runs.append((x, norms))
+    (x_nb, norms_nb), (x_ref, norms_ref) = runs
+    np.testing.assert_allclose(x_nb, x_ref, rtol=1e-13, atol=0)
+    # NaN between multiples of 4, except where a chunk ended (measured there)
+    for norms, ends in ((norms_nb, {7, 20, 23}), (norms_ref, {23})):
+        expected = {0, 4, 8, 12, 16, 20} | ends
+        assert set(np.flatnonzero(~np.isnan(norms))) == expected
+    both = ~np.isnan(norms_ref)
+    np.testing.assert_allclose(norms_nb[both], norms_ref[both], rtol=1e-12)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2", None])
+def test_check_every_rejected(bad):
+    with pytest.raises(ValueError, match="check_every"):
+        sor(poisson2d(4), np.ones(16), 1.2, check_every=bad)

@@ -302,6 +302,18 @@ def _lagged_colored(indptr, mid, indices, data, diag, b, x_old, x_new, omega, ke
 
 
 @nb.njit(**_PAR)
+def _sweep_colored(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep, color_ptr):
+    for c in range(color_ptr.shape[0] - 1):
+        lo = color_ptr[c]
+        tasks = (color_ptr[c + 1] - lo + _TASK_ROWS - 1) // _TASK_ROWS
+        for t in prange(tasks):
+            start = lo + t * _TASK_ROWS
+            stop = min(start + _TASK_ROWS, color_ptr[c + 1])
+            _sweep_rows(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep,
+                        start, stop)
+
+
+@nb.njit(**_PAR)
 def _reverse_colored(indptr, indices, data, diag, b, x, omega, keep, color_ptr):
     ncolors = color_ptr.shape[0] - 1
     for c in range(ncolors):
@@ -337,6 +349,11 @@ def _lagged_split(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep
 def _lagged_serial(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep):
     return _lagged_rows(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep,
                         0, b.shape[0])
+
+
+@nb.njit(nogil=True, cache=True, boundscheck=False)
+def _sweep_serial(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep):
+    _sweep_rows(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep, 0, b.shape[0])
 
 
 @nb.njit(nogil=True, cache=True, boundscheck=False)
@@ -424,6 +441,15 @@ def _lagged_any(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep, 
 
 
 @nb.njit(nogil=True, cache=True, boundscheck=False)
+def _sweep_any(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep, color_ptr, split):
+    # a sweep whose residual nobody reads: the same x_new as _lagged_any
+    if color_ptr.shape[0] > 1 and split:
+        _sweep_colored(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep, color_ptr)
+    else:
+        _sweep_serial(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep)
+
+
+@nb.njit(nogil=True, cache=True, boundscheck=False)
 def _reverse_any(indptr, indices, data, diag, b, x, omega, keep, color_ptr, split):
     if color_ptr.shape[0] > 1 and split:
         _reverse_colored(indptr, indices, data, diag, b, x, omega, keep, color_ptr)
@@ -440,53 +466,71 @@ def _residual_any(indptr, mid, indices, data, diag, b, x, zero, color_ptr, split
 
 @nb.njit(nogil=True, cache=True, boundscheck=False)
 def _lagged_run(indptr, mid, indices, data, diag, b, x, work, omega, keep, symmetric,
-                color_ptr, tol, grow_limit, maxiter, norms, start, split):
+                color_ptr, tol, grow_limit, maxiter, norms, start, split, period, measure_end):
     k = start
     current = x
     spare = work
     swapped = False  # whether x_k sits in work
     stopped = False
     while k < maxiter:
-        r2 = _lagged_any(indptr, mid, indices, data, diag, b, current, spare, omega, keep,
-                         color_ptr, split)
-        if k > start:  # the residual of x_k, known only now; norms[start] is the caller's
-            rnorm = np.sqrt(r2)
+        # the residual of x_k when k is a multiple of the period (known only
+        # after this sweep; norms[start] is the caller's unless it is NaN, as
+        # a previous call leaves it without measure_end); NaN where unmeasured
+        if k % period == 0 and (k > start or np.isnan(norms[k])):
+            rnorm = np.sqrt(_lagged_any(indptr, mid, indices, data, diag, b, current, spare,
+                                        omega, keep, color_ptr, split))
             norms[k] = rnorm
             if not (rnorm > tol and rnorm <= grow_limit):  # also stops on NaN
                 stopped = True
                 break
+        else:
+            _sweep_any(indptr, mid, indices, data, diag, b, current, spare, omega, keep,
+                       color_ptr, split)
+            if k > start:
+                norms[k] = np.nan
         if symmetric:
             _reverse_any(indptr, indices, data, diag, b, spare, omega, keep, color_ptr, split)
         current, spare = spare, current
         swapped = not swapped
         k += 1
     if not stopped and k > start:
-        norms[k] = np.sqrt(_residual_any(indptr, mid, indices, data, diag, b, current,
-                                         keep - keep, color_ptr, split))
+        if measure_end:
+            norms[k] = np.sqrt(_residual_any(indptr, mid, indices, data, diag, b, current,
+                                             keep - keep, color_ptr, split))
+        else:
+            norms[k] = np.nan
     if swapped:
         x[:] = current
     return k
 
 
 def sor_run_lagged(indptr, mid, indices, data, diag, b, x, work, omega, symmetric, color_ptr,
-                   tol, grow_limit, maxiter, norms, start=0) -> int:
+                   tol, grow_limit, maxiter, norms, start=0, check_every=1,
+                   measure_end=True) -> int:
     """:func:`sor_run` for a system stored in sweep order, one read of ``A`` per sweep.
 
-    Each forward sweep also yields the true residual of the iterate it
+    Each forward sweep can also yield the true residual of the iterate it
     starts from (:func:`sor_lagged_sweep`), so ``norms[k]`` is
-    ``||b - A x_k||`` exactly and the returned ``k`` is the first with
-    ``norms[k] <= tol`` (or above ``grow_limit``, or NaN) -- the same count
-    as checking after every sweep -- at the price of one discarded sweep at
-    the end, plus one residual pass when the call ends at ``maxiter``.
-    ``x`` holds ``x_start`` on entry (``norms[start]`` its residual, from
-    the caller) and ``x_k`` on return; ``work`` is a scratch vector of the
-    same size and dtype.
+    ``||b - A x_k||`` exactly for every ``k`` that is a multiple of
+    ``check_every`` (the other entries are NaN: those sweeps skip the
+    residual arithmetic, and on two threads the natural sweep's second
+    core) and the returned ``k`` is the first such ``k`` with ``norms[k] <=
+    tol`` (or above ``grow_limit``, or NaN) -- with ``check_every=1`` the
+    same count as checking after every sweep -- at the price of one
+    discarded sweep at the end. A call that reaches ``maxiter`` measures
+    ``norms[maxiter]`` too, by a residual pass, when ``measure_end``; else
+    it leaves NaN there, and a call resuming from it (``start = maxiter``)
+    measures it in its first sweep if ``start`` is a multiple of
+    ``check_every`` (a resumed solve then reads ``A`` once per sweep).
+    ``x`` holds ``x_start`` on entry (``norms[start]`` its residual, or
+    NaN) and ``x_k`` on return; ``work`` is a scratch vector of the same
+    size and dtype.
     """
     omega, keep = _scalars(data, omega)
     return _lagged_run(unsigned_view(indptr), unsigned_view(mid), unsigned_view(indices), data,
                        diag, b, x, work, omega, keep, bool(symmetric), color_ptr, float(tol),
                        float(grow_limit), int(maxiter), norms, int(start),
-                       nb.get_num_threads() > 1)
+                       nb.get_num_threads() > 1, int(check_every), bool(measure_end))
 
 
 def sor_residual_norm2_ordered(indptr, mid, indices, data, diag, b, x, color_ptr) -> float:
