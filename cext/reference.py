@@ -314,10 +314,23 @@ def sor_lagged_sweep(indptr, mid, indices, data, diag, b, x_old, x_new, omega, c
     """``x_new <- SOR(x_old)`` on a system in sweep order; returns ``||b - A x_old||^2``.
 
     Rows left of ``mid[i]`` read the new values, the others the old ones
-    (see the Numba twin); the colour table does not change the result.
+    (see the Numba twin). The arithmetic follows the ordering, as there:
+    natural (``color_ptr`` of length <= 1) sums the upper part first,
+    coloured sums each row once in CSR order.
     """
     total = 0.0
+    colored = len(color_ptr) > 1
     for i in range(b.shape[0]):
+        xi, bi, di = float(x_old[i]), float(b[i]), float(diag[i])
+        if colored:
+            sigma = sigma_old = 0.0
+            for jj in range(int(indptr[i]), int(indptr[i + 1])):
+                j = int(indices[jj])
+                sigma += float(data[jj]) * float(x_new[j] if j < i else x_old[j])
+                sigma_old += float(data[jj]) * float(x_old[j])
+            total += (bi - di * xi - sigma_old) ** 2
+            x_new[i] = (1.0 - omega) * xi + omega * ((bi - sigma) / di)
+            continue
         lower_new = lower_old = upper = 0.0
         for jj in range(int(indptr[i]), int(mid[i])):
             j = int(indices[jj])
@@ -325,7 +338,6 @@ def sor_lagged_sweep(indptr, mid, indices, data, diag, b, x_old, x_new, omega, c
             lower_old += float(data[jj]) * float(x_old[j])
         for jj in range(int(mid[i]), int(indptr[i + 1])):
             upper += float(data[jj]) * float(x_old[int(indices[jj])])
-        xi, bi, di = float(x_old[i]), float(b[i]), float(diag[i])
         total += (bi - di * xi - lower_old - upper) ** 2
         weight = omega / di  # the Numba twin's arithmetic: see its comment
         x_new[i] = ((1.0 - omega) * xi + weight * (bi - upper)) - weight * lower_new
@@ -341,11 +353,17 @@ def sor_residual_norm2_ordered(indptr, mid, indices, data, diag, b, x, color_ptr
     """``||b - (D + O) x||^2`` for a system in sweep order, in :func:`sor_lagged_sweep`'s arithmetic."""
     total = 0.0
     for i in range(b.shape[0]):
-        lower = sum(float(data[jj]) * float(x[int(indices[jj])])
-                    for jj in range(int(indptr[i]), int(mid[i])))
-        upper = sum(float(data[jj]) * float(x[int(indices[jj])])
-                    for jj in range(int(mid[i]), int(indptr[i + 1])))
-        total += (float(b[i]) - float(diag[i]) * float(x[i]) - lower - upper) ** 2
+        if len(color_ptr) > 1:
+            parts = [sum(float(data[jj]) * float(x[int(indices[jj])])
+                         for jj in range(int(indptr[i]), int(indptr[i + 1])))]
+        else:
+            parts = [sum(float(data[jj]) * float(x[int(indices[jj])]) for jj in rows)
+                     for rows in (range(int(indptr[i]), int(mid[i])),
+                                  range(int(mid[i]), int(indptr[i + 1])))]
+        residual = float(b[i]) - float(diag[i]) * float(x[i])
+        for part in parts:
+            residual -= part
+        total += residual ** 2
     return total
 
 

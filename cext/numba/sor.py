@@ -15,7 +15,9 @@ Two families:
   ``sor_reverse_sweep``, ``sor_residual_norm2_ordered``), what
   :func:`linsolve.sor` runs: the whole system in sweep order (coloured
   orderings permuted colour by colour), one read of A per sweep with the
-  residual of the previous iterate (see the notes above ``_lagged_rows``).
+  residual of the previous iterate (see the notes above ``_lagged_rows``
+  and ``_colored_rows``), or, between the sweeps that measure it
+  (``check_every``), a bare sweep: in place for the coloured orderings.
 - ``sor_run``, ``sor_sweep_colored``, ``csr_residual_norm2_split``: rows
   stored by colour (``color_rows``) with ``x``, ``b`` and the diagonal in
   natural order, and a residual pass per sweep. They mirror
@@ -284,11 +286,63 @@ def _inplace_rows_reverse(indptr, indices, data, diag, b, x, omega, keep, lo, hi
         x[i] = keep * x[i] + omega * ((b[i] - sigma) / diag[i])
 
 
+# The coloured orderings have no row-to-row chain (a colour's rows are
+# independent), so there the cost is the work per entry and the loop exits:
+# one loop over the whole row, not a lower and an upper loop whose trip
+# counts change from row to row (the branch predictor missed about one exit
+# per row: P1 tetrahedra, multicolour, 2.6 -> 2.4 ms per sweep with the
+# residual, 2.3 -> 1.6 ms without). Each entry takes the new value left of
+# the diagonal (an earlier colour) and the old one right of it, so a sweep in
+# place over one vector (_inplace_rows) gives the same bits as the sweep into
+# a second buffer that also measures the residual of the old iterate.
+
+@nb.njit(nogil=True, cache=True, boundscheck=False, inline="always")
+def _colored_rows(indptr, indices, data, diag, b, x_old, x_new, omega, keep, lo, hi):
+    total = 0.0
+    for i in range(lo, hi):
+        row = np.uint64(i)
+        sigma = keep - keep  # zero in the data's dtype
+        sigma_old = keep - keep
+        for jj in range(indptr[i], indptr[i + 1]):
+            j = indices[jj]
+            old = x_old[j]
+            sigma += data[jj] * (x_new[j] if j < row else old)
+            sigma_old += data[jj] * old
+        xi = x_old[i]
+        x_new[i] = keep * xi + omega * ((b[i] - sigma) / diag[i])
+        residual = b[i] - diag[i] * xi - sigma_old
+        total += float(residual) * float(residual)
+    return total
+
+
+@nb.njit(nogil=True, cache=True, boundscheck=False, inline="always")
+def _inplace_rows(indptr, indices, data, diag, b, x, omega, keep, lo, hi):
+    # _colored_rows in place, without the residual: the same x_new
+    for i in range(lo, hi):
+        sigma = keep - keep
+        for jj in range(indptr[i], indptr[i + 1]):
+            sigma += data[jj] * x[indices[jj]]
+        x[i] = keep * x[i] + omega * ((b[i] - sigma) / diag[i])
+
+
+@nb.njit(nogil=True, cache=True, boundscheck=False, inline="always")
+def _colored_residual_rows(indptr, indices, data, diag, b, x, zero, lo, hi):
+    # the residual arithmetic of _colored_rows
+    total = 0.0
+    for i in range(lo, hi):
+        sigma = zero
+        for jj in range(indptr[i], indptr[i + 1]):
+            sigma += data[jj] * x[indices[jj]]
+        residual = b[i] - diag[i] * x[i] - sigma
+        total += float(residual) * float(residual)
+    return total
+
+
 _TASK_ROWS = 512  # rows of one colour per task: 3-D elasticity has 29 colours of ~3000 rows
 
 
 @nb.njit(**_PAR)
-def _lagged_colored(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep, color_ptr):
+def _lagged_colored(indptr, indices, data, diag, b, x_old, x_new, omega, keep, color_ptr):
     total = 0.0
     for c in range(color_ptr.shape[0] - 1):
         lo = color_ptr[c]
@@ -296,21 +350,20 @@ def _lagged_colored(indptr, mid, indices, data, diag, b, x_old, x_new, omega, ke
         for t in prange(tasks):
             start = lo + t * _TASK_ROWS
             stop = min(start + _TASK_ROWS, color_ptr[c + 1])
-            total += _lagged_rows(indptr, mid, indices, data, diag, b, x_old, x_new, omega,
-                                  keep, start, stop)
+            total += _colored_rows(indptr, indices, data, diag, b, x_old, x_new, omega,
+                                   keep, start, stop)
     return total
 
 
 @nb.njit(**_PAR)
-def _sweep_colored(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep, color_ptr):
+def _inplace_colored(indptr, indices, data, diag, b, x, omega, keep, color_ptr):
     for c in range(color_ptr.shape[0] - 1):
         lo = color_ptr[c]
         tasks = (color_ptr[c + 1] - lo + _TASK_ROWS - 1) // _TASK_ROWS
         for t in prange(tasks):
             start = lo + t * _TASK_ROWS
             stop = min(start + _TASK_ROWS, color_ptr[c + 1])
-            _sweep_rows(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep,
-                        start, stop)
+            _inplace_rows(indptr, indices, data, diag, b, x, omega, keep, start, stop)
 
 
 @nb.njit(**_PAR)
@@ -357,6 +410,22 @@ def _sweep_serial(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep
 
 
 @nb.njit(nogil=True, cache=True, boundscheck=False)
+def _colored_serial(indptr, indices, data, diag, b, x_old, x_new, omega, keep):
+    return _colored_rows(indptr, indices, data, diag, b, x_old, x_new, omega, keep,
+                         0, b.shape[0])
+
+
+@nb.njit(nogil=True, cache=True, boundscheck=False)
+def _inplace_serial(indptr, indices, data, diag, b, x, omega, keep):
+    _inplace_rows(indptr, indices, data, diag, b, x, omega, keep, 0, b.shape[0])
+
+
+@nb.njit(nogil=True, cache=True, boundscheck=False)
+def _colored_residual_serial(indptr, indices, data, diag, b, x, zero):
+    return _colored_residual_rows(indptr, indices, data, diag, b, x, zero, 0, b.shape[0])
+
+
+@nb.njit(nogil=True, cache=True, boundscheck=False)
 def _reverse_serial(indptr, indices, data, diag, b, x, omega, keep):
     _inplace_rows_reverse(indptr, indices, data, diag, b, x, omega, keep, 0, b.shape[0])
 
@@ -379,7 +448,7 @@ def _residual_rows(indptr, mid, indices, data, diag, b, x, zero, lo, hi):
 
 
 @nb.njit(**_PAR)
-def _residual_colored(indptr, mid, indices, data, diag, b, x, zero, color_ptr):
+def _residual_colored(indptr, indices, data, diag, b, x, zero, color_ptr):
     total = 0.0
     for c in range(color_ptr.shape[0] - 1):
         lo = color_ptr[c]
@@ -387,7 +456,8 @@ def _residual_colored(indptr, mid, indices, data, diag, b, x, zero, color_ptr):
         for t in prange(tasks):
             start = lo + t * _TASK_ROWS
             stop = min(start + _TASK_ROWS, color_ptr[c + 1])
-            total += _residual_rows(indptr, mid, indices, data, diag, b, x, zero, start, stop)
+            total += _colored_residual_rows(indptr, indices, data, diag, b, x, zero, start,
+                                            stop)
     return total
 
 
@@ -424,17 +494,20 @@ def sor_reverse_sweep(indptr, indices, data, diag, b, x, omega, color_ptr) -> No
 
 
 # One choice of kernel for a sweep, its reverse and a residual, made the same
-# way for a whole run and for the single calls below. On one thread a coloured
-# sweep is the lexicographic sweep of the permuted matrix (a colour has no
-# couplings within): the same iterates by the plain loops, which ran 1.5x
-# faster than the colour tasks on one thread (P1 triangles: 1.8 against 2.6 ms).
+# way for a whole run and for the single calls below: the arithmetic by the
+# ordering (natural: _lagged_rows; coloured: _colored_rows), parallel or not
+# by ``split``. On one thread a coloured sweep runs its rows in sweep order
+# without colour tasks (a colour has no couplings within): the same bits,
+# without the parallel region per colour, which cost 1.5x on one thread.
 
 @nb.njit(nogil=True, cache=True, boundscheck=False)
 def _lagged_any(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep, color_ptr,
                 split):
-    if color_ptr.shape[0] > 1 and split:
-        return _lagged_colored(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep,
-                               color_ptr)
+    if color_ptr.shape[0] > 1:
+        if split:
+            return _lagged_colored(indptr, indices, data, diag, b, x_old, x_new, omega, keep,
+                                   color_ptr)
+        return _colored_serial(indptr, indices, data, diag, b, x_old, x_new, omega, keep)
     if split:
         return _lagged_split(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep)
     return _lagged_serial(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep)
@@ -442,11 +515,16 @@ def _lagged_any(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep, 
 
 @nb.njit(nogil=True, cache=True, boundscheck=False)
 def _sweep_any(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep, color_ptr, split):
-    # a sweep whose residual nobody reads: the same x_new as _lagged_any
-    if color_ptr.shape[0] > 1 and split:
-        _sweep_colored(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep, color_ptr)
-    else:
-        _sweep_serial(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep)
+    """A sweep whose residual nobody reads; the same bits as _lagged_any. Returns
+    whether it wrote ``x_new`` (the natural sweep) or updated ``x_old`` in place."""
+    if color_ptr.shape[0] > 1:
+        if split:
+            _inplace_colored(indptr, indices, data, diag, b, x_old, omega, keep, color_ptr)
+        else:
+            _inplace_serial(indptr, indices, data, diag, b, x_old, omega, keep)
+        return False
+    _sweep_serial(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep)
+    return True
 
 
 @nb.njit(nogil=True, cache=True, boundscheck=False)
@@ -459,8 +537,10 @@ def _reverse_any(indptr, indices, data, diag, b, x, omega, keep, color_ptr, spli
 
 @nb.njit(nogil=True, cache=True, boundscheck=False)
 def _residual_any(indptr, mid, indices, data, diag, b, x, zero, color_ptr, split):
-    if color_ptr.shape[0] > 1 and split:
-        return _residual_colored(indptr, mid, indices, data, diag, b, x, zero, color_ptr)
+    if color_ptr.shape[0] > 1:
+        if split:
+            return _residual_colored(indptr, indices, data, diag, b, x, zero, color_ptr)
+        return _colored_residual_serial(indptr, indices, data, diag, b, x, zero)
     return _residual_serial(indptr, mid, indices, data, diag, b, x, zero)
 
 
@@ -483,15 +563,17 @@ def _lagged_run(indptr, mid, indices, data, diag, b, x, work, omega, keep, symme
             if not (rnorm > tol and rnorm <= grow_limit):  # also stops on NaN
                 stopped = True
                 break
+            moved = True
         else:
-            _sweep_any(indptr, mid, indices, data, diag, b, current, spare, omega, keep,
-                       color_ptr, split)
+            moved = _sweep_any(indptr, mid, indices, data, diag, b, current, spare, omega, keep,
+                               color_ptr, split)
             if k > start:
                 norms[k] = np.nan
+        if moved:
+            current, spare = spare, current
+            swapped = not swapped
         if symmetric:
-            _reverse_any(indptr, indices, data, diag, b, spare, omega, keep, color_ptr, split)
-        current, spare = spare, current
-        swapped = not swapped
+            _reverse_any(indptr, indices, data, diag, b, current, omega, keep, color_ptr, split)
         k += 1
     if not stopped and k > start:
         if measure_end:
