@@ -37,13 +37,16 @@ def csr_triangular_pair_solve(lower_indptr, lower_indices, lower_data, upper_ind
     [0.5, 1.0]
     """
     del segment_ptr, stage_ptr, quad
+    transposed = upper_indptr is None
+    if transposed != (upper_indices is None) or transposed != (upper_data is None):
+        raise ValueError("upper_indptr, upper_indices and upper_data: all arrays or all None")
     n = work.shape[0]
     for i in range(n):
         acc = scale_in[i] * b[int(perm[i])]
         for jj in range(int(lower_indptr[i]), int(lower_indptr[i + 1])):
             acc = acc - lower_data[jj] * work[int(lower_indices[jj])]
         work[i] = acc
-    if upper_indptr is None:
+    if transposed:
         for k in range(n):
             i = n - 1 - k
             x = work[i]

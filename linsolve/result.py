@@ -40,7 +40,8 @@ class SolveResult:
         Host float64 array of length ``iterations + 1``, initial residual
         first. Entries are the solver's recursively updated residual norms;
         where the solver replaced its residual by the true one, the entry
-        is the true norm.
+        is the true norm. :func:`linsolve.sor` records true norms, NaN for
+        the sweeps it did not measure (``check_every > 1``).
     true_residual_norm : float
         ``||b - A x||`` recomputed at exit.
     matvecs : int

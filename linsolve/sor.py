@@ -270,12 +270,16 @@ def sor(A: Any, b: Any, omega: float = 1.0, x0: Any = None, *, rtol: float = 1e-
         ``check_every`` sweeps instead of every sweep. The sweeps between skip
         the residual arithmetic -- on two threads, the natural ordering's
         second core, which otherwise measures it beside the sweep -- so a
-        sweep costs about what pyamg's ``sor`` does (issue 15). The returned
-        iterate's residual is still measured exactly: the solve stops at the
-        first measured ``k`` that meets the tolerance, at most
-        ``check_every - 1`` sweeps after the every-sweep count, and
-        ``residual_norms`` holds NaN for the sweeps not measured (a
-        ``callback`` or ``monitor`` watches, and measures, every sweep).
+        sweep costs about what pyamg's ``sor`` does (issue 15). The iterates
+        are the same; the returned one's residual is still measured
+        exactly: the solve stops at the first multiple of ``check_every``
+        whose residual meets the tolerance -- usually within
+        ``check_every - 1`` sweeps of the every-sweep count, later only where
+        the residual rises again after meeting it (SOR's residual need not
+        decrease monotonically) -- and ``residual_norms`` holds NaN for the
+        sweeps not measured. Growth past ``dtol`` is seen at measured sweeps
+        only. A ``callback`` or ``monitor`` watches, and measures, every
+        sweep.
     callback : callable, optional
         ``callback(x)`` after every iteration.
     monitor : bool
@@ -319,7 +323,7 @@ def sor(A: Any, b: Any, omega: float = 1.0, x0: Any = None, *, rtol: float = 1e-
     dtol = check_nonnegative("dtol", dtol)
     if isinstance(check_every, bool) or not isinstance(check_every, (int, np.integer)) \
             or check_every < 1:
-        raise ValueError(f"check_every must be an integer >= 1, got {check_every!r}")
+        raise ValueError(f"check_every must be a positive int, got {check_every!r}")
     if not isinstance(omega, (int, float)) or isinstance(omega, bool) or not 0.0 < omega < 2.0:
         raise ValueError(f"omega must be a real number in (0, 2), got {omega!r}")
     xp, b = as_rhs(b)

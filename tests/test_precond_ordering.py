@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cext.threads import num_threads
-from linsolve.precond._ordering import check_independent, domain_ordering, natural_ordering
+from linsolve.precond._ordering import (DomainOrdering, check_independent, domain_ordering,
+                                         natural_ordering)
 from linsolve.precond._triangular import pad_rows, row_width
 
 from .problems import anisotropic2d, poisson1d, poisson2d, random_sparse_spd
@@ -43,6 +44,18 @@ def test_check_independent_catches_a_coupling():
     bad = good._replace(segment_ptr=np.array([0, 4, 8, 9]))
     with pytest.raises(AssertionError, match="couplings"):
         check_independent(A, bad._replace(perm=np.array([0, 1, 2, 3, 4, 5, 6, 7, 8])))
+
+
+def test_check_independent_catches_a_row_coupled_to_two_later_segments():
+    # a star: the centre first, each leaf a segment of the next stage. The leaves are not
+    # coupled to each other, but the column sweep of L^T would update the centre from two
+    # threads at once
+    A = sp.csr_array(sp.eye(4) * 4.0)
+    A = sp.csr_array(A + sp.csr_array(([1.0] * 6, ([0, 0, 0, 1, 2, 3], [1, 2, 3, 0, 0, 0])),
+                                      shape=(4, 4)))
+    star = DomainOrdering(np.arange(4), np.array([0, 1, 2, 3, 4]), np.array([0, 1, 4]))
+    with pytest.raises(AssertionError, match="two segments of one later stage"):
+        check_independent(A, star)
 
 
 @pytest.mark.parametrize("kind", ["p1tri", "p1tet", "p2tet", "elasticity3d"])

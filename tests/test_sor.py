@@ -378,18 +378,21 @@ def test_checking_every_k_sweeps_keeps_the_iterates_and_the_guarantee(ordering, 
                          maxiter=4000, check_every=check_every)
         k = sparse.iterations
         assert sparse.converged
+        # here the residual falls monotonically: the first multiple of the period after
+        # the every-sweep count (in general SOR's residual may rise again: later)
         assert every.iterations <= k < every.iterations + check_every
         # the true residual of what is returned meets the tolerance, and is the one reported
         true = np.linalg.norm(b - A @ sparse.x)
         assert true <= 1e-10 * np.linalg.norm(b)
         assert sparse.true_residual_norm == pytest.approx(true, rel=1e-6)
-        # measured where k is a multiple of the period (and where a compiled chunk of
-        # about 0.1 s ended), NaN between; the same values as every sweep's
+        # measured where k is a multiple of the period, NaN between (one compiled chunk
+        # here); the same values as every sweep's
         norms = sparse.residual_norms
         assert norms.shape == (k + 1,)
         measured = np.flatnonzero(~np.isnan(norms))
-        assert set(range(0, k + 1, check_every)) <= set(measured)
-        assert measured.size <= (k // check_every + 1) + k // 50
+        assert set(measured) == set(range(0, k + 1, check_every)) | {k}
+        assert np.all(norms[measured[:-1]] > 1e-10 * np.linalg.norm(b)) and norms[k] <= \
+            1e-10 * np.linalg.norm(b)
         assert sparse.matvecs == measured.size
         shared = measured[measured <= every.iterations]
         # (bit for bit in the natural ordering; the colours sum ||r||^2 per thread)
@@ -399,29 +402,45 @@ def test_checking_every_k_sweeps_keeps_the_iterates_and_the_guarantee(ordering, 
         assert same.x.tobytes() == sparse.x.tobytes()
 
 
-def test_check_every_reference_twin_and_chunks():
-    # the compiled run against the reference run, resumed in chunks that end off the period
-    S = SorMatrix(random_sparse_spd(60, 0.1, seed=19), ordering="natural")
-    b = np.random.default_rng(20).standard_normal(60)
+@pytest.mark.parametrize("ordering", ["natural", "multicolor"])
+def test_check_every_reference_twin_and_chunks(ordering):
+    # the compiled run resumed in chunks that end off the period, each leaving its last
+    # residual to the next chunk's first sweep (measure_end only at the end), against one
+    # reference run
+    S = SorMatrix(random_sparse_spd(60, 0.1, seed=19), ordering=ordering)
+    b = S.to_sweep_order(np.random.default_rng(20).standard_normal(60))
     runs = []
-    for module, stops in ((nbk, (7, 20, 23)), (reference, (23,))):
+    for module, stops in ((nbk, (7, 12, 20, 23)), (reference, (23,))):
         x, work, norms = np.zeros(60), np.empty(60), np.full(24, -1.0)
         norms[0] = np.linalg.norm(b)
         k = 0
         for stop in stops:
             k = module.sor_run_lagged(S.off_indptr, S.mid, S.off_indices, S.off_data, S.diag, b,
-                                      x, work, 1.2, False, S.color_ptr, 0.0, np.inf, stop, norms,
-                                      k, 4)
-        assert k == 23
+                                      x, work, 1.2, True, S.color_ptr, 0.0, np.inf, stop, norms,
+                                      k, 4, stop == 23)
+            assert k == stop
+            assert stop == 23 or np.isnan(norms[stop])  # left to the next chunk
         runs.append((x, norms))
     (x_nb, norms_nb), (x_ref, norms_ref) = runs
     np.testing.assert_allclose(x_nb, x_ref, rtol=1e-13, atol=0)
-    # NaN between multiples of 4, except where a chunk ended (measured there)
-    for norms, ends in ((norms_nb, {7, 20, 23}), (norms_ref, {23})):
-        expected = {0, 4, 8, 12, 16, 20} | ends
-        assert set(np.flatnonzero(~np.isnan(norms))) == expected
+    for norms in (norms_nb, norms_ref):  # 12 and 20 measured by the chunks that start there
+        assert set(np.flatnonzero(~np.isnan(norms))) == {0, 4, 8, 12, 16, 20, 23}
     both = ~np.isnan(norms_ref)
-    np.testing.assert_allclose(norms_nb[both], norms_ref[both], rtol=1e-12)
+    np.testing.assert_allclose(norms_nb[both], norms_ref[both], rtol=1e-12,
+                               atol=1e-14 * norms_ref[0])
+
+
+def test_sor_chunks_hand_over_the_residual():
+    # 70k sweeps of a 4-unknown system run in two compiled chunks (at most 2**16 sweeps
+    # each): the first leaves its last residual (NaN) to the second, which measures it
+    A = sp.csr_array(np.array([[4.0, 1, 0, 0], [1, 4, 1, 0], [0, 1, 4, 1], [0, 0, 1, 4]]))
+    b = np.ones(4)
+    result = sor(A, b, 1.1, rtol=0.0, maxiter=70_003, check_every=4)
+    assert result.iterations == 70_003 and result.reason == "DIVERGED_ITS"
+    measured = np.flatnonzero(~np.isnan(result.residual_norms))
+    assert set(measured) == set(range(0, 70_004, 4)) | {70_003}
+    assert result.matvecs == measured.size
+    np.testing.assert_allclose(result.x, np.linalg.solve(A.toarray(), b), rtol=1e-14)
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2", None])

@@ -218,7 +218,8 @@ def csr_residual_norm2_split(indptr, indices, data, diag, b, x, rows) -> float:
 
 # --- Sweeps that also measure the residual they leave behind -------------------
 #
-# sor() must report ||b - A x_k|| after every sweep. A separate residual pass
+# sor() reports ||b - A x_k|| after every sweep (every check_every-th with
+# that option, the sweeps between running bare). A separate residual pass
 # reads A again (about half a sweep's time on two threads). These kernels
 # read it once: a sweep from x_k into a second buffer, x_{k+1}[i] =
 # (1 - w) x_k[i] + w (b_i - sum_{j<i} a_ij x_{k+1}[j] - sum_{j>i} a_ij x_k[j]) / a_ii,
@@ -231,7 +232,8 @@ def csr_residual_norm2_split(indptr, indices, data, diag, b, x, rows) -> float:
 # colour's unknowns are contiguous (then "j < i" means "an earlier colour",
 # since a colour has no couplings within itself, and the rows of one colour
 # are independent: parallel). ``mid[i]`` is the first stored entry of row i
-# with column > i (columns sorted), so the loops test no column.
+# with column > i (columns sorted), so the natural sweep's loops test no
+# column (the coloured one tests it, see _colored_rows).
 
 @nb.njit(nogil=True, cache=True, boundscheck=False, inline="always")
 def _lagged_rows(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep, lo, hi):
@@ -341,15 +343,24 @@ def _colored_residual_rows(indptr, indices, data, diag, b, x, zero, lo, hi):
 _TASK_ROWS = 512  # rows of one colour per task: 3-D elasticity has 29 colours of ~3000 rows
 
 
+@nb.njit(nogil=True, cache=True, inline="always")
+def _task_count(color_ptr, c):
+    return (color_ptr[c + 1] - color_ptr[c] + _TASK_ROWS - 1) // _TASK_ROWS
+
+
+@nb.njit(nogil=True, cache=True, inline="always")
+def _task_rows(color_ptr, c, t):
+    """Rows ``start:stop`` of task ``t`` of colour ``c``."""
+    start = color_ptr[c] + t * _TASK_ROWS
+    return start, min(start + _TASK_ROWS, color_ptr[c + 1])
+
+
 @nb.njit(**_PAR)
 def _lagged_colored(indptr, indices, data, diag, b, x_old, x_new, omega, keep, color_ptr):
     total = 0.0
     for c in range(color_ptr.shape[0] - 1):
-        lo = color_ptr[c]
-        tasks = (color_ptr[c + 1] - lo + _TASK_ROWS - 1) // _TASK_ROWS
-        for t in prange(tasks):
-            start = lo + t * _TASK_ROWS
-            stop = min(start + _TASK_ROWS, color_ptr[c + 1])
+        for t in prange(_task_count(color_ptr, c)):
+            start, stop = _task_rows(color_ptr, c, t)
             total += _colored_rows(indptr, indices, data, diag, b, x_old, x_new, omega,
                                    keep, start, stop)
     return total
@@ -358,11 +369,8 @@ def _lagged_colored(indptr, indices, data, diag, b, x_old, x_new, omega, keep, c
 @nb.njit(**_PAR)
 def _inplace_colored(indptr, indices, data, diag, b, x, omega, keep, color_ptr):
     for c in range(color_ptr.shape[0] - 1):
-        lo = color_ptr[c]
-        tasks = (color_ptr[c + 1] - lo + _TASK_ROWS - 1) // _TASK_ROWS
-        for t in prange(tasks):
-            start = lo + t * _TASK_ROWS
-            stop = min(start + _TASK_ROWS, color_ptr[c + 1])
+        for t in prange(_task_count(color_ptr, c)):
+            start, stop = _task_rows(color_ptr, c, t)
             _inplace_rows(indptr, indices, data, diag, b, x, omega, keep, start, stop)
 
 
@@ -371,11 +379,8 @@ def _reverse_colored(indptr, indices, data, diag, b, x, omega, keep, color_ptr):
     ncolors = color_ptr.shape[0] - 1
     for c in range(ncolors):
         color = ncolors - 1 - c
-        lo = color_ptr[color]
-        tasks = (color_ptr[color + 1] - lo + _TASK_ROWS - 1) // _TASK_ROWS
-        for t in prange(tasks):
-            start = lo + t * _TASK_ROWS
-            stop = min(start + _TASK_ROWS, color_ptr[color + 1])
+        for t in prange(_task_count(color_ptr, color)):
+            start, stop = _task_rows(color_ptr, color, t)
             _inplace_rows_reverse(indptr, indices, data, diag, b, x, omega, keep, start, stop)
 
 
@@ -451,11 +456,8 @@ def _residual_rows(indptr, mid, indices, data, diag, b, x, zero, lo, hi):
 def _residual_colored(indptr, indices, data, diag, b, x, zero, color_ptr):
     total = 0.0
     for c in range(color_ptr.shape[0] - 1):
-        lo = color_ptr[c]
-        tasks = (color_ptr[c + 1] - lo + _TASK_ROWS - 1) // _TASK_ROWS
-        for t in prange(tasks):
-            start = lo + t * _TASK_ROWS
-            stop = min(start + _TASK_ROWS, color_ptr[c + 1])
+        for t in prange(_task_count(color_ptr, c)):
+            start, stop = _task_rows(color_ptr, c, t)
             total += _colored_residual_rows(indptr, indices, data, diag, b, x, zero, start,
                                             stop)
     return total

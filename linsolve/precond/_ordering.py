@@ -233,9 +233,12 @@ def domain_ordering(A, num_domains: int = 2) -> DomainOrdering:
 
 
 def check_independent(A, ordering: DomainOrdering) -> None:
-    """Raise AssertionError if two segments of one stage are coupled in ``A`` (either direction).
+    """Raise AssertionError unless ``ordering`` is fit for the parallel triangular sweeps.
 
-    Used by the tests; O(nnz).
+    Two segments of one stage must not be coupled in ``A`` (either
+    direction), and no row may be coupled to two segments of one later stage
+    (the column sweep of ``L^T`` writes into a row from the later stages'
+    segments, one thread each). Used by the tests; O(nnz log nnz).
     """
     n = A.shape[0]
     perm, segment_ptr, stage_ptr = ordering
@@ -250,3 +253,9 @@ def check_independent(A, ordering: DomainOrdering) -> None:
     clash = (gi != gj) & (stage_of_segment[gi] == stage_of_segment[gj])
     assert not clash.any(), (f"{int(clash.sum())} couplings between segments of one stage, "
                              f"e.g. rows {coo.row[clash][:3]} and {coo.col[clash][:3]}")
+    later = stage_of_segment[gj] > stage_of_segment[gi]
+    row, stage, segment = inverse[coo.row][later], stage_of_segment[gj][later], gj[later]
+    links = np.unique(np.stack([row, stage, segment]), axis=1)  # distinct (row, stage, segment)
+    _, count = np.unique(links[:2], axis=1, return_counts=True)
+    assert np.all(count <= 1), (f"{int(np.sum(count > 1))} rows coupled to two segments of one "
+                                "later stage")

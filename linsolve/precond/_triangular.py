@@ -8,7 +8,8 @@ float32 data kept float32. Where ``U = L^T`` (IC(0), and SSOR of a
 symmetric matrix with a positive diagonal, scaled symmetrically) ``U`` is
 not stored: the backward sweep reads ``L`` by columns, which halves the
 factor's memory and the bytes an iteration streams. SSOR of a
-non-symmetric matrix stores ``U`` as well. ``P`` is the ordering
+non-symmetric matrix, or of one with a negative diagonal entry, stores
+``U`` as well. ``P`` is the ordering
 (:mod:`linsolve.precond._ordering`): with ``ordering="domains"`` the
 domains of each stage are solved in parallel, with the gather ``P r`` and
 the scatter ``P^T z`` fused into the first and last sweep
@@ -17,7 +18,8 @@ the scatter ``P^T z`` fused into the first and last sweep
 Rows padded to a multiple of four (:func:`pad_rows`, leading explicit
 zeros) when their lengths vary (:func:`row_width`): the sweeps then take
 four entries a step, and the loop exit a row ends on is predictable. Every
-sum is unchanged (each zero subtracts ``0 * w`` from the start of the row).
+sum of finite values is unchanged (each zero subtracts ``0 * w`` at the
+start of the row; an infinite ``w`` makes it NaN, as it makes the row).
 
 Which ordering (issue 15). pcg iterations to ``rtol = 1e-8`` (random ``b``)
 with IC(0) / SSOR(omega = 1): natural; ``"domains"`` with 1 (reverse
@@ -147,7 +149,8 @@ def pad_rows(csr, width: int):
     if width == 1:
         return indptr, indices, data
     padded = -(-counts // width) * width
-    new_ptr = np.concatenate(([0], np.cumsum(padded))).astype(indptr.dtype)
+    # int64: the padding may take the count past int32 (the caller picks the dtype)
+    new_ptr = np.concatenate(([0], np.cumsum(padded, dtype=np.int64)))
     lead = padded - counts
     rows = np.repeat(np.arange(n), counts)
     at = new_ptr[rows] + lead[rows] + (np.arange(indices.shape[0]) - indptr[rows])
@@ -218,6 +221,9 @@ class TriangularPair(Preconditioner):
             indexes(domains.stage_ptr),
         )
         self._quad = width == 4
+        if self._quad:  # the kernel reads four entries a step without looking
+            for f in factors:
+                assert f[0] is None or not np.any(np.diff(f[0]) % 4)
         self._solve = kernels_for(xp).csr_triangular_pair_solve  # under the thread policy
 
     def _apply(self, r):

@@ -68,8 +68,10 @@ def ssor(A: Any, omega: float = 1.0, *, ordering: str = "auto",
     eq. 4.16) is SPD for SPD ``A`` and ``0 < w < 2``; the returned operator
     applies ``P^T M_B^{-1} P``, i.e. a forward sweep with ``D/w + L``, a
     scaling by ``D``, a backward sweep with ``D/w + U`` and the factor
-    ``(2-w)/w`` (computed as two unit triangular sweeps with the rows
-    divided by ``D/w`` beforehand), so that in the natural ordering one
+    ``(2-w)/w`` (computed as two unit triangular sweeps: for symmetric
+    ``B`` with a positive diagonal, ``I + C`` and ``I + C^T`` with ``C = w
+    D^{-1/2} L D^{-1/2}``, ``C`` stored once; otherwise the rows divided by
+    ``D/w`` beforehand, both stored), so that in the natural ordering one
     application from zero equals one SSOR iteration of :func:`linsolve.sor`
     (to rounding). ``omega = 1`` is symmetric Gauss-Seidel. (SPEC section 3
     writes ``(D/w)^{-1}`` in the middle: ``w`` times this ``M_B``; a scalar
