@@ -347,7 +347,9 @@ def sor(A: Any, b: Any, omega: float = 1.0, x0: Any = None, *, rtol: float = 1e-
     if not math.isfinite(bnorm):  # overflow of the squares, or NaN/Inf in b
         bnorm = float(np.linalg.norm(b.astype(np.float64)))
     # the sweeps run on b and x in sweep order (a copy: x0 is never written)
-    b_swept, x_swept = S.to_sweep_order(b), S.to_sweep_order(x)
+    b_swept = S.to_sweep_order(b)
+    # zeros need no gather (a random one costs about a sweep on a coloured ordering)
+    x_swept = np.zeros_like(b_swept) if x0 is None else S.to_sweep_order(x)
     work = np.empty_like(x_swept)
     tol, reason_converged = stopping_tolerance(rtol, atol, bnorm)
 
