@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 EXTRAS := amg,bench,mpi,test
 
-.PHONY: demo test bench speed docs clean
+.PHONY: demo test bench speed docs clean gpu-check gpu-wheels
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,19 @@ API_MODULES := linsolve linsolve.mpi curvature cext
 docs: $(STAMP)
 	rm -rf build/api
 	$(BIN)/python -m pdoc --docformat numpy -o build/api $(API_MODULES)
+
+# Issue 18: on a CUDA machine (no .venv, no package index there) every CuPy test and
+# `python -m bench gpu`, one report in results/gpu/ (or $OUT/gpu). Prints one line and
+# exits 0 where there is no device. The wheels it needs: `make gpu-wheels` beforehand.
+gpu-check:
+	bash .ci/gpu_check.sh
+
+GPU_WHEELS := array-api-compat array-api-strict pyamg
+
+gpu-wheels:
+	$(PYTHON) -m pip download --quiet --only-binary=:all: --python-version 3.12 \
+	    --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 \
+	    --platform manylinux_2_28_x86_64 --no-deps -d gpu_wheels $(GPU_WHEELS)
 
 clean:
 	rm -rf $(VENV) results .pytest_cache build/api

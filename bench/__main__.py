@@ -72,6 +72,7 @@ COMMAND_HELP = {
     "curvature": "inverse roots, MLP optimisers, M-FAC speed, Newton",
     "sketch": "sketched Newton on Hock-Schittkowski vs scipy.optimize",
     "scaling": "distributed CG on 1, 2, 4 MPI ranks (strong, weak)",
+    "gpu": "CuPy SpMV, pcg, roots, M-FAC, SOR vs cupyx (needs a CUDA device)",
 }
 SUBCOMMANDS = tuple(COMMAND_HELP)
 # Optional packages (the [bench] extra) each command imports; checked before
@@ -85,6 +86,7 @@ REQUIRED = {
     "curvature": ("tqdm", "matplotlib", "sklearn"),
     "sketch": ("tqdm", "sklearn"),
     "scaling": ("tqdm",),  # its progress bar on a terminal
+    "gpu": (),  # CuPy and the device: checked by the command itself
 }
 
 # Sub-commands living in their own module: (module, parser factory, runner),
@@ -93,6 +95,7 @@ _LAZY_COMMANDS = {
     "curvature": ("curvature_bench", "curvature_parser", "run_curvature_command"),
     "sketch": ("sketch", "sketch_parser", "run_sketch_command"),
     "scaling": ("scaling", "scaling_parser", "run_scaling_command"),
+    "gpu": ("gpu", "gpu_parser", "run_gpu_command"),
 }
 
 

@@ -522,7 +522,15 @@ def spd_inverse_factor(A, out):
     fails (the compiled kernels return a flag; the registry turns it into this)."""
     xp = array_namespace(A, out)
     try:
-        L = xp.linalg.cholesky(A)
+        if "cupy" in xp.__name__:
+            # CuPy's cholesky neither raises nor returns NaN on failure unless told
+            # to raise (GPU_REVIEW item 5): the factor would come back finite and wrong
+            import cupyx
+
+            with cupyx.errstate(linalg="raise"):
+                L = xp.linalg.cholesky(A)
+        else:
+            L = xp.linalg.cholesky(A)
     except Exception:  # LinAlgError of whichever library
         return None
     if not bool(xp.all(xp.isfinite(L))):  # GPU libraries and JAX return NaN instead of raising

@@ -32,26 +32,36 @@ class CompileResult:
         return self.status == NVRTC_SUCCESS
 
 
+# the pip wheels: nvidia-cuda-nvrtc-cu12 installs nvidia/cuda_nvrtc/lib, the CUDA 13
+# wheel (nvidia-cuda-nvrtc 13.x, what cupy-cuda13x pulls in) nvidia/cu13/lib
+_PACKAGES = ("nvidia.cuda_nvrtc", "nvidia.cu13")
+
+
 def _candidate_dirs() -> list[str]:
     dirs = []
-    try:
-        spec = importlib.util.find_spec("nvidia.cuda_nvrtc")
-    except (ImportError, ValueError):
-        spec = None
-    if spec is not None:
+    for package in _PACKAGES:
+        try:
+            spec = importlib.util.find_spec(package)
+        except (ImportError, ValueError):
+            spec = None
+        if spec is None:
+            continue
         # A namespace package has no __file__ (spec.origin None): use its path entries.
         for entry in list(spec.submodule_search_locations or []):
             dirs.append(os.path.join(entry, "lib"))
         if spec.origin and spec.origin != "namespace":
             dirs.append(os.path.join(os.path.dirname(spec.origin), "lib"))
+    # a CUDA toolkit on the machine (the device machines carry one)
+    home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH") or "/usr/local/cuda"
+    dirs += [os.path.join(home, "lib64"), os.path.join(home, "lib")]
     return dirs
 
 
 @lru_cache(maxsize=None)
 def find_library() -> str | None:
-    """Path of ``libnvrtc.so.12`` from the pip wheel, or None."""
+    """Path of ``libnvrtc.so`` (CUDA 12 or 13) from a pip wheel or a CUDA toolkit, or None."""
     for directory in _candidate_dirs():
-        for pattern in ("libnvrtc.so.12", "libnvrtc.so.*", "libnvrtc.so"):
+        for pattern in ("libnvrtc.so.12", "libnvrtc.so.13", "libnvrtc.so.*", "libnvrtc.so"):
             for path in sorted(glob.glob(os.path.join(directory, pattern))):
                 if "builtins" not in path and ".alt." not in path:
                     return path
@@ -63,7 +73,7 @@ def load() -> ctypes.CDLL:
     """The NVRTC shared library with argument types declared; OSError if absent."""
     path = find_library()
     if path is None:
-        raise OSError("libnvrtc.so.12 not found: pip install nvidia-cuda-nvrtc-cu12")
+        raise OSError("libnvrtc.so not found: pip install nvidia-cuda-nvrtc-cu12")
     # libnvrtc dlopens libnvrtc-builtins by soname; load it first from the
     # same folder in case the wheel's RPATH does not cover it.
     for builtins in sorted(glob.glob(os.path.join(os.path.dirname(path),

@@ -1,7 +1,8 @@
 """CuPy kernels against float64 oracles and cext.reference; PCG end to end on the GPU.
 
 Skips where CuPy or a CUDA device is missing (the CUDA sources are still
-compile-checked by ``test_cuda_sources.py`` there). Tolerances are derived
+compile-checked by ``test_cuda_sources.py`` there); fails instead under
+``LINSOLVE_REQUIRE_GPU=1`` (``make gpu-check``). Tolerances are derived
 from the dtype's eps and the number of terms summed, as in ``test_cext.py``.
 """
 
@@ -12,18 +13,10 @@ import math
 import numpy as np
 import pytest
 
-cupy = pytest.importorskip("cupy")
+from .gpu import cupy_or_skip
 
-
-def _device_count() -> int:
-    try:
-        return cupy.cuda.runtime.getDeviceCount()
-    except Exception:  # CUDARuntimeError without a driver, or no device
-        return 0
-
-
-if _device_count() == 0:
-    pytest.skip("no CUDA device", allow_module_level=True)
+pytestmark = pytest.mark.gpu
+cupy = cupy_or_skip()
 
 import cupyx.scipy.sparse as cusp  # noqa: E402
 import scipy.sparse as sp  # noqa: E402

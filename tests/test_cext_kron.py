@@ -97,13 +97,12 @@ def test_nan_reaches_the_result():
     assert np.all(np.isfinite(out[0])) and np.all(np.isnan(out[1]))
 
 
+@pytest.mark.gpu
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_cupy_kernels_match_numba(dtype):
-    cupy = pytest.importorskip("cupy")
-    try:
-        cupy.cuda.runtime.getDeviceCount()
-    except Exception:
-        pytest.skip("no CUDA device")
+    from .gpu import cupy_or_skip
+
+    cupy = cupy_or_skip()
     from cext.cupy import kron as gpu
 
     G, A, X = _layers(dtype, batch=4, m=10, n=33, seed=4)

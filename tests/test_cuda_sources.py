@@ -24,14 +24,16 @@ from cext.cupy import sketch as sketch_kernels
 from . import nvrtc
 
 if nvrtc.find_library() is None:
-    pytest.skip("libnvrtc.so.12 not found (pip install nvidia-cuda-nvrtc-cu12)",
+    pytest.skip("libnvrtc.so not found (pip install nvidia-cuda-nvrtc-cu12)",
                 allow_module_level=True)
 
 MODULES = {"spmv": spmv, "dia": dia, "blas1": blas1, "sor": sor, "mfac": mfac, "kron": kron}
 MODULES["sketch"] = sketch_kernels
 DTYPES = ("float32", "float64")
-# compute_70: oldest arch CuPy 13 wheels target with __shfl_*_sync; 80 and 90: A100, H100.
-ARCHS = ("compute_70", "compute_80", "compute_90")
+# compute_70: oldest arch CuPy 13 wheels target with __shfl_*_sync (CUDA 13's NVRTC
+# dropped it: compute_75 there); 80 and 90: A100, H100/H200.
+ARCHS = (("compute_75",) if nvrtc.version()[0] >= 13 else ("compute_70",)) + (
+    "compute_80", "compute_90")
 
 # PTX parameter kinds of each kernel, in the order the Python launchers pass
 # them: pointers and int64 (np.int64) are u64, np.int32 is u32, np.float64 is f64.
