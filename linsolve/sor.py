@@ -13,6 +13,7 @@ from scipy.sparse.csgraph import reverse_cuthill_mckee
 
 from cext import kernels_for
 
+from ._sor_device import DeviceSorMatrix, host_matrix
 from ._sparse import checked_csr
 from ._validate import (as_initial_guess, as_rhs, check_maxiter, check_nonnegative,
                         check_real_numeric, reject_unknown_keywords, stopping_tolerance,
@@ -83,7 +84,8 @@ class SorMatrix:
             raise ValueError(f"ordering must be one of {ORDERINGS}, got {ordering!r}")
         if not sp.issparse(A):
             if type(A).__module__.startswith("cupy"):
-                raise TypeError("sor runs on the CPU: pass a scipy.sparse matrix and numpy arrays")
+                raise TypeError("SorMatrix is built on the host: pass a scipy.sparse matrix "
+                                "(sor() copies a CuPy A there itself)")
             A = np.asarray(A)
             check_real_numeric("A", A.dtype)
             if A.ndim != 2:
@@ -224,6 +226,11 @@ class SorMatrix:
                                               measure_end)
 
 
+def _on_device(xp) -> bool:
+    """Whether ``b``'s namespace sweeps on the GPU (CuPy)."""
+    return "cupy" in xp.__name__
+
+
 def sor(A: Any, b: Any, omega: float = 1.0, x0: Any = None, *, rtol: float = 1e-8,
         atol: float = 0.0, maxiter: int | None = None, symmetric: bool = False,
         ordering: str = "natural", dtol: float = 1e5, check_every: int = 1,
@@ -241,7 +248,10 @@ def sor(A: Any, b: Any, omega: float = 1.0, x0: Any = None, *, rtol: float = 1e-
     A : scipy sparse matrix, 2-D NumPy array, or :class:`SorMatrix`
         Square with a nonzero diagonal (SPD for guaranteed convergence with
         ``0 < omega < 2``).
-    b : NumPy array of shape (n,) or (n, 1)
+    b : NumPy or CuPy array of shape (n,) or (n, 1)
+        CuPy: the coloured sweeps run on the GPU (``A`` may then be a CuPy
+        or ``cupyx`` matrix; the colouring is built on the host), every
+        sweep measured; the natural ordering has no GPU sweep and raises.
     omega : float
         Relaxation factor, ``0 < omega < 2``; 1 is Gauss-Seidel.
     x0 : array, optional
@@ -295,9 +305,10 @@ def sor(A: Any, b: Any, omega: float = 1.0, x0: Any = None, *, rtol: float = 1e-
     ------
     ValueError
         Zero or missing diagonal entry, ``omega`` outside (0, 2), unknown
-        ordering, shape mismatch, bad tolerances.
+        ordering, shape mismatch, bad tolerances, the natural ordering on
+        the GPU.
     TypeError
-        ``tol=``, operators without entries, CuPy input.
+        ``tol=``, operators without entries, arrays of another library.
 
     Notes
     -----
@@ -327,8 +338,9 @@ def sor(A: Any, b: Any, omega: float = 1.0, x0: Any = None, *, rtol: float = 1e-
     if not isinstance(omega, (int, float)) or isinstance(omega, bool) or not 0.0 < omega < 2.0:
         raise ValueError(f"omega must be a real number in (0, 2), got {omega!r}")
     xp, b = as_rhs(b)
-    if "numpy" not in xp.__name__:
-        raise TypeError(f"sor runs on the CPU: b must be a numpy array, got {xp.__name__}")
+    device = _on_device(xp)
+    if not device and "numpy" not in xp.__name__:
+        raise TypeError(f"sor takes NumPy arrays (CPU) or CuPy arrays (GPU), got {xp.__name__}")
     n = b.shape[0]
     maxiter = check_maxiter(maxiter, 10 * n)
     if isinstance(A, SorMatrix):
@@ -336,21 +348,27 @@ def sor(A: Any, b: Any, omega: float = 1.0, x0: Any = None, *, rtol: float = 1e-
         if S.ordering != ordering and ordering != "natural":
             raise ValueError(f"SorMatrix was built for ordering={S.ordering!r}")
     else:
+        A = host_matrix(A) if device else A  # the colouring is built on the host
         S = SorMatrix(A, dtype=working_dtype(xp, b, A), ordering=ordering)
     if S.shape != (n, n):
         raise ValueError(f"A has shape {S.shape}, expected ({n}, {n}) to match b")
-    b = np.ascontiguousarray(b, dtype=S.dtype)
+    if device:
+        S = DeviceSorMatrix(S, xp)
+        b = xp.astype(b, S.dtype)
+        bnorm = float(xp.linalg.vector_norm(xp.astype(b, xp.float64)))
+    else:
+        b = np.ascontiguousarray(b, dtype=S.dtype)
+        # the kernels' dot (float64 sums), not BLAS: OpenBLAS's threads spin for
+        # ~0.1 s after a call and took the cores from the first sweeps (2-5x slower)
+        bnorm = math.sqrt(kernels_for(np).dot(b, b))
+        if not math.isfinite(bnorm):  # overflow of the squares, or NaN/Inf in b
+            bnorm = float(np.linalg.norm(b.astype(np.float64)))
     x = as_initial_guess(x0, xp, n, S.dtype)
-    # the kernels' dot (float64 sums), not BLAS: OpenBLAS's threads spin for
-    # ~0.1 s after a call and took the cores from the first sweeps (2-5x slower)
-    bnorm = math.sqrt(kernels_for(np).dot(b, b))
-    if not math.isfinite(bnorm):  # overflow of the squares, or NaN/Inf in b
-        bnorm = float(np.linalg.norm(b.astype(np.float64)))
     # the sweeps run on b and x in sweep order (a copy: x0 is never written)
     b_swept = S.to_sweep_order(b)
     # zeros need no gather (a random one costs about a sweep on a coloured ordering)
-    x_swept = np.zeros_like(b_swept) if x0 is None else S.to_sweep_order(x)
-    work = np.empty_like(x_swept)
+    x_swept = xp.zeros_like(b_swept) if x0 is None else S.to_sweep_order(x)
+    work = xp.empty_like(x_swept)
     tol, reason_converged = stopping_tolerance(rtol, atol, bnorm)
 
     def finish(reason, k, norms, message):
@@ -399,8 +417,10 @@ def sor(A: Any, b: Any, omega: float = 1.0, x0: Any = None, *, rtol: float = 1e-
                 print(_MONITOR_FORMAT % (k, norms[k]), file=sys.stdout)
             if callback is not None:
                 callback(S.from_sweep_order(x_swept, out=x))
-            if k < stop or (measure_end and not (tol < norms[k] <= grow_limit)):
-                break  # stopped on a measured residual
+            # stop on a residual measured at the chunk's end (NaN: left to the next chunk)
+            measured = measure_end or not math.isnan(norms[k])
+            if k < stop or (measured and not (tol < norms[k] <= grow_limit)):
+                break
             if not watched:  # the call ran its whole budget
                 budget = next_budget(budget, elapsed, max_budget)
     norms = norms[:k + 1].copy()  # not a view holding on to the spare entries

@@ -194,3 +194,22 @@ def test_sor_residual_overflow_is_reported_as_the_reference_does():
                                           cupy.asarray(b), cupy.asarray(x),
                                           cupy.zeros(0, dtype=cupy.int32))
     assert (np.isnan(expected) and np.isnan(device)) or expected == device
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("ordering", ["redblack", "multicolor"])
+def test_sor_on_the_gpu_equals_the_host(ordering, dtype):
+    from linsolve import sor
+
+    A = sp.csr_matrix(poisson2d(16).astype(dtype))
+    b = np.random.default_rng(7).standard_normal(A.shape[0]).astype(dtype)
+    rtol = 1e-10 if dtype == np.float64 else 1e-5
+    host = sor(A, b, 1.5, rtol=rtol, ordering=ordering)
+    device = sor(cusp.csr_matrix(A), cupy.asarray(b), 1.5, rtol=rtol, ordering=ordering)
+    assert device.converged and isinstance(device.x, cupy.ndarray)
+    assert device.x.dtype == dtype
+    assert abs(device.iterations - host.iterations) <= (0 if dtype == np.float64 else 2)
+    x = cupy.asnumpy(device.x).astype(np.float64)
+    assert np.linalg.norm(b - A.astype(np.float64) @ x) <= 2 * rtol * np.linalg.norm(b)
+    with pytest.raises(ValueError, match="coloured ordering"):
+        sor(cusp.csr_matrix(A), cupy.asarray(b), 1.5)
