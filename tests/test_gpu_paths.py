@@ -213,3 +213,28 @@ def test_sor_on_the_gpu_equals_the_host(ordering, dtype):
     assert np.linalg.norm(b - A.astype(np.float64) @ x) <= 2 * rtol * np.linalg.norm(b)
     with pytest.raises(ValueError, match="coloured ordering"):
         sor(cusp.csr_matrix(A), cupy.asarray(b), 1.5)
+
+
+def test_spmv_of_a_rectangular_block_reads_only_its_columns():
+    # item 4: the fused kernel read p[row] even without the dot: out of bounds when the
+    # block has fewer columns than rows (int64 indices take the fused kernel)
+    rng = np.random.default_rng(8)
+    A = sp.random(1000, 10, density=0.3, random_state=rng, format="csr")
+    x = rng.standard_normal(10)
+    out = cupy.empty(1000)
+    from cext import kernels_for
+
+    kernels_for(cupy).csr_spmv(*_device_csr(A, np.int64), cupy.asarray(x), out)
+    np.testing.assert_allclose(cupy.asnumpy(out), A @ x, rtol=1e-13, atol=1e-13)
+
+
+def test_strided_index_arrays_are_refused():
+    # item 11: the kernels read raw pointers; a strided view must not be read as packed
+    A = sp.csr_matrix(poisson2d(6))
+    indptr, indices, data = _device_csr(A, np.int64)
+    wide = cupy.zeros((indices.shape[0], 2), dtype=indices.dtype)
+    wide[:, 0] = indices
+    from cext import kernels_for
+
+    with pytest.raises(ValueError, match="C-contiguous"):
+        kernels_for(cupy).csr_spmv(indptr, wide[:, 0], data, cupy.ones(36), cupy.empty(36))

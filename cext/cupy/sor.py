@@ -33,6 +33,7 @@ import numpy as np
 
 from ._compile import (BLOCK, INDEX_TYPES, PRELUDE, SUM_PARTIALS, VALUE_TYPES, finish_sum,
                        get_kernel, grid_stride_blocks, value_type)
+from .spmv import _index_type
 
 SOURCE = PRELUDE + r'''
 // One SOR update of every stored row k in [begin, end) (the rows of one
@@ -91,16 +92,6 @@ def name_expressions(dtype: str) -> tuple[str, ...]:
     real = VALUE_TYPES[dtype]
     return tuple(f"{name}<{real}, {index}>" for name in _KERNELS
                  for index in INDEX_TYPES.values()) + (SUM_PARTIALS,)
-
-
-def _index_type(indptr, indices) -> str:
-    name = indptr.dtype.name
-    if name not in INDEX_TYPES or indices.dtype.name != name:
-        raise TypeError("CSR index arrays must both be int32 or both int64, got "
-                        f"{indptr.dtype.name} and {indices.dtype.name}")
-    if not (indptr.flags.c_contiguous and indices.flags.c_contiguous):
-        raise ValueError("CuPy kernels need C-contiguous index arrays")
-    return name
 
 
 def _rows_as(rows, index: str):

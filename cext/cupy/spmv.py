@@ -41,8 +41,9 @@ __global__ void csr_spmv_dot(const I* __restrict__ indptr, const I* __restrict__
     const int lane = (int)(threadIdx.x & (lanes - 1));
     double acc = 0.0;
     if (row < n) {
-        const I stop = indptr[row + 1];
-        for (I jj = indptr[row] + lane; jj < stop; jj += lanes)
+        // 64-bit position: an int32 jj += lanes could wrap past INT_MAX on the last row
+        const long long stop = (long long)indptr[row + 1];
+        for (long long jj = (long long)indptr[row] + lane; jj < stop; jj += lanes)
             acc += (double)data[jj] * (double)p[indices[jj]];
     }
     for (int offset = lanes >> 1; offset > 0; offset >>= 1)
@@ -51,7 +52,8 @@ __global__ void csr_spmv_dot(const I* __restrict__ indptr, const I* __restrict__
     if (row < n && lane == 0) {
         const T qi = (T)acc;
         q[row] = qi;
-        contribution = (double)p[row] * (double)qi;
+        if (with_dot)  // p may be shorter than q (a rectangular block): read only for the dot
+            contribution = (double)p[row] * (double)qi;
     }
     if (with_dot) {  // uniform over the grid
         contribution = ls_block_sum(contribution);
@@ -84,6 +86,9 @@ def _index_type(indptr, indices) -> str:
     if name not in INDEX_TYPES or indices.dtype.name != name:
         raise TypeError("CSR index arrays must both be int32 or both int64, got "
                         f"{indptr.dtype.name} and {indices.dtype.name}")
+    # the kernels index raw pointers: a strided view would be read as if it were packed
+    if not (indptr.flags.c_contiguous and indices.flags.c_contiguous):
+        raise ValueError("CSR index arrays must be C-contiguous (cupy.ascontiguousarray)")
     return name
 
 
