@@ -319,3 +319,14 @@ def test_bad_input_raises():
         mfac.solve(array_api_strict.ones(10, dtype=array_api_strict.float64))
     with pytest.raises(TypeError):
         mfac.solve([1.0] * 10)
+
+
+def test_strided_vectors_equal_packed_ones():
+    # a column of a matrix is a strided view: taken (copied once) as a packed vector
+    G = np.random.default_rng(31).standard_normal((40, 6))
+    strided, packed = MFAC(40, 4, 1e-3), MFAC(40, 4, 1e-3)
+    for k in range(6):
+        strided.update(G[:, k])
+        packed.update(np.ascontiguousarray(G[:, k]))
+    v = np.random.default_rng(32).standard_normal((40, 3))
+    np.testing.assert_array_equal(strided.solve(v[:, 1]), packed.solve(v[:, 1].copy()))

@@ -215,6 +215,11 @@ class _MFACBase:
         refuse_complex(xp, v, name)
         if not xp.isdtype(v.dtype, "real floating"):
             v = xp.astype(v, xp.float64)
+        flags = getattr(v, "flags", None)
+        if flags is not None and not flags.c_contiguous:
+            # a strided view (a column of a matrix): the compiled kernels read packed
+            # vectors, CuPy's refuse others (GPU_REVIEW item 8); one copy here
+            v = xp.asarray(v, copy=True)
         return v
 
     # --- the operator ---------------------------------------------------
