@@ -98,6 +98,12 @@ class _CsrOperator(Operator):
         super().__init__(shape, data.dtype, xp)
         self.indptr, self.indices, self.data = indptr, indices, data
 
+    def matvec(self, v):
+        # the product alone: the fused kernel's dot would be read back to the host
+        # on every call (a device sync on the GPU; GPU_REVIEW item 2)
+        return self.kernels.csr_spmv(self.indptr, self.indices, self.data, v,
+                                     self.xp.empty_like(v))
+
     def matvec_dot(self, p, q):
         return q, self.kernels.csr_spmv_dot(self.indptr, self.indices, self.data, p, q)
 
@@ -108,6 +114,9 @@ class _DiaOperator(Operator):
     def __init__(self, offsets, values, shape, xp):
         super().__init__(shape, values.dtype, xp)
         self.offsets, self.values = offsets, values
+
+    def matvec(self, v):
+        return self.kernels.dia_spmv(self.offsets, self.values, v, self.xp.empty_like(v))
 
     def matvec_dot(self, p, q):
         return q, self.kernels.dia_spmv_dot(self.offsets, self.values, p, q)

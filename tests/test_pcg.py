@@ -496,3 +496,25 @@ def xp_scale(kernels, scale, dtype):
         import array_api_strict as xs
         return xs.asarray(scale)
     return scale
+
+
+@pytest.mark.parametrize("allow_dia", [False, True], ids=["csr", "dia"])
+def test_sparse_operator_product_computes_no_dot(allow_dia, monkeypatch):
+    # a plain product (Chebyshev's, the true residual's) must not run the fused
+    # product-and-dot kernel: on the GPU its dot is read back, a sync per product
+    # (GPU_REVIEW item 2)
+    import array_api_compat.numpy as xp
+
+    from linsolve.operators import as_operator
+
+    A = poisson2d(8)
+    op = as_operator(A, xp, np.float64, 64, allow_dia=allow_dia)
+    assert op.layout == ("dia" if allow_dia else "csr")
+
+    def fused(*args):
+        raise AssertionError("the fused product-and-dot kernel ran for a plain product")
+
+    monkeypatch.setattr(op.kernels, "csr_spmv_dot", fused)
+    monkeypatch.setattr(op.kernels, "dia_spmv_dot", fused)
+    v = np.arange(64.0)
+    np.testing.assert_allclose(op.matvec(v), A @ v, rtol=1e-15)
