@@ -34,6 +34,8 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
+from .problems import poisson2d, poisson3d
+
 GPU_COLUMNS = ("benchmark", "implementation", "n", "median_ms", "ours_over_ref", "GBps",
                "target")
 TARGETS = {"batched inverse roots": 0.2, "M-FAC solve": 1.3, "coloured SOR sweep": 2.0}
@@ -69,19 +71,9 @@ def _median_ms(cupy, call, repeat: int) -> float:
     return 1e3 * float(np.median(samples))
 
 
-def poisson2d(N: int) -> sp.csr_matrix:
-    """5-point Laplacian on an N x N grid (n = N^2), CSR, int32 indices."""
-    T = sp.diags([-1.0, 2.0, -1.0], [-1, 0, 1], shape=(N, N), format="csr")
-    identity = sp.eye(N, format="csr")
-    return sp.csr_matrix(sp.kron(identity, T) + sp.kron(T, identity))
-
-
 def poisson3d_shuffled(N: int, seed: int = 0) -> sp.csr_matrix:
-    """7-point Laplacian on N^3 with the unknowns in a random order (gathers at random)."""
-    T = sp.diags([-1.0, 2.0, -1.0], [-1, 0, 1], shape=(N, N), format="csr")
-    identity = sp.eye(N, format="csr")
-    A = (sp.kron(sp.kron(identity, identity), T) + sp.kron(sp.kron(identity, T), identity)
-         + sp.kron(sp.kron(T, identity), identity)).tocsr()
+    """:func:`bench.problems.poisson3d` with the unknowns in a random order (gathers at random)."""
+    A = poisson3d(N)
     perm = np.random.default_rng(seed).permutation(A.shape[0])
     A = sp.csr_matrix(A[perm][:, perm])
     A.sort_indices()
