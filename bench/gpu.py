@@ -34,6 +34,8 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
+from cext.cupy.availability import unavailable_reason
+
 from .problems import poisson2d, poisson3d
 
 GPU_COLUMNS = ("benchmark", "implementation", "n", "median_ms", "ours_over_ref", "GBps",
@@ -43,19 +45,13 @@ TARGETS = {"batched inverse roots": 0.2, "M-FAC solve": 1.3, "coloured SOR sweep
 
 
 def _cupy():
-    """The cupy module, or SystemExit-style error text when there is no usable device."""
-    try:
-        import cupy
-    except Exception as error:  # ImportError or a CUDA library that does not load
-        raise RuntimeError(f"bench gpu needs CuPy: pip install 'curvature-linsolve[gpu]' "
-                           f"({type(error).__name__}: {error})") from None
-    try:
-        if cupy.cuda.runtime.getDeviceCount() < 1:
-            raise RuntimeError("bench gpu needs a CUDA device; none is visible")
-    except RuntimeError:
-        raise
-    except Exception as error:  # CUDARuntimeError: no driver
-        raise RuntimeError(f"bench gpu needs a CUDA device ({error})") from None
+    """The cupy module; RuntimeError saying why not when CuPy or a CUDA device is missing."""
+    reason = unavailable_reason()
+    if reason is not None:
+        raise RuntimeError(f"bench gpu needs CuPy and a CUDA device "
+                           f"(pip install 'curvature-linsolve[gpu]'): {reason}")
+    import cupy
+
     return cupy
 
 

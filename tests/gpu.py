@@ -12,25 +12,14 @@ import os
 
 import pytest
 
+from cext.cupy.availability import unavailable_reason
+
 REQUIRE_ENV = "LINSOLVE_REQUIRE_GPU"
 
 
 def required() -> bool:
     """Whether this run must have a GPU (``LINSOLVE_REQUIRE_GPU`` set to anything but 0/empty)."""
     return os.environ.get(REQUIRE_ENV, "") not in ("", "0")
-
-
-def unavailable_reason() -> str | None:
-    """None when CuPy imports and sees a CUDA device, else why not."""
-    try:
-        import cupy
-    except Exception as error:  # ImportError, or a CUDA library that fails to load
-        return f"cupy does not import: {type(error).__name__}: {error}"
-    try:
-        count = cupy.cuda.runtime.getDeviceCount()
-    except Exception as error:  # CUDARuntimeError without a driver
-        return f"no CUDA runtime: {type(error).__name__}: {error}"
-    return None if count > 0 else "no CUDA device"
 
 
 def cupy_or_skip():
