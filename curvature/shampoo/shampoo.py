@@ -52,6 +52,26 @@ def _check_finite(xp, grad, name="gradient"):
         raise ValueError(f"{name} contains NaN or Inf")
 
 
+def _take_gradient(optimizer, grad, method: str):
+    """``(xp, grad)`` checked and cast for ``optimizer`` (Shampoo or SOAP), before any state changes.
+
+    Shape ``optimizer.param_shape``, real, finite, and ``sum(grad**2)``
+    representable in the working dtype (it bounds every statistic the
+    method keeps). The first gradient fixes ``optimizer``'s namespace and
+    dtype; the returned one is cast to that dtype.
+    """
+    xp = array_namespace(grad)
+    if tuple(grad.shape) != optimizer.param_shape:
+        raise ValueError(f"gradient shape {tuple(grad.shape)} != {optimizer.param_shape}")
+    refuse_complex(xp, grad, "gradient")
+    _check_finite(xp, grad)
+    check_square_summable(xp, grad, "grad", method,
+                          dtype=grad.dtype if optimizer.dtype is None else optimizer.dtype)
+    if optimizer._xp is None:
+        optimizer._xp, optimizer.dtype = xp, grad.dtype
+    return xp, xp.astype(grad, optimizer.dtype)
+
+
 class Shampoo:
     """Shampoo preconditioner for one tensor of the given shape; returns directions.
 
@@ -195,18 +215,9 @@ class Shampoo:
         TypeError
             A complex gradient.
         """
-        xp = array_namespace(grad)
-        if tuple(grad.shape) != self.param_shape:
-            raise ValueError(f"gradient shape {tuple(grad.shape)} != {self.param_shape}")
-        refuse_complex(xp, grad, "gradient")
-        _check_finite(xp, grad)
         # sum(grad**2) is the trace of each new factor term and bounds the grafting's
         # second moment; the summed factors (beta2 = 1) are checked in _accumulate.
-        check_square_summable(xp, grad, "grad", "Shampoo",
-                              dtype=grad.dtype if self.dtype is None else self.dtype)
-        if self._xp is None:
-            self._xp, self.dtype = xp, grad.dtype
-        grad = xp.astype(grad, self.dtype)
+        xp, grad = _take_gradient(self, grad, "Shampoo")
         t = self.step + 1
         self._accumulate(xp, grad)
         graft = None

@@ -16,10 +16,10 @@ from typing import Any, Sequence
 
 from array_api_compat import array_namespace
 
-from .._checks import check_positive_int, check_square_summable, linalg_failure, refuse_complex
+from .._checks import check_positive_int, linalg_failure
 from ..kronecker._kron import check_positive
 from .._state import Array, Arrays, Count, Equal, check_state, copy_array, copy_arrays
-from .shampoo import _check_finite, _cycle_modes, _unfold
+from .shampoo import _cycle_modes, _take_gradient, _unfold
 
 __all__ = ["SOAP"]
 
@@ -154,18 +154,9 @@ class SOAP:
         TypeError
             A complex gradient.
         """
-        xp = array_namespace(grad)
-        if tuple(grad.shape) != self.param_shape:
-            raise ValueError(f"gradient shape {tuple(grad.shape)} != {self.param_shape}")
-        refuse_complex(xp, grad, "gradient")
-        _check_finite(xp, grad)
         # Every statistic is an average of the gradient's squares or outer products,
         # bounded by sum(grad**2) (trace of each factor; the rotations are orthogonal).
-        check_square_summable(xp, grad, "grad", "SOAP",
-                              dtype=grad.dtype if self.dtype is None else self.dtype)
-        if self._xp is None:
-            self._xp, self.dtype = xp, grad.dtype
-        grad = xp.astype(grad, self.dtype)
+        xp, grad = _take_gradient(self, grad, "SOAP")
         t = self.step + 1
         if self.bases is None:
             self._init_basis(xp, grad)
