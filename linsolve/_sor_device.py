@@ -33,8 +33,6 @@ class DeviceSorMatrix:
         through the compiled CPU kernels of the same family, for the tests).
     """
 
-    measures_every_sweep = True
-
     def __init__(self, S, xp):
         if S.permutation is None:
             raise ValueError("the GPU sweeps need a coloured ordering: pass ordering='redblack' "
