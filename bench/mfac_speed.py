@@ -21,7 +21,11 @@ kept, so a burst of load elsewhere hits every row alike. Each round starts
 after a pause (``SETTLE_SECONDS``): OpenBLAS's idle threads spin for about
 0.1 s after a call, and a pass right behind one ran 1.3-1.5x slower
 (``solve_after_blas``; d = 4e5, m = 256, 83.5 against 57-62 ms, busy
-machine; 68 ms with ``OPENBLAS_THREAD_TIMEOUT=4`` in the environment).
+machine; 68 ms with ``OPENBLAS_THREAD_TIMEOUT=4`` in the environment),
+then one untimed pass over the window: the first pass over memory left
+untouched for that long is slower for BLAS and M-FAC alike (two BLAS
+passes: 104 against 80-85 ms when hot), so every timed call finds the
+window as the ones before it left it.
 
 ``python -m bench.mfac_speed [--d 1000000] [--m 256] [--dtype float32]
 [--repeat 5]`` prints the table; ``python -m bench curvature`` includes the
@@ -59,13 +63,22 @@ cycles (``OPENBLAS_THREAD_TIMEOUT``, about 0.1 s) after each call, on the cores
 the next pass needs."""
 
 
-def _interleaved_best(functions: dict, blas: dict, after_blas: dict, repeat: int) -> dict:
+def _interleaved_best(functions: dict, blas: dict, after_blas: dict, repeat: int,
+                      wake=None) -> dict:
     """Best time of each function over ``repeat`` rounds of one call each (after a warm-up).
 
-    A round times ``functions`` first, then the ``blas`` baselines, then
-    ``after_blas`` (right behind a BLAS call, as in an optimiser step after
-    a forward/backward pass), then pauses ``SETTLE_SECONDS`` so the next
-    round's ``functions`` do not share the cores with spinning BLAS threads.
+    A round pauses ``SETTLE_SECONDS`` so that its ``functions`` do not
+    share the cores with the previous round's spinning BLAS threads, calls
+    ``wake`` untimed, then times ``functions``, then the ``blas``
+    baselines, then ``after_blas`` (right behind a BLAS call, as in an
+    optimiser step after a forward/backward pass). ``wake`` should read the
+    window once without BLAS: the first pass over a window left untouched
+    for a tenth of a second ran 10-25% slower than the next on the 2-core
+    reference machine (``solve``, d = 1e6, m = 256, float32: 103-117 ms
+    against 93-97 ms; 97-100 ms when an untimed window pass came first; a
+    busy pass over other memory did not help), and without ``wake`` that
+    cost fell on ``functions[0]`` alone, never on the baselines, which run
+    behind other passes over the same window.
     """
     everything = {**functions, **blas, **after_blas}
     for func in everything.values():
@@ -73,6 +86,8 @@ def _interleaved_best(functions: dict, blas: dict, after_blas: dict, repeat: int
     best = {name: float("inf") for name in everything}
     for _ in range(repeat):
         time.sleep(SETTLE_SECONDS)
+        if wake is not None:
+            wake()
         for name, func in everything.items():
             start = time.perf_counter()
             func()
@@ -133,6 +148,9 @@ def run(d: int = 1_000_000, m: int = 256, dtype: str = "float32", repeat: int = 
         mfac._factor = None
         mfac._factors()
 
+    def wake():  # one untimed pass over the window itself (see _interleaved_best)
+        kernels.window_gemv(G, v, offsets, gram)
+
     with threadpool_limits(limits=os.cpu_count() or 1, user_api="blas"):
         blas = blas_description()
         best = _interleaved_best({
@@ -147,7 +165,7 @@ def run(d: int = 1_000_000, m: int = 256, dtype: str = "float32", repeat: int = 
             "blas_gemv_t": lambda: c @ G,
         }, {
             "solve_after_blas": lambda: mfac.solve(v),
-        }, repeat)
+        }, repeat, wake=wake)
     window_gb = G.nbytes / 1e9
     common = {"d": d, "m": m, "dtype": dtype, **blas,
               "pass_threads": _pass_threads(G.size) if G.dtype == np.float32 else "blas"}
