@@ -12,6 +12,7 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import reverse_cuthill_mckee
 
 from cext import kernels_for
+from cext.threads import kernel_threads
 
 from ._sor_device import DeviceSorMatrix, host_matrix
 from ._sparse import checked_csr
@@ -131,6 +132,9 @@ class SorMatrix:
         rows = np.repeat(np.arange(n, dtype=index_dtype), np.diff(self.off_indptr))
         lower = np.bincount(rows[self.off_indices < rows], minlength=n)
         self.mid = (self.off_indptr[:-1] + lower).astype(index_dtype)
+        # the residual of x = 0 is b only where every 0 * a_ij is 0 (residual_norm)
+        self._finite = bool(np.isfinite(self.off_data).all() and np.isfinite(self.diag).all())
+        self._no_couplings = None
 
     def _color(self, csr, n):
         """``(permutation, color_ptr)``: unknowns grouped by colour, RCM order within one."""
@@ -199,11 +203,27 @@ class SorMatrix:
         self.from_sweep_order(xs, out=x)
 
     def residual_norm(self, b, x, *, ordered: bool = False) -> float:
-        """``||b - A x||``; ``ordered=True`` when ``b`` and ``x`` are in sweep order."""
+        """``||b - A x||``; ``ordered=True`` when ``b`` and ``x`` are in sweep order.
+
+        The sweeps' arithmetic and summation order (so the value equals the
+        one they would report, bit for bit). A zero ``x`` of a finite ``A``
+        costs a pass over ``b`` only, not over ``A`` (a solve from a zero
+        initial guess starts with it).
+        """
         if not ordered and self.permutation is not None:
             b, x = self.to_sweep_order(b), self.to_sweep_order(x)
-        value = kernels_for(np).sor_residual_norm2_ordered(self.off_indptr, self.mid,
-                                                          self.off_indices, self.off_data,
+        indptr, mid, indices, data = self.off_indptr, self.mid, self.off_indices, self.off_data
+        if self._finite and not np.any(x):
+            # every product a_ij x_j is a zero, so the same kernel over the
+            # diagonal alone adds the same terms in the same order
+            if self._no_couplings is None:
+                n = self.shape[0]
+                self._no_couplings = (np.zeros(n + 1, dtype=indptr.dtype),
+                                      np.zeros(n, dtype=mid.dtype),
+                                      np.zeros(0, dtype=indices.dtype),
+                                      np.zeros(0, dtype=data.dtype))
+            indptr, mid, indices, data = self._no_couplings
+        value = kernels_for(np).sor_residual_norm2_ordered(indptr, mid, indices, data,
                                                           self.diag, b, x, self.color_ptr)
         return math.sqrt(value) if value >= 0 else float("nan")
 
@@ -352,81 +372,85 @@ def sor(A: Any, b: Any, omega: float = 1.0, x0: Any = None, *, rtol: float = 1e-
         S = SorMatrix(A, dtype=working_dtype(xp, b, A), ordering=ordering)
     if S.shape != (n, n):
         raise ValueError(f"A has shape {S.shape}, expected ({n}, {n}) to match b")
-    if device:
-        S = DeviceSorMatrix(S, xp)
-        b = xp.astype(b, S.dtype)
-        bnorm = float(xp.linalg.vector_norm(xp.astype(b, xp.float64)))
-    else:
-        b = np.ascontiguousarray(b, dtype=S.dtype)
-        # the kernels' dot (float64 sums), not BLAS: OpenBLAS's threads spin for
-        # ~0.1 s after a call and took the cores from the first sweeps (2-5x slower)
-        bnorm = math.sqrt(kernels_for(np).dot(b, b))
-        if not math.isfinite(bnorm):  # overflow of the squares, or NaN/Inf in b
-            bnorm = float(np.linalg.norm(b.astype(np.float64)))
-    x = as_initial_guess(x0, xp, n, S.dtype)
-    # the sweeps run on b and x in sweep order (a copy: x0 is never written)
-    b_swept = S.to_sweep_order(b)
-    # zeros need no gather (a random one costs about a sweep on a coloured ordering)
-    x_swept = xp.zeros_like(b_swept) if x0 is None else S.to_sweep_order(x)
-    work = xp.empty_like(x_swept)
-    tol, reason_converged = stopping_tolerance(rtol, atol, bnorm)
-
-    def finish(reason, k, norms, message):
-        S.from_sweep_order(x_swept, out=x)
-        norms = np.asarray(norms, dtype=np.float64)
-        measured = ~np.isnan(norms)
-        measured[-1] = True  # the last is always measured (NaN there is a NaN residual)
-        return SolveResult(x=x, converged=reason.startswith("CONVERGED"), reason=reason,
-                           iterations=k, residual_norms=norms,
-                           true_residual_norm=float(norms[-1]), matvecs=int(measured.sum()),
-                           time=time.perf_counter() - start, message=message)
-
-    rnorm = (S.residual_norm(b_swept, x_swept, ordered=True) if math.isfinite(bnorm)
-             else float("nan"))
-    grow_limit = dtol * rnorm
-    k = 0
-    if monitor:
-        print(_MONITOR_FORMAT % (0, rnorm), file=sys.stdout)
-    # Sweeps per compiled call ("compiled loops come up for air"): one when
-    # the caller watches every iterate; otherwise a budget that returns to
-    # Python (where Ctrl-C is seen) about every CHUNK_SECONDS. The first
-    # budget guesses from the size (~2**24 matrix entries read, ~25 ms),
-    # later ones scale by the measured time (next_budget). Small systems (the omega tuners solve
-    # thousands) still finish in one call; the cap bounds the spare norms.
-    # The iteration does not depend on where a chunk ends.
-    max_budget = 2**16
     entries_per_sweep = (S.off_data.shape[0] + n) * (2 if symmetric else 1)
-    watched = callback is not None or monitor
-    budget = 1 if watched else min(max_budget, max(1, 2**24 // max(entries_per_sweep, 1)))
-    # the history grows (doubling) with the sweeps run, never sized from maxiter
-    norms = np.empty(min(budget, maxiter) + 1)
-    norms[0] = rnorm
-    if math.isfinite(rnorm) and rnorm > tol:
-        while k < maxiter:
-            stop = min(k + budget, maxiter)
-            norms = grown_history(norms, k + 1, stop + 1)
-            tic = time.perf_counter()
-            # a chunk that ends before maxiter, unwatched, leaves its last residual
-            # to the next chunk's first sweep (no extra pass over A)
-            measure_end = watched or stop == maxiter
-            k = S.run(b_swept, x_swept, work, omega, symmetric=symmetric, tol=tol,
-                      grow_limit=grow_limit, maxiter=stop, norms=norms, start=k,
-                      check_every=int(check_every), measure_end=measure_end)
-            elapsed = time.perf_counter() - tic
-            if monitor:
-                print(_MONITOR_FORMAT % (k, norms[k]), file=sys.stdout)
-            if callback is not None:
-                callback(S.from_sweep_order(x_swept, out=x))
-            # stop on a residual measured at the chunk's end (NaN: left to the next chunk)
-            measured = measure_end or not math.isnan(norms[k])
-            if k < stop or (measured and not (tol < norms[k] <= grow_limit)):
-                break
-            if not watched:  # the call ran its whole budget
-                budget = next_budget(budget, elapsed, max_budget)
-    norms = norms[:k + 1].copy()  # not a view holding on to the spare entries
-    rnorm = float(norms[-1])
-    reason, message = sor_verdict(rnorm, k, tol, reason_converged, grow_limit, omega, maxiter)
-    return finish(reason, k, norms, message)
+    # one thread policy for the whole solve (each kernel call applying it cost
+    # about 0.2 ms), re-applied between compiled chunks
+    with kernel_threads(entries_per_sweep) as threads:
+        if device:
+            S = DeviceSorMatrix(S, xp)
+            b = xp.astype(b, S.dtype)
+            bnorm = float(xp.linalg.vector_norm(xp.astype(b, xp.float64)))
+        else:
+            b = np.ascontiguousarray(b, dtype=S.dtype)
+            # the kernels' dot (float64 sums), not BLAS: OpenBLAS's threads spin for
+            # ~0.1 s after a call and took the cores from the first sweeps (2-5x slower)
+            bnorm = math.sqrt(kernels_for(np).dot(b, b))
+            if not math.isfinite(bnorm):  # overflow of the squares, or NaN/Inf in b
+                bnorm = float(np.linalg.norm(b.astype(np.float64)))
+        x = as_initial_guess(x0, xp, n, S.dtype)
+        # the sweeps run on b and x in sweep order (a copy: x0 is never written)
+        b_swept = S.to_sweep_order(b)
+        # zeros need no gather (a random one costs about a sweep on a coloured ordering)
+        x_swept = xp.zeros_like(b_swept) if x0 is None else S.to_sweep_order(x)
+        work = xp.empty_like(x_swept)
+        tol, reason_converged = stopping_tolerance(rtol, atol, bnorm)
+
+        def finish(reason, k, norms, message):
+            S.from_sweep_order(x_swept, out=x)
+            norms = np.asarray(norms, dtype=np.float64)
+            measured = ~np.isnan(norms)
+            measured[-1] = True  # the last is always measured (NaN there is a NaN residual)
+            return SolveResult(x=x, converged=reason.startswith("CONVERGED"), reason=reason,
+                               iterations=k, residual_norms=norms,
+                               true_residual_norm=float(norms[-1]), matvecs=int(measured.sum()),
+                               time=time.perf_counter() - start, message=message)
+
+        rnorm = (S.residual_norm(b_swept, x_swept, ordered=True) if math.isfinite(bnorm)
+                 else float("nan"))
+        grow_limit = dtol * rnorm
+        k = 0
+        if monitor:
+            print(_MONITOR_FORMAT % (0, rnorm), file=sys.stdout)
+        # Sweeps per compiled call ("compiled loops come up for air"): one when
+        # the caller watches every iterate; otherwise a budget that returns to
+        # Python (where Ctrl-C is seen) about every CHUNK_SECONDS. The first
+        # budget guesses from the size (~2**24 matrix entries read, ~25 ms),
+        # later ones scale by the measured time (next_budget). Small systems (the omega tuners solve
+        # thousands) still finish in one call; the cap bounds the spare norms.
+        # The iteration does not depend on where a chunk ends.
+        max_budget = 2**16
+        watched = callback is not None or monitor
+        budget = 1 if watched else min(max_budget, max(1, 2**24 // max(entries_per_sweep, 1)))
+        # the history grows (doubling) with the sweeps run, never sized from maxiter
+        norms = np.empty(min(budget, maxiter) + 1)
+        norms[0] = rnorm
+        if math.isfinite(rnorm) and rnorm > tol:
+            while k < maxiter:
+                stop = min(k + budget, maxiter)
+                norms = grown_history(norms, k + 1, stop + 1)
+                tic = time.perf_counter()
+                # a chunk that ends before maxiter, unwatched, leaves its last residual
+                # to the next chunk's first sweep (no extra pass over A)
+                measure_end = watched or stop == maxiter
+                k = S.run(b_swept, x_swept, work, omega, symmetric=symmetric, tol=tol,
+                          grow_limit=grow_limit, maxiter=stop, norms=norms, start=k,
+                          check_every=int(check_every), measure_end=measure_end)
+                elapsed = time.perf_counter() - tic
+                if monitor:
+                    print(_MONITOR_FORMAT % (k, norms[k]), file=sys.stdout)
+                if callback is not None:
+                    callback(S.from_sweep_order(x_swept, out=x))
+                # stop on a residual measured at the chunk's end (NaN: left to the next chunk)
+                measured = measure_end or not math.isnan(norms[k])
+                if k < stop or (measured and not (tol < norms[k] <= grow_limit)):
+                    break
+                if not watched:  # the call ran its whole budget
+                    budget = next_budget(budget, elapsed, max_budget)
+                threads.refresh()  # follows the machine's load during long solves
+        norms = norms[:k + 1].copy()  # not a view holding on to the spare entries
+        rnorm = float(norms[-1])
+        reason, message = sor_verdict(rnorm, k, tol, reason_converged, grow_limit, omega, maxiter)
+        return finish(reason, k, norms, message)
 
 
 def sor_verdict(rnorm: float, k: int, tol: float, reason_converged: str, grow_limit: float,

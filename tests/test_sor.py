@@ -357,6 +357,37 @@ def test_one_thread_and_two_give_the_same_bits(ordering):
         np.testing.assert_allclose(runs[0].residual_norms, runs[1].residual_norms, rtol=1e-13)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("ordering", ["natural", "multicolor"])
+def test_zero_initial_guess_residual_skips_a_but_keeps_the_bits(ordering, dtype):
+    """From x0 = 0 the first residual is taken from b alone: the value the pass over A gives."""
+    A = random_sparse_spd(300, 0.05, seed=21, dtype=dtype)
+    b = np.random.default_rng(22).standard_normal(300).astype(dtype)
+    S = SorMatrix(A, ordering=ordering)
+    bs = S.to_sweep_order(b)
+    full = nbk.sor_residual_norm2_ordered(S.off_indptr, S.mid, S.off_indices, S.off_data,
+                                          S.diag, bs, np.zeros_like(bs), S.color_ptr)
+    for x0 in (None, np.zeros(300), np.full(300, -0.0)):
+        result = sor(S, b, 1.3, x0=x0, rtol=0.0, maxiter=3, ordering=ordering)
+        assert result.residual_norms[0] == np.sqrt(full)
+    # a nonzero guess still reads A
+    x0 = np.zeros(300)
+    x0[17] = 1.0
+    result = sor(S, b, 1.3, x0=x0, rtol=0.0, maxiter=3, ordering=ordering)
+    expected = np.linalg.norm(b.astype(float) - A.astype(float) @ x0)
+    assert result.residual_norms[0] == pytest.approx(expected, rel=1e-5)
+    assert abs(result.residual_norms[0] - np.linalg.norm(b.astype(float))) > 1e-3
+
+
+def test_zero_initial_guess_of_a_non_finite_matrix_still_fails_at_once():
+    # 0 * Inf is NaN: the shortcut (the residual of x = 0 is b) does not hold there
+    A = sp.lil_matrix(poisson2d(4))
+    A[3, 2] = np.inf
+    result = sor(A.tocsr(), np.ones(16), 1.2)
+    assert result.reason == "DIVERGED_NANORINF" and result.iterations == 0
+    assert np.isnan(result.residual_norms[0])
+
+
 @pytest.mark.parametrize("check_every", [2, 3, 8])
 @pytest.mark.parametrize("symmetric", [False, True])
 @pytest.mark.parametrize("ordering", ["natural", "multicolor"])
