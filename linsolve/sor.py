@@ -388,15 +388,19 @@ def sor(A: Any, b: Any, omega: float = 1.0, x0: Any = None, *, rtol: float = 1e-
             if not math.isfinite(bnorm):  # overflow of the squares, or NaN/Inf in b
                 bnorm = float(np.linalg.norm(b.astype(np.float64)))
         x = as_initial_guess(x0, xp, n, S.dtype)
-        # the sweeps run on b and x in sweep order (a copy: x0 is never written)
-        b_swept = S.to_sweep_order(b)
-        # zeros need no gather (a random one costs about a sweep on a coloured ordering)
-        x_swept = xp.zeros_like(b_swept) if x0 is None else S.to_sweep_order(x)
+        # the sweeps run on b and x in sweep order (x a copy: x0 is never written)
+        if not device and S.permutation is None:
+            b_swept, x_swept = b, x  # already that order: no copies (b is only read)
+        else:
+            b_swept = S.to_sweep_order(b)
+            # zeros need no gather (a random one costs about a sweep on a coloured ordering)
+            x_swept = xp.zeros_like(b_swept) if x0 is None else S.to_sweep_order(x)
         work = xp.empty_like(x_swept)
         tol, reason_converged = stopping_tolerance(rtol, atol, bnorm)
 
         def finish(reason, k, norms, message):
-            S.from_sweep_order(x_swept, out=x)
+            if x_swept is not x:
+                S.from_sweep_order(x_swept, out=x)
             norms = np.asarray(norms, dtype=np.float64)
             measured = ~np.isnan(norms)
             measured[-1] = True  # the last is always measured (NaN there is a NaN residual)
@@ -439,7 +443,8 @@ def sor(A: Any, b: Any, omega: float = 1.0, x0: Any = None, *, rtol: float = 1e-
                 if monitor:
                     print(_MONITOR_FORMAT % (k, norms[k]), file=sys.stdout)
                 if callback is not None:
-                    callback(S.from_sweep_order(x_swept, out=x))
+                    # a copy where x is the iterate itself: the callback cannot steer the sweeps
+                    callback(x.copy() if x_swept is x else S.from_sweep_order(x_swept, out=x))
                 # stop on a residual measured at the chunk's end (NaN: left to the next chunk)
                 measured = measure_end or not math.isnan(norms[k])
                 if k < stop or (measured and not (tol < norms[k] <= grow_limit)):

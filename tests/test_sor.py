@@ -206,6 +206,27 @@ def test_x0_untouched_and_prebuilt_matrix_reused():
     assert a.iterations == b.iterations
 
 
+@pytest.mark.parametrize("ordering", ["natural", "multicolor"])
+def test_inputs_untouched_and_callbacks_cannot_steer(ordering):
+    # the natural ordering sweeps the returned x itself and reads the caller's b
+    A = poisson2d(6)
+    rhs = np.linspace(1.0, 2.0, 36)
+    x0 = np.full(36, 0.1)
+    kept = rhs.copy(), x0.copy()
+    quiet = sor(A, rhs, 1.3, x0=x0, ordering=ordering, maxiter=7, rtol=0.0)
+    seen = []
+
+    def meddle(x):
+        seen.append(x.copy())
+        x[:] = 1e3  # a callback that writes its argument
+
+    watched = sor(A, rhs, 1.3, x0=x0, ordering=ordering, maxiter=7, rtol=0.0, callback=meddle)
+    np.testing.assert_array_equal(rhs, kept[0])
+    np.testing.assert_array_equal(x0, kept[1])
+    assert watched.x.tobytes() == quiet.x.tobytes()
+    assert len(seen) == 7 and seen[-1].tobytes() == quiet.x.tobytes()
+
+
 def test_kernels_accept_int64_indices():
     """Matrices past 2^31 nonzeros use int64 indices: the kernels must compile for them."""
     S = SorMatrix(poisson2d(4), ordering="redblack")

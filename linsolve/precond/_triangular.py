@@ -46,6 +46,19 @@ more (they are ordered towards one separator only), so two is the default:
 ``"auto"`` takes two domains where two threads would pay, the natural
 ordering below (small problems run on one thread and keep the iterates
 they always had).
+
+What the sweeps are bound by (issue 15; P1 tetrahedra, 2 threads): one
+application alone takes 2.5 ms (about 37 cycles a row and sweep per
+thread, 15 GB/s of factor), but adds 4.6 ms to a pcg iteration, because
+the factor's stream pushes ``A`` out of the cache the plain iteration
+keeps it in (P2 tetrahedra: an SpMV right after another took 2.9 ms,
+right after the pair solve 4.8 ms; the reference machine streams 57 GB/s
+from up to 48 MB, 29 GB/s from 512 MB). A float32 copy of the
+factor (8 instead of 12 bytes an entry, an SPD preconditioner still) did
+not change that: 6.89 against 6.74 ms per iteration, the same 70
+iterations. What would: Eisenstat's trick for SSOR (the SpMV folded into
+the two sweeps, so an iteration reads ``A`` about once), which needs a
+pcg that knows the preconditioner's splitting, not an operator ``M``.
 """
 
 from __future__ import annotations
