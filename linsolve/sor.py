@@ -165,6 +165,11 @@ class SorMatrix:
         color_ptr = np.searchsorted(colors[permutation], np.arange(n_colors + 1)).astype(np.int64)
         return permutation, color_ptr
 
+    @property
+    def kernel_work(self) -> int:
+        """The work :mod:`cext.threads` sizes a sweep's threads by: its largest array."""
+        return max(self.off_data.shape[0], self.shape[0] + 1)
+
     def to_sweep_order(self, v: np.ndarray) -> np.ndarray:
         """``v`` permuted into sweep order, as a new contiguous array of the working dtype."""
         if self.permutation is None:
@@ -212,19 +217,22 @@ class SorMatrix:
         """
         if not ordered and self.permutation is not None:
             b, x = self.to_sweep_order(b), self.to_sweep_order(x)
-        indptr, mid, indices, data = self.off_indptr, self.mid, self.off_indices, self.off_data
-        if self._finite and not np.any(x):
+        residual_norm2 = kernels_for(np).sor_residual_norm2_ordered
+        if getattr(self, "_finite", False) and not np.any(x):
             # every product a_ij x_j is a zero, so the same kernel over the
-            # diagonal alone adds the same terms in the same order
-            if self._no_couplings is None:
-                n = self.shape[0]
-                self._no_couplings = (np.zeros(n + 1, dtype=indptr.dtype),
-                                      np.zeros(n, dtype=mid.dtype),
-                                      np.zeros(0, dtype=indices.dtype),
-                                      np.zeros(0, dtype=data.dtype))
-            indptr, mid, indices, data = self._no_couplings
-        value = kernels_for(np).sor_residual_norm2_ordered(indptr, mid, indices, data,
-                                                          self.diag, b, x, self.color_ptr)
+            # diagonal alone adds the same terms in the same order -- on the
+            # thread count the full pass would get (coloured sums are per thread)
+            n = self.shape[0]
+            if getattr(self, "_no_couplings", None) is None:
+                self._no_couplings = (np.zeros(n + 1, dtype=self.off_indptr.dtype),
+                                      np.zeros(n, dtype=self.mid.dtype),
+                                      np.zeros(0, dtype=self.off_indices.dtype),
+                                      np.zeros(0, dtype=self.off_data.dtype))
+            with kernel_threads(self.kernel_work):
+                value = residual_norm2(*self._no_couplings, self.diag, b, x, self.color_ptr)
+        else:
+            value = residual_norm2(self.off_indptr, self.mid, self.off_indices, self.off_data,
+                                   self.diag, b, x, self.color_ptr)
         return math.sqrt(value) if value >= 0 else float("nan")
 
     def run(self, b, x, work, omega, *, symmetric, tol, grow_limit, maxiter, norms,
@@ -372,10 +380,9 @@ def sor(A: Any, b: Any, omega: float = 1.0, x0: Any = None, *, rtol: float = 1e-
         S = SorMatrix(A, dtype=working_dtype(xp, b, A), ordering=ordering)
     if S.shape != (n, n):
         raise ValueError(f"A has shape {S.shape}, expected ({n}, {n}) to match b")
-    entries_per_sweep = (S.off_data.shape[0] + n) * (2 if symmetric else 1)
     # one thread policy for the whole solve (each kernel call applying it cost
     # about 0.2 ms), re-applied between compiled chunks
-    with kernel_threads(entries_per_sweep) as threads:
+    with kernel_threads(S.kernel_work) as threads:
         if device:
             S = DeviceSorMatrix(S, xp)
             b = xp.astype(b, S.dtype)
@@ -388,11 +395,15 @@ def sor(A: Any, b: Any, omega: float = 1.0, x0: Any = None, *, rtol: float = 1e-
             if not math.isfinite(bnorm):  # overflow of the squares, or NaN/Inf in b
                 bnorm = float(np.linalg.norm(b.astype(np.float64)))
         x = as_initial_guess(x0, xp, n, S.dtype)
-        # the sweeps run on b and x in sweep order (x a copy: x0 is never written)
-        if not device and S.permutation is None:
-            b_swept, x_swept = b, x  # already that order: no copies (b is only read)
+        # The sweeps run on b and x in sweep order (x a copy: x0 is never written).
+        # The natural ordering is that order already: b is read in place (unless
+        # read-only, which would compile the kernels anew), and x, fresh, is swept
+        # itself unless a callback is to see it apart from the iterate.
+        natural = not device and S.permutation is None
+        b_swept = b if natural and b.flags.writeable else S.to_sweep_order(b)
+        if natural and callback is None:
+            x_swept = x
         else:
-            b_swept = S.to_sweep_order(b)
             # zeros need no gather (a random one costs about a sweep on a coloured ordering)
             x_swept = xp.zeros_like(b_swept) if x0 is None else S.to_sweep_order(x)
         work = xp.empty_like(x_swept)
@@ -423,6 +434,7 @@ def sor(A: Any, b: Any, omega: float = 1.0, x0: Any = None, *, rtol: float = 1e-
         # thousands) still finish in one call; the cap bounds the spare norms.
         # The iteration does not depend on where a chunk ends.
         max_budget = 2**16
+        entries_per_sweep = (S.off_data.shape[0] + n) * (2 if symmetric else 1)
         watched = callback is not None or monitor
         budget = 1 if watched else min(max_budget, max(1, 2**24 // max(entries_per_sweep, 1)))
         # the history grows (doubling) with the sweeps run, never sized from maxiter
@@ -443,8 +455,7 @@ def sor(A: Any, b: Any, omega: float = 1.0, x0: Any = None, *, rtol: float = 1e-
                 if monitor:
                     print(_MONITOR_FORMAT % (k, norms[k]), file=sys.stdout)
                 if callback is not None:
-                    # a copy where x is the iterate itself: the callback cannot steer the sweeps
-                    callback(x.copy() if x_swept is x else S.from_sweep_order(x_swept, out=x))
+                    callback(S.from_sweep_order(x_swept, out=x))
                 # stop on a residual measured at the chunk's end (NaN: left to the next chunk)
                 measured = measure_end or not math.isnan(norms[k])
                 if k < stop or (measured and not (tol < norms[k] <= grow_limit)):

@@ -225,6 +225,11 @@ def test_inputs_untouched_and_callbacks_cannot_steer(ordering):
     np.testing.assert_array_equal(x0, kept[1])
     assert watched.x.tobytes() == quiet.x.tobytes()
     assert len(seen) == 7 and seen[-1].tobytes() == quiet.x.tobytes()
+    # a read-only b is copied once, not handed to the kernels (a new compilation)
+    frozen = rhs.copy()
+    frozen.flags.writeable = False
+    assert sor(A, frozen, 1.3, x0=x0, ordering=ordering, maxiter=7,
+               rtol=0.0).x.tobytes() == quiet.x.tobytes()
 
 
 def test_kernels_accept_int64_indices():
@@ -398,6 +403,38 @@ def test_zero_initial_guess_residual_skips_a_but_keeps_the_bits(ordering, dtype)
     expected = np.linalg.norm(b.astype(float) - A.astype(float) @ x0)
     assert result.residual_norms[0] == pytest.approx(expected, rel=1e-5)
     assert abs(result.residual_norms[0] - np.linalg.norm(b.astype(float))) > 1e-3
+    # and A is not read: spoiled after the build, it leaves that residual as it was
+    S.off_data[:] = np.nan
+    assert S.residual_norm(bs, np.zeros_like(bs), ordered=True) == np.sqrt(full)
+    assert np.isnan(S.residual_norm(bs, np.ones_like(bs), ordered=True))
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 7, 301])
+@pytest.mark.parametrize("dtypes", [(np.float64, np.float64), (np.float32, np.float32),
+                                    (np.float32, np.float64)])
+def test_two_thread_residual_pass_has_the_serial_bits(n, dtypes):
+    """The natural ordering's residual pass on two threads sums in row order, as on one."""
+    import numba
+
+    from cext.numba.sor import _residual_rows_split, _residual_serial
+    from cext.numba.spmv import unsigned_view
+
+    data_dtype, vector_dtype = dtypes
+    rng = np.random.default_rng(n)
+    A = sp.random(n, n, density=0.3, random_state=n, format="csr") + sp.eye(n, format="csr")
+    S = SorMatrix(A.astype(data_dtype), ordering="natural")
+    b, x = (rng.standard_normal(n).astype(vector_dtype) for _ in range(2))
+    args = (unsigned_view(S.off_indptr), unsigned_view(S.mid), unsigned_view(S.off_indices),
+            S.off_data, S.diag, b, x, S.off_data.dtype.type(0))
+    previous = numba.get_num_threads()
+    numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+    try:
+        split = _residual_rows_split(*args)
+    finally:
+        numba.set_num_threads(previous)
+    assert split == _residual_serial(*args)
+    expected = np.sum((b.astype(float) - A.astype(data_dtype).astype(float) @ x.astype(float)) ** 2)
+    assert split == pytest.approx(expected, rel=1e-4 if np.float32 in dtypes else 1e-12)
 
 
 def test_zero_initial_guess_of_a_non_finite_matrix_still_fails_at_once():

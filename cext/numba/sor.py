@@ -439,19 +439,24 @@ def _reverse_serial(indptr, indices, data, diag, b, x, omega, keep):
 
 
 @nb.njit(nogil=True, cache=True, boundscheck=False, inline="always")
-def _residual_rows(indptr, mid, indices, data, diag, b, x, zero, lo, hi):
+def _residual_square(indptr, mid, indices, data, diag, b, x, zero, i):
     # the residual arithmetic of _lagged_rows, so a history is the same to the
     # bit whichever kernel measured an entry (and wherever a chunk ended)
+    upper = zero
+    for jj in range(mid[i], indptr[i + 1]):
+        upper += data[jj] * x[indices[jj]]
+    lower = zero
+    for jj in range(indptr[i], mid[i]):
+        lower += data[jj] * x[indices[jj]]
+    residual = b[i] - diag[i] * x[i] - lower - upper
+    return float(residual) * float(residual)
+
+
+@nb.njit(nogil=True, cache=True, boundscheck=False, inline="always")
+def _residual_rows(indptr, mid, indices, data, diag, b, x, zero, lo, hi):
     total = 0.0
     for i in range(lo, hi):
-        upper = zero
-        for jj in range(mid[i], indptr[i + 1]):
-            upper += data[jj] * x[indices[jj]]
-        lower = zero
-        for jj in range(indptr[i], mid[i]):
-            lower += data[jj] * x[indices[jj]]
-        residual = b[i] - diag[i] * x[i] - lower - upper
-        total += float(residual) * float(residual)
+        total += _residual_square(indptr, mid, indices, data, diag, b, x, zero, i)
     return total
 
 
@@ -472,27 +477,22 @@ def _residual_serial(indptr, mid, indices, data, diag, b, x, zero):
 
 
 @nb.njit(**_PAR)
-def _residual_rows_split(indptr, mid, indices, data, diag, b, x, zero, scratch):
+def _residual_rows_split(indptr, mid, indices, data, diag, b, x, zero):
     # The natural ordering's residual pass on two threads with _residual_rows'
-    # bits: each half's rows into scratch (the residual in the data's dtype,
-    # as _residual_rows rounds it), then one sum in row order. A parallel
-    # reduction would add in an order set by the thread count. P1 triangles:
-    # 2.6 -> 1.6 ms; it measures x_maxiter at the end of a run.
+    # bits: each half's squares into a float64 buffer, then one sum in row
+    # order (a parallel reduction would add in an order set by the thread
+    # count). P1 triangles: 2.1 -> 1.8 ms; it measures x_maxiter at the end of
+    # a run, and the first residual of a nonzero initial guess.
     n = b.shape[0]
+    squares = np.empty(n)
     for half in prange(2):
         lo = half * (n // 2)
         hi = n // 2 if half == 0 else n
         for i in range(lo, hi):
-            upper = zero
-            for jj in range(mid[i], indptr[i + 1]):
-                upper += data[jj] * x[indices[jj]]
-            lower = zero
-            for jj in range(indptr[i], mid[i]):
-                lower += data[jj] * x[indices[jj]]
-            scratch[i] = b[i] - diag[i] * x[i] - lower - upper
+            squares[i] = _residual_square(indptr, mid, indices, data, diag, b, x, zero, i)
     total = 0.0
     for i in range(n):
-        total += float(scratch[i]) * float(scratch[i])
+        total += squares[i]
     return total
 
 
@@ -566,14 +566,13 @@ def _reverse_any(indptr, indices, data, diag, b, x, omega, keep, color_ptr, spli
 
 
 @nb.njit(nogil=True, cache=True, boundscheck=False)
-def _residual_any(indptr, mid, indices, data, diag, b, x, zero, color_ptr, split, scratch):
-    """``||b - A x||^2``; ``scratch``, a vector like ``x``, is overwritten."""
+def _residual_any(indptr, mid, indices, data, diag, b, x, zero, color_ptr, split):
     if color_ptr.shape[0] > 1:
         if split:
             return _residual_colored(indptr, indices, data, diag, b, x, zero, color_ptr)
         return _colored_residual_serial(indptr, indices, data, diag, b, x, zero)
     if split:
-        return _residual_rows_split(indptr, mid, indices, data, diag, b, x, zero, scratch)
+        return _residual_rows_split(indptr, mid, indices, data, diag, b, x, zero)
     return _residual_serial(indptr, mid, indices, data, diag, b, x, zero)
 
 
@@ -611,7 +610,7 @@ def _lagged_run(indptr, mid, indices, data, diag, b, x, work, omega, keep, symme
     if not stopped and k > start:
         if measure_end:
             norms[k] = np.sqrt(_residual_any(indptr, mid, indices, data, diag, b, current,
-                                             keep - keep, color_ptr, split, spare))
+                                             keep - keep, color_ptr, split))
         else:
             norms[k] = np.nan
     if swapped:
@@ -655,5 +654,4 @@ def sor_residual_norm2_ordered(indptr, mid, indices, data, diag, b, x, color_ptr
     residual history does not depend on which kernel measured each entry.
     """
     return _residual_any(unsigned_view(indptr), unsigned_view(mid), unsigned_view(indices), data,
-                         diag, b, x, data.dtype.type(0), color_ptr, nb.get_num_threads() > 1,
-                         np.empty(b.shape[0], dtype=np.result_type(b, diag, x, data)))
+                         diag, b, x, data.dtype.type(0), color_ptr, nb.get_num_threads() > 1)
