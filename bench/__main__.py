@@ -132,10 +132,11 @@ def _linear_parser(prog: str) -> argparse.ArgumentParser:
 
 def _speed_parser(prog: str) -> argparse.ArgumentParser:
     from .fem import DEFAULT_REFINE
-    from .speed import MATRICES
+    from .speed import MATRICES, MFAC_D
 
     parser = argparse.ArgumentParser(
-        prog=prog, description="SpMV and CG time per iteration: ours against scipy.")
+        prog=prog, description="SpMV and CG time per iteration: ours against scipy; "
+        "SOR sweeps against pyamg; M-FAC against BLAS.")
     parser.add_argument("--size", type=int, default=1000, help="2-D Poisson grid N (n = N^2)")
     parser.add_argument("--matrices", default=",".join(MATRICES),
                         help="comma-separated subset of %(default)s")
@@ -148,6 +149,9 @@ def _speed_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--iterations", type=int, default=100, help="CG iterations per call")
     parser.add_argument("--stream-n", type=int, default=10_000_000,
                         help="array length of the bandwidth measurement")
+    parser.add_argument("--mfac-d", type=float, default=MFAC_D,
+                        help="gradient length of the M-FAC rows, a window of d x 256 float32 "
+                        "(default %(default)g; 0 leaves them out)")
     parser.add_argument("--out", default="results", help="output folder (default results/)")
     parser.add_argument("--name", default="speed", help="stem of the output files")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -287,6 +291,9 @@ def run_speed_command(args: argparse.Namespace) -> int:
         raise InputError("--size must be >= 2 and --repeat, --iterations, --stream-n >= 1")
     if args.contention < 0:
         raise InputError(f"--contention must be >= 0, got {args.contention}")
+    if not (args.mfac_d == 0 or 64 <= args.mfac_d <= 1e9) or args.mfac_d != int(args.mfac_d):
+        raise InputError(f"--mfac-d must be 0 or a whole number from 64 to 1e9, "
+                         f"got {args.mfac_d:g}")
     try:
         matrices = parse_matrices(args.matrices)
         refine = _parse_refine(args.refine)
@@ -299,11 +306,12 @@ def run_speed_command(args: argparse.Namespace) -> int:
         raise InputError(str(error)) from error
     record = run_speed(args.size, args.repeat, args.iterations, args.stream_n,
                        progress=False if args.no_progress else None, matrices=matrices,
-                       refine=refine, contention=args.contention)
+                       refine=refine, contention=args.contention, mfac_d=int(args.mfac_d))
     os.makedirs(args.out, exist_ok=True)
     stem = os.path.join(args.out, _stem(args.name))
     write_csv(stem + ".csv", record.rows, SPEED_COLUMNS)
     write_json(stem + ".json", {"size": args.size, "repeat": args.repeat,
+                                "mfac_d": int(args.mfac_d),
                                 "iterations": args.iterations, "contention": args.contention,
                                 "matrices": record.matrices, "bandwidth": record.bandwidth,
                                 "environment": record.environment,

@@ -30,6 +30,12 @@ elasticity; n about 0.1 to 0.26 million, unstructured), each in turn:
     checked every :data:`SOR_CHECK_EVERY` sweeps (``sor(check_every=8)``;
     the ``speedup_vs_scipy`` column is against pyamg here). Targets (:data:`SOR_TARGETS`): natural at most 1.0x pyamg's time,
     multicolour at most 0.6x (0.5x on the Poisson stencil).
+(e) M-FAC (``mfac_d > 0``, after the matrices): ``MFAC.solve`` and
+    ``update`` on a window of ``mfac_d`` x 256 float32 against bare BLAS
+    ``gemv`` passes over the same window (:func:`bench.mfac_speed.run`:
+    best of ``repeat`` interleaved rounds, BLAS and the window passes on
+    every core for these rows); targets 1.2 and 1.3
+    (:data:`bench.mfac_speed.TARGETS`). The window takes ``mfac_d`` KiB.
 
 BLAS is held to one thread on both sides (:func:`bench._threads.blas_one_thread`),
 ``contention`` busy processes (:func:`bench.contention.busy_processes`) run
@@ -380,11 +386,39 @@ def _build(name: str, size: int, refine: dict[str, int]):
     return fem_matrix(name, level), level
 
 
+MFAC_D = 1_000_000
+"""Gradient length of the M-FAC rows (``--mfac-d``; 0 leaves them out)."""
+
+MFAC_M = 256
+
+
+def mfac_rows(d: int, repeat: int, triad_GBps: float) -> list[dict]:
+    """The M-FAC rows of the speed table (:func:`bench.mfac_speed.run`), in its columns.
+
+    ``matrix`` names the window; ``median_ms`` and ``min_ms`` both hold the
+    best round (that bench keeps the best, not the median); ``ours_over_scipy``
+    is the ratio to the BLAS baseline named in ``benchmark``.
+    """
+    from . import mfac_speed
+
+    rows = []
+    for r in mfac_speed.run(d=d, m=MFAC_M, dtype="float32", repeat=repeat):
+        gbps = r["gbps"] if r["gbps"] != "" else math.nan
+        rows.append({"matrix": f"mfac d={d} m={MFAC_M} float32",
+                     "benchmark": f"M-FAC vs BLAS {r['baseline']} (best of {repeat})",
+                     "implementation": f"M-FAC {r['operation']}", "n": d, "nnz": d * MFAC_M,
+                     "median_ms": 1e3 * r["seconds"], "min_ms": 1e3 * r["seconds"],
+                     "speedup_vs_scipy": 1.0 / r["ratio"], "ours_over_scipy": r["ratio"],
+                     "GBps": gbps, "fraction_of_triad": gbps / triad_GBps})
+    return rows
+
+
 def run_speed(size: int = 1000, repeat: int = 7, iterations: int = 100,
               stream_n: int = 10_000_000, progress: bool | None = None, *,
               matrices: tuple[str, ...] | list[str] = MATRICES,
-              refine: dict[str, int] | None = None, contention: int = 0) -> SpeedRecord:
-    """Measure bandwidth, then SpMV, CG per iteration and SOR sweeps on each matrix.
+              refine: dict[str, int] | None = None, contention: int = 0,
+              mfac_d: int = MFAC_D) -> SpeedRecord:
+    """Measure bandwidth, then SpMV, CG per iteration and SOR sweeps on each matrix, then M-FAC.
 
     Ctrl-C stops between stages and keeps the rows already measured; the
     busy processes are stopped however the run ends.
@@ -408,6 +442,9 @@ def run_speed(size: int = 1000, repeat: int = 7, iterations: int = 100,
         :data:`bench.fem.DEFAULT_REFINE`.
     contention : int
         Busy processes running beside the measurement (0: quiet).
+    mfac_d : int
+        Gradient length of the M-FAC rows (a window of ``mfac_d`` x 256
+        float32); 0 leaves them out.
 
     Returns
     -------
@@ -418,7 +455,7 @@ def run_speed(size: int = 1000, repeat: int = 7, iterations: int = 100,
     Examples
     --------
     >>> record = run_speed(6, repeat=1, iterations=2, stream_n=1000, progress=False,
-    ...                    matrices=["poisson2d"], contention=1)
+    ...                    matrices=["poisson2d"], contention=1, mfac_d=0)
     >>> record.matrices[0]["n"], record.environment["contention"]
     (36, 1)
     >>> sorted({row["matrix"] for row in record.rows})
@@ -434,6 +471,8 @@ def run_speed(size: int = 1000, repeat: int = 7, iterations: int = 100,
     record = SpeedRecord(contention=int(contention))
     stages = [("bandwidth", "")] + [(stage, name) for name in matrices
                                     for stage in ("matrix", "spmv", "cg", "precond", "sor")]
+    if mfac_d > 0:
+        stages.append(("mfac", ""))
     bar = progress_bar(stages, disable=progress is False)
     A = None
     loadavg_start = loadavg()
@@ -453,6 +492,11 @@ def run_speed(size: int = 1000, repeat: int = 7, iterations: int = 100,
                     record.matrices.append({"name": name, "size": level, "n": A.shape[0],
                                             "nnz": A.nnz,
                                             "build_s": time.perf_counter() - start})
+                    continue
+                if stage == "mfac":
+                    A = None  # the window is large: the last matrix goes first
+                    record.rows += mfac_rows(int(mfac_d), repeat,
+                                             record.bandwidth["triad_GBps"])
                     continue
                 if stage == "spmv":
                     rows = spmv_rows(A, repeat, record.bandwidth["triad_GBps"])
@@ -510,6 +554,16 @@ def summary_lines(record: SpeedRecord) -> list[str]:
             lines.append(f"{matrix}: pcg + {name} / plain pcg time per iteration = "
                          f"{row['ours_over_scipy']:.2f} (target <= {target:g}, {busy_text}): "
                          f"{verdict}")
+        if implementation.startswith("M-FAC "):
+            from .mfac_speed import TARGETS as mfac_targets
+
+            operation = implementation.removeprefix("M-FAC ")
+            target = mfac_targets.get(operation)
+            if target is not None:
+                verdict = "met" if row["ours_over_scipy"] <= target else "NOT met"
+                lines.append(f"{matrix}: M-FAC {operation} / bare BLAS passes = "
+                             f"{row['ours_over_scipy']:.2f} (target <= {target:g}, "
+                             f"{busy_text}): {verdict}")
         if row["implementation"] == "linsolve pcg":
             target = pcg_target(matrix, busy)
             verdict = "met" if row["ours_over_scipy"] <= target else "NOT met"

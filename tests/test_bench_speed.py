@@ -166,7 +166,8 @@ def test_speed_command_under_contention_records_environment(tmp_path, capsys, mo
     monkeypatch.setattr(speed, "busy_processes", recording)
     status = main(["speed", "--size", "8", "--matrices", "poisson2d,p1tet", "--refine", "p1tet=3",
                    "--contention", "1", "--repeat", "1", "--iterations", "3",
-                   "--stream-n", "10000", "--out", str(tmp_path), "--no-progress"])
+                   "--stream-n", "10000", "--mfac-d", "4096", "--out", str(tmp_path),
+                   "--no-progress"])
     assert status == 0
     out = capsys.readouterr().out
     assert "p1tet: pcg time per iteration ours/scipy" in out and "target <= 0.9" in out
@@ -200,12 +201,24 @@ def test_speed_command_under_contention_records_environment(tmp_path, capsys, mo
         <= by_matrix["p1tet"]
     assert "p1tet: multicolor SOR time per sweep ours/pyamg" in out and "target <= 0.6" in out
     assert "p1tet: pcg + ichol0 / plain pcg time per iteration" in out and "target <= 2.5" in out
+    # the M-FAC rows come last, in the same table, with their verdicts
+    mfac = [row for row in payload["rows"] if row["implementation"].startswith("M-FAC ")]
+    assert payload["rows"][-len(mfac):] == mfac and payload["mfac_d"] == 4096
+    assert {"M-FAC solve", "M-FAC update", "M-FAC gemv"} <= {row["implementation"] for row in mfac}
+    for row in mfac:
+        assert row["n"] == 4096 and row["nnz"] == 4096 * 256 and row["median_ms"] > 0
+        assert row["ours_over_scipy"] == pytest.approx(1 / row["speedup_vs_scipy"])
+    assert "M-FAC solve / bare BLAS passes" in out and "target <= 1.2" in out
+    assert "M-FAC update / bare BLAS passes" in out and "target <= 1.3" in out
+    assert {row["benchmark"] for row in mfac} >= {"M-FAC vs BLAS G@v + c@G (best of 1)"}
 
 
 @pytest.mark.parametrize("argv, message", [
     (["--matrices", "poisson2d,q2hex"], "unknown matrix"),
     (["--contention", "-1"], "--contention"),
     (["--refine", "p1tet=1"], "--refine"),
+    (["--mfac-d", "10"], "--mfac-d"),
+    (["--mfac-d", "1000.5"], "--mfac-d"),
 ])
 def test_speed_command_input_errors(tmp_path, capsys, argv, message):
     assert main(["speed", *argv, "--out", str(tmp_path), "--no-progress"]) == 2
