@@ -28,8 +28,9 @@ elasticity; n about 0.1 to 0.26 million, unstructured), each in turn:
     two-colourable) and multicolour order, the residual checked after every
     sweep on our side, and natural and multicolour again with the residual
     checked every :data:`SOR_CHECK_EVERY` sweeps (``sor(check_every=8)``;
-    the ``speedup_vs_scipy`` column is against pyamg here). Targets (:data:`SOR_TARGETS`): natural at most 1.0x pyamg's time,
-    multicolour at most 0.6x (0.5x on the Poisson stencil).
+    the ``speedup_vs_scipy`` column is against pyamg here). Targets
+    (:data:`SOR_TARGETS`): natural at most 1.0x pyamg's time, multicolour
+    at most 0.6x (0.5x on the Poisson stencil).
 (e) M-FAC (``mfac_d > 0``, after the matrices): ``MFAC.solve`` and
     ``update`` on a window of ``mfac_d`` x 256 float32 against bare BLAS
     ``gemv`` passes over the same window (:func:`bench.mfac_speed.run`:
