@@ -90,3 +90,13 @@ def backend(request) -> Backend:
 
 
 eager_backends = pytest.mark.parametrize("backend", EAGER_BACKENDS, indirect=True)
+
+
+@pytest.fixture(scope="module")
+def mpi():
+    """Skips, with the reason, where no ``mpiexec`` sits next to this Python or MPI cannot start."""
+    from tests.mpi_support import mpi_unavailable
+
+    reason = mpi_unavailable()
+    if reason is not None:
+        pytest.skip(reason)

@@ -9,7 +9,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 import scipy.io
 import scipy.sparse as sp
 

@@ -9,7 +9,7 @@ import pytest
 
 from bench.scaling import COLUMNS, ESTIMATE_COLUMNS, estimate, run_scaling_command, \
     scaling_parser, table_rows
-from tests.test_mpi import _mpi_unavailable
+from tests.mpi_support import mpi_unavailable
 
 
 def _row(mode, ranks, t, n, allreduce=0.0, latency=math.nan, bandwidth=math.nan):
@@ -77,7 +77,7 @@ def test_bad_input_exits_2(capsys):
 
 
 def test_tiny_scaling_run(tmp_path, capsys):
-    reason = _mpi_unavailable()
+    reason = mpi_unavailable()
     if reason is not None:
         pytest.skip(reason)
     args = scaling_parser("python -m bench scaling").parse_args(

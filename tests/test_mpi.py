@@ -9,10 +9,6 @@ the parallelism (and the machine may have fewer cores than ranks).
 
 from __future__ import annotations
 
-import functools
-import importlib.util
-import os
-import pathlib
 import re
 import subprocess
 import sys
@@ -20,50 +16,7 @@ import time
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-SCRIPTS = ROOT / "tests" / "mpi_scripts"
-MPIEXEC = pathlib.Path(sys.executable).parent / "mpiexec"
-TIMEOUT_S = 120
-
-
-def _env():
-    env = dict(os.environ)
-    for name in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        env[name] = "1"
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
-    return env
-
-
-def launch(n: int, *args: str, timeout: float = TIMEOUT_S) -> subprocess.CompletedProcess:
-    """``mpiexec -n n python args...`` from the repository root (no hang: killed at ``timeout``)."""
-    # MPICH's hydra runs more ranks than cores without a flag (oversubscription).
-    command = [str(MPIEXEC), "-n", str(n), sys.executable, *args]
-    return subprocess.run(command, cwd=ROOT, env=_env(), capture_output=True, text=True,
-                          timeout=timeout)
-
-
-@functools.lru_cache(maxsize=1)
-def _mpi_unavailable() -> str | None:
-    if importlib.util.find_spec("mpi4py") is None:
-        return "mpi4py is not installed (pip install -e '.[mpi]')"
-    if not MPIEXEC.exists():
-        return f"no mpiexec next to {sys.executable} (the mpich wheel provides it)"
-    try:
-        probe = launch(2, "-m", "mpi4py", "-c",
-                       "from mpi4py import MPI; c = MPI.COMM_WORLD; "
-                       "assert c.allreduce(1) == 2; print('MPI-UP', c.size)", timeout=60)
-    except (OSError, subprocess.TimeoutExpired) as error:
-        return f"MPI cannot start: {error}"
-    if probe.returncode != 0 or "MPI-UP 2" not in probe.stdout:
-        return f"MPI cannot start (status {probe.returncode}): {probe.stderr.strip()[-500:]}"
-    return None
-
-
-@pytest.fixture(scope="module")
-def mpi():
-    reason = _mpi_unavailable()
-    if reason is not None:
-        pytest.skip(reason)
+from tests.mpi_support import MPIEXEC, ROOT, SCRIPTS, TIMEOUT_S, launch, mpi_env
 
 
 @pytest.mark.parametrize("ranks", [2, 3])
@@ -98,7 +51,7 @@ def test_error_on_one_rank_ends_the_job(mpi, mode):
 
 def test_one_kernel_thread_per_rank_by_default(mpi):
     # each rank would otherwise start a team of all cores: oversubscription
-    env = _env()
+    env = mpi_env()
     del env["NUMBA_NUM_THREADS"]
     script = ("import linsolve, numba; from mpi4py import MPI; "
               "counts = MPI.COMM_WORLD.gather((linsolve.get_num_threads(), "
