@@ -35,8 +35,8 @@ print('device:', name, '| CUDA runtime', cupy.cuda.runtime.runtimeGetVersion(), 
 # addopts cleared (pytest-benchmark's option and the doctests need the [test] extra)
 timeout 330 "$PY" -m pytest -o addopts="-ra" -p no:cacheprovider -q \
     --junitxml "$OUT_DIR/gpu-junit.xml" \
-    tests/test_gpu_paths.py tests/test_cext_cupy.py tests/test_cext_kron.py \
-    tests/test_cuda_sources.py 2>&1 | tee "$OUT_DIR/gpu-tests.txt"
+    tests/test_gpu_paths.py tests/cext/test_cupy.py tests/cext/test_kron.py \
+    tests/cext/test_cuda_sources.py 2>&1 | tee "$OUT_DIR/gpu-tests.txt"
 tests=${PIPESTATUS[0]}
 timeout 150 "$PY" -m bench gpu --out "$OUT_DIR" 2>&1 | tee "$OUT_DIR/gpu-bench.txt"
 bench=${PIPESTATUS[0]}

@@ -1,7 +1,7 @@
-"""``python -m bench gpu``: the GPU figures of issue 18, each a ratio within one run.
+"""``python -m bench gpu``: the GPU figures, each a ratio within one run.
 
-Rows (``ours_over_ref`` is ours / the reference's time; targets where the
-issue set one):
+Rows (``ours_over_ref`` is ours / the reference's time; targets where
+there is one):
 
 - device-to-device copy: the bandwidth every GB/s figure is compared with;
 - CSR SpMV, ours (:func:`cext.kernels_for` on CuPy arrays) against
@@ -18,9 +18,8 @@ issue set one):
 
 Every time is the median of ``repeat`` samples, each synchronised with the
 device. Needs CuPy and a CUDA device; without them the command prints one
-``error:`` line and exits 2. Nothing here has run on a device yet (no
-device was lent to the session that wrote it): ``make gpu-check`` is its
-first run.
+``error:`` line and exits 2. Nothing here has run on a device yet:
+``make gpu-check`` is its first run.
 """
 
 from __future__ import annotations

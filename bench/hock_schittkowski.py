@@ -16,7 +16,7 @@ at ``(1, 0)`` (derived, not looked up). The rest of the BT set was not
 verified and is left out.
 
 The functions use only NumPy operations that accept complex input, so
-:func:`linsolve.constrained.constrained_problem` differentiates them by the
+:func:`linsolve.sketch.constrained.constrained_problem` differentiates them by the
 complex step.
 """
 
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from linsolve.constrained import CallableProblem, constrained_problem
+from linsolve.sketch.constrained import CallableProblem, constrained_problem
 
 S2, S3 = np.sqrt(2.0), np.sqrt(3.0)
 

@@ -27,7 +27,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from linsolve import SorMatrix, pcg, precond, sor
-from linsolve.omega import OmegaBandit, OmegaContextualBandit, young_omega
+from linsolve import OmegaBandit, OmegaContextualBandit, young_omega
 
 GRID = np.linspace(1.0, 1.95, 20)
 SOR_RTOL = 1e-8

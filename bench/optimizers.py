@@ -349,7 +349,7 @@ def make_optimizer(name: str, params):
         raise ValueError(f"unknown optimiser {name!r}; use one of {', '.join(OPTIMIZERS)}") from None
 
 
-# ------------------------------------------- the optimizer interface (issue 16) ----
+# ------------------------------------------- the optimizer interface ----
 
 TRANSFORM_METHODS = ("sgd", "shampoo", "soap", "mfac", "kfac", "mkor")
 """Methods with an equivalent in :mod:`curvature.optim` (:func:`make_transform`)."""

@@ -6,7 +6,7 @@ constrained logistic regression on scikit-learn's breast-cancer data
 ``A x = b`` and ``||x||^2 = 1``), and a small PDE-constrained control
 problem (5-point Laplacian state equation on an N x N grid).
 
-Methods: :func:`linsolve.sketched_newton.sketched_newton` with three
+Methods: :func:`linsolve.sketched_newton` with three
 sketches of the KKT system (``kaczmarz``: single rows, ``block``: half of
 the rows per step, ``gaussian``: a Gaussian sketch as wide as the system,
 i.e. an exact projection), and scipy.optimize's ``SLSQP`` and
@@ -32,8 +32,8 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
-from linsolve.constrained import constrained_problem
-from linsolve.sketched_newton import sketched_newton
+from linsolve.sketch.constrained import constrained_problem
+from linsolve.sketch.newton import sketched_newton
 
 from .hock_schittkowski import ConstrainedBenchProblem, hock_schittkowski_problems
 from .table import format_table, write_csv, write_json

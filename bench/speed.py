@@ -75,19 +75,19 @@ TINY_RTOL = 1e-300  # never met: both solvers run exactly maxiter iterations
 MATRICES = ("poisson2d",) + FEM_MATRICES
 """Matrices of the speed table, in order; ``--matrices`` picks a subset."""
 
-MATRIX_ALIASES = {"elasticity": "elasticity3d"}  # the name the issue used
+MATRIX_ALIASES = {"elasticity": "elasticity3d"}  # the short name, accepted as well
 
-PCG_TARGET = 0.5  # ours / scipy time per iteration, from the issue (quiet, FEM matrices)
+PCG_TARGET = 0.5  # ours / scipy time per iteration (quiet, FEM matrices)
 POISSON_PCG_TARGET = 0.4  # quiet, on the 2-D Poisson stencil, from the FEM/contention issue
 CONTENTION_PCG_TARGETS = {1: 0.9, 2: 1.0, 3: 1.1}  # K busy processes -> target; K >= 3 is 1.1
 SOR_TARGETS = {"natural": 1.0, "multicolor": 0.6}
-"""Ours / pyamg time per SOR sweep, residual checking included (issue 15; 2 threads)."""
+"""Ours / pyamg time per SOR sweep, residual checking included (2 threads)."""
 POISSON_SOR_TARGETS = {"natural": 1.0, "redblack": 0.5, "multicolor": 0.5}
 """On the Poisson stencil the coloured sweep was to be 2x faster than pyamg's."""
 SOR_CHECK_EVERY = 8
 """The ``check_every`` of the SOR rows that measure the residual every few sweeps."""
 PRECOND_TARGETS = {"jacobi": 1.15, "ichol0": 2.5, "ssor": 2.5, "chebyshev(4)": 5.5}
-"""pcg + M / plain pcg time per iteration (issue 15: bandwidth floors of each M)."""
+"""pcg + M / plain pcg time per iteration (the bandwidth floor of each M)."""
 
 
 @dataclass
@@ -201,8 +201,8 @@ def spmv_rows(A, repeat: int, triad_GBps: float) -> list[dict]:
         bytes_moved[auto] = dia_spmv_bytes(layout.values)
     else:
         auto = "auto: csr_spmv (DIA refused)"
-    # the structure gate every solve pays once (linsolve._sparse.checked_csr):
-    # reads indptr and indices only; the issue's budget is half an SpMV
+    # the structure gate every solve pays once (linsolve.validation.sparse.checked_csr):
+    # reads indptr and indices only; its budget is half an SpMV
     # (ranges only for pcg; with the order for SOR and the preconditioners)
     for check, order in (("csr structure check (pcg, once per solve)", False),
                          ("csr structure check with order (sor, precond)", True)):

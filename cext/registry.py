@@ -7,8 +7,13 @@ object whose attributes are the kernels (``csr_spmv``, ``cg_update_xr``,
 here, only when a CuPy namespace arrives), anything else -- and any kernel a
 backend lacks -- the array-API reference in :mod:`cext.reference`.
 
+Every kernel is declared once, in :data:`KERNELS`: its name, the module
+that holds it in each backend, the arguments it writes, and whether the
+Numba version runs a parallel region. The registry builds everything else
+from that table.
+
 Kernels that produce arrays return them, on every backend (see
-:data:`RESULT_ARGUMENTS`): the compiled ones write into their arguments and
+:attr:`Kernel.writes`): the compiled ones write into their arguments and
 are handed out returning them; the reference ones return new arrays where
 the namespace cannot write in place (JAX, :func:`writes_in_place`). So an
 algorithm writes ``out = kernels.window_gemv(G, v, offsets, out)`` once and
@@ -20,6 +25,8 @@ from __future__ import annotations
 
 import functools
 import importlib
+import inspect
+from dataclasses import dataclass
 from functools import lru_cache
 from types import ModuleType
 from typing import Callable
@@ -27,91 +34,108 @@ from typing import Callable
 from . import reference
 from .reference import writes_in_place
 
-__all__ = ["KERNEL_NAMES", "PARALLEL_KERNELS", "RESULT_ARGUMENTS", "KernelSet", "backend_name",
-           "kernels_for", "writes_in_place"]
-
-KERNEL_NAMES = (
-    "dot",
-    "csr_check",
-    "csr_spmv",
-    "csr_spmv_dot",
-    "dia_spmv",
-    "dia_spmv_dot",
-    "cg_update_xr",
-    "cg_update_xrz",
-    "cg_update_p",
-    "csr_chebyshev_step",
-    "dia_chebyshev_step",
-    "csr_residual_norm2_split",
-    "sor_run",
-    "sor_sweep_forward",
-    "sor_sweep_backward",
-    "sor_sweep_colored",
-    "sor_lagged_sweep",
-    "sor_reverse_sweep",
-    "sor_run_lagged",
-    "sor_residual_norm2_ordered",
-    "greedy_coloring",
-    "two_coloring",
-    "csr_triangular_solve",
-    "csr_ichol0",
-    "csr_triangular_pair_solve",
-    "window_gemv",
-    "window_axpy_gemv_t",
-    "window_push_gemv",
-    "spd_inverse_factor",
-    "factor_apply",
-    "kron_matvec",
-    "kron_eigen_solve",
-    "kaczmarz_run",
-    "countsketch_csr",
-    "countsketch_dense",
-)
+__all__ = ["KERNELS", "KERNEL_NAMES", "PARALLEL_KERNELS", "RESULT_ARGUMENTS", "Kernel",
+           "KernelSet", "backend_name", "kernels_for", "writes_in_place"]
 
 
-# Kernels compiled with parallel=True in cext.numba: handed out wrapped by
-# cext.threads.managed, so a direct call on a busy machine does not collapse.
-PARALLEL_KERNELS = frozenset({
-    "dot", "csr_check", "csr_spmv", "csr_spmv_dot", "dia_spmv", "dia_spmv_dot",
-    "cg_update_xr", "cg_update_xrz", "cg_update_p", "csr_chebyshev_step", "dia_chebyshev_step",
-    "csr_triangular_pair_solve", "csr_residual_norm2_split", "sor_run", "sor_sweep_colored",
-    "sor_lagged_sweep", "sor_reverse_sweep", "sor_run_lagged", "sor_residual_norm2_ordered",
-    "kron_matvec", "kron_eigen_solve",
-})
-# Not here: the M-FAC window passes (window_*), which run serial kernels on
+@dataclass(frozen=True)
+class Kernel:
+    """What the registry needs to know about one kernel.
+
+    Attributes
+    ----------
+    name : str
+        The kernel's name in every backend (:mod:`cext.numba`,
+        :mod:`cext.cupy`, :mod:`cext.reference`).
+    module : str
+        The module that holds it in each backend, e.g. ``"spmv"`` for
+        ``cext.numba.spmv``, ``cext.cupy.spmv`` and ``cext.reference.spmv``.
+    writes : tuple of str
+        The arguments it writes and returns, named as in its signature. The
+        compiled versions write in place and return None (a flag where
+        ``flag``); the registry hands them out returning these -- one array,
+        or a tuple where there are several -- like the reference versions,
+        which return new arrays on immutable namespaces.
+    parallel : bool
+        The Numba version runs a parallel region: handed out wrapped by
+        :func:`cext.threads.managed`, so a direct call on a busy machine does
+        not collapse.
+    flag : bool
+        The compiled version returns whether it succeeded; the kernel handed
+        out returns its written argument, or None where it failed.
+    """
+
+    name: str
+    module: str
+    writes: tuple[str, ...] = ()
+    parallel: bool = False
+    flag: bool = False
+
+    @property
+    def positions(self) -> tuple[int, ...]:
+        """Positions of :attr:`writes` in the signature (every caller passes them positionally)."""
+        parameters = list(inspect.signature(getattr(reference, self.name)).parameters)
+        return tuple(parameters.index(argument) for argument in self.writes)
+
+
+# Not parallel: the M-FAC window passes (window_*), which run serial kernels on
 # Python threads under the library's ceiling (cext/numba/mfac.py): a thread
 # that loses its core delays one chunk, so the load probe would buy nothing.
+KERNELS: tuple[Kernel, ...] = (
+    Kernel("dot", "blas1", parallel=True),
+    Kernel("cg_update_xr", "blas1", parallel=True),
+    Kernel("cg_update_xrz", "blas1", parallel=True),
+    Kernel("cg_update_p", "blas1", writes=("p",), parallel=True),
+    Kernel("csr_check", "structure", parallel=True),
+    Kernel("csr_spmv", "spmv", writes=("out",), parallel=True),
+    Kernel("csr_spmv_dot", "spmv", parallel=True),
+    Kernel("dia_spmv", "dia", writes=("out",), parallel=True),
+    Kernel("dia_spmv_dot", "dia", parallel=True),
+    Kernel("csr_chebyshev_step", "chebyshev", parallel=True),
+    Kernel("dia_chebyshev_step", "chebyshev", parallel=True),
+    Kernel("sor_run", "sor", parallel=True),
+    Kernel("sor_sweep_forward", "sor"),
+    Kernel("sor_sweep_backward", "sor"),
+    Kernel("sor_sweep_colored", "sor", parallel=True),
+    Kernel("csr_residual_norm2_split", "sor", parallel=True),
+    Kernel("sor_run_lagged", "sor_lagged", parallel=True),
+    Kernel("sor_lagged_sweep", "sor_lagged", parallel=True),
+    Kernel("sor_reverse_sweep", "sor_lagged", parallel=True),
+    Kernel("sor_residual_norm2_ordered", "sor_lagged", parallel=True),
+    Kernel("greedy_coloring", "coloring"),
+    Kernel("two_coloring", "coloring"),
+    Kernel("csr_triangular_solve", "triangular"),
+    Kernel("csr_ichol0", "triangular"),
+    Kernel("csr_triangular_pair_solve", "triangular", parallel=True),
+    Kernel("window_gemv", "mfac", writes=("out",)),
+    Kernel("window_axpy_gemv_t", "mfac", writes=("out",)),
+    Kernel("window_push_gemv", "mfac", writes=("G", "out")),
+    Kernel("spd_inverse_factor", "mfac", writes=("out",), flag=True),
+    Kernel("factor_apply", "mfac", writes=("out",)),
+    Kernel("kron_matvec", "kron", writes=("out",), parallel=True),
+    Kernel("kron_eigen_solve", "kron", writes=("out",), parallel=True),
+    Kernel("kaczmarz_run", "sketch"),
+    Kernel("countsketch_csr", "sketch"),
+    Kernel("countsketch_dense", "sketch"),
+)
+"""Every kernel, once: the table the registry (and the tests) read."""
+
+KERNEL_NAMES = tuple(kernel.name for kernel in KERNELS)
+PARALLEL_KERNELS = frozenset(kernel.name for kernel in KERNELS if kernel.parallel)
+RESULT_ARGUMENTS = {kernel.name: kernel.positions for kernel in KERNELS if kernel.writes}
 
 
-# Kernels that write arrays, and which arguments they write (positions): the
-# compiled versions return None (a flag for spd_inverse_factor) and are handed
-# out returning these -- one array, or a tuple for window_push_gemv -- like the
-# reference versions, which return new arrays on immutable namespaces. Called
-# positionally, as every caller does.
-RESULT_ARGUMENTS: dict[str, tuple[int, ...]] = {
-    "csr_spmv": (4,),
-    "dia_spmv": (3,),
-    "cg_update_p": (0,),
-    "window_gemv": (3,),
-    "window_axpy_gemv_t": (6,),
-    "window_push_gemv": (0, 4),
-    "spd_inverse_factor": (1,),
-    "factor_apply": (2,),
-    "kron_matvec": (3,),
-    "kron_eigen_solve": (6,),
-}
-
-
-def _returning(name: str, kernel: Callable) -> Callable:
+def _returning(spec: Kernel, kernel: Callable) -> Callable:
     """``kernel`` (compiled, writing in place) returning what it wrote, as the reference does.
 
-    ``spd_inverse_factor`` returns its flag: the wrapper gives ``out`` or None.
     ``__wrapped__`` is the compiled kernel itself.
     """
-    positions = RESULT_ARGUMENTS[name]
-    if name == "spd_inverse_factor":
+    positions = spec.positions
+    if spec.flag:
+        (position,) = positions
+
         def call(*args):
-            return args[1] if kernel(*args) else None
+            return args[position] if kernel(*args) else None
     elif len(positions) == 1:
         (position,) = positions
 
@@ -129,8 +153,8 @@ def _returning(name: str, kernel: Callable) -> Callable:
 class KernelSet:
     """The kernels of one backend, with reference fallbacks for missing ones.
 
-    Every kernel named in :data:`RESULT_ARGUMENTS` returns the arrays it
-    writes, whichever backend supplies it (see the module notes).
+    Every kernel whose :attr:`Kernel.writes` names arguments returns the
+    arrays it writes, whichever backend supplies it (see the module notes).
 
     Attributes
     ----------
@@ -140,13 +164,13 @@ class KernelSet:
 
     def __init__(self, backend: str, module: ModuleType | None):
         self.backend = backend
-        for name in KERNEL_NAMES:
-            kernel = getattr(module, name, None) if module is not None else None
-            if kernel is None or kernel is getattr(reference, name, None):
-                kernel = getattr(reference, name)
-            elif name in RESULT_ARGUMENTS:
-                kernel = _returning(name, kernel)
-            setattr(self, name, kernel)
+        for spec in KERNELS:
+            kernel = getattr(module, spec.name, None) if module is not None else None
+            if kernel is None or kernel is getattr(reference, spec.name, None):
+                kernel = getattr(reference, spec.name)
+            elif spec.writes:
+                kernel = _returning(spec, kernel)
+            setattr(self, spec.name, kernel)
 
     def __repr__(self) -> str:
         return f"KernelSet(backend={self.backend!r})"
@@ -171,14 +195,16 @@ def _load(backend: str) -> KernelSet:
     if backend == "numba":
         from .threads import managed
 
-        for name in PARALLEL_KERNELS:
-            kernel = getattr(kernels, name)
+        for spec in KERNELS:
+            if not spec.parallel:
+                continue
+            kernel = getattr(kernels, spec.name)
             wrapped = managed(kernel)
-            if name in RESULT_ARGUMENTS:
+            if spec.writes:
                 # __wrapped__ names the Numba kernel itself, not the returning
                 # wrapper between the two
                 wrapped.__wrapped__ = kernel.__wrapped__
-            setattr(kernels, name, wrapped)
+            setattr(kernels, spec.name, wrapped)
     return kernels
 
 

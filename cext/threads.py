@@ -4,10 +4,9 @@ Why not simply "every core": Numba's OpenMP layer ends each parallel region
 at a barrier, and its idle threads spin. On a shared machine a thread that
 loses its core mid-region holds the whole region until the scheduler gives
 it back (a time slice, milliseconds), so 2-thread kernels beside one busy
-process ran 2x slower than scipy's serial code, and 20-300x slower at load
-7-9, while the same kernels on one thread stayed near 0.8-0.95x scipy
-(issue 13's measurements). The measurements for this design are in
-``docs/threads.md``.
+process ran slower than scipy's serial code, and far slower under heavy
+load, while the same kernels on one thread stayed close to scipy. The
+measurements for this design are in ``docs/threads.md``.
 
 The policy, applied by :func:`kernel_threads` around every solve (the
 solvers call it, and refresh it once per iteration), and by
@@ -26,13 +25,10 @@ is called outside such a block:
    ``PROBE_INTERVAL`` seconds, so a long solve follows the load as it
    changes. Where ``/proc`` is missing the ceiling is used as is.
 
-Measured on the 2-core reference machine (pcg per iteration over scipy
-``cg``'s, finite-element matrices, ``python -m bench speed --contention K``):
-quiet 0.41-0.50, one busy process 0.74-0.93 (the rule picks one thread),
-three busy processes 0.68-0.90; before, with two threads always, one busy
-process made them 1.9-2.3x *slower* than scipy. The alternatives measured
-(passive OpenMP waits, one thread always, a fused direction update) are in
-``docs/threads.md``.
+With this policy pcg stays faster than scipy's ``cg`` per iteration quiet
+and beside busy processes (``python -m bench speed --contention K``). The
+alternatives measured (passive OpenMP waits, one thread always, a fused
+direction update) are in ``docs/threads.md``.
 """
 
 from __future__ import annotations

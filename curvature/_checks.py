@@ -8,7 +8,7 @@ import math
 import numpy as np
 from array_api_compat import array_namespace
 
-from linsolve._validate import as_int
+from linsolve.validation.inputs import as_int
 
 
 def check_positive_int(name: str, value) -> int:

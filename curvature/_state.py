@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 # The check before a load is shared with linsolve's omega tuners: one gate, defined there.
-from linsolve._state import (Array, Arrays, Choice, Count, Equal, ListOf, Nested,  # noqa: F401
+from linsolve.validation.state import (Array, Arrays, Choice, Count, Equal, ListOf, Nested,  # noqa: F401
                              Real, Table, Where, check_state, dtype_name, restoring)
 
 

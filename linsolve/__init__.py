@@ -1,16 +1,21 @@
-"""Iterative linear solvers: PCG, SOR/SSOR, preconditioners, sketching, sketched Newton."""
+"""Iterative linear solvers: Krylov methods, SOR/SSOR, preconditioners, sketching, MPI.
+
+Laid out by method family over one solver core: :mod:`linsolve.core`
+(setup, stopping test, monitor, history, result), :mod:`linsolve.krylov`,
+:mod:`linsolve.stationary`, :mod:`linsolve.sketch`, :mod:`linsolve.tuning`,
+:mod:`linsolve.precond` and :mod:`linsolve.mpi`.
+"""
 
 from cext.threads import get_num_threads, num_threads, set_num_threads
 
 from . import precond
-from .constrained import ConstrainedProblem, constrained_problem
-from .omega import OmegaBandit, OmegaContextualBandit, young_omega
-from .operators import Operator, as_operator
-from .pcg import pcg
+from .core.operators import Operator, as_operator
+from .krylov import pcg
 from .result import MINIMIZE_REASONS, REASONS, HistoryRecorder, MinimizeResult, SolveResult
-from .sketch import sketch_solve
-from .sketched_newton import sketched_newton
-from .sor import SorMatrix, sor
+from .sketch import ConstrainedProblem, constrained_problem, sketch_solve, sketched_newton
+from .stationary import SorMatrix, sor
+from .tuning import OmegaBandit, OmegaContextualBandit, young_omega
+from . import _moved  # noqa: E402,F401  (old module paths, after the modules they name)
 
 __all__ = ["ConstrainedProblem", "HistoryRecorder", "MINIMIZE_REASONS", "MinimizeResult",
            "OmegaBandit", "OmegaContextualBandit", "Operator", "REASONS", "SolveResult",

@@ -2,7 +2,7 @@
 
 ``make gpu-check`` sets ``LINSOLVE_REQUIRE_GPU=1``: on the device machine a
 broken CuPy install or an unreachable device must fail the run, not turn
-every GPU module into a silent skip (GPU_REVIEW item 14). Elsewhere (CI, a
+every GPU module into a silent skip, which would hide it. Elsewhere (CI, a
 laptop) the modules skip with the reason.
 """
 

@@ -14,14 +14,14 @@ import scipy.sparse as sp
 
 from bench.__main__ import main
 from linsolve import pcg, precond, sor
-from linsolve.constrained import constrained_problem
+from linsolve.sketch.constrained import constrained_problem
 from linsolve.mpi import DistCSR, SerialComm
 from linsolve.mpi import pcg as dist_pcg
 from linsolve.mpi import sor as dist_sor
 from linsolve.mpi import tuned_solve
 from linsolve.mpi.comm import check_same_settings
 from linsolve.sketch import sketch_solve
-from linsolve.sketched_newton import sketched_newton
+from linsolve.sketch.newton import sketched_newton
 from tests.problems import poisson1d, poisson2d
 
 N = 6
@@ -58,7 +58,7 @@ def test_non_numeric_b_is_refused_naming_b(solver, kind):
 @pytest.mark.parametrize("build", ["sor", "SorMatrix", "precond.ssor", "precond.jacobi",
                                    "mpi.from_global"])
 def test_non_numeric_A_is_refused_naming_A(build):
-    from linsolve.sor import SorMatrix
+    from linsolve.stationary.sor import SorMatrix
 
     bad = A.toarray().astype(object)
     calls = {"sor": lambda: sor(bad, np.ones(N)), "SorMatrix": lambda: SorMatrix(bad),
@@ -202,7 +202,7 @@ def test_distcsr_accepts_every_scipy_format(build, fmt):
     np.testing.assert_array_equal(got.x, expected.x)
 
 
-# -- the settings every rank must share (the two-rank run is in tests/test_mpi.py)
+# -- the settings every rank must share (the two-rank run is in tests/linsolve/test_mpi.py)
 
 class _TwoRanks(SerialComm):
     """Rank 0 of 2, where rank 1's report of its settings is ``other(own report)``."""

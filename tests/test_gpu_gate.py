@@ -1,4 +1,4 @@
-"""The GPU test gate and ``make gpu-check`` on a machine without a GPU (issue 18, item 14)."""
+"""The GPU test gate and ``make gpu-check`` on a machine without a GPU: a failure, not a skip."""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
-"""The public GPU paths (issue 18): pcg, preconditioners and curvature objects on CuPy arrays.
+"""The public GPU paths: pcg, preconditioners and curvature objects on CuPy arrays.
 
 Each result is compared with the same call on NumPy/scipy, and pcg's
-iteration counts with ``cupyx.scipy.sparse.linalg.cg``. The items of
-``shared/GPU_REVIEW.md`` that a test can confirm on a device are named by
-number. Skips without CuPy and a CUDA device; fails instead under
+iteration counts with ``cupyx.scipy.sparse.linalg.cg``. The tests at the
+end each confirm or refute a defect suspected by reading the CuPy code, and
+say which. Skips without CuPy and a CUDA device; fails instead under
 ``LINSOLVE_REQUIRE_GPU=1`` (``make gpu-check``).
 """
 
@@ -117,7 +117,8 @@ def test_inverse_root_on_the_gpu_equals_the_host():
 
 
 def test_mfac_on_the_gpu_equals_the_host_and_takes_strided_vectors():
-    # GPU_REVIEW 8: a strided CuPy vector must be accepted as a NumPy view is
+    # suspected: the CuPy M-FAC kernels refuse strided vectors as "not C-contiguous" where
+    # NumPy views work; a strided CuPy vector must be accepted as a NumPy view is
     rng = np.random.default_rng(3)
     G = rng.standard_normal((6, 40))
     host, device = curvature.MFAC(40, 4, 1e-3), curvature.MFAC(40, 4, 1e-3, xp=cupy)
@@ -132,13 +133,14 @@ def test_mfac_on_the_gpu_equals_the_host_and_takes_strided_vectors():
 
 
 def test_spd_inverse_factor_reports_failure_on_the_gpu():
-    # GPU_REVIEW 5: cupy.linalg.cholesky returns garbage without raising unless told to
+    # suspected: cupy.linalg.cholesky returns a finite, wrong factor without raising unless
+    # told to, so M-FAC's eigen fallback would never run
     indefinite = cupy.asarray(np.array([[1.0, 2.0], [2.0, 1.0]]))
     out = cupy.empty((2, 2))
     assert reference.spd_inverse_factor(indefinite, out) is None
 
 
-# --- GPU_REVIEW items a device run confirms or refutes --------------------------------
+# --- defects suspected by reading the CuPy code, which a device run confirms or refutes ---
 
 def _device_csr(A, index_dtype=np.int32, dtype=np.float64):
     return (cupy.asarray(A.indptr.astype(index_dtype)), cupy.asarray(A.indices.astype(index_dtype)),
@@ -146,7 +148,8 @@ def _device_csr(A, index_dtype=np.int32, dtype=np.float64):
 
 
 def test_csr_spmv_takes_non_canonical_csr():
-    # item 1: the Numba kernel and the reference accept any CSR; cuSPARSE refuses one row
+    # suspected: cuSPARSE refuses non-canonical CSR. The Numba kernel and the reference
+    # accept any CSR; cuSPARSE refuses one row
     # with reversed indices unless the kernel goes around it
     A = sp.csr_matrix(poisson2d(8))
     indices = A.indices.copy()
@@ -165,7 +168,8 @@ def test_csr_spmv_takes_non_canonical_csr():
 
 @pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
 def test_float32_spmv_does_not_depend_much_on_the_index_dtype(index_dtype):
-    # item 13: cuSPARSE (int32) sums in float32, the fused kernel (int64) in float64; both
+    # suspected: the float32 result depends on the index dtype. cuSPARSE (int32) sums in
+    # float32, the fused kernel (int64) in float64; both
     # must stay within the float32 summation bound of the float64 product
     rng = np.random.default_rng(6)
     A = sp.random(300, 300, density=0.5, random_state=rng, format="csr").astype(np.float32)
@@ -181,7 +185,8 @@ def test_float32_spmv_does_not_depend_much_on_the_index_dtype(index_dtype):
 
 
 def test_sor_residual_overflow_is_reported_as_the_reference_does():
-    # item 10: the reference gives NaN/inf consistently; the CuPy residual must not differ
+    # suspected: the CuPy residual overflows to inf where the reference returns NaN; the
+    # reference gives NaN/inf consistently and the CuPy residual must not differ
     from cext import cupy as cuk
 
     A = sp.csr_matrix(poisson2d(4))
@@ -216,7 +221,7 @@ def test_sor_on_the_gpu_equals_the_host(ordering, dtype):
 
 
 def test_spmv_of_a_rectangular_block_reads_only_its_columns():
-    # item 4: the fused kernel read p[row] even without the dot: out of bounds when the
+    # suspected: the fused kernel read p[row] even without the dot: out of bounds when the
     # block has fewer columns than rows (int64 indices take the fused kernel)
     rng = np.random.default_rng(8)
     A = sp.random(1000, 10, density=0.3, random_state=rng, format="csr")
@@ -229,7 +234,8 @@ def test_spmv_of_a_rectangular_block_reads_only_its_columns():
 
 
 def test_strided_index_arrays_are_refused():
-    # item 11: the kernels read raw pointers; a strided view must not be read as packed
+    # suspected: index arrays were not checked for contiguity. The kernels read raw
+    # pointers; a strided view must not be read as packed
     A = sp.csr_matrix(poisson2d(6))
     indptr, indices, data = _device_csr(A, np.int64)
     wide = cupy.zeros((indices.shape[0], 2), dtype=indices.dtype)

@@ -16,7 +16,7 @@ from bench.bandwidth import stream_bandwidth
 from bench.problems import poisson2d
 
 # Grid size N of the 2-D Poisson matrix (n = N^2); moderate by default so the
-# suite finishes in seconds, BENCH_N=1000 for the n = 1e6 case of the issue.
+# suite finishes in seconds, BENCH_N=1000 for the n = 1e6 case.
 BENCH_N = int(os.environ.get("BENCH_N", "400"))
 
 

@@ -2,7 +2,7 @@
 
 CuPy is imported inside functions only, so this module (and every kernel
 module's ``SOURCE`` string) can be imported and compile-checked with NVRTC
-on a machine without CuPy or a GPU (``tests/test_cuda_sources.py``).
+on a machine without CuPy or a GPU (``tests/cext/test_cuda_sources.py``).
 
 Every kernel source is one C++ template over the value type ``T`` (and the
 index type ``I`` for CSR). The runtime compiles, per value dtype, exactly the

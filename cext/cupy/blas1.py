@@ -2,7 +2,7 @@
 
 Each kernel makes one pass over memory where CuPy's array expressions would
 make two or three (and launch as many kernels). Mirrors
-:mod:`cext.numba.blas1` and the same names in :mod:`cext.reference`.
+:mod:`cext.numba.blas1` and :mod:`cext.reference.blas1`.
 Like the Numba twins, the updates are computed in float64 and rounded once
 to the array dtype, and dots accumulate in float64.
 """

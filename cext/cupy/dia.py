@@ -4,7 +4,7 @@ Storage is row-aligned: ``values[d, i] = A[i, i + offsets[d]]`` (zero
 outside the matrix), so thread ``i`` reads ``values[d, i]`` for every
 diagonal and consecutive threads read consecutive addresses (coalesced),
 with no column indices at all. Mirrors :mod:`cext.numba.dia` and
-:func:`cext.reference.dia_spmv`.
+:mod:`cext.reference.dia`.
 
 ``offsets`` arrives as a tuple of ints (the Numba twin specialises on it);
 here it is copied once to a small device array, cached per tuple and

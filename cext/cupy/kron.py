@@ -1,7 +1,7 @@
 """Batched Kronecker matvecs for many small layers (CuPy RawKernels).
 
 Mirrors :mod:`cext.numba.kron` (same names, same signatures) and the twins
-in :mod:`cext.reference`: ``B`` layers of one shape, ``X[b]`` an ``(m, n)``
+in :mod:`cext.reference.kron`: ``B`` layers of one shape, ``X[b]`` an ``(m, n)``
 matrix (column-major vec), ``vec(L X R) = kron(R', L) vec(X)``. cuBLAS's
 batched GEMM launches per product and rounds each product to the working
 dtype; here two kernels do the two sides of the product with one thread

@@ -1,7 +1,7 @@
 """Passes over an M-FAC gradient window, accumulated in float64 (CuPy RawKernels).
 
 Mirrors :mod:`cext.numba.mfac` (same names, same signatures) and the
-twins in :mod:`cext.reference`: the window ``G`` (m x d, row-major) is read
+twins in :mod:`cext.reference.mfac`: the window ``G`` (m x d, row-major) is read
 in its own dtype and every sum runs in double, because at small damping
 the M-FAC solve divides a cancellation by the damping
 (:mod:`curvature.mfac.window`).

@@ -1,7 +1,7 @@
 """CountSketch of a dense matrix on the GPU (CuPy RawKernel).
 
 Mirrors ``countsketch_dense`` of :mod:`cext.numba.sketch` and
-:mod:`cext.reference`: ``out += S' A`` where row ``i`` of the dense,
+:mod:`cext.reference.sketch`: ``out += S' A`` where row ``i`` of the dense,
 row-major ``A`` (m x n) is added, times ``signs[i]``, to row ``buckets[i]``
 of ``out`` (s x n, float64). One thread per column: it walks the rows in
 order, so every run adds in the same order (no atomics, the same bits each

@@ -3,8 +3,7 @@
 Same arrays and semantics as :mod:`cext.numba.sor`: the CSR arrays hold
 only the *off-diagonal* entries of A and ``diag`` its diagonal; for the
 coloured sweep the CSR rows are stored colour by colour, stored row ``k``
-being unknown ``color_rows[k]``. Mirrors the ``sor_*`` functions of
-:mod:`cext.reference`.
+being unknown ``color_rows[k]``. Mirrors :mod:`cext.reference.sor`.
 
 - ``sor_sweep_colored`` launches one kernel per colour, one thread per row
   of the colour (rows of one colour are not coupled, so the order among

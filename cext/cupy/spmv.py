@@ -2,7 +2,7 @@
 
 Kernels are dumb: raw arrays in, results written into ``out``; the wrapper
 above them (:mod:`linsolve.operators`) checks shapes. Mirrors
-:mod:`cext.numba.spmv` and :func:`cext.reference.csr_spmv`.
+:mod:`cext.numba.spmv` and :mod:`cext.reference.spmv`.
 
 - ``csr_spmv`` hands the product to cuSPARSE (``cupyx.cusparse.spmv`` on a
   ``cupyx.scipy.sparse.csr_matrix`` wrapped around the arrays, no copy).

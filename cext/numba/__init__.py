@@ -2,14 +2,16 @@
 
 from .blas1 import cg_update_p, cg_update_xr, cg_update_xrz, dot
 from .chebyshev import csr_chebyshev_step, dia_chebyshev_step
+from .coloring import greedy_coloring, two_coloring
 from .dia import dia_spmv, dia_spmv_dot
 from .kron import kron_eigen_solve, kron_matvec
 from .mfac import (factor_apply, spd_inverse_factor, window_axpy_gemv_t, window_gemv,
                    window_push_gemv)
 from .sketch import countsketch_csr, countsketch_dense, kaczmarz_run
-from .sor import (csr_residual_norm2_split, greedy_coloring, sor_lagged_sweep,
-                  sor_residual_norm2_ordered, sor_reverse_sweep, sor_run, sor_run_lagged,
-                  sor_sweep_backward, sor_sweep_colored, sor_sweep_forward, two_coloring)
+from .sor import (csr_residual_norm2_split, sor_run, sor_sweep_backward, sor_sweep_colored,
+                  sor_sweep_forward)
+from .sor_lagged import (sor_lagged_sweep, sor_residual_norm2_ordered, sor_reverse_sweep,
+                         sor_run_lagged)
 from .spmv import csr_spmv, csr_spmv_dot
 from .structure import csr_check
 from .triangular import csr_ichol0, csr_triangular_pair_solve, csr_triangular_solve

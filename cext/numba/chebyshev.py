@@ -18,7 +18,7 @@ buffers, each step overwriting the older iterate. ``y`` must not be
 theta`` from ``r`` without storing it (``y = r, sy = 1/theta, sw = 0``, then
 ``w = r, sw = 1/theta``); later steps pass 1, which is exact.
 
-Mirrors :mod:`cext.reference_chebyshev` (the array-API twin and test
+Mirrors :mod:`cext.reference.chebyshev` (the array-API twin and test
 oracle). Kernels are dumb: the caller (:mod:`linsolve.precond.chebyshev`)
 checks shapes, dtypes and aliasing, and passes the scalars in the arrays'
 dtype, so float32 matrices run in float32 throughout (the row sums too:

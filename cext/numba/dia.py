@@ -4,12 +4,12 @@ For stencil matrices (a few diagonals, e.g. 5-point Poisson) DIA streams
 values without column indices and keeps one register accumulator per row.
 Storage is row-aligned: ``values[d, i] = A[i, i + offsets[d]]`` (zero
 outside the matrix). Mirrors :mod:`cext.cupy.dia` and
-:func:`cext.reference.dia_spmv`.
+:mod:`cext.reference.dia`.
 
 ``offsets`` is a *tuple* of ints, not an array: Numba then compiles one
 version per number of diagonals with a constant inner trip count, which it
-unrolls and vectorises across rows. Measured on 2-D Poisson, n = 1e6: 1.1 ms
-against 3.9 ms for the same loop with an array of offsets.
+unrolls and vectorises across rows (several times faster than the same
+loop over an array of offsets).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ vec(X)``. For a handful of 10-100-wide layers one BLAS call per layer
 costs more in call overhead than in flops; here one parallel loop runs
 over the layers and each layer's two (or four) small products run
 serially in float64 registers and a per-layer scratch. Mirrors
-:mod:`cext.cupy.kron` and the same names in :mod:`cext.reference`.
+:mod:`cext.cupy.kron` and :mod:`cext.reference.kron`.
 
 No ``fastmath``: a NaN in a factor or a gradient must reach the result.
 """

@@ -7,10 +7,9 @@ float32 accumulation leaves no correct digit (:mod:`curvature.mfac.window`).
 Columns are split into blocks (one per layer, ``block_offsets``); a
 single block is the whole window. Kernels are dumb: raw arrays in,
 results written into ``out``; the caller (:mod:`curvature.mfac.window`) checks
-shapes. Mirrors :mod:`cext.cupy.mfac` and the same names in
-:mod:`cext.reference`.
+shapes. Mirrors :mod:`cext.cupy.mfac` and :mod:`cext.reference.mfac`.
 
-Two paths (issue 15):
+Two paths:
 
 - **float64 windows** go to BLAS ``dgemv`` (NumPy's ``matmul`` on the
   block's column slice, no copy), one call per block of at least
@@ -21,7 +20,7 @@ Two paths (issue 15):
   no chunking rescues it. The error a float32 pass leaves in ``G v`` or
   ``G'c`` reaches the result amplified by about ``|g|^2 / (m lambda)``
   (the cancellation the module notes of :mod:`curvature.mfac.window` describe);
-  measured on the float32 test case of ``tests/test_mfac.py`` (d = 2000,
+  measured on the float32 test case of ``tests/curvature/test_mfac.py`` (d = 2000,
   m = 64, lambda = 1e-5, chunks of 512 columns, float64 across chunks):
   relative error 0.17 with ``G v`` in sgemv, 0.12 with ``G'c`` in sgemv,
   0.11 with ``c`` split into float32 hi + lo parts (two sgemvs), 0.19 with
@@ -29,43 +28,32 @@ Two paths (issue 15):
   ``g_ij v_j`` need more than float32's 24 bits: a float32 BLAS cannot
   form them.
 
-Measured choices for the Numba path (d = 1e6, m = 256, float32, 2 cores;
-see ``bench/mfac_speed.py``):
+Choices for the Numba path (measured with ``bench/mfac_speed.py``):
 
 - Threads are Python threads running serial ``nogil`` kernels that take
   tasks (runs of column chunks) from a shared counter, not a Numba
   ``prange`` region. A thread that loses its core delays one task, not a
-  barrier the others spin on. With other processes busy on the 2-core
-  machine (load 3.6, d = 2e5) the OpenMP kernels took 53 ms (``G v``) and
-  46 ms (``G'c``) where sgemv took 35 and 28 ms, the task version 33 and
-  30 ms; at load 1.3 (d = 1e6) old and new ``G v`` ran alike (45-46 ms)
-  and ``G'c`` went from 51 to 45 ms. The thread count is the library's
-  ceiling (:func:`cext.threads.get_num_threads`: all cores, one per MPI
-  rank, or what the user set), like BLAS's pool, not lowered by the
-  load probe (dynamic tasks already share a busy machine), and one thread
-  below ``_MIN_WORK_PER_THREAD`` entries per thread.
+  barrier the others spin on, so with other processes busy the passes
+  keep up with sgemv where OpenMP kernels fell behind it. The thread count
+  is the library's ceiling (:func:`cext.threads.get_num_threads`: all
+  cores, one per MPI rank, or what the user set), like BLAS's pool, not
+  lowered by the load probe (dynamic tasks already share a busy machine),
+  and one thread below ``_MIN_WORK_PER_THREAD`` entries per thread.
 - A pass right behind a BLAS call shares the cores with OpenBLAS's idle
   workers, which spin about 0.1 s (``OPENBLAS_THREAD_TIMEOUT``, default
-  2**28 cycles): ``solve`` ran 1.3-2x slower there (d = 4e5: 83.5 against
-  57-62 ms; 68 ms with ``OPENBLAS_THREAD_TIMEOUT=4``). Nothing in the
-  kernel can stop another library's threads; ``bench/mfac_speed.py``
-  reports that case apart (``solve_after_blas``).
+  2**28 cycles), and runs slower there. Nothing in the kernel can stop
+  another library's threads; ``bench/mfac_speed.py`` reports that case
+  apart (``solve_after_blas``).
 - Columns go in chunks of ``_CHUNK`` (never straddling a block). In ``G v``
   the chunk of ``v`` is converted to float64 once into a buffer that stays
   in L2, and sixteen rows are summed at a time, so each element of the
   buffer serves sixteen rows. ``G'c`` keeps a float64 accumulator of one
-  chunk in L2 and adds sixteen rows per sweep over it (eight before:
-  twice the accumulator traffic). Chunk length, two threads, d = 1e6: 16384
-  was 2-4% faster than 8192 and 32768 in three runs each, 2048 (buffers in
-  L1) 5-10% slower in CPU time: long runs of each row suit the prefetcher
-  better than L1 suits the buffer.
+  chunk in L2 and adds sixteen rows per sweep over it (eight: twice the
+  accumulator traffic). Chunks are longer than L1 holds: long runs of each
+  row suit the prefetcher better than L1 suits the buffer.
 - Rows are sliced per chunk (``G[i, s:e]``) and indexed from 0. Indexing
   ``G[i][j]`` with ``j`` in ``range(s, e)`` kept Numba's negative-index
   wraparound, and LLVM vectorised it as a gather per four elements.
-- One core, CPU time, d = 2e5, m = 256, float32 (busy machine, so CPU time
-  rather than wall time): ``G v`` 16.5-17.3 ms against sgemv 15.9-16.8 ms
-  (before: 17.1-18.0), ``G'c`` 16.6-17.1 ms against sgemv 14.7-15.5 ms
-  (before: 19.4-19.8).
 - ``fastmath={"reassoc", "contract"}`` lets LLVM vectorise the float64
   reductions with several partial sums and use FMA; ``nnan``/``ninf`` stay
   off so a NaN or Inf in the window or the vector reaches the result.

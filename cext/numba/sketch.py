@@ -9,8 +9,7 @@ product, and the squared residual norm is updated with the same touches.
 The running ``||r||^2`` is refreshed from ``r`` every ``refresh`` steps and
 before any convergence verdict, so the cancellation of the incremental
 update cannot fake convergence. Mirrors :mod:`cext.cupy.sketch` (CountSketch
-of a dense matrix) and the ``kaczmarz_run``/``countsketch_*`` functions of
-:mod:`cext.reference`.
+of a dense matrix) and :mod:`cext.reference.sketch`.
 """
 
 from __future__ import annotations

@@ -3,27 +3,21 @@
 Kernels are dumb: raw arrays in, results written into ``out``; shapes and
 dtypes are checked by the Python wrapper that calls them
 (:mod:`linsolve.operators`). Mirrors :mod:`cext.cupy.spmv` and
-:func:`cext.reference.csr_spmv`.
+:mod:`cext.reference.spmv`.
 
-Two measured choices (2-D Poisson, n = 1e6, 2 threads, median speed-up
-over scipy's SpMV):
+Three choices, each measured against scipy's SpMV (``python -m bench speed``):
 
 - Index arrays are viewed as *unsigned* before the jitted loop. Numba must
   otherwise handle negative (wrap-around) indices on every ``x[indices[jj]]``,
-  which made the serial loop 0.6x scipy's; unsigned, it is 1.18x, and the
-  parallel kernel went from 1.33x to 1.89x.
+  which made the serial loop slower than scipy's.
 - Each task walks a contiguous block of rows and carries the row start from
-  the previous row's end, so ``indptr`` is read once per row (1.30x against
-  1.16x for a plain ``prange`` over rows, signed indices).
+  the previous row's end, so ``indptr`` is read once per row (faster than
+  a plain ``prange`` over rows).
 - Rows are summed two at a time, interleaved. A row's sum is a chain of
-  dependent additions (about 4 cycles each), which left one core at 1.4-1.7x
-  scipy's time on finite-element rows of 7-27 entries; two independent
-  chains let the core overlap them. One thread, one busy process beside it
-  (``python -m bench speed --contention 1``, ms per SpMV):
-  P1 tetrahedra 4.5-4.8 -> 3.0-3.1 ms (scipy 2.7-2.9), P1 triangles
-  1.74-1.81 -> 1.64-1.70 (scipy 1.60-1.64), P2 tetrahedra 8.97 -> 8.77
-  (scipy 9.29). Four rows at a time was slower again (3.9 ms on P1
-  tetrahedra). Each row is still summed in CSR order.
+  dependent additions (about 4 cycles each), which left one core well
+  behind scipy on finite-element rows of 7-27 entries; two independent
+  chains let the core overlap them (four rows at a time was slower again).
+  Each row is still summed in CSR order.
 """
 
 from __future__ import annotations

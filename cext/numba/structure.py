@@ -7,7 +7,7 @@ out of bounds. This pass reads ``indptr`` once and ``indices`` once (no
 values, no gathers): about a third of the bytes of one SpMV, paid once per
 solve. It also reports whether every row is strictly increasing (sorted,
 no duplicates), so callers canonicalise -- on a copy -- only when needed.
-Mirrors :func:`cext.reference.csr_check`.
+Mirrors :mod:`cext.reference.structure`.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ multiply-subtract (the last entry of a sorted row), and float32 data is
 summed in float32. Where ``U = L^T`` (IC(0); SSOR of a symmetric matrix)
 only ``L`` is stored, and the backward sweep reads it by columns: an
 iteration of pcg then streams the factor once less from memory, which is
-what its time on matrices larger than the cache follows (issue 15). The
+what its time on matrices larger than the cache follows. The
 permutation ``P`` is gathered in the first sweep and scattered in the last,
 not in separate passes. A row needs
 the rows before it, so each sweep is sequential -- except across the
@@ -25,9 +25,7 @@ No ``fastmath`` (a NaN in the data must reach the caller). The parallel
 kernel is handed out wrapped by :func:`cext.threads.managed`; on one
 thread it runs plain loops.
 
-Mirrors :func:`cext.reference.csr_triangular_solve`,
-:func:`cext.reference.csr_ichol0` and
-:func:`cext.reference_triangular.csr_triangular_pair_solve`.
+Mirrors :mod:`cext.reference.triangular`.
 """
 
 from __future__ import annotations

@@ -463,7 +463,7 @@ class MKOR:
                 "phase": self.phase, "losses": list(self._losses), **arrays}
 
     def _state_spec(self) -> dict:
-        """What :meth:`load_state_dict` accepts (see :func:`linsolve._state.check_state`)."""
+        """What :meth:`load_state_dict` accepts (see :func:`linsolve.validation.state.check_state`)."""
         A, G = (self.cols, self.cols), (self.rows, self.rows)
         return {"in_features": Equal(self.in_features), "out_features": Equal(self.out_features),
                 "bias": Equal(self.bias), "form": Equal(self.form),

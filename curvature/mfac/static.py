@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from array_api_compat import array_namespace, is_numpy_namespace
 
-from linsolve._validate import as_int
+from linsolve.validation.inputs import as_int
 
 from .._checks import check_square_summable, linalg_failure, namespace_of, refuse_complex
 from .window import _check_damping

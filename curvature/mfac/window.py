@@ -218,7 +218,7 @@ class _MFACBase:
         flags = getattr(v, "flags", None)
         if flags is not None and not flags.c_contiguous:
             # a strided view (a column of a matrix): the compiled kernels read packed
-            # vectors, CuPy's refuse others (GPU_REVIEW item 8); one copy here
+            # vectors, CuPy's refuse others where a NumPy view works; one copy here
             v = xp.asarray(v, copy=True)
         return v
 
@@ -337,7 +337,7 @@ class _MFACBase:
                 "gram": xp.asarray(self._K, copy=True)}
 
     def _state_spec(self) -> dict[str, Any]:
-        """What :meth:`load_state_dict` accepts (see :func:`linsolve._state.check_state`)."""
+        """What :meth:`load_state_dict` accepts (see :func:`linsolve.validation.state.check_state`)."""
         return {"block_sizes": Equal(list(self._layout.sizes)), "m": Equal(self._m),
                 "damping": Real(positive=True),
                 "dtype": Equal(_dtype_name(self.xp, self._dtype)), "count": Count(),

@@ -43,7 +43,7 @@ schedule steps ``x+ = x - alpha n`` with ``alpha`` in (0, 1]:
 Adaptive ``L`` (the default of ``"aicn"`` and ``"root"``). The constant of
 the ``"aicn"`` and ``"root"`` schedules belongs to the problem and is rarely
 known; a guess too small makes the steps too long and the iteration can
-climb (issue 16: AICN with ``L = 1`` from ``x0 = 10 * ones`` on logistic
+climb (AICN with ``L = 1`` from ``x0 = 10 * ones`` on logistic
 regression ended at ``f = 4e5`` from ``f(x0) = 1e4``). Without ``L`` (or
 with ``adaptive=True``) the constant is estimated by backtracking, the
 way adaptive cubic regularisation (Cartis, Gould and Toint's ARC) and
@@ -62,8 +62,8 @@ halved (not below 1e-12). An accepted step decreases ``f`` by at least
 far below ``f``), so the iteration is monotone; the test
 allows ``8 eps (1 + |f|)`` for rounding, as the universal schedule's does.
 The model uses only ``G``, ``alpha`` and values of ``f``, so the estimate is
-affine invariant too. It costs one function value per trial; on the
-logistic problems of issue 16 1.5 to 1.8 per iteration. A given ``L`` with
+affine invariant too. It costs one function value per trial; on
+logistic regression 1.5 to 1.8 per iteration. A given ``L`` with
 ``adaptive`` left unset is used as is, as before.
 
 A result is never worse than the start without saying so: if the final

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from linsolve._validate import dtype_name
+from linsolve.validation.inputs import dtype_name
 
 from ._tree import TreeDef, flatten, flatten_as, namespace_of_trees, state_arrays, unflatten
 

@@ -341,7 +341,7 @@ class Shampoo:
         }
 
     def _state_spec(self) -> dict:
-        """What :meth:`load_state_dict` accepts (see :func:`linsolve._state.check_state`)."""
+        """What :meth:`load_state_dict` accepts (see :func:`linsolve.validation.state.check_state`)."""
         modes = tuple((n,) if diagonal else (n, n)
                       for n, diagonal in zip(self.param_shape, self.diagonal))
         return {"param_shape": Equal(list(self.param_shape)), "step": Count(),

@@ -246,7 +246,7 @@ class SOAP:
         }
 
     def _state_spec(self) -> dict:
-        """What :meth:`load_state_dict` accepts (see :func:`linsolve._state.check_state`)."""
+        """What :meth:`load_state_dict` accepts (see :func:`linsolve.validation.state.check_state`)."""
         modes = tuple((n, n) if rotated else None
                       for n, rotated in zip(self.param_shape, self.rotated))
         shape = self.param_shape

@@ -23,8 +23,8 @@ import scipy.sparse as sp
 
 from cext import kernels_for
 
-from .._sparse import checked_csr
-from .._validate import check_real_numeric
+from ..validation.sparse import checked_csr
+from ..validation.inputs import check_real_numeric
 from .comm import as_comm
 
 __all__ = ["DistCSR", "balanced_ranges"]

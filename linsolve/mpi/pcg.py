@@ -38,25 +38,24 @@ rank.
 from __future__ import annotations
 
 import math
-import sys
 import time
+from dataclasses import replace
 from typing import Any, Callable
 
 import numpy as np
 
-from .._validate import (check_maxiter, check_nonnegative, check_real_numeric,
-                         reject_unknown_keywords, stopping_tolerance)
+from ..core.record import SolveRecord
+from ..core.setup import settings
+from ..core.stopping import (Replacement, ResidualTest, Stop, Tolerance, b_verdict,
+                             curvature_verdict, preconditioner_verdict)
 from ..result import SolveResult
+from ..validation.inputs import check_maxiter, check_period, check_real_numeric
 from .comm import check_same_settings, raise_collectively
 from .matrix import DistCSR
 
 __all__ = ["pcg", "VARIANTS"]
 
 VARIANTS = ("standard", "single-reduction", "pipelined")
-
-_MONITOR_FORMAT = "%3d KSP Residual norm %14.12e"
-_STAGNATION_FACTOR = 0.5  # as linsolve.pcg
-_DRIFT_FACTOR = 2.0       # as linsolve.pcg
 
 
 def local_vector(A: DistCSR, v, name: str) -> np.ndarray:
@@ -108,7 +107,7 @@ def _as_preconditioner(M):
 
 def pcg(A: DistCSR, b: Any, x0: Any = None, *, M: Any = None, rtol: float = 1e-5,
         atol: float = 0.0, maxiter: int | None = None,
-        callback: Callable[[np.ndarray], None] | None = None, monitor: bool = False,
+        callback: Callable[[np.ndarray], None] | None = None, monitor: Any = False,
         check_every: int | None = None, variant: str = "standard", **kwargs) -> SolveResult:
     """Distributed CG for SPD ``A``: :func:`linsolve.pcg`'s keywords and result, on local rows.
 
@@ -157,45 +156,43 @@ def pcg(A: DistCSR, b: Any, x0: Any = None, *, M: Any = None, rtol: float = 1e-5
     if not isinstance(A, DistCSR):
         raise TypeError(f"A must be a linsolve.mpi.DistCSR, got {type(A).__name__}; build one "
                         "with DistCSR.from_global or DistCSR.from_rows")
-    settings = None
+    shared = None
     try:  # a bad argument on one rank raises on all of them, in check_same_settings
-        reject_unknown_keywords("pcg", kwargs)
+        common = settings("pcg", kwargs, rtol=rtol, atol=atol, monitor=monitor, label="KSP",
+                          callback=callback, active=A.comm.rank == 0, flush=True)
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
-        rtol = check_nonnegative("rtol", rtol)
-        atol = check_nonnegative("atol", atol)
-        if check_every is not None and (isinstance(check_every, bool)
-                                        or not isinstance(check_every, int) or check_every < 1):
-            raise ValueError(f"check_every must be a positive int or None, got {check_every!r}")
+        check_every = check_period("check_every", check_every, optional=True)
         maxiter = check_maxiter(maxiter, 10 * A.shape[0])
         M = _as_preconditioner(M)
         b, x, error = local_start(A, b, x0)
-        settings = {"solver": "linsolve.mpi.pcg", "rtol": rtol, "atol": atol, "maxiter": maxiter,
-                    "variant": variant, "check_every": check_every,
-                    "preconditioned": M is not None}
+        shared = {"solver": "linsolve.mpi.pcg", "rtol": common.rtol, "atol": common.atol,
+                  "maxiter": maxiter, "variant": variant, "check_every": check_every,
+                  "preconditioned": M is not None}
     except (ValueError, TypeError) as caught:
         error = caught
     # the one collective before the iteration: same settings everywhere, or an error on all
-    check_same_settings(A.comm, settings, error)
-    solver = _DistPCG(A, M, b, x, rtol, atol, maxiter, callback, monitor, check_every)
+    check_same_settings(A.comm, shared, error)
+    solver = _DistPCG(A, M, b, x, common, maxiter, check_every, SolveRecord(common.monitor,
+                                                                            start=start))
     if variant == "standard":
-        return solver.run_standard(start)
-    return solver.run_single_reduction(start, pipelined=variant == "pipelined")
+        return solver.run_standard()
+    return solver.run_single_reduction(pipelined=variant == "pipelined")
 
 
 class _DistPCG:
-    def __init__(self, A, M, b, x, rtol, atol, maxiter, callback, monitor, check_every,
-                 error=None):
+    def __init__(self, A, M, b, x, common, maxiter, check_every, record, error=None):
         self.A, self.M, self.b, self.x = A, M, b, x
         self.error = error  # this rank's pending error, raised everywhere by the next reduction
         self.comm = A.comm
         self.kernels = A._kernels
-        self.maxiter, self.callback, self.check_every = maxiter, callback, check_every
-        self.monitor = monitor and self.comm.rank == 0
-        self.matvecs = self.psolves = self.replacements = self.allreduces = 0
+        self.maxiter, self.callback, self.check_every = maxiter, common.callback, check_every
+        self.record = record
+        self.allreduces = 0
         bb = self.reduce(self.kernels.dot(b, b))[0]
         self.bnorm = math.sqrt(bb) if bb >= 0 else float("nan")
-        self.tol, self.reason_converged = stopping_tolerance(rtol, atol, self.bnorm)
+        self.tolerance = Tolerance.of(common.rtol, common.atol, self.bnorm)
+        self.test = ResidualTest(self.tolerance, maxiter, self.true_residual_norm, x.dtype)
 
     # -- helpers ------------------------------------------------------------------
     def _with_flag(self, local_values) -> np.ndarray:
@@ -219,7 +216,7 @@ class _DistPCG:
 
     def apply_M(self, r):
         """``M r``; a failure here is recorded and raised on every rank by the next reduction."""
-        self.psolves += 1
+        self.record.psolves += 1
         if self.error is None:
             try:
                 z = np.asarray(self.M(r))
@@ -233,30 +230,20 @@ class _DistPCG:
 
     def true_residual(self):
         r = self.b - self.A.matvec(self.x)
-        self.matvecs += 1
+        self.record.matvecs += 1
         return r
 
     def true_residual_norm(self):
         r = self.true_residual()
         return r, math.sqrt(max(self.reduce(self.kernels.dot(r, r))[0], 0.0))
 
-    def report(self, k, rnorm):
-        if self.monitor:
-            print(_MONITOR_FORMAT % (k, rnorm), file=sys.stdout, flush=True)
-
-    def converged_reason(self):
-        return self.reason_converged
-
-    def finish(self, start, reason, iterations, norms, message, rtrue=None):
-        if rtrue is None:
-            rtrue = self.true_residual_norm()[1]
-        return SolveResult(x=self.x, converged=reason.startswith("CONVERGED"), reason=reason,
-                           iterations=iterations, residual_norms=np.asarray(norms, dtype=np.float64),
-                           true_residual_norm=float(rtrue), matvecs=self.matvecs,
-                           time=time.perf_counter() - start, message=message,
-                           psolves=self.psolves,
-                           extra={"residual_replacements": self.replacements,
-                                  "allreduces": self.allreduces, "ranks": self.comm.size})
+    def finish(self, stop: Stop, iterations: int) -> SolveResult:
+        if stop.true_residual_norm is None:
+            stop = replace(stop, true_residual_norm=self.true_residual_norm()[1])
+        return self.record.result(self.x, stop, iterations,
+                                  extra={"residual_replacements": self.test.replacements,
+                                         "allreduces": self.allreduces,
+                                         "ranks": self.comm.size})
 
     def initial_residual(self):
         nonzero = self.reduce(float(np.count_nonzero(self.x)))[0] > 0
@@ -272,98 +259,54 @@ class _DistPCG:
         rr, rho = self.reduce(K.dot(r, r), K.dot(r, z))
         return rr, z, rho
 
-    def check_exit(self, start, k, rnorm, norms, last_replacement):
-        """Serial pcg's tests at the top of an iteration: a result, or a replacement residual."""
-        if not math.isfinite(rnorm):
-            return self.finish(start, "DIVERGED_NANORINF", k, norms,
-                               f"residual norm is {rnorm} at iteration {k}"), None
-        if rnorm <= self.tol:
-            r_true, rtrue = self.true_residual_norm()
-            if rtrue <= self.tol:
-                return self.finish(start, self.converged_reason(), k, norms,
-                                   f"||r|| = {rtrue:.3e} <= {self.tol:.3e}", rtrue=rtrue), None
-            if rtrue > _STAGNATION_FACTOR * last_replacement or not math.isfinite(rtrue):
-                return self.finish(
-                    start, "DIVERGED_BREAKDOWN", k, norms,
-                    f"true residual {rtrue:.3e} stagnated above the tolerance {self.tol:.3e} "
-                    f"(limit of attainable accuracy in {self.x.dtype})", rtrue=rtrue), None
-            return None, (r_true, rtrue)
-        if k >= self.maxiter:
-            return self.finish(start, "DIVERGED_ITS", k, norms,
-                               f"reached maxiter = {self.maxiter} with ||r|| = {rnorm:.3e}"), None
-        return None, None
-
-    def check_rho(self, start, k, rho, norms):
-        if self.M is None:
+    def trivial(self) -> SolveResult | None:
+        stop = b_verdict(self.bnorm)
+        if stop is None:
             return None
-        if not math.isfinite(rho):
-            return self.finish(start, "DIVERGED_NANORINF", k, norms, f"r'Mr is {rho} at iteration {k}")
-        if rho <= 0.0:
-            return self.finish(start, "DIVERGED_INDEFINITE_PC", k, norms,
-                               f"r'Mr = {rho:.3e} <= 0: M is not positive definite")
-        return None
-
-    def check_pap(self, start, k, pAp, norms):
-        if not math.isfinite(pAp):
-            return self.finish(start, "DIVERGED_NANORINF", k, norms, f"p'Ap is {pAp} at iteration {k}")
-        if pAp <= 0.0:
-            return self.finish(start, "DIVERGED_INDEFINITE_MAT", k, norms,
-                               f"p'Ap = {pAp:.3e} <= 0: A is not positive definite")
-        return None
-
-    def trivial(self, start):
-        if not math.isfinite(self.bnorm):
-            return self.finish(start, "DIVERGED_NANORINF", 0, [self.bnorm],
-                               "b contains NaN or Inf", rtrue=self.bnorm)
-        if self.bnorm == 0.0:
+        if stop.converged:
             self.x = np.zeros_like(self.x)
-            return self.finish(start, "CONVERGED_ATOL", 0, [0.0], "b = 0: x = 0 is exact",
-                               rtrue=0.0)
-        return None
+        self.record.append(0, self.bnorm)
+        return self.finish(stop, 0)
 
     # -- scipy's recurrence ---------------------------------------------------------
-    def run_standard(self, start) -> SolveResult:
-        done = self.trivial(start)
+    def run_standard(self) -> SolveResult:
+        done = self.trivial()
         if done is not None:
             return done
         A, K, x = self.A, self.kernels, self.x
+        record, test = self.record, self.test
         r = self.initial_residual()
         rr, z, rho = self.residual_and_z(r)
         rnorm = math.sqrt(rr) if rr >= 0 else float("nan")
-        norms = [rnorm]
-        self.report(0, rnorm)
+        record.append(0, rnorm)
         p = np.empty_like(r)
         q = np.empty_like(r)
         rho_prev = 1.0
         restart = True
-        last_replacement = math.inf
         k = 0
         while True:
-            done, replacement = self.check_exit(start, k, rnorm, norms, last_replacement)
-            if done is not None:
-                return done
-            if replacement is not None:
-                r, rtrue = replacement
-                last_replacement = rtrue
-                self.replacements += 1
+            outcome = test.check(k, rnorm)
+            if isinstance(outcome, Stop):
+                return self.finish(outcome, k)
+            if isinstance(outcome, Replacement):
+                r, rnorm = outcome.r, outcome.rnorm
                 rr, z, rho = self.residual_and_z(r)
-                rnorm = rtrue
-                norms[-1] = rtrue
+                record.norms[-1] = rnorm
                 restart = True
                 continue
-            done = self.check_rho(start, k, rho, norms)
-            if done is not None:
-                return done
+            stop = None if self.M is None else preconditioner_verdict(rho, k)
+            if stop is not None:
+                return self.finish(stop, k)
             if restart:
                 p[...] = z
                 restart = False
             else:
                 K.cg_update_p(p, z, rho / rho_prev)
             pAp = self.reduce(A.matvec_dot_local(p, q))[0]
-            self.matvecs += 1
-            done = self.check_pap(start, k, pAp, norms)
-            if done is not None:
-                return done
+            record.matvecs += 1
+            stop = curvature_verdict(pAp, k)
+            if stop is not None:
+                return self.finish(stop, k)
             alpha = rho / pAp
             K.cg_update_xr(x, r, p, q, alpha)
             rho_prev = rho
@@ -374,37 +317,34 @@ class _DistPCG:
             rr, z, rho = self.residual_and_z(r)
             rnorm = math.sqrt(rr) if rr >= 0 else float("nan")
             if self.check_every is not None and k % self.check_every == 0 and math.isfinite(rnorm):
-                r_true, rtrue = self.true_residual_norm()
-                if rtrue > _DRIFT_FACTOR * rnorm:
-                    r, rnorm, restart = r_true, rtrue, True
+                drift = test.drifted(rnorm)
+                if drift is not None:
+                    r, rnorm, restart = drift.r, drift.rnorm, True
                     rr, z, rho = self.residual_and_z(r)
-                    self.replacements += 1
-            norms.append(rnorm)
-            self.report(k, rnorm)
+            record.append(k, rnorm)
             if self.callback is not None:
                 self.callback(x)
 
     # -- one reduction per iteration -----------------------------------------------------
-    def run_single_reduction(self, start, pipelined: bool) -> SolveResult:
-        done = self.trivial(start)
+    def run_single_reduction(self, pipelined: bool) -> SolveResult:
+        done = self.trivial()
         if done is not None:
             return done
         A, K, x = self.A, self.kernels, self.x
+        record, test = self.record, self.test
         if self.M is not None:
             precondition = self.apply_M
         elif pipelined:
             precondition = np.copy  # u and r (m and w) are updated apart: no aliasing
         else:
             precondition = lambda v: v  # noqa: E731 - u is r, w is A r
-        last_replacement = math.inf
         k = 0
-        norms: list[float] = []
         overwrite = False  # the next norm replaces the last one (after a residual replacement)
         r = self.initial_residual()
         while True:  # one pass per (re)start from a true residual
             u = precondition(r)
             w = A.matvec(u)
-            self.matvecs += 1
+            record.matvecs += 1
             p = np.zeros_like(r)
             s = np.zeros_like(r)
             if pipelined:
@@ -418,7 +358,7 @@ class _DistPCG:
                     wait = self.start_reduce(*local)
                     m = precondition(w)          # overlapped with the reduction
                     n = A.matvec(m)
-                    self.matvecs += 1
+                    record.matvecs += 1
                     # (a failure of M just above is raised by the next reduction,
                     # which every exit path below performs)
                     gamma, delta, rr = wait()
@@ -426,32 +366,30 @@ class _DistPCG:
                     gamma, delta, rr = self.reduce(*local)
                 rnorm = math.sqrt(rr) if rr >= 0 else float("nan")
                 if overwrite:
-                    norms[-1] = rnorm
+                    record.norms[-1] = rnorm
                     overwrite = False
                 else:
-                    norms.append(rnorm)
-                    self.report(k, rnorm)
+                    record.append(k, rnorm)
                     if k > 0 and self.callback is not None:
                         self.callback(x)
-                done, replacement = self.check_exit(start, k, rnorm, norms, last_replacement)
-                if done is not None:
-                    return done
-                if replacement is not None:
-                    r, last_replacement = replacement
-                    self.replacements += 1
+                outcome = test.check(k, rnorm)
+                if isinstance(outcome, Stop):
+                    return self.finish(outcome, k)
+                if isinstance(outcome, Replacement):
+                    r = outcome.r
                     overwrite = True
                     break
-                done = self.check_rho(start, k, gamma, norms)
-                if done is not None:
-                    return done
+                stop = None if self.M is None else preconditioner_verdict(gamma, k)
+                if stop is not None:
+                    return self.finish(stop, k)
                 if first:
                     beta, denominator = 0.0, delta
                 else:
                     beta = gamma / gamma_prev
                     denominator = delta - beta * gamma / alpha_prev
-                done = self.check_pap(start, k, denominator, norms)
-                if done is not None:
-                    return done
+                stop = curvature_verdict(denominator, k)
+                if stop is not None:
+                    return self.finish(stop, k)
                 alpha = gamma / denominator
                 if pipelined:
                     # Ghysels and Vanroose, Alg. 4: z, q, s, p recurrences, then x, r, u, w
@@ -466,14 +404,15 @@ class _DistPCG:
                 else:
                     u = precondition(r)
                     w = A.matvec(u)
-                    self.matvecs += 1
+                    record.matvecs += 1
                 gamma_prev, alpha_prev, first = gamma, alpha, False
                 k += 1
                 if self.check_every is not None and k % self.check_every == 0:
-                    r_true, rtrue = self.true_residual_norm()
+                    # the recursive norm of the new r is reduced at the top of the
+                    # next pass; the drift test needs it now
                     recursive = self.reduce(K.dot(r, r))[0]
-                    if rtrue > _DRIFT_FACTOR * math.sqrt(max(recursive, 0.0)):
+                    drift = test.drifted(math.sqrt(max(recursive, 0.0)))
+                    if drift is not None:
                         # continue from the true residual with fresh directions
-                        r = r_true
-                        self.replacements += 1
+                        r = drift.r
                         break

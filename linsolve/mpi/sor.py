@@ -17,34 +17,25 @@ As a preconditioner, one symmetric sweep from zero on each diagonal block
 from __future__ import annotations
 
 import math
-import sys
 import time
 from typing import Any, Callable
 
 import numpy as np
 import scipy.sparse as sp
 
-from .._sparse import checked_csr
-from .._validate import (check_maxiter, check_nonnegative, reject_unknown_keywords,
-                         stopping_tolerance)
+from ..core.record import SolveRecord
+from ..core.setup import settings
+from ..core.stopping import Tolerance, b_verdict
 from ..precond import ssor as _ssor
 from ..result import SolveResult
-from ..sor import SorMatrix, sor_verdict
+from ..stationary.sor import SorMatrix, sor_verdict
+from ..validation.inputs import check_maxiter, check_nonnegative, check_omega
+from ..validation.sparse import checked_csr
 from .comm import check_same_settings, raise_if_any_rank
 from .matrix import DistCSR
 from .pcg import local_start
 
 __all__ = ["BlockSOR", "block_sor_reference", "sor"]
-
-_MONITOR_FORMAT = "%3d SOR Residual norm %14.12e"
-
-
-def _check_omega(omega):
-    if isinstance(omega, bool) or not isinstance(omega, (int, float, np.floating)) \
-            or not 0.0 < float(omega) < 2.0:
-        raise ValueError(f"omega must be a real number in (0, 2), got {omega!r}")
-    return float(omega)
-
 
 class BlockSOR:
     """Block-Jacobi (S)SOR on a :class:`DistCSR`: local sweeps per rank.
@@ -73,7 +64,7 @@ class BlockSOR:
         if not isinstance(A, DistCSR):
             raise TypeError(f"A must be a linsolve.mpi.DistCSR, got {type(A).__name__}")
         self.A = A
-        self.omega = _check_omega(omega)
+        self.omega = check_omega(omega)
         self.shape = A.shape
         self.dtype = A.dtype
         # SorMatrix raises ValueError naming a zero diagonal entry of this
@@ -108,7 +99,7 @@ class BlockSOR:
         ``ghosts_current=True`` skips the exchange when ``A.ghosts`` already
         holds the ghosts of ``x`` (after :meth:`residual_norm`).
         """
-        omega = self.omega if omega is None else _check_omega(omega)
+        omega = self.omega if omega is None else check_omega(omega)
         A = self.A
         if not ghosts_current:
             A.update_ghosts(x)
@@ -130,7 +121,7 @@ class BlockSOR:
 def sor(A: DistCSR, b: Any, omega: float = 1.0, x0: Any = None, *, rtol: float = 1e-8,
         atol: float = 0.0, maxiter: int | None = None, symmetric: bool = False,
         dtol: float = 1e5, callback: Callable[[np.ndarray], None] | None = None,
-        monitor: bool = False, **kwargs) -> SolveResult:
+        monitor: Any = False, **kwargs) -> SolveResult:
     """Block-Jacobi SOR (SSOR with ``symmetric=True``) as a solver: :func:`linsolve.sor`'s rules.
 
     One iteration is one ghost exchange and one local sweep per rank (two
@@ -163,52 +154,46 @@ def sor(A: DistCSR, b: Any, omega: float = 1.0, x0: Any = None, *, rtol: float =
         raise TypeError(f"A must be a linsolve.mpi.DistCSR or BlockSOR, got {type(A).__name__}; "
                         "build one with DistCSR.from_global or DistCSR.from_rows")
     dist = A.A if isinstance(A, BlockSOR) else A
-    settings = None
+    shared = None
     try:  # a bad argument (or b of the wrong length) on one rank raises on all of them
-        reject_unknown_keywords("sor", kwargs)
-        rtol = check_nonnegative("rtol", rtol)
-        atol = check_nonnegative("atol", atol)
+        common = settings("sor", kwargs, rtol=rtol, atol=atol, monitor=monitor, label="SOR",
+                          callback=callback, active=dist.comm.rank == 0, flush=True)
         dtol = check_nonnegative("dtol", dtol)
-        omega = _check_omega(omega)
+        omega = check_omega(omega)
         maxiter = check_maxiter(maxiter, 10 * dist.shape[0])
         b, x, error = local_start(dist, b, x0)
-        settings = {"solver": "linsolve.mpi.sor", "rtol": rtol, "atol": atol, "dtol": dtol,
-                    "omega": omega, "maxiter": maxiter, "symmetric": bool(symmetric)}
+        shared = {"solver": "linsolve.mpi.sor", "rtol": common.rtol, "atol": common.atol,
+                  "dtol": dtol, "omega": omega, "maxiter": maxiter, "symmetric": bool(symmetric)}
     except (ValueError, TypeError) as caught:
         error = caught
     # the one collective before the sweeps: same settings everywhere, or an error on all
-    check_same_settings(dist.comm, settings, error)
+    check_same_settings(dist.comm, shared, error)
+    record = SolveRecord(common.monitor, start=start)
     blocks = A if isinstance(A, BlockSOR) else BlockSOR(A, omega)
     A = blocks.A
     bnorm = A.norm(b)
-    tol, reason_converged = stopping_tolerance(rtol, atol, bnorm)
-    show = monitor and A.comm.rank == 0
-
-    def finish(reason, k, norms, message):
-        return SolveResult(x=x, converged=reason.startswith("CONVERGED"), reason=reason,
-                           iterations=k, residual_norms=np.asarray(norms, dtype=np.float64),
-                           true_residual_norm=float(norms[-1]), matvecs=len(norms),
-                           time=time.perf_counter() - start, message=message,
-                           extra={"ranks": A.comm.size, "omega": omega})
-
+    stop = b_verdict(bnorm)
+    if stop is not None:
+        if stop.converged:  # b = 0: x = 0 is exact, whatever x0 is (as pcg, scipy)
+            x = np.zeros_like(x)
+        record.append(0, bnorm)
+        return record.result(x, stop, 0, matvecs=0, extra={"ranks": A.comm.size, "omega": omega})
+    tolerance = Tolerance.of(common.rtol, common.atol, bnorm)
     rnorm = blocks.residual_norm(b, x) if math.isfinite(bnorm) else float("nan")
-    norms = [rnorm]
     grow_limit = dtol * rnorm
     k = 0
-    if show:
-        print(_MONITOR_FORMAT % (0, rnorm), file=sys.stdout, flush=True)
-    while math.isfinite(rnorm) and tol < rnorm <= grow_limit and k < maxiter:
+    record.append(0, rnorm)
+    while math.isfinite(rnorm) and tolerance.tol < rnorm <= grow_limit and k < maxiter:
         # the residual's halo exchange left the ghosts of x in place
         blocks.sweep(b, x, omega, symmetric=symmetric, ghosts_current=True)
         k += 1
         rnorm = blocks.residual_norm(b, x)
-        norms.append(rnorm)
-        if show:
-            print(_MONITOR_FORMAT % (k, rnorm), file=sys.stdout, flush=True)
-        if callback is not None:
-            callback(x)
-    reason, message = sor_verdict(rnorm, k, tol, reason_converged, grow_limit, omega, maxiter)
-    return finish(reason, k, norms, message)
+        record.append(k, rnorm)
+        if common.callback is not None:
+            common.callback(x)
+    stop = sor_verdict(rnorm, k, tolerance, maxiter, grow_limit, omega)
+    return record.result(x, stop, k, matvecs=len(record.norms),
+                         extra={"ranks": A.comm.size, "omega": omega})
 
 
 def block_sor_reference(A: Any, b: np.ndarray, ranges, omega: float, x0=None, *,

@@ -14,12 +14,14 @@ import numbers
 
 from array_api_compat import array_namespace, is_array_api_obj
 
-from .._sparse import checked_csr
-from .._validate import check_real_numeric
+from ..core.operators import Operator, is_cupyx_sparse, is_scipy_sparse
+from ..validation.inputs import check_real_numeric
+from ..validation.sparse import checked_csr
 
 
-class Preconditioner:
-    """Base class: an SPD operator approximating ``A^{-1}``.
+class Preconditioner(Operator):
+    """Base class: an SPD operator approximating ``A^{-1}``, the solvers' :class:`Operator`
+    with its input checked (preconditioners are handed to users and to scipy).
 
     Subclasses implement ``_apply(r)`` for a 1-D array ``r`` already of
     ``self.dtype``; it must return a new array and leave ``r`` untouched.
@@ -37,9 +39,7 @@ class Preconditioner:
     complex_ok = False
 
     def __init__(self, shape, dtype, xp):
-        self.shape = (int(shape[0]), int(shape[1]))
-        self.dtype = dtype
-        self.xp = xp
+        super().__init__((int(shape[0]), int(shape[1])), dtype, xp)
 
     def _apply(self, r):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -111,18 +111,6 @@ class Preconditioner:
     def __repr__(self) -> str:
         return (f"<{type(self).__name__} preconditioner, {self.shape[0]}x{self.shape[1]}, "
                 f"dtype={self.dtype}>")
-
-
-def is_scipy_sparse(A) -> bool:
-    """True for scipy sparse matrices and arrays."""
-    import scipy.sparse as sp
-
-    return sp.issparse(A)
-
-
-def is_cupyx_sparse(A) -> bool:
-    """True for cupyx sparse matrices; checked by module name, never importing cupy."""
-    return type(A).__module__.startswith("cupyx.scipy.sparse")
 
 
 def float_dtype(xp, dtype, *, allow_complex: bool = False):

@@ -21,7 +21,7 @@ four entries a step, and the loop exit a row ends on is predictable. Every
 sum of finite values is unchanged (each zero subtracts ``0 * w`` at the
 start of the row; an infinite ``w`` makes it NaN, as it makes the row).
 
-Which ordering (issue 15). pcg iterations to ``rtol = 1e-8`` (random ``b``)
+Which ordering. pcg iterations to ``rtol = 1e-8`` (random ``b``)
 with IC(0) / SSOR(omega = 1): natural; ``"domains"`` with 1 (reverse
 Cuthill-McKee), 2 and 4 domains. Benchmark-size scikit-fem matrices
 (``bench.fem``) and a lexicographic grid:
@@ -47,7 +47,7 @@ more (they are ordered towards one separator only), so two is the default:
 ordering below (small problems run on one thread and keep the iterates
 they always had).
 
-What the sweeps are bound by (issue 15; P1 tetrahedra, 2 threads): one
+What the sweeps are bound by (P1 tetrahedra, 2 threads): one
 application alone takes 2.5 ms (about 37 cycles a row and sweep per
 thread, 15 GB/s of factor), but adds 4.6 ms to a pcg iteration, because
 the factor's stream pushes ``A`` out of the cache the plain iteration

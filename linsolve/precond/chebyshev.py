@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 from array_api_compat import array_namespace, is_array_api_obj
 
-from cext.reference_chebyshev import chebyshev_combine
+from cext.reference.chebyshev import chebyshev_combine
 
-from ..operators import as_operator
-from ._base import Preconditioner, check_real, float_dtype, is_cupyx_sparse, is_scipy_sparse
+from ..core.operators import as_operator, is_cupyx_sparse, is_scipy_sparse
+from ._base import Preconditioner, check_real, float_dtype
 
 _LANCZOS_STEPS = 20
 

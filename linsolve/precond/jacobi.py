@@ -6,8 +6,9 @@ from typing import Any
 
 from array_api_compat import array_namespace, is_array_api_obj
 
-from .._sparse import checked_csr
-from ._base import Preconditioner, check_square, float_dtype, is_cupyx_sparse, is_scipy_sparse
+from ..validation.sparse import checked_csr
+from ..core.operators import is_cupyx_sparse, is_scipy_sparse
+from ._base import Preconditioner, check_square, float_dtype
 
 
 class Jacobi(Preconditioner):

@@ -1,3 +1,3 @@
-# The scripts here run under mpiexec (tests/test_mpi.py launches them); importing
+# The scripts here run under mpiexec (tests/linsolve/test_mpi.py launches them); importing
 # one in the pytest process (--doctest-modules) would run it there.
 collect_ignore_glob = ["*.py"]

@@ -1,0 +1,79 @@
+"""Plain array-API versions of every kernel: the fallback and the test oracle.
+
+Same signatures as :mod:`cext.numba` and :mod:`cext.cupy`, and the same
+modules, file for file: raw arrays in, scalars returned as Python floats.
+Written only against the array API standard, so it runs on NumPy, CuPy,
+``array_api_strict`` and JAX alike; it favours obvious code over speed.
+
+Results and immutable arrays. A kernel with an ``out`` argument (and
+``cg_update_p``, which updates ``p``; ``window_push_gemv``, which stores a
+row of the window) *returns* the arrays it produces. Where the namespace
+can write in place (:func:`writes_in_place`: NumPy, CuPy,
+``array_api_strict``) they are the arguments, written in place, as the
+compiled kernels do; where it cannot (JAX) they are new arrays and the
+arguments are left alone. Callers therefore always use the return value,
+``out = kernels.window_gemv(G, v, offsets, out)``, and the registry hands
+out the compiled kernels returning ``out`` the same way.
+
+In place only, for the sparse (NumPy/CuPy) paths and the fused CG update
+that pcg uses on mutable namespaces: ``csr_spmv_dot``, ``dia_spmv_dot``,
+``cg_update_xr``, the SOR sweeps, ``csr_triangular_solve``, ``csr_ichol0``,
+``kaczmarz_run`` and the CountSketch kernels.
+"""
+
+from ._common import writes_in_place
+from .blas1 import cg_update_p, cg_update_xr, cg_update_xrz, dot
+from .chebyshev import chebyshev_combine, csr_chebyshev_step, dia_chebyshev_step
+from .coloring import greedy_coloring, two_coloring
+from .dia import dia_spmv, dia_spmv_dot
+from .kron import kron_eigen_solve, kron_matvec
+from .mfac import (factor_apply, spd_inverse_factor, window_axpy_gemv_t, window_gemv,
+                   window_push_gemv)
+from .sketch import countsketch_csr, countsketch_dense, kaczmarz_run
+from .sor import (csr_residual_norm2_split, sor_run, sor_sweep_backward, sor_sweep_colored,
+                  sor_sweep_forward)
+from .sor_lagged import (sor_lagged_sweep, sor_residual_norm2_ordered, sor_reverse_sweep,
+                         sor_run_lagged)
+from .spmv import csr_spmv, csr_spmv_dot
+from .structure import csr_check
+from .triangular import csr_ichol0, csr_triangular_pair_solve, csr_triangular_solve
+
+__all__ = [
+    "cg_update_p",
+    "cg_update_xr",
+    "cg_update_xrz",
+    "chebyshev_combine",
+    "countsketch_csr",
+    "countsketch_dense",
+    "csr_chebyshev_step",
+    "csr_check",
+    "csr_ichol0",
+    "csr_residual_norm2_split",
+    "csr_spmv",
+    "csr_spmv_dot",
+    "csr_triangular_pair_solve",
+    "csr_triangular_solve",
+    "dia_chebyshev_step",
+    "dia_spmv",
+    "dia_spmv_dot",
+    "dot",
+    "factor_apply",
+    "greedy_coloring",
+    "kaczmarz_run",
+    "kron_eigen_solve",
+    "kron_matvec",
+    "sor_lagged_sweep",
+    "sor_residual_norm2_ordered",
+    "sor_reverse_sweep",
+    "sor_run",
+    "sor_run_lagged",
+    "sor_sweep_backward",
+    "sor_sweep_colored",
+    "sor_sweep_forward",
+    "spd_inverse_factor",
+    "two_coloring",
+    "window_axpy_gemv_t",
+    "window_gemv",
+    "window_push_gemv",
+    "writes_in_place",
+]

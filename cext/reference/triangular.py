@@ -1,0 +1,113 @@
+"""Array-API twins of :mod:`cext.numba.triangular`: triangular solves and IC(0).
+
+Plain loops, one row at a time. :func:`csr_triangular_pair_solve` runs in the
+order the Numba kernel's one-thread sweep uses (which the parallel one
+matches bit for bit).
+"""
+
+from __future__ import annotations
+
+
+def csr_triangular_solve(indptr, indices, data, diag, b, out, lower) -> None:
+    """Solve ``(D + L) out = b`` (``lower``) or ``(D + U) out = b`` with a plain loop.
+
+    Only the strictly lower (upper) CSR entries are read; ``out`` may be ``b``.
+    """
+    n = out.shape[0]
+    rows = range(n) if lower else reversed(range(n))
+    for i in rows:
+        acc = float(b[i])
+        for jj in range(int(indptr[i]), int(indptr[i + 1])):
+            j = int(indices[jj])
+            if (j < i) if lower else (j > i):
+                acc -= float(data[jj]) * float(out[j])
+        out[i] = acc / float(diag[i])
+
+
+def csr_ichol0(indptr, indices, data) -> int:
+    """IC(0) of sorted lower-triangular CSR in place; ``-1`` or the failed row.
+
+    Dictionary-per-row version of the Numba kernel's merge.
+    """
+    import math
+
+    n = indptr.shape[0] - 1
+    rows = []  # rows[k] = {column: position} for the finished rows
+    for i in range(n):
+        start, end = int(indptr[i]), int(indptr[i + 1])
+        positions = {int(indices[p]): p for p in range(start, end)}
+        if i not in positions:
+            return i
+        for p in range(start, end):
+            k = int(indices[p])
+            if k >= i:
+                continue
+            acc = float(data[p])
+            row_k = rows[k]
+            for j, q in row_k.items():
+                if j < k and j in positions:
+                    acc -= float(data[positions[j]]) * float(data[q])
+            data[p] = acc / float(data[row_k[k]])
+        pivot = float(data[positions[i]])
+        for j, p in positions.items():
+            if j < i:
+                pivot -= float(data[p]) ** 2
+        if not (pivot > 0.0 and math.isfinite(pivot)):
+            return i
+        data[positions[i]] = math.sqrt(pivot)
+        rows.append(positions)
+    return -1
+
+
+def csr_triangular_pair_solve(lower_indptr, lower_indices, lower_data, upper_indptr,
+                              upper_indices, upper_data, scale_in, scale_out, perm, segment_ptr,
+                              stage_ptr, b, work, out, quad=False) -> None:
+    """``out = P^T S_out (I + U)^{-1} (I + L)^{-1} S_in P b`` with plain loops.
+
+    ``L``/``U``: CSR, strictly lower/upper entries only, in the permuted
+    numbering; ``(P b)[i] = b[perm[i]]``. ``upper_*`` all None: ``U = L^T``,
+    the backward sweep reading ``L`` by columns (rows of ``L`` from the last,
+    each subtracting its final value from the rows it names). The stages are
+    laid out in row order, so a sweep over all rows is the staged solve
+    (``segment_ptr``, ``stage_ptr`` and ``quad``, the compiled kernel's
+    unrolling hint, are accepted for the shared signature). Sums run in CSR
+    order in the dtype of the arrays (Python floats for float64).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> out, work = np.empty(2), np.empty(2)
+    >>> one = np.ones(2)
+    >>> csr_triangular_pair_solve(np.array([0, 0, 1]), np.array([0]), np.array([0.5]),
+    ...                           np.array([0, 1, 1]), np.array([1]), np.array([0.5]),
+    ...                           one, one, np.array([0, 1]), np.array([0, 2]), np.array([0, 1]),
+    ...                           np.array([1.0, 1.5]), work, out)
+    >>> out.tolist()
+    [0.5, 1.0]
+    """
+    del segment_ptr, stage_ptr, quad
+    transposed = upper_indptr is None
+    if transposed != (upper_indices is None) or transposed != (upper_data is None):
+        raise ValueError("upper_indptr, upper_indices and upper_data: all arrays or all None")
+    n = work.shape[0]
+    for i in range(n):
+        acc = scale_in[i] * b[int(perm[i])]
+        for jj in range(int(lower_indptr[i]), int(lower_indptr[i + 1])):
+            acc = acc - lower_data[jj] * work[int(lower_indices[jj])]
+        work[i] = acc
+    if transposed:
+        for k in range(n):
+            i = n - 1 - k
+            x = work[i]
+            out[int(perm[i])] = scale_out[i] * x
+            for jj in range(int(lower_indptr[i]), int(lower_indptr[i + 1])):
+                j = int(lower_indices[jj])
+                work[j] = work[j] - lower_data[jj] * x
+        return
+    for k in range(n):
+        i = n - 1 - k
+        acc = work[i]
+        for jj in range(int(upper_indptr[i]), int(upper_indptr[i + 1])):
+            acc = acc - upper_data[jj] * work[int(upper_indices[jj])]
+        work[i] = acc
+        out[int(perm[i])] = scale_out[i] * acc

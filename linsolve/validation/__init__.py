@@ -1,0 +1,1 @@
+"""The gates every entry point shares: solver inputs, sparse structure, saved states."""
