@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 EXTRAS := amg,bench,mpi,test
 
-.PHONY: demo test bench speed docs clean gpu-check gpu-wheels
+.PHONY: demo test test-slow bench speed docs clean gpu-check gpu-wheels
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,8 +16,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m bench
 
+# The suite without the tests marked slow (JAX optimizer runs, whole bench jobs,
+# three MPI ranks); .ci/run runs those too, with `make test-slow`.
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not slow"
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -m slow
 
 speed: $(STAMP)
 	$(BIN)/python -m bench speed

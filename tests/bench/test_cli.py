@@ -167,6 +167,7 @@ def _next_progress_line(process, timeout):
     return None
 
 
+@pytest.mark.slow  # waits for a progress interval of a real job
 def test_long_job_reports_progress_off_a_terminal(tmp_path):
     # the default interval (5 s): two lines at most 10 s apart, twice the interval;
     # start-up (imports, a cold Numba cache) gets its own generous limit
@@ -181,6 +182,7 @@ def test_long_job_reports_progress_off_a_terminal(tmp_path):
         process.communicate(timeout=30)
 
 
+@pytest.mark.slow  # runs a bench job until a row is written, then stops it
 def test_sigterm_writes_the_finished_rows(tmp_path):
     process = _start_long_omega(tmp_path)
     try:

@@ -21,6 +21,7 @@ def _read_csv(path):
         return reader.fieldnames, list(reader)
 
 
+# every test that reads the quick run is marked slow (it runs for half a minute)
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("curvature")
@@ -32,6 +33,7 @@ def quick_run(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow  # the quick curvature bench runs for half a minute
 def test_quick_run_writes_files_and_columns(quick_run):
     for name in ("curvature.json", "curvature_roots.csv", "curvature_roots_speed.csv",
                  "curvature_optimizers.csv", "curvature_optimizers.png",
@@ -50,6 +52,7 @@ def test_quick_run_writes_files_and_columns(quick_run):
     assert len(payload["optimizers"]["histories"]) == len(OPTIMIZERS)
 
 
+@pytest.mark.slow
 def test_every_optimizer_lowers_the_training_loss(quick_run):
     _, rows = _read_csv(quick_run / "curvature_optimizers.csv")
     for row in rows:
@@ -62,6 +65,7 @@ def test_every_optimizer_lowers_the_training_loss(quick_run):
         assert history["loss"][-1] < history["loss"][0]
 
 
+@pytest.mark.slow
 def test_eigh_root_is_accurate_at_condition_1e6(quick_run):
     _, rows = _read_csv(quick_run / "curvature_roots.csv")
     eigh = [row for row in rows if row["method"] == "eigh" and float(row["cond"]) == 1e6]
@@ -139,6 +143,7 @@ def test_layer_statistics_match_the_weight_gradients():
                            atol=1e-15)
 
 
+@pytest.mark.slow
 def test_optim_interface_rows_numpy_and_jax(quick_run):
     # the MLP through curvature.optim beside the per-object run
     columns, rows = _read_csv(quick_run / "curvature_optim.csv")

@@ -76,6 +76,7 @@ def test_numpy_interface_equals_objects(name):
         assert np.array_equal(ours, theirs)
 
 
+@pytest.mark.slow  # JAX compiles the whole training loop per method
 @pytest.mark.parametrize("name", TRANSFORM_METHODS)
 def test_jax_float64_reaches_the_numpy_loss(name):
     pytest.importorskip("jax", reason="jax is not installed")

@@ -24,6 +24,10 @@ from tests.curvature.test_optim import (METHODS, assert_same, check_plain, layer
 jax = pytest.importorskip("jax", reason="jax is not installed")
 jnp = pytest.importorskip("jax.numpy")
 
+# JAX compiles every operation once per shape and dtype: these runs take tens of seconds.
+# `make test` leaves them to `.ci/run` (pytest -m slow); the NumPy runs are in test_optim.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def float64():

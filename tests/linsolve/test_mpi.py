@@ -19,7 +19,7 @@ import pytest
 from tests.mpi_support import MPIEXEC, ROOT, SCRIPTS, TIMEOUT_S, launch, mpi_env
 
 
-@pytest.mark.parametrize("ranks", [2, 3])
+@pytest.mark.parametrize("ranks", [2, pytest.param(3, marks=pytest.mark.slow)])
 def test_distributed_solvers_match_serial(mpi, ranks):
     """pcg iterates and counts = serial; block SOR = block reference; tuner; Shampoo."""
     completed = launch(ranks, "-m", "mpi4py", str(SCRIPTS / "solvers.py"))
