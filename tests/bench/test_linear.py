@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import scipy.io
 import scipy.sparse as sp
 
@@ -105,6 +106,7 @@ def test_bad_inputs_give_clear_errors(tmp_path, capsys):
     assert not os.path.exists(tmp_path / "junk.csv")
 
 
+@pytest.mark.slow  # a whole bench speed run, every stage
 def test_speed_tiny(tmp_path, capsys):
     assert main(["speed", "--size", "12", "--repeat", "1", "--iterations", "3",
                  "--stream-n", "10000", "--matrices", "poisson2d", "--mfac-d", "0",

@@ -225,7 +225,8 @@ def _padded(args, width):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+# int64 indices (matrices past 2**31 entries) compile every kernel again: make test-slow
+@pytest.mark.parametrize("index_dtype", [np.int32, pytest.param(np.int64, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("num_domains", [0, 1, 2, 4])
 @pytest.mark.parametrize("transposed", [False, True], ids=["U", "L^T"])
 def test_pair_solve_matches_dense_triangular_solves(dtype, index_dtype, num_domains, transposed):

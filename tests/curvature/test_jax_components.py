@@ -588,8 +588,14 @@ def compare(name: str, backend: Backend, dtype_name: str) -> Comparison:
     return result
 
 
+# JAX compiles each operation per shape and dtype: its half of the matrix runs in
+# `make test-slow` (each curvature module's own dense-reference test covers JAX in
+# `make test`); array_api_strict runs here.
 @pytest.mark.parametrize("dtype_name", ["float32", "float64"])
 @pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("backend", ["numpy", "array_api_strict",
+                                     pytest.param("jax", marks=pytest.mark.slow)],
+                         indirect=True)
 def test_component_matches_numpy(name, dtype_name, backend):
     """Every case runs under array_api_strict too (NumPy against itself checks the
     float32 path and the tolerances)."""

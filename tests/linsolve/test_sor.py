@@ -232,6 +232,7 @@ def test_inputs_untouched_and_callbacks_cannot_steer(ordering):
                rtol=0.0).x.tobytes() == quiet.x.tobytes()
 
 
+@pytest.mark.slow  # compiles every sweep kernel again for int64 indices
 def test_kernels_accept_int64_indices():
     """Matrices past 2^31 nonzeros use int64 indices: the kernels must compile for them."""
     S = SorMatrix(poisson2d(4), ordering="redblack")
