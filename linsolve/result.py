@@ -52,10 +52,15 @@ class SolveResult:
         A sentence on why the solver stopped, for humans.
     psolves : int
         Applications of the preconditioner.
+    info_count : int or None
+        What scipy's ``info`` counts when the iteration limit is reached, for
+        a method whose scipy counterpart counts something other than
+        ``iterations`` (``gmres``: restart cycles); None means ``iterations``.
 
     Unpacks as ``x, info = result`` with scipy's meaning of ``info``: 0 if
-    converged, the iteration count (at least 1) if the iteration limit was
-    reached, -1 on breakdown (indefinite matrix or preconditioner, NaN/Inf).
+    converged, the iteration count (at least 1; ``info_count`` where set)
+    if the iteration limit was reached, -1 on breakdown (indefinite matrix
+    or preconditioner, NaN/Inf).
 
     Examples
     --------
@@ -77,6 +82,7 @@ class SolveResult:
     message: str = ""
     psolves: int = 0
     extra: dict = field(default_factory=dict, compare=False, repr=False)
+    info_count: int | None = None
 
     def __post_init__(self):
         if self.reason not in REASONS:
@@ -88,7 +94,7 @@ class SolveResult:
         if self.converged:
             return 0
         if self.reason == "DIVERGED_ITS":
-            return max(self.iterations, 1)
+            return max(self.iterations if self.info_count is None else self.info_count, 1)
         return -1
 
     def __iter__(self):

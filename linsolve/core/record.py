@@ -55,13 +55,14 @@ class SolveRecord:
         self.monitor(k, rnorm)
 
     def result(self, x: Any, stop: Stop, iterations: int, *, norms: Any = None,
-               matvecs: int | None = None, extra: dict | None = None) -> SolveResult:
+               matvecs: int | None = None, extra: dict | None = None,
+               info_count: int | None = None) -> SolveResult:
         """The :class:`SolveResult` of a solve that ended with ``stop`` after ``iterations``.
 
         ``stop.true_residual_norm`` must be known (the solver recomputes it
         at exit where the verdict did not). ``norms`` and ``matvecs``
         override the recorded ones (solvers whose history lives in a
-        compiled loop's buffer).
+        compiled loop's buffer). ``info_count``: see :class:`SolveResult`.
         """
         if stop.true_residual_norm is None:
             raise ValueError("a verdict without its true residual norm cannot end a solve")
@@ -71,4 +72,4 @@ class SolveRecord:
             true_residual_norm=float(stop.true_residual_norm),
             matvecs=self.matvecs if matvecs is None else matvecs,
             time=time.perf_counter() - self.start, message=stop.message,
-            psolves=self.psolves, extra={} if extra is None else extra)
+            psolves=self.psolves, extra={} if extra is None else extra, info_count=info_count)

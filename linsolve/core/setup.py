@@ -8,6 +8,7 @@ dtype, as every Krylov method needs them.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -58,7 +59,11 @@ class KrylovSystem:
     """``A x = b`` as a Krylov method works on it: one namespace, one working dtype.
 
     ``x`` is a fresh copy of ``x0`` (zeros by default); ``M`` is None
-    without a preconditioner.
+    without a preconditioner. ``dot(u, v)`` is the real inner product
+    ``Re(u^H v)`` as a Python float (the kernels' fused, float64-accumulated
+    dot; under MPI the sum over ranks): a method computes every inner
+    product and norm through it, so the same recurrence runs serial and
+    distributed.
     """
 
     xp: Any
@@ -69,6 +74,18 @@ class KrylovSystem:
     n: int
     dtype: Any
     maxiter: int
+    dot: Callable[[Any, Any], float]
+
+    def norm(self, v) -> float:
+        """``sqrt(dot(v, v))``; NaN where the squares came out negative or NaN."""
+        vv = self.dot(v, v)
+        return math.sqrt(vv) if vv >= 0 else float("nan")
+
+    def residual(self, x, record) -> tuple[Any, float]:
+        """``(b - A x, ||b - A x||)``, the product counted in ``record.matvecs``."""
+        r = self.b - self.A.matvec(x)
+        record.matvecs += 1
+        return r, self.norm(r)
 
 
 def rhs_and_dtype(A: Any, b: Any, *, allow_complex: bool):
@@ -108,4 +125,4 @@ def krylov_system(A: Any, b: Any, x0: Any, M: Any, maxiter: Any, *,
     maxiter = check_maxiter(maxiter, 10 * n if default_maxiter is None else default_maxiter)
     A_op, M_op = krylov_operators(A, M, xp, dtype, n)
     x = as_initial_guess(x0, xp, n, dtype)
-    return KrylovSystem(xp, A_op, M_op, b, x, n, dtype, maxiter)
+    return KrylovSystem(xp, A_op, M_op, b, x, n, dtype, maxiter, A_op.kernels.dot)
