@@ -163,22 +163,23 @@ class ResidualTest:
         return None
 
 
+def _positive(value: float, k: int, name: str, reason: str, meaning: str) -> Stop | None:
+    """NaN/Inf, or ``value <= 0`` (``reason``): the scalar ``name`` a definite operator keeps positive."""
+    if not math.isfinite(value):
+        return Stop("DIVERGED_NANORINF", f"{name} is {value} at iteration {k}")
+    if value <= 0.0:
+        return Stop(reason, f"{name} = {value:.3e} <= 0: {meaning}")
+    return None
+
+
 def preconditioner_verdict(rho: float, k: int) -> Stop | None:
     """``r'Mr``: NaN/Inf, or not positive (``DIVERGED_INDEFINITE_PC``)."""
-    if not math.isfinite(rho):
-        return Stop("DIVERGED_NANORINF", f"r'Mr is {rho} at iteration {k}")
-    if rho <= 0.0:
-        return Stop("DIVERGED_INDEFINITE_PC", f"r'Mr = {rho:.3e} <= 0: M is not positive definite")
-    return None
+    return _positive(rho, k, "r'Mr", "DIVERGED_INDEFINITE_PC", "M is not positive definite")
 
 
 def curvature_verdict(pAp: float, k: int) -> Stop | None:
     """``p'Ap``: NaN/Inf, or not positive (``DIVERGED_INDEFINITE_MAT``)."""
-    if not math.isfinite(pAp):
-        return Stop("DIVERGED_NANORINF", f"p'Ap is {pAp} at iteration {k}")
-    if pAp <= 0.0:
-        return Stop("DIVERGED_INDEFINITE_MAT", f"p'Ap = {pAp:.3e} <= 0: A is not positive definite")
-    return None
+    return _positive(pAp, k, "p'Ap", "DIVERGED_INDEFINITE_MAT", "A is not positive definite")
 
 
 def verdict(rnorm: float, k: int, tolerance: Tolerance, maxiter: int, *,
