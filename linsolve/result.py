@@ -101,6 +101,98 @@ class SolveResult:
         return iter((self.x, self.info))
 
 
+@dataclass(frozen=True)
+class BatchSolveResult:
+    """Outcome of a batched solve: one :class:`SolveResult` per system.
+
+    ``pcg(A, B)`` with ``B`` of shape ``(..., n)`` returns it. The per-system
+    arrays below have ``B``'s leading shape; ``results`` (and indexing,
+    ``result[i]``) run over the systems in C order.
+
+    Attributes
+    ----------
+    results : tuple of SolveResult
+        Each system's result, as :func:`linsolve.pcg` would report it alone.
+    time : float
+        Wall-clock seconds of the whole batch.
+    shape : tuple of int
+        The leading shape of ``B`` (``(k,)`` for a ``(k, n)`` block).
+
+    Unpacks as ``X, info = result``: the iterates, shaped as ``B``, and a
+    host int array of scipy's ``info`` per system.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from linsolve import pcg
+    >>> result = pcg(np.diag([1.0, 2.0]), np.array([[1.0, 1.0], [2.0, 0.0]]))
+    >>> result.x.tolist(), result.converged.tolist(), result[1].reason
+    ([[1.0, 0.5], [2.0, 0.0]], [True, True], 'CONVERGED_RTOL')
+    """
+
+    results: tuple
+    time: float
+    shape: tuple = ()
+
+    def __post_init__(self):
+        if not self.shape:
+            object.__setattr__(self, "shape", (len(self.results),))
+
+    def _per_system(self, values, dtype) -> np.ndarray:
+        return np.asarray(values, dtype=dtype).reshape(self.shape)
+
+    @property
+    def x(self):
+        """The iterates, shaped as ``B`` (``(..., n)``), in ``B``'s namespace and dtype."""
+        from array_api_compat import array_namespace
+
+        first = self.results[0].x
+        xp = array_namespace(first)
+        stacked = xp.stack([r.x for r in self.results], axis=0)
+        return xp.reshape(stacked, tuple(self.shape) + (first.shape[0],))
+
+    @property
+    def converged(self) -> np.ndarray:
+        return self._per_system([r.converged for r in self.results], bool)
+
+    @property
+    def reason(self) -> np.ndarray:
+        return self._per_system([r.reason for r in self.results], object)
+
+    @property
+    def iterations(self) -> np.ndarray:
+        return self._per_system([r.iterations for r in self.results], np.int64)
+
+    @property
+    def true_residual_norm(self) -> np.ndarray:
+        return self._per_system([r.true_residual_norm for r in self.results], np.float64)
+
+    @property
+    def info(self) -> np.ndarray:
+        """scipy's ``info`` of each system."""
+        return self._per_system([r.info for r in self.results], np.int64)
+
+    @property
+    def residual_norms(self) -> tuple:
+        """Each system's residual history (see :attr:`SolveResult.residual_norms`)."""
+        return tuple(r.residual_norms for r in self.results)
+
+    @property
+    def matvecs(self) -> int:
+        """Products of ``A`` with one vector, summed over the systems (a block product of
+        ``a`` active systems counts ``a``)."""
+        return sum(r.matvecs for r in self.results)
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def __getitem__(self, index: int) -> SolveResult:
+        return self.results[index]
+
+    def __iter__(self):
+        return iter((self.x, self.info))
+
+
 MinimizeReason = Literal[
     "CONVERGED_GTOL",
     "CONVERGED_KKT",

@@ -1,12 +1,19 @@
 """Numba CPU kernels; the registry hands this module out for NumPy arrays."""
 
+from .bicgstab import (bicgstab_csr_spmv_dots, bicgstab_dia_spmv_dots, bicgstab_update_p,
+                       bicgstab_update_p_scaled, bicgstab_update_s, bicgstab_update_s_scaled,
+                       bicgstab_update_xr)
 from .blas1 import cg_update_p, cg_update_xr, cg_update_xrz, dot
+from .block import block_cg_update, block_dots, block_update_p, csr_spmm_dot
 from .chebyshev import csr_chebyshev_step, dia_chebyshev_step
 from .coloring import greedy_coloring, two_coloring
 from .dia import dia_spmv, dia_spmv_dot
+from .ilu import csr_ilu0
 from .kron import kron_eigen_solve, kron_matvec
 from .mfac import (factor_apply, spd_inverse_factor, window_axpy_gemv_t, window_gemv,
                    window_push_gemv)
+from .minres import (csr_minres_lanczos, dia_minres_lanczos, minres_lanczos,
+                     minres_orthogonalize, minres_update, minres_update_residual)
 from .sketch import countsketch_csr, countsketch_dense, kaczmarz_run
 from .sor import (csr_residual_norm2_split, sor_run, sor_sweep_backward, sor_sweep_colored,
                   sor_sweep_forward)
@@ -17,6 +24,17 @@ from .structure import csr_check
 from .triangular import csr_ichol0, csr_triangular_pair_solve, csr_triangular_solve
 
 __all__ = [
+    "bicgstab_csr_spmv_dots",
+    "bicgstab_dia_spmv_dots",
+    "bicgstab_update_p",
+    "bicgstab_update_p_scaled",
+    "bicgstab_update_s",
+    "bicgstab_update_s_scaled",
+    "bicgstab_update_xr",
+    "block_cg_update",
+    "block_dots",
+    "block_update_p",
+    "csr_spmm_dot",
     "countsketch_csr",
     "csr_chebyshev_step",
     "csr_check",
@@ -26,6 +44,7 @@ __all__ = [
     "cg_update_xr",
     "cg_update_xrz",
     "csr_ichol0",
+    "csr_ilu0",
     "csr_residual_norm2_split",
     "csr_spmv",
     "csr_spmv_dot",
@@ -38,6 +57,12 @@ __all__ = [
     "factor_apply",
     "kron_eigen_solve",
     "kron_matvec",
+    "csr_minres_lanczos",
+    "dia_minres_lanczos",
+    "minres_lanczos",
+    "minres_orthogonalize",
+    "minres_update",
+    "minres_update_residual",
     "greedy_coloring",
     "sor_lagged_sweep",
     "sor_residual_norm2_ordered",

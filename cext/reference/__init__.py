@@ -17,18 +17,25 @@ out the compiled kernels returning ``out`` the same way.
 
 In place only, for the sparse (NumPy/CuPy) paths and the fused CG update
 that pcg uses on mutable namespaces: ``csr_spmv_dot``, ``dia_spmv_dot``,
-``cg_update_xr``, the SOR sweeps, ``csr_triangular_solve``, ``csr_ichol0``,
+``cg_update_xr``, the SOR sweeps, ``csr_triangular_solve``, ``csr_ichol0``, ``csr_ilu0``,
 ``kaczmarz_run`` and the CountSketch kernels.
 """
 
 from ._common import writes_in_place
+from .bicgstab import (bicgstab_csr_spmv_dots, bicgstab_dia_spmv_dots, bicgstab_update_p,
+                       bicgstab_update_p_scaled, bicgstab_update_s, bicgstab_update_s_scaled,
+                       bicgstab_update_xr)
 from .blas1 import cg_update_p, cg_update_xr, cg_update_xrz, dot
+from .block import block_cg_update, block_dots, block_update_p, csr_spmm_dot
 from .chebyshev import chebyshev_combine, csr_chebyshev_step, dia_chebyshev_step
 from .coloring import greedy_coloring, two_coloring
 from .dia import dia_spmv, dia_spmv_dot
+from .ilu import csr_ilu0
 from .kron import kron_eigen_solve, kron_matvec
 from .mfac import (factor_apply, spd_inverse_factor, window_axpy_gemv_t, window_gemv,
                    window_push_gemv)
+from .minres import (csr_minres_lanczos, dia_minres_lanczos, minres_lanczos,
+                     minres_orthogonalize, minres_update, minres_update_residual)
 from .sketch import countsketch_csr, countsketch_dense, kaczmarz_run
 from .sor import (csr_residual_norm2_split, sor_run, sor_sweep_backward, sor_sweep_colored,
                   sor_sweep_forward)
@@ -39,6 +46,17 @@ from .structure import csr_check
 from .triangular import csr_ichol0, csr_triangular_pair_solve, csr_triangular_solve
 
 __all__ = [
+    "bicgstab_csr_spmv_dots",
+    "bicgstab_dia_spmv_dots",
+    "bicgstab_update_p",
+    "bicgstab_update_p_scaled",
+    "bicgstab_update_s",
+    "bicgstab_update_s_scaled",
+    "bicgstab_update_xr",
+    "block_cg_update",
+    "block_dots",
+    "block_update_p",
+    "csr_spmm_dot",
     "cg_update_p",
     "cg_update_xr",
     "cg_update_xrz",
@@ -48,6 +66,7 @@ __all__ = [
     "csr_chebyshev_step",
     "csr_check",
     "csr_ichol0",
+    "csr_ilu0",
     "csr_residual_norm2_split",
     "csr_spmv",
     "csr_spmv_dot",
@@ -62,6 +81,12 @@ __all__ = [
     "kaczmarz_run",
     "kron_eigen_solve",
     "kron_matvec",
+    "csr_minres_lanczos",
+    "dia_minres_lanczos",
+    "minres_lanczos",
+    "minres_orthogonalize",
+    "minres_update",
+    "minres_update_residual",
     "sor_lagged_sweep",
     "sor_residual_norm2_ordered",
     "sor_reverse_sweep",

@@ -53,6 +53,26 @@ class Operator:
         q = self.matvec(p)
         return q, self.kernels.dot(p, q)
 
+    def matmat(self, P):
+        """``A @ P`` for an ``(n, k)`` block: :meth:`matvec` on each column (a preconditioner
+        without a block form; the compiled products have :meth:`matmat_dot`)."""
+        xp = self.xp
+        if P.shape[1] == 0:
+            return xp.zeros_like(P)
+        return xp.stack([self.matvec(xp.asarray(P[:, j], copy=True)) for j in range(P.shape[1])],
+                        axis=1)
+
+    def matmat_dot(self, P, Q, dots):
+        """``(A @ P, dots)`` for an ``(n, k)`` block ``P``, ``dots[j] = P[:, j] . (A P)[:, j]``.
+
+        ``Q`` and ``dots`` are buffers the compiled kernels write into (the
+        product and the ``k`` inner products in one pass over ``A`` for CSR);
+        use the returned arrays. Other operators apply :meth:`matvec` to
+        each column.
+        """
+        product = self.matmat(P)
+        return product, self.kernels.block_dots(P, product, dots)
+
     def __repr__(self) -> str:
         return f"<{self.shape[0]}x{self.shape[1]} {self.layout} operator, dtype={self.dtype}>"
 
@@ -90,6 +110,10 @@ class _DenseOperator(Operator):
     def matvec(self, v):
         return self.array @ v
 
+    def matmat_dot(self, P, Q, dots):
+        product = self.array @ P
+        return product, self.kernels.block_dots(P, product, dots)
+
 
 class _CsrOperator(Operator):
     layout = "csr"
@@ -107,6 +131,9 @@ class _CsrOperator(Operator):
 
     def matvec_dot(self, p, q):
         return q, self.kernels.csr_spmv_dot(self.indptr, self.indices, self.data, p, q)
+
+    def matmat_dot(self, P, Q, dots):
+        return self.kernels.csr_spmm_dot(self.indptr, self.indices, self.data, P, Q, dots)
 
 
 class _DiaOperator(Operator):

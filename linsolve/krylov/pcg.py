@@ -18,7 +18,10 @@ from ..core.setup import krylov_operators, rhs_and_dtype, settings
 from ..core.stopping import (Replacement, ResidualTest, Stop, Tolerance, b_verdict,
                              curvature_verdict, preconditioner_verdict)
 from ..result import SolveResult
-from ..validation.inputs import as_initial_guess, check_maxiter, check_period, dtype_name
+from ..validation.inputs import (as_initial_block, as_initial_guess, as_rhs_block, check_maxiter,
+                                 check_period, dtype_name, is_batch, per_system_tolerance,
+                                 working_dtype)
+from .batched import _Batch
 
 
 def pcg(A: Any, b: Any, x0: Any = None, *, M: Any = None, rtol: float = 1e-5,
@@ -137,11 +140,17 @@ def pcg(A: Any, b: Any, x0: Any = None, *, M: Any = None, rtol: float = 1e-5,
     pyamg_call = "tol" in kwargs and "residuals" in kwargs
     if pyamg_call:
         rtol, residuals = kwargs.pop("tol"), kwargs.pop("residuals")
-    common = settings("pcg", kwargs, rtol=rtol, atol=atol, monitor=monitor, label="KSP",
+    batch = is_batch(b)
+    per_system = batch and (np.ndim(rtol) > 0 or np.ndim(atol) > 0)
+    common = settings("pcg", kwargs, rtol=0.0 if per_system else rtol,
+                      atol=0.0 if per_system else atol, monitor=monitor, label="KSP",
                       callback=callback)
     check_every = check_period("check_every", check_every, optional=True)
     if isinstance(x0, str) and x0 != "Mb":
         raise ValueError(f"x0 must be an array, None or 'Mb' (start from M @ b), got {x0!r}")
+    if batch:
+        return _batched(A, b, x0, M, rtol, atol, maxiter, common, check_every,
+                        check_symmetric, start)
     xp, b, n, dtype = rhs_and_dtype(A, b, allow_complex=True)
     maxiter = check_maxiter(maxiter, 10 * n)
     with kernel_threads(n + int(getattr(A, "nnz", 0) or 0)) as threads:
@@ -161,6 +170,29 @@ def pcg(A: Any, b: Any, x0: Any = None, *, M: Any = None, rtol: float = 1e-5,
     if pyamg_call and residuals is not None:
         residuals[:] = result.residual_norms.tolist()
     return result
+
+
+def _batched(A, B, x0, M, rtol, atol, maxiter, common, check_every, check_symmetric, start):
+    """:func:`pcg` on ``B`` of shape ``(..., n)``: the systems iterate together (``batched``)."""
+    xp, B, shape = as_rhs_block(B, allow_complex=True)
+    count, n = B.shape
+    rtols = per_system_tolerance("rtol", rtol, shape)
+    atols = per_system_tolerance("atol", atol, shape)
+    maxiter = check_maxiter(maxiter, 10 * n)
+    dtype = working_dtype(xp, B, A, allow_complex=True)
+    B = xp.astype(B, dtype)
+    with kernel_threads((n + int(getattr(A, "nnz", 0) or 0)) * max(count, 1)) as threads:
+        A_op, M_op = krylov_operators(A, M, xp, dtype, n)
+        if check_symmetric and A_op.layout != "function":
+            _warn_if_not_hermitian(A_op, xp, dtype, n)
+        if isinstance(x0, str):  # 'Mb': each system from M @ b
+            X0 = B if M_op is None else xp.stack([M_op.matvec(B[j, :]) for j in range(count)])
+        else:
+            X0 = as_initial_block(x0, xp, B.shape, shape, dtype)
+        run = _Batch(A_op, M_op, B, xp.astype(X0, dtype, copy=True), rtols, atols, maxiter,
+                     common.callback, common.monitor, check_every, start)
+        result = run.run(threads)
+    return replace(result, shape=shape)
 
 
 def _jacobi_scale(M, A_op, dtype):

@@ -183,6 +183,82 @@ def as_rhs(b, name: str = "b", *, allow_complex: bool = False):
     return xp, b
 
 
+def is_batch(b) -> bool:
+    """Whether ``b`` holds several systems: shape ``(..., n)`` beyond ``(n,)`` and ``(n, 1)``.
+
+    A column ``(n, 1)`` stays one system, as scipy ravels it; ``(1, n)`` is a
+    batch of one.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> is_batch(np.ones(3)), is_batch(np.ones((3, 1))), is_batch(np.ones((1, 3)))
+    (False, False, True)
+    """
+    shape = getattr(b, "shape", None)
+    if shape is None and not isinstance(b, (str, bytes)):
+        try:
+            import numpy as np
+
+            shape = np.shape(b)
+        except (TypeError, ValueError):
+            return False
+    if shape is None or len(shape) < 2:
+        return False
+    return not (len(shape) == 2 and shape[1] == 1)
+
+
+def as_rhs_block(B, name: str = "b", *, allow_complex: bool = False):
+    """``(xp, B, shape)``: ``B`` of shape ``(..., n)`` as a ``(k, n)`` array and its leading shape."""
+    if not is_array_api_obj(B) or _is_numpy_matrix(B):
+        import numpy as np
+
+        B = np.asarray(B)
+    check_real_numeric(name, B.dtype, allow_complex=allow_complex)
+    xp = array_namespace(B)
+    shape = tuple(B.shape[:-1])
+    count = math.prod(shape)
+    if count == 0:
+        raise ValueError(f"{name} of shape {B.shape} holds no system")
+    return xp, xp.reshape(B, (count, B.shape[-1])), shape
+
+
+def as_initial_block(x0, xp, block_shape, shape, dtype):
+    """``x0`` for a batch: None (zeros), or an array of ``B``'s shape, as a fresh ``(k, n)`` copy."""
+    if x0 is None:
+        return xp.zeros(block_shape, dtype=dtype)
+    if not is_array_api_obj(x0) and "numpy" in xp.__name__:
+        import numpy as np
+
+        x0 = xp.asarray(np.asarray(x0))
+    if not is_array_api_obj(x0) or array_namespace(x0).__name__ != xp.__name__:
+        raise TypeError(f"x0 must be an array of the same namespace as b ({xp.__name__})")
+    expected = tuple(shape) + (block_shape[1],)
+    if tuple(x0.shape) != expected:
+        raise ValueError(f"x0 has shape {tuple(x0.shape)}, expected b's shape {expected}")
+    return xp.astype(xp.reshape(x0, block_shape), dtype, copy=True)
+
+
+def per_system_tolerance(name: str, value, shape) -> "numpy.ndarray":
+    """``rtol``/``atol`` of a batch: a scalar or an array broadcast to ``shape``, flattened.
+
+    Examples
+    --------
+    >>> per_system_tolerance("rtol", [1e-6, 1e-8], (2,)).tolist()
+    [1e-06, 1e-08]
+    """
+    import numpy as np
+
+    try:
+        values = np.broadcast_to(np.asarray(value, dtype=np.float64), shape)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number >= 0 or an array of them broadcastable to "
+                         f"the batch shape {shape}, got {value!r}") from None
+    if not (np.all(np.isfinite(values)) and np.all(values >= 0)):
+        raise ValueError(f"{name} must be finite and >= 0 for every system, got {value!r}")
+    return values.reshape(-1).copy()
+
+
 def as_initial_guess(x0, xp, n: int, dtype):
     """A fresh working copy of ``x0`` (never aliases the user's array)."""
     if x0 is None:
