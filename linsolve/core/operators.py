@@ -78,10 +78,20 @@ class Operator:
 
 
 class _FunctionOperator(Operator):
-    def __init__(self, func: Callable, shape, dtype, xp, name: str):
+    def __init__(self, func: Callable, shape, dtype, xp, name: str, block: Callable | None = None):
         super().__init__(shape, dtype, xp)
         self._func = func
         self._name = name
+        self._block = block  # the object's own product with an (n, k) block, if it has one
+
+    def matmat(self, P):
+        if self._block is None:
+            return super().matmat(P)
+        Y = self._block(P)
+        if not is_array_api_obj(Y) or tuple(Y.shape) != tuple(P.shape):
+            raise ValueError(f"{self._name.rsplit('.', 1)[0]}.matmat returned "
+                             f"{getattr(Y, 'shape', type(Y).__name__)}, expected {tuple(P.shape)}")
+        return Y if Y.dtype == P.dtype else self.xp.astype(Y, P.dtype)
 
     def matvec(self, v):
         xp = self.xp
@@ -265,7 +275,10 @@ def _coerce(A, xp, dtype, n, name, prefer_solve, allow_dia) -> Operator:
     if prefer_solve and callable(getattr(A, "solve", None)) and not hasattr(A, "rmatvec"):
         return _FunctionOperator(A.solve, shape, dtype, xp, f"{name}.solve")
     if callable(getattr(A, "matvec", None)):
-        return _FunctionOperator(A.matvec, shape, dtype, xp, f"{name}.matvec")
+        # scipy's LinearOperator (and our preconditioners) take a whole (n, k) block
+        block = getattr(A, "matmat", None)
+        return _FunctionOperator(A.matvec, shape, dtype, xp, f"{name}.matvec",
+                                 block if callable(block) else None)
     if callable(A):
         return _FunctionOperator(A, shape, dtype, xp, name)
     raise TypeError(f"{name} must be an array, a sparse matrix, a LinearOperator, an object "

@@ -79,6 +79,11 @@ class Preconditioner(Operator):
             z = xp.astype(z, out_dtype)
         return z
 
+    def matmat(self, R):
+        """``M @ R`` for an ``(n, k)`` block: the columns one at a time unless the
+        preconditioner has a block form (:class:`~linsolve.precond.Jacobi`)."""
+        return Operator.matmat(self, R)
+
     def __matmul__(self, r):
         return self.matvec(r)
 

@@ -30,6 +30,14 @@ class Jacobi(Preconditioner):
     def _apply(self, r):
         return r * self.inverse_diagonal
 
+    def matmat(self, R):
+        """``M @ R`` for an ``(n, k)`` block in one pass: each row scaled by its diagonal entry."""
+        xp = self.xp
+        if R.ndim != 2 or R.shape[0] != self.shape[0]:
+            raise ValueError(f"expected a block of shape ({self.shape[0]}, k), got {tuple(R.shape)}")
+        scale = xp.reshape(self.inverse_diagonal, (-1, 1))
+        return R * (scale if R.dtype == scale.dtype else xp.astype(scale, R.dtype))
+
 
 def _diagonal(A):
     """``(xp, diag(A))`` for dense arrays of any namespace and scipy/cupyx sparse."""

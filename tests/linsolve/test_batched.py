@@ -185,3 +185,39 @@ def test_reference_backends_run_the_same_batch(backend):
         assert ours[j].iterations == alone.iterations
         np.testing.assert_allclose(to_numpy(backend.to_numpy(ours[j].x)), alone.x,
                                    rtol=1e-9, atol=1e-12)
+
+
+def test_matrix_free_operators_get_the_block_when_they_take_one():
+    import scipy.sparse.linalg as sla
+
+    A = poisson2d(6)
+    B = _block(36, 3, seed=10)
+    blocks, vectors = [], []
+
+    def block_product(P):
+        blocks.append(P.shape)
+        return A @ P
+
+    def vector_product(v):
+        vectors.append(v.shape)
+        return A @ v
+
+    operator = sla.LinearOperator(A.shape, matvec=vector_product, matmat=block_product,
+                                  dtype=np.float64)
+    batch = pcg(operator, B, rtol=1e-10)
+    # the iterations' products go as blocks; only the true-residual checks go one at a time
+    assert blocks and all(shape[0] == 36 for shape in blocks)
+    assert 0 < len(vectors) <= 3 * 2
+    callable_batch = pcg(lambda v: A @ v, B, rtol=1e-10)
+    for j in range(3):
+        assert batch[j].iterations == callable_batch[j].iterations == \
+            pcg(A, B[j], rtol=1e-10).iterations
+        np.testing.assert_allclose(batch.x[j], callable_batch.x[j], rtol=1e-12, atol=1e-14)
+
+
+def test_jacobi_applies_to_the_block_in_one_pass():
+    A = random_sparse_spd(50, seed=11)
+    M = precond.jacobi(A)
+    R = _block(50, 4, seed=12).T.copy()
+    np.testing.assert_array_equal(M.matmat(R), np.stack([M.matvec(R[:, j]) for j in range(4)],
+                                                        axis=1))
