@@ -55,8 +55,12 @@ def _set_column(xp, block, index: int, vector):
 class _Batch:
     """The active systems' blocks and per-system scalars; :meth:`run` is the iteration."""
 
-    def __init__(self, A, M, B, X0, rtol, atol, maxiter, callback, monitor, check_every, start):
+    def __init__(self, A, M, B, X0, rtol, atol, maxiter, callback, monitor, check_every, start,
+                 reduce=None):
         self.A, self.M = A, M
+        # the sums over this process's rows -> the global sums (identity serially; an
+        # Allreduce under MPI, one per iteration step for all the systems at once)
+        self.reduce = (lambda values: values) if reduce is None else reduce
         self.xp = xp = A.xp
         self.kernels = A.kernels
         self.count, self.n = B.shape
@@ -69,7 +73,9 @@ class _Batch:
         self.results: list[SolveResult | None] = [None] * self.count
         self.records = [SolveRecord(Monitor(False, "KSP", active=False), start=start)
                         for _ in range(self.count)]
-        bnorms = [math.sqrt(self.kernels.dot(B[j, :], B[j, :])) for j in range(self.count)]
+        bb = self.reduce(np.asarray([self.kernels.dot(B[j, :], B[j, :])
+                                     for j in range(self.count)], dtype=np.float64))
+        bnorms = [math.sqrt(value) if value >= 0 else float("nan") for value in bb]
         self.bnorms = bnorms
         self.tests = [ResidualTest(Tolerance.of(rtol[j], atol[j], bnorms[j]), maxiter,
                                    lambda j=j: self.true_residual(j), self.X.dtype)
@@ -81,7 +87,8 @@ class _Batch:
         x = _column(self.xp, self.X, self.active.index(j))
         r = self.B[j, :] - self.A.matvec(x)
         self.records[j].matvecs += 1
-        return r, math.sqrt(self.kernels.dot(r, r))
+        rr = float(self.reduce(np.asarray([self.kernels.dot(r, r)]))[0])
+        return r, math.sqrt(rr) if rr >= 0 else float("nan")
 
     def finish(self, j: int, stop: Stop, k: int, x=None) -> None:
         """System ``j`` ends with ``stop`` at iteration ``k``; it leaves at the next compaction."""
@@ -146,11 +153,13 @@ class _Batch:
                 self.finish(j, stop, 0, x)
         blocks, scalars = self.compact({}, {})
         a = len(self.active)
-        # b_j itself where x0_j = 0, as pcg (no product with A)
+        # b_j itself where x0_j = 0 (on every rank), as pcg (no product with A)
+        nonzero = self.reduce(np.asarray([float(bool(xp.any(self.X[:, i] != 0)))
+                                          for i in range(a)], dtype=np.float64))
         R = _columns_first(xp, xp.stack(
-            [self.true_residual(j)[0] if bool(xp.any(self.X[:, i] != 0)) else self.B[j, :]
+            [self.true_residual(j)[0] if nonzero[i] > 0 else self.B[j, :]
              for i, j in enumerate(self.active)], axis=0)) if a else xp.zeros_like(self.X)
-        rr = _host(K.block_dots(R, R, self.buffer(a)))
+        rr = self.reduce(_host(K.block_dots(R, R, self.buffer(a))))
         rnorm = np.where(rr >= 0, np.sqrt(np.abs(rr)), np.nan)
         self.report(0, rnorm)
         blocks = {"R": R, "P": xp.zeros_like(R), "Q": xp.zeros_like(R)}
@@ -181,7 +190,7 @@ class _Batch:
                 Z, rho = R, scalars["rr"].copy()
             else:
                 Z = M.matmat(R)
-                rho = _host(K.block_dots(R, Z, self.buffer(a)))
+                rho = self.reduce(_host(K.block_dots(R, Z, self.buffer(a))))
                 for i, j in enumerate(self.active):
                     self.records[j].psolves += 1
                     stop = preconditioner_verdict(float(rho[i]), k)
@@ -197,7 +206,7 @@ class _Batch:
             # the scalars in float64, as pcg's: a float32 block's update rounds once
             P = K.block_update_p(blocks["P"], Z, self.scalars(beta))
             Q, pAp = A.matmat_dot(P, blocks["Q"], self.buffer(a))
-            pAp = _host(pAp)
+            pAp = self.reduce(_host(pAp))
             for i, j in enumerate(self.active):
                 self.records[j].matvecs += 1
                 stop = curvature_verdict(float(pAp[i]), k)
@@ -211,7 +220,7 @@ class _Batch:
             alpha = rho / pAp
             self.X, R, rr = K.block_cg_update(self.X, blocks["R"], blocks["P"], blocks["Q"],
                                               self.scalars(alpha), self.buffer(len(self.active)))
-            rr = _host(rr)
+            rr = self.reduce(_host(rr))
             scalars.update(rho_prev=rho, restart=np.zeros(len(self.active), dtype=bool), rr=rr)
             blocks["R"] = R
             k += 1

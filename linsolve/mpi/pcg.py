@@ -44,14 +44,20 @@ from typing import Any, Callable
 
 import numpy as np
 
+from cext.threads import kernel_threads
+
+from ..core.operators import as_operator
 from ..core.record import SolveRecord
 from ..core.setup import settings
 from ..core.stopping import (Replacement, ResidualTest, Stop, Tolerance, b_verdict,
                              curvature_verdict, preconditioner_verdict)
+from ..krylov.batched import _Batch
 from ..result import SolveResult
-from ..validation.inputs import check_maxiter, check_period, check_real_numeric
+from ..validation.inputs import (check_maxiter, check_period, check_real_numeric, is_batch,
+                                 per_system_tolerance)
 from .comm import check_same_settings, raise_collectively
 from .matrix import DistCSR
+from .operator import DistOperator
 
 __all__ = ["pcg", "VARIANTS"]
 
@@ -156,6 +162,9 @@ def pcg(A: DistCSR, b: Any, x0: Any = None, *, M: Any = None, rtol: float = 1e-5
     if not isinstance(A, DistCSR):
         raise TypeError(f"A must be a linsolve.mpi.DistCSR, got {type(A).__name__}; build one "
                         "with DistCSR.from_global or DistCSR.from_rows")
+    if is_batch(b):
+        return _batched(A, b, x0, M, rtol, atol, maxiter, callback, monitor, check_every,
+                        variant, kwargs, start)
     shared = None
     try:  # a bad argument on one rank raises on all of them, in check_same_settings
         common = settings("pcg", kwargs, rtol=rtol, atol=atol, monitor=monitor, label="KSP",
@@ -178,6 +187,53 @@ def pcg(A: DistCSR, b: Any, x0: Any = None, *, M: Any = None, rtol: float = 1e-5
     if variant == "standard":
         return solver.run_standard()
     return solver.run_single_reduction(pipelined=variant == "pipelined")
+
+
+def _local_block(A: DistCSR, B, name: str) -> np.ndarray:
+    """``B`` of shape ``(k, n_local)`` or ``(k, n)`` (every rank holding all of it) as local rows."""
+    B = np.asarray(B)
+    check_real_numeric(name, B.dtype)
+    if B.ndim != 2 or B.shape[1] not in (A.n_local, A.shape[0]):
+        raise ValueError(f"rank {A.comm.rank}: {name} has shape {B.shape}; expected (k, "
+                         f"{A.n_local}) local rows or (k, {A.shape[0]}) global ones")
+    if B.shape[1] == A.shape[0] and A.shape[0] != A.n_local:
+        B = B[:, A.rstart:A.rend]
+    return np.array(B, dtype=A.dtype)
+
+
+def _batched(A, B, x0, M, rtol, atol, maxiter, callback, monitor, check_every, variant, kwargs,
+             start):
+    """:func:`pcg` on a batch ``B`` (k rows): the serial batched recurrence, its sums reduced
+    over the ranks (one Allreduce per step for every system)."""
+    shared, error = None, None
+    try:
+        per_system = np.ndim(rtol) > 0 or np.ndim(atol) > 0
+        common = settings("pcg", kwargs, rtol=0.0 if per_system else rtol,
+                          atol=0.0 if per_system else atol, monitor=monitor, label="KSP",
+                          callback=callback, active=A.comm.rank == 0, flush=True)
+        if variant != "standard":
+            raise ValueError(f"a batch runs variant='standard' only, got {variant!r}")
+        check_every = check_period("check_every", check_every, optional=True)
+        maxiter = check_maxiter(maxiter, 10 * A.shape[0])
+        B = _local_block(A, B, "b")
+        X0 = np.zeros_like(B) if x0 is None else _local_block(A, x0, "x0")
+        if X0.shape != B.shape:
+            raise ValueError(f"rank {A.comm.rank}: x0 has shape {X0.shape}, b {B.shape}")
+        rtols = per_system_tolerance("rtol", rtol, (B.shape[0],))
+        atols = per_system_tolerance("atol", atol, (B.shape[0],))
+        M = _as_preconditioner(M)
+        shared = {"solver": "linsolve.mpi.pcg", "rtol": rtols.tolist(), "atol": atols.tolist(),
+                  "maxiter": maxiter, "systems": int(B.shape[0]), "check_every": check_every,
+                  "preconditioned": M is not None}
+    except (ValueError, TypeError) as caught:
+        error = caught
+    check_same_settings(A.comm, shared, error)
+    A_op = DistOperator(A)
+    M_op = None if M is None else as_operator(lambda r: M(r), A_op.xp, A.dtype, A.n_local, name="M")
+    run = _Batch(A_op, M_op, B, X0, rtols, atols, maxiter, common.callback, common.monitor,
+                 check_every, start, reduce=A_op.reduce)
+    with kernel_threads((A.n_local + A.nnz_local) * B.shape[0]) as threads:
+        return run.run(threads)
 
 
 class _DistPCG:

@@ -27,6 +27,12 @@ def test_distributed_solvers_match_serial(mpi, ranks):
     assert f"MPI-SOLVERS-OK {ranks}" in completed.stdout, completed.stdout + completed.stderr
 
 
+def test_batched_pcg_over_two_ranks_matches_the_serial_batch(mpi):
+    completed = launch(2, "-m", "mpi4py", str(SCRIPTS / "batched.py"))
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert "MPI-BATCHED-OK 2" in completed.stdout, completed.stdout + completed.stderr
+
+
 @pytest.mark.parametrize("mode", ["-m mpi4py", "abort_on_error"])
 def test_error_on_one_rank_ends_the_job(mpi, mode):
     args = (["-m", "mpi4py", str(SCRIPTS / "raise_on_rank1.py")] if mode == "-m mpi4py"
