@@ -66,7 +66,7 @@ DEFAULT_MAX_NNZ = 50_000_000
 # One line each for ``python -m bench --help``; the full parsers are built
 # only for the command that runs (their modules import heavy packages).
 COMMAND_HELP = {
-    "linear": "CG variants on one SPD problem: table and plot (default)",
+    "linear": "Krylov methods and their peers on one problem: table, plot (default)",
     "speed": "SpMV, CG and SOR time per iteration vs scipy, pyamg",
     "omega": "SOR's omega learned online over sequences of systems",
     "curvature": "inverse roots, MLP optimisers, M-FAC speed, Newton",
@@ -105,7 +105,8 @@ class InputError(ValueError):
 
 def _linear_parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=prog, description="Convergence table of CG variants on one SPD problem.")
+        prog=prog, description="Convergence table of Krylov methods (ours and scipy's, pyamg's) "
+                               "on one problem: SPD, symmetric indefinite or non-symmetric.")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--problem", default=DEFAULT_PROBLEM,
                         help=f"gallery problem: {', '.join(PROBLEMS)} (default {DEFAULT_PROBLEM})")
@@ -115,7 +116,12 @@ def _linear_parser(prog: str) -> argparse.ArgumentParser:
                         help=f"grid points per dimension (default {DEFAULT_SIZE})")
     parser.add_argument("--epsilon", type=float, default=1e-2,
                         help="anisotropy of anisotropic2d (default 1e-2)")
-    parser.add_argument("--methods", help=f"comma-separated subset of {', '.join(METHODS)}")
+    parser.add_argument("--peclet", type=float, default=None,
+                        help="cell Peclet number of convdiff2d (default 1)")
+    parser.add_argument("--shift", type=float, default=None,
+                        help="k^2 of shifted_laplacian (default 150)")
+    parser.add_argument("--methods", help=f"comma-separated subset of {', '.join(METHODS)} "
+                                          "(default: the methods that apply to the problem)")
     parser.add_argument("--rtol", type=float, default=DEFAULT_RTOL,
                         help=f"relative tolerance (default {DEFAULT_RTOL:g})")
     parser.add_argument("--maxiter", type=int, default=None,
@@ -252,7 +258,7 @@ def run_linear(args: argparse.Namespace) -> int:
     from .problems import load_matrix, make_problem
 
     try:
-        methods = parse_methods(args.methods)
+        methods = parse_methods(args.methods) if args.methods else None
         # the cheap checks first: nothing is read or built for a bad option
         if not (math.isfinite(args.rtol) and args.rtol > 0):
             raise ValueError(f"--rtol must be a finite number > 0, got {args.rtol}")
@@ -266,7 +272,12 @@ def run_linear(args: argparse.Namespace) -> int:
         else:
             if args.size < 1:
                 raise ValueError(f"--size must be at least 1, got {args.size}")
-            problem = make_problem(args.problem, args.size, seed=args.seed, epsilon=args.epsilon)
+            options = {name: value for name, value in (("peclet", args.peclet),
+                                                       ("shift", args.shift)) if value is not None}
+            problem = make_problem(args.problem, args.size, seed=args.seed, epsilon=args.epsilon,
+                                   **options)
+        if methods is None:
+            methods = parse_methods(None, getattr(problem, "kind", "spd"))
     except (ValueError, ImportError) as error:
         raise InputError(str(error)) from error
     warn_if_asymmetric(problem)
