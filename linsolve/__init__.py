@@ -10,7 +10,7 @@ from cext.threads import get_num_threads, num_threads, set_num_threads
 
 from . import precond
 from .core.operators import Operator, as_operator
-from .krylov import block_cg, pcg
+from .krylov import bicgstab, block_cg, fgmres, gmres, minres, pcg
 from .result import (MINIMIZE_REASONS, REASONS, BatchSolveResult, HistoryRecorder, MinimizeResult,
                      SolveResult)
 from .sketch import ConstrainedProblem, constrained_problem, sketch_solve, sketched_newton
@@ -18,9 +18,10 @@ from .stationary import SorMatrix, sor
 from .tuning import OmegaBandit, OmegaContextualBandit, young_omega
 from . import _moved  # noqa: E402,F401  (old module paths, after the modules they name)
 
-__all__ = ["BatchSolveResult", "ConstrainedProblem", "HistoryRecorder", "MINIMIZE_REASONS", "MinimizeResult",
-           "OmegaBandit", "OmegaContextualBandit", "Operator", "REASONS", "SolveResult",
-           "SorMatrix", "as_operator", "block_cg", "constrained_problem", "get_num_threads", "num_threads",
+__all__ = ["BatchSolveResult", "ConstrainedProblem", "HistoryRecorder", "MINIMIZE_REASONS",
+           "MinimizeResult", "OmegaBandit", "OmegaContextualBandit", "Operator", "REASONS",
+           "SolveResult", "SorMatrix", "as_operator", "bicgstab", "block_cg",
+           "constrained_problem", "fgmres", "get_num_threads", "gmres", "minres", "num_threads",
            "pcg", "precond", "set_num_threads", "sketch_solve", "sketched_newton", "sor",
            "young_omega"]
 

@@ -23,13 +23,13 @@ that pcg uses on mutable namespaces: ``csr_spmv_dot``, ``dia_spmv_dot``,
 
 from ._common import writes_in_place
 from .bicgstab import (bicgstab_csr_spmv_dots, bicgstab_dia_spmv_dots, bicgstab_update_p,
-                       bicgstab_update_p_scaled, bicgstab_update_s, bicgstab_update_s_scaled,
-                       bicgstab_update_xr)
+                       bicgstab_update_s, bicgstab_update_xr, bicgstab_update_xr_scaled)
 from .blas1 import cg_update_p, cg_update_xr, cg_update_xrz, dot
 from .block import block_cg_update, block_dots, block_update_p, csr_spmm_dot
 from .chebyshev import chebyshev_combine, csr_chebyshev_step, dia_chebyshev_step
 from .coloring import greedy_coloring, two_coloring
 from .dia import dia_spmv, dia_spmv_dot
+from .gmres import gmres_combine, gmres_project
 from .ilu import csr_ilu0
 from .kron import kron_eigen_solve, kron_matvec
 from .mfac import (factor_apply, spd_inverse_factor, window_axpy_gemv_t, window_gemv,
@@ -49,10 +49,9 @@ __all__ = [
     "bicgstab_csr_spmv_dots",
     "bicgstab_dia_spmv_dots",
     "bicgstab_update_p",
-    "bicgstab_update_p_scaled",
     "bicgstab_update_s",
-    "bicgstab_update_s_scaled",
     "bicgstab_update_xr",
+    "bicgstab_update_xr_scaled",
     "block_cg_update",
     "block_dots",
     "block_update_p",
@@ -76,6 +75,8 @@ __all__ = [
     "dia_spmv",
     "dia_spmv_dot",
     "dot",
+    "gmres_combine",
+    "gmres_project",
     "factor_apply",
     "greedy_coloring",
     "kaczmarz_run",

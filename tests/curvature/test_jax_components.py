@@ -643,6 +643,22 @@ def _kernel_calls(rng):
         "kron_matvec": (Q, R, X, nan(2, 3, 4)),
         "kron_eigen_solve": (Q, rng.random((2, 3)), R, rng.random((2, 4)), 0.1, X,
                              nan(2, 3, 4)),
+        # batched CG: (n, k) blocks
+        "csr_spmm_dot": (A.indptr, A.indices, A.data, rng.standard_normal((5, 3)), nan(5, 3),
+                         nan(3)),
+        "block_cg_update": (rng.standard_normal((5, 3)), rng.standard_normal((5, 3)),
+                            rng.standard_normal((5, 3)), rng.standard_normal((5, 3)),
+                            rng.standard_normal(3), nan(3)),
+        "block_update_p": (rng.standard_normal((5, 3)), rng.standard_normal((5, 3)),
+                           rng.standard_normal(3)),
+        "block_dots": (rng.standard_normal((5, 3)), rng.standard_normal((5, 3)), nan(3)),
+        # the Krylov family's fused updates
+        "bicgstab_update_p": (rng.standard_normal(6), rng.standard_normal(6),
+                              rng.standard_normal(6), 0.5, 0.25),
+        "gmres_project": (np.linalg.qr(rng.standard_normal((7, 4)))[0].T.copy(), 2,
+                          rng.standard_normal(7), np.zeros(6), 16.0),
+        "gmres_combine": (rng.standard_normal((4, 7)), rng.standard_normal(4), 3,
+                          rng.standard_normal(7)),
     }
 
 

@@ -128,6 +128,15 @@ def _options(**kwargs) -> Mapping[str, Any]:
     return MappingProxyType(kwargs)
 
 
+def _ilu0(A):
+    """ILU(0) of the test matrix, or None where ``A`` is no matrix the factorisation takes
+    (the misuse tests hand the solver bad input, which the solver itself must refuse)."""
+    try:
+        return linsolve.precond.ilu0(A)
+    except (TypeError, ValueError):
+        return None
+
+
 SOLVERS: list[SolverCase] = [
     SolverCase("pcg", linsolve.pcg, "KSP", "CG iteration"),
     SolverCase("sor", linsolve.sor, "SOR", "sweep", options=_options(omega=1.3),
@@ -145,6 +154,20 @@ SOLVERS: list[SolverCase] = [
     # default budget of 100 m steps, which is sized for better-conditioned rows.
     SolverCase("sketch_solve", linsolve.sketch_solve, "SKETCH", "row step",
                options=_options(seed=0, maxiter=200_000), nan_b="raises"),
+    SolverCase("minres", linsolve.minres, "KSP", "Lanczos step"),
+    SolverCase("bicgstab", linsolve.bicgstab, "KSP", "BiCGStab step"),
+    # maxiter counts restart cycles (scipy); restart=1 makes a cycle one inner iteration,
+    # so "iterations == maxiter" and "a callback per iteration" ('x': once per cycle) hold
+    *[SolverCase(name, solver, "KSP", "restart cycle (restart=1: one inner iteration)",
+                 options=_options(restart=1, callback_type="x"))
+      for name, solver in (("gmres", linsolve.gmres), ("fgmres", linsolve.fgmres))],
+    SolverCase("gmres+ilu0", lambda A, b, **kw: linsolve.gmres(A, b, M=_ilu0(A), **kw), "KSP",
+               "restart cycle (restart=1: one inner iteration)",
+               options=_options(restart=1, callback_type="x")),
+    # float64 only: in float32 ILU(0) brings these small SPD systems to float32's
+    # tolerance in fewer than the three steps the maxiter invariant needs
+    SolverCase("bicgstab+ilu0", lambda A, b, **kw: linsolve.bicgstab(A, b, M=_ilu0(A), **kw),
+               "KSP", "BiCGStab step", dtypes=("float64",)),
 ]
 """The solver family; append an entry to put a new solver under the contract."""
 
