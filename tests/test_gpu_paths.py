@@ -77,6 +77,48 @@ def test_pcg_on_the_gpu_equals_the_host_solve(name, kind, dtype):
     assert np.linalg.norm(x - host.x) <= (1e-8 if dtype == np.float64 else 1e-3) * scale
 
 
+def _convection_diffusion(N, peclet=2.0):
+    T = sp.diags([-1.0 - 2 * peclet, 2.0 + 2 * peclet, -1.0], [-1, 0, 1], shape=(N, N))
+    return (sp.kron(sp.eye(N), T) + sp.kron(T, sp.eye(N))).tocsr()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("method", ["minres", "gmres", "bicgstab"])
+def test_the_krylov_family_on_the_gpu_equals_the_host_solve(method, dtype):
+    import linsolve
+
+    A = poisson2d(12) - 0.5 * sp.eye(144) if method == "minres" else _convection_diffusion(12)
+    A = sp.csr_matrix(A.astype(dtype))
+    b = np.random.default_rng(2).standard_normal(A.shape[0]).astype(dtype)
+    solver = getattr(linsolve, method)
+    options = {"restart": 30} if method == "gmres" else {}
+    host = solver(A, b, rtol=RTOL[dtype], maxiter=2000, **options)
+    device = solver(cusp.csr_matrix(A), cupy.asarray(b), rtol=RTOL[dtype], maxiter=2000,
+                    **options)
+    assert host.converged and device.converged, (host.reason, device.reason)
+    assert isinstance(device.x, cupy.ndarray) and device.x.dtype == dtype
+    x = cupy.asnumpy(device.x).astype(np.float64)
+    assert np.linalg.norm(b - A @ x) <= 1.01 * RTOL[dtype] * np.linalg.norm(b) * (
+        1 if dtype == np.float64 else 10)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_batched_and_block_cg_on_the_gpu_equal_the_host(dtype):
+    from linsolve import block_cg
+
+    A = sp.csr_matrix(poisson2d(12).astype(dtype))
+    B = np.random.default_rng(3).standard_normal((4, A.shape[0])).astype(dtype)
+    for solve in (pcg, block_cg):
+        host = solve(A, B, rtol=RTOL[dtype], maxiter=500)
+        device = solve(cusp.csr_matrix(A), cupy.asarray(B), rtol=RTOL[dtype], maxiter=500)
+        assert device.converged.all() and host.converged.all()
+        assert isinstance(device.x, cupy.ndarray) and device.x.shape == B.shape
+        X = cupy.asnumpy(device.x).astype(np.float64)
+        for j in range(4):
+            assert np.linalg.norm(B[j] - A @ X[j]) <= 1.01 * RTOL[dtype] * np.linalg.norm(B[j]) \
+                * (1 if dtype == np.float64 else 10)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_pcg_iterations_match_cupyx_cg(dtype):
     A = sp.csr_matrix(poisson2d(40).astype(dtype))

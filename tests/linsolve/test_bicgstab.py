@@ -676,7 +676,8 @@ def _vectors(n, dtype, count, seed=1):
     return [rng.standard_normal(n).astype(dtype) for _ in range(count)]
 
 
-@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+# int64 indices (past 2**31 entries) compile the kernels again: make test-slow
+@pytest.mark.parametrize("index_dtype", [np.int32, pytest.param(np.int64, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_spmv_dots_match_reference_and_the_plain_product(dtype, index_dtype):
     import numba

@@ -431,7 +431,7 @@ def test_callers_matrix_untouched(ordering):
 # --- the kernel and its reference twin ----------------------------------------------------
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+@pytest.mark.parametrize("index_dtype", [np.int32, pytest.param(np.int64, marks=pytest.mark.slow)])
 def test_kernel_matches_reference_bit_for_bit(dtype, index_dtype):
     A = random_nonsymmetric(50, 0.15, 11, dtype)
     indptr, indices = A.indptr.astype(index_dtype), A.indices.astype(index_dtype)
