@@ -73,6 +73,7 @@ COMMAND_HELP = {
     "sketch": "sketched Newton on Hock-Schittkowski vs scipy.optimize",
     "scaling": "distributed CG on 1, 2, 4 MPI ranks (strong, weak)",
     "gpu": "CuPy SpMV, pcg, roots, M-FAC, SOR vs cupyx (needs a CUDA device)",
+    "family": "MINRES, GMRES, BiCGStab and batched CG per iteration vs scipy",
 }
 SUBCOMMANDS = tuple(COMMAND_HELP)
 # Optional packages (the [bench] extra) each command imports; checked before
@@ -87,6 +88,7 @@ REQUIRED = {
     "sketch": ("tqdm", "sklearn"),
     "scaling": ("tqdm",),  # its progress bar on a terminal
     "gpu": (),  # CuPy and the device: checked by the command itself
+    "family": (),  # skfem for the batched rows, checked where they build their matrices
 }
 
 # Sub-commands living in their own module: (module, parser factory, runner),
@@ -96,6 +98,7 @@ _LAZY_COMMANDS = {
     "sketch": ("sketch", "sketch_parser", "run_sketch_command"),
     "scaling": ("scaling", "scaling_parser", "run_scaling_command"),
     "gpu": ("gpu", "gpu_parser", "run_gpu_command"),
+    "family": ("family_speed", "family_parser", "run_family_command"),
 }
 
 
