@@ -331,7 +331,8 @@ class _Minres:
             return self.finish(stop, 0)
 
         # r1 = b - A x0; y = M r1; beta1 = sqrt(r1' y)  (scipy's names from here on)
-        if bool(xp.any(self.x != 0)):
+        # decided by a norm through system.dot: every rank takes the same branch under MPI
+        if self.system.norm(self.x) != 0.0:
             r0, rnorm = self.true_residual()
         else:
             r0, rnorm = xp.astype(self.b, self.b.dtype, copy=True), self.bnorm

@@ -33,6 +33,13 @@ def test_batched_pcg_over_two_ranks_matches_the_serial_batch(mpi):
     assert "MPI-BATCHED-OK 2" in completed.stdout, completed.stdout + completed.stderr
 
 
+@pytest.mark.parametrize("ranks", [2, pytest.param(3, marks=pytest.mark.slow)])
+def test_minres_and_bicgstab_over_ranks_match_serial(mpi, ranks):
+    completed = launch(ranks, "-m", "mpi4py", str(SCRIPTS / "krylov.py"))
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert f"MPI-KRYLOV-OK {ranks}" in completed.stdout, completed.stdout + completed.stderr
+
+
 @pytest.mark.parametrize("mode", ["-m mpi4py", "abort_on_error"])
 def test_error_on_one_rank_ends_the_job(mpi, mode):
     args = (["-m", "mpi4py", str(SCRIPTS / "raise_on_rank1.py")] if mode == "-m mpi4py"
