@@ -132,6 +132,7 @@ def test_bar_on_a_terminal_stays(monkeypatch):
     assert _progress.progress_bar(range(3), disable=True).__iter__ is not None
 
 
+@pytest.mark.slow  # a whole bench job in a child process
 def test_sigterm_handler_is_restored(tmp_path):
     before = signal.getsignal(signal.SIGTERM)
     assert main(["omega", "--steps", "2", "--experiment", "heat", "--out", str(tmp_path),

@@ -5,10 +5,13 @@ from __future__ import annotations
 import csv
 import json
 
+import pytest
+
 from bench.__main__ import main
 from bench.family_speed import FAMILY_COLUMNS, TARGETS
 
 
+@pytest.mark.slow  # every row of bench family: compiles the whole Krylov family
 def test_tiny_family_run_writes_every_row(tmp_path, capsys):
     assert main(["family", "--size", "16", "--iterations", "4", "--matrices", "", "--repeat", "1",
                  "--out", str(tmp_path)]) == 0

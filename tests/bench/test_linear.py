@@ -128,6 +128,7 @@ def test_speed_tiny(tmp_path, capsys):
         assert row["median_ms"] > 0 and np.isfinite(row["speedup_vs_scipy"])
 
 
+@pytest.mark.slow  # the omega sequences: a whole bench job
 def test_omega_command_writes_table_and_plot(tmp_path):
     from bench.__main__ import main
 

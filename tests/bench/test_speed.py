@@ -153,6 +153,7 @@ def test_pcg_targets_and_verdict_lines():
         parse_matrices("poisson2d,q2hex")
 
 
+@pytest.mark.slow  # a bench speed job beside busy processes
 def test_speed_command_under_contention_records_environment(tmp_path, capsys, monkeypatch):
     started = []
     real_busy_processes = speed.busy_processes
