@@ -1,4 +1,4 @@
-"""``python -m bench family``: the Krylov family and the batched solves against their peers, one run.
+"""``python -m bench family``: the Krylov family and batched solves against their peers.
 
 Rows, each a ratio of medians over interleaved samples (BLAS held to one
 thread on both sides, :func:`bench._threads.blas_one_thread`):
@@ -38,13 +38,6 @@ BATCH_TARGETS = {"p1tet": 0.55, "elasticity3d": 0.4}
 NEVER = 1e-300  # a tolerance no iteration meets: every run does its full maxiter
 
 
-def convection_diffusion(N: int, peclet: float = 1.0) -> sp.csr_matrix:
-    """Upwind ``-Δu + w·∇u`` on an ``N x N`` grid, cell Peclet number ``peclet`` (5 entries a row)."""
-    T = sp.diags([-1.0 - 2 * peclet, 2.0 + 2 * peclet, -1.0], [-1, 0, 1], shape=(N, N))
-    I = sp.eye(N)
-    return (sp.kron(I, T) + sp.kron(T, I)).tocsr()
-
-
 def _median_ms(samples: list[float]) -> float:
     return 1e3 * statistics.median(samples)
 
@@ -80,8 +73,10 @@ def method_rows(N: int, iterations: int, repeat: int) -> list[dict]:
 
     from linsolve import bicgstab, gmres, minres, precond
 
-    A = convection_diffusion(N)
-    laplacian = convection_diffusion(N, 0.0)
+    from .problems import convdiff2d
+
+    A = convdiff2d(N, 1.0)
+    laplacian = convdiff2d(N, 0.0)
     shifted = (laplacian - 0.05 * sp.eye(N * N)).tocsr()
     b = np.random.default_rng(0).standard_normal(N * N)
     cycles = max(1, iterations // 30)

@@ -25,6 +25,18 @@ def anisotropic2d(N: int, epsilon: float = 0.01, dtype=np.float64) -> sp.csr_mat
     return (sp.kron(I, T) + epsilon * sp.kron(T, I)).tocsr().astype(dtype)
 
 
+def convection_diffusion(N: int, peclet: float, dtype=np.float64) -> sp.csr_matrix:
+    """``-Laplace u + c . grad u`` on an N x N interior grid, ``c = (1, 1) |c|``, 5-point
+    diffusion and first-order upwind convection, scaled by ``h^2``; ``peclet`` is the mesh
+    Peclet number ``|c| h / 2`` (non-symmetric M-matrix; upwinding keeps it stable). The
+    matrix of ``bench.problems.convdiff2d``."""
+    T = sp.diags([-1.0, 2.0, -1.0], [-1, 0, 1], shape=(N, N))
+    U = sp.diags([-1.0, 1.0], [-1, 0], shape=(N, N))  # backward difference: flow in +x
+    I = sp.eye(N)
+    block = T + 2.0 * peclet * U
+    return (sp.kron(I, block) + sp.kron(block, I)).tocsr().astype(dtype)
+
+
 def random_spd(n: int, cond: float = 100.0, seed: int = 0, dtype=np.float64) -> np.ndarray:
     """Dense SPD matrix with eigenvalues log-spaced in [1, cond]."""
     rng = np.random.default_rng(seed)

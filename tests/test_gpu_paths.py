@@ -25,7 +25,7 @@ from bench.gpu import cupyx_cg  # noqa: E402
 from cext import reference  # noqa: E402
 from linsolve import pcg, precond  # noqa: E402
 
-from .problems import poisson2d, random_spd  # noqa: E402
+from .problems import convection_diffusion, poisson2d, random_spd  # noqa: E402
 
 DTYPES = [np.float32, np.float64]
 RTOL = {np.float32: 1e-4, np.float64: 1e-10}
@@ -77,17 +77,12 @@ def test_pcg_on_the_gpu_equals_the_host_solve(name, kind, dtype):
     assert np.linalg.norm(x - host.x) <= (1e-8 if dtype == np.float64 else 1e-3) * scale
 
 
-def _convection_diffusion(N, peclet=2.0):
-    T = sp.diags([-1.0 - 2 * peclet, 2.0 + 2 * peclet, -1.0], [-1, 0, 1], shape=(N, N))
-    return (sp.kron(sp.eye(N), T) + sp.kron(T, sp.eye(N))).tocsr()
-
-
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("method", ["minres", "gmres", "bicgstab"])
 def test_the_krylov_family_on_the_gpu_equals_the_host_solve(method, dtype):
     import linsolve
 
-    A = poisson2d(12) - 0.5 * sp.eye(144) if method == "minres" else _convection_diffusion(12)
+    A = poisson2d(12) - 0.5 * sp.eye(144) if method == "minres" else convection_diffusion(12, 2.0)
     A = sp.csr_matrix(A.astype(dtype))
     b = np.random.default_rng(2).standard_normal(A.shape[0]).astype(dtype)
     solver = getattr(linsolve, method)

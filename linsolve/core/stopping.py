@@ -164,7 +164,8 @@ class ResidualTest:
 
 
 def _positive(value: float, k: int, name: str, reason: str, meaning: str) -> Stop | None:
-    """NaN/Inf, or ``value <= 0`` (``reason``): the scalar ``name`` a definite operator keeps positive."""
+    """NaN/Inf, or ``value <= 0`` (``reason``): the scalar ``name`` that a definite
+    operator keeps positive."""
     if not math.isfinite(value):
         return Stop("DIVERGED_NANORINF", f"{name} is {value} at iteration {k}")
     if value <= 0.0:
@@ -191,8 +192,9 @@ def verdict(rnorm: float, k: int, tolerance: Tolerance, maxiter: int, *,
 
     Examples
     --------
-    >>> verdict(1e-9, 12, Tolerance.of(1e-8, 0.0, 1.0), 100)
-    Stop(reason='CONVERGED_RTOL', message='||r|| = 1.000e-09 <= 1.000e-08', true_residual_norm=1e-09)
+    >>> stop = verdict(1e-9, 12, Tolerance.of(1e-8, 0.0, 1.0), 100)
+    >>> stop.reason, stop.message, stop.true_residual_norm
+    ('CONVERGED_RTOL', '||r|| = 1.000e-09 <= 1.000e-08', 1e-09)
     >>> verdict(5.0, 100, Tolerance.of(1e-8, 0.0, 1.0), 100).reason
     'DIVERGED_ITS'
     """

@@ -37,23 +37,12 @@ from linsolve.core.setup import krylov_system, settings
 from linsolve.krylov.bicgstab import _BiCGStab, bicgstab
 from linsolve.precond import amg, jacobi, ssor
 from tests import nvrtc
-from tests.problems import random_sparse_spd, to_numpy
+from tests.problems import convection_diffusion, random_sparse_spd, to_numpy
 
 DTYPES = [np.float32, np.float64]
 
 
 # --- problems ---------------------------------------------------------------------
-
-def convection_diffusion(N: int, peclet: float, dtype=np.float64) -> sp.csr_matrix:
-    """``-Laplace u + c . grad u`` on an N x N interior grid, ``c = (1, 1) |c|``, 5-point
-    diffusion and first-order upwind convection, scaled by ``h^2``; ``peclet`` is the mesh
-    Peclet number ``|c| h / 2`` (non-symmetric M-matrix; upwinding keeps it stable)."""
-    T = sp.diags([-1.0, 2.0, -1.0], [-1, 0, 1], shape=(N, N))
-    U = sp.diags([-1.0, 1.0], [-1, 0], shape=(N, N))  # backward difference: flow in +x
-    I = sp.eye(N)
-    block = T + 2.0 * peclet * U
-    return (sp.kron(I, block) + sp.kron(block, I)).tocsr().astype(dtype)
-
 
 def random_nonsymmetric(n: int, seed: int = 0, dtype=np.float64) -> np.ndarray:
     """``I + G / (2 sqrt(n))``, G Gaussian: eigenvalues in a disc of radius about 1/2 around 1."""
