@@ -10,13 +10,11 @@ BiCGStab amplifies, about ``eps * cond(A)`` per step.
 
 from __future__ import annotations
 
-import importlib
 import io
 import math
 import re
 import sys
 import types
-import warnings
 from dataclasses import replace
 
 import numpy as np
@@ -38,6 +36,8 @@ from linsolve.krylov.bicgstab import _BiCGStab, bicgstab
 from linsolve.precond import amg, jacobi, ssor
 from tests import nvrtc
 from tests.problems import convection_diffusion, random_sparse_spd, to_numpy
+from tests.linsolve.scipy_iterative import import_scipy_tests as _import_scipy_tests
+from tests.linsolve.scipy_iterative import scipy_tests as _scipy_tests
 
 DTYPES = [np.float32, np.float64]
 
@@ -334,19 +334,6 @@ def test_unattainable_tolerance_stagnates_instead_of_converging():
 def bicgstab_as_scipy(A, b, *args, **kwargs):
     """``bicgstab`` with scipy's return value ``(x, info)``."""
     return tuple(bicgstab(A, b, *args, **kwargs))
-
-
-def _import_scipy_tests():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", pytest.PytestUnknownMarkWarning)
-        return importlib.import_module("scipy.sparse.linalg._isolve.tests.test_iterative")
-
-
-def _scipy_tests():
-    try:
-        return _import_scipy_tests()
-    except ImportError as exc:  # scipy installed without its tests
-        pytest.skip(f"scipy's test_iterative.py is not installed ({exc})")
 
 
 def _scipy_cases():

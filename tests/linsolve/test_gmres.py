@@ -38,13 +38,11 @@ Sections:
 
 from __future__ import annotations
 
-import importlib
 import io
 import math
 import re
 import sys
 import types
-import warnings
 from dataclasses import replace
 
 import numpy as np
@@ -56,7 +54,8 @@ from cext import kernels_for, reference
 from cext import numba as nbk
 from linsolve import SolveResult, pcg
 from linsolve.krylov.gmres import fgmres, gmres
-
+from tests.linsolve.scipy_iterative import import_scipy_tests as _import_scipy_tests
+from tests.linsolve.scipy_iterative import scipy_tests as _scipy_tests
 from tests.problems import poisson1d, poisson2d
 
 DTYPES = [np.float32, np.float64]
@@ -205,19 +204,6 @@ SCIPY_EXCLUDED = {
     "TestGMRES.test_defective_precond_breakdown": "exact-zero comparison at atol=0",
 }
 """scipy's tests not run with ours, and why (the module docstring says what ours does)."""
-
-
-def _import_scipy_tests():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", pytest.PytestUnknownMarkWarning)
-        return importlib.import_module("scipy.sparse.linalg._isolve.tests.test_iterative")
-
-
-def _scipy_tests():
-    try:
-        return _import_scipy_tests()
-    except ImportError as exc:  # scipy installed without its tests
-        pytest.skip(f"scipy's test_iterative.py is not installed ({exc})")
 
 
 def gmres_as_scipy(A, b, *args, **kwargs):

@@ -24,7 +24,8 @@ from cext import numba as nbk
 from linsolve import REASONS, SolveResult
 from linsolve.krylov.minres import minres
 from linsolve.precond import jacobi
-
+from tests.linsolve.scipy_iterative import import_scipy_tests as _import_scipy_tests
+from tests.linsolve.scipy_iterative import scipy_tests as _scipy_tests
 from tests.problems import indefinite, poisson1d, poisson2d
 
 # the module (linsolve.krylov re-exports the function under the same name)
@@ -268,19 +269,6 @@ def minres_as_scipy(A, b, *args, **kwargs):
 
 
 minres_as_scipy.__name__ = "minres"
-
-
-def _import_scipy_tests(name="test_iterative"):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", pytest.PytestUnknownMarkWarning)
-        return importlib.import_module(f"scipy.sparse.linalg._isolve.tests.{name}")
-
-
-def _scipy_tests(name="test_iterative"):
-    try:
-        return _import_scipy_tests(name)
-    except ImportError as exc:  # scipy installed without its tests
-        pytest.skip(f"scipy's {name}.py is not installed ({exc})")
 
 
 # scipy's Case list has the non-symmetric cases skip its sym_solvers (minres

@@ -7,7 +7,6 @@ time, none of it copied) with ``pcg`` in place of ``cg``.
 
 from __future__ import annotations
 
-import importlib
 import io
 import logging
 import math
@@ -20,6 +19,8 @@ import scipy.sparse.linalg as sla
 
 from linsolve import pcg
 from linsolve.precond import chebyshev, ichol0, jacobi, ssor
+from tests.linsolve.scipy_iterative import import_scipy_tests as _import_scipy_tests
+from tests.linsolve.scipy_iterative import scipy_tests as _scipy_tests
 
 
 def pcg_as_cg(A, b, *args, **kwargs):
@@ -28,20 +29,6 @@ def pcg_as_cg(A, b, *args, **kwargs):
 
 
 # --- (a) scipy's own cg cases ----------------------------------------------
-
-def _import_scipy_tests():
-    with warnings.catch_warnings():
-        # scipy's module uses its own registered marks (fail_slow)
-        warnings.simplefilter("ignore", pytest.PytestUnknownMarkWarning)
-        return importlib.import_module("scipy.sparse.linalg._isolve.tests.test_iterative")
-
-
-def _scipy_tests():
-    try:
-        return _import_scipy_tests()
-    except ImportError as exc:  # scipy installed without its tests
-        pytest.skip(f"scipy's test_iterative.py is not installed ({exc})")
-
 
 def _cg_cases():
     """scipy's Case list, the entries that scipy runs cg on, as pcg cases."""
