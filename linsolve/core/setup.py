@@ -110,6 +110,34 @@ def krylov_operators(A: Any, M: Any, xp: Any, dtype: Any, n: int):
     return A_op, M_op
 
 
+def check_x0(x0: Any) -> None:
+    """A string ``x0`` other than scipy's ``'Mb'`` (start from ``M @ b``) is refused."""
+    if isinstance(x0, str) and x0 != "Mb":
+        raise ValueError(f"x0 must be an array, None or 'Mb' (start from M @ b), got {x0!r}")
+
+
+def initial_iterate(x0: Any, b: Any, M: Operator | None, xp: Any, n: int, dtype: Any,
+                    record: Any):
+    """The working copy of ``x0`` (zeros for None); ``'Mb'`` is scipy's start from ``M @ b``,
+    the one application of ``M`` counted in ``record.psolves``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from types import SimpleNamespace
+    >>> from array_api_compat import array_namespace
+    >>> record = SimpleNamespace(psolves=0)
+    >>> xp = array_namespace(np.ones(2))
+    >>> initial_iterate("Mb", np.ones(2), None, xp, 2, np.float64, record).tolist()
+    [1.0, 1.0]
+    """
+    if isinstance(x0, str):
+        Mb = b if M is None else M.matvec(b)
+        record.psolves = 0 if M is None else 1
+        return xp.astype(Mb, dtype, copy=True)  # M may return b itself
+    return as_initial_guess(x0, xp, n, dtype)
+
+
 def krylov_system(A: Any, b: Any, x0: Any, M: Any, maxiter: Any, *,
                   allow_complex: bool = False, default_maxiter: int | None = None) -> KrylovSystem:
     """Coerce ``A, b, x0, M`` for a Krylov method; ``maxiter`` defaults to ``10 n``.

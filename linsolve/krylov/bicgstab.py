@@ -76,7 +76,7 @@ from cext.registry import writes_in_place
 from cext.threads import kernel_threads
 
 from ..core.record import SolveRecord
-from ..core.setup import KrylovSystem, krylov_system, settings
+from ..core.setup import KrylovSystem, check_x0, initial_iterate, krylov_system, settings
 from ..core.stopping import Replacement, ResidualTest, Stop, Tolerance, b_verdict, not_finite
 from ..result import SolveResult
 from ..validation.inputs import dtype_name
@@ -177,18 +177,14 @@ def bicgstab(A: Any, b: Any, x0: Any = None, *, rtol: float = 1e-5, atol: float 
     start = time.perf_counter()
     common = settings("bicgstab", kwargs, rtol=rtol, atol=atol, monitor=monitor, label="KSP",
                       callback=callback)
-    start_from_Mb = isinstance(x0, str)
-    if start_from_Mb and x0 != "Mb":
-        raise ValueError(f"x0 must be an array, None or 'Mb' (start from M @ b), got {x0!r}")
+    check_x0(x0)
     with kernel_threads(_work(A, b)) as threads:
-        system = krylov_system(A, b, None if start_from_Mb else x0, M, maxiter,
+        system = krylov_system(A, b, None if isinstance(x0, str) else x0, M, maxiter,
                                allow_complex=True)
         record = SolveRecord(common.monitor, start=start)
-        if start_from_Mb:  # scipy's start from M @ b
-            xp = system.xp
-            Mb = system.b if system.M is None else system.M.matvec(system.b)
-            record.psolves = 0 if system.M is None else 1
-            system = replace(system, x=xp.astype(Mb, system.dtype, copy=True))
+        system = replace(system, x=initial_iterate(x0, system.b, system.M, system.xp, system.n,
+                                                   system.dtype, record)
+                         if isinstance(x0, str) else system.x)
         return _BiCGStab(system, common, record, _jacobi_scale(M, system)).run(threads)
 
 

@@ -164,7 +164,7 @@ class _BlockCG:
             active.append(j)
         rnorms = {j: math.sqrt(A.kernels.dot(residuals[j], residuals[j])) for j in active}
         self._report(0, active, rnorms)
-        P = None
+        P = Q = PtQ = None  # the search block, A P and P'AP of the last iteration
         k = 0
         while active:
             for j in list(active):

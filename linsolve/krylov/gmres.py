@@ -45,11 +45,12 @@ from cext.registry import writes_in_place
 from cext.threads import kernel_threads
 
 from ..core.record import SolveRecord
-from ..core.setup import KrylovSystem, krylov_operators, rhs_and_dtype, settings
+from ..core.setup import (KrylovSystem, check_x0, initial_iterate, krylov_operators,
+                          rhs_and_dtype, settings)
 from ..core.stopping import (DRIFT_FACTOR, STAGNATION_FACTOR, Replacement, ResidualTest, Stop,
                              Tolerance, b_verdict)
 from ..result import SolveResult
-from ..validation.inputs import as_initial_guess, check_maxiter, check_period, dtype_name
+from ..validation.inputs import check_maxiter, check_period, dtype_name
 
 CALLBACK_TYPES = ("x", "pr_norm")
 """The ``callback_type`` values taken: scipy's, less its deprecated ``'legacy'``."""
@@ -240,20 +241,14 @@ def _solve(name, A, b, x0, *, rtol, atol, restart, maxiter, M, callback, callbac
                       callback=callback)
     callback_type = _check_callback_type(name, callback, callback_type)
     restart = check_period("restart", 20 if restart is None else restart)
-    if isinstance(x0, str) and x0 != "Mb":
-        raise ValueError(f"x0 must be an array, None or 'Mb' (start from M @ b), got {x0!r}")
+    check_x0(x0)
     xp, b, n, dtype = rhs_and_dtype(A, b, allow_complex=True)
     maxiter = check_maxiter(maxiter, 10 * n)
     restart = max(1, min(restart, n))  # scipy: min(restart, n)
     with kernel_threads(n + int(getattr(A, "nnz", 0) or 0)) as threads:
         A_op, M_op = krylov_operators(A, M, xp, dtype, n)
         record = SolveRecord(common.monitor, start=start)
-        if isinstance(x0, str):  # 'Mb', scipy's start from M @ b
-            Mb = b if M_op is None else M_op.matvec(b)
-            record.psolves = 0 if M_op is None else 1
-            x = xp.astype(Mb, dtype, copy=True)  # M may return b itself
-        else:
-            x = as_initial_guess(x0, xp, n, dtype)
+        x = initial_iterate(x0, b, M_op, xp, n, dtype, record)
         system = KrylovSystem(xp, A_op, M_op, b, x, n, dtype, maxiter, A_op.kernels.dot)
         solver = _GMRES(system, common, callback_type, restart, flexible, record)
         return solver.run(threads)

@@ -27,7 +27,7 @@ from typing import Any, Callable
 from cext.threads import kernel_threads
 
 from ..core.record import SolveRecord
-from ..core.setup import krylov_system, settings
+from ..core.setup import check_x0, initial_iterate, krylov_system, settings
 from ..core.stopping import (Replacement, ResidualTest, Stop, Tolerance, b_verdict, not_finite,
                              preconditioner_verdict)
 from ..result import SolveResult
@@ -180,10 +180,9 @@ def minres(A: Any, b: Any, x0: Any = None, *, rtol: float = 1e-5, shift: float =
     common = settings("minres", kwargs, rtol=rtol, atol=atol, monitor=monitor, label="KSP",
                       callback=callback)
     shift = _check_shift(shift)
-    from_Mb = isinstance(x0, str)
-    if from_Mb and x0 != "Mb":
-        raise ValueError(f"x0 must be an array, None or 'Mb' (start from M @ b), got {x0!r}")
-    system = krylov_system(A, b, None if from_Mb else x0, M, maxiter, allow_complex=True)
+    check_x0(x0)
+    system = krylov_system(A, b, None if isinstance(x0, str) else x0, M, maxiter,
+                           allow_complex=True)
     if maxiter is None:
         system = replace(system, maxiter=5 * system.n)  # scipy's default for minres
     with kernel_threads(system.n + int(getattr(A, "nnz", 0) or 0)) as threads:
@@ -194,11 +193,8 @@ def minres(A: Any, b: Any, x0: Any = None, *, rtol: float = 1e-5, shift: float =
         elif system.A.layout != "function":
             _probe_symmetry(system, system.A, "A", raise_error=False)
         record = SolveRecord(common.monitor, start=start)
-        x = system.x
-        if from_Mb:  # scipy's start from M @ b
-            Mb = system.b if system.M is None else system.M.matvec(system.b)
-            record.psolves = 0 if system.M is None else 1
-            x = system.xp.astype(Mb, system.dtype, copy=True)  # M may return b itself
+        x = system.x if not isinstance(x0, str) else initial_iterate(
+            x0, system.b, system.M, system.xp, system.n, system.dtype, record)
         return _Minres(system, x, shift, common, record, show).run(threads)
 
 

@@ -14,11 +14,12 @@ from cext.registry import writes_in_place
 from cext.threads import kernel_threads
 
 from ..core.record import SolveRecord
-from ..core.setup import krylov_operators, rhs_and_dtype, settings
+from ..core.setup import (check_x0, initial_iterate, krylov_operators, rhs_and_dtype,
+                          settings)
 from ..core.stopping import (Replacement, ResidualTest, Stop, Tolerance, b_verdict,
                              curvature_verdict, preconditioner_verdict)
 from ..result import SolveResult
-from ..validation.inputs import (as_initial_block, as_initial_guess, as_rhs_block, check_maxiter,
+from ..validation.inputs import (as_initial_block, as_rhs_block, check_maxiter,
                                  check_period, dtype_name, is_batch, per_system_tolerance,
                                  working_dtype)
 from .batched import _Batch
@@ -146,8 +147,7 @@ def pcg(A: Any, b: Any, x0: Any = None, *, M: Any = None, rtol: float = 1e-5,
                       atol=0.0 if per_system else atol, monitor=monitor, label="KSP",
                       callback=callback)
     check_every = check_period("check_every", check_every, optional=True)
-    if isinstance(x0, str) and x0 != "Mb":
-        raise ValueError(f"x0 must be an array, None or 'Mb' (start from M @ b), got {x0!r}")
+    check_x0(x0)
     if batch:
         return _batched(A, b, x0, M, rtol, atol, maxiter, common, check_every,
                         check_symmetric, start)
@@ -158,12 +158,7 @@ def pcg(A: Any, b: Any, x0: Any = None, *, M: Any = None, rtol: float = 1e-5,
         if check_symmetric and A_op.layout != "function":
             _warn_if_not_hermitian(A_op, xp, dtype, n)
         record = SolveRecord(common.monitor, start=start)
-        if isinstance(x0, str):  # 'Mb', scipy's start from M @ b
-            Mb = b if M_op is None else M_op.matvec(b)
-            record.psolves = 0 if M_op is None else 1
-            x = xp.astype(Mb, dtype, copy=True)  # M may return b itself
-        else:
-            x = as_initial_guess(x0, xp, n, dtype)
+        x = initial_iterate(x0, b, M_op, xp, n, dtype, record)
         solver = _PCG(A_op, M_op, b, x, common, maxiter, check_every, record,
                       _jacobi_scale(M, A_op, dtype))
         result = solver.run(threads)
