@@ -239,7 +239,7 @@ def as_initial_block(x0, xp, block_shape, shape, dtype):
     return xp.astype(xp.reshape(x0, block_shape), dtype, copy=True)
 
 
-def per_system_tolerance(name: str, value, shape) -> "numpy.ndarray":
+def per_system_tolerance(name: str, value, shape):
     """``rtol``/``atol`` of a batch: a scalar or an array broadcast to ``shape``, flattened.
 
     Examples
