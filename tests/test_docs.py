@@ -21,8 +21,13 @@ def test_docs_exist():
 TABLE_PAGES = {"omega.md"}
 
 
-@pytest.mark.parametrize("page", [p for p in PAGES if p.name not in TABLE_PAGES],
-                         ids=[p.name for p in PAGES if p.name not in TABLE_PAGES])
+# pages whose examples train a model for seconds (the digits MLP under JAX): make test-slow
+SLOW_PAGES = {"optimizers.md"}
+
+
+@pytest.mark.parametrize("page", [pytest.param(p, id=p.name, marks=[pytest.mark.slow]
+                                               if p.name in SLOW_PAGES else [])
+                                  for p in PAGES if p.name not in TABLE_PAGES])
 def test_code_blocks_run(page, tmp_path, monkeypatch):
     blocks = BLOCK.findall(page.read_text())
     assert blocks, f"{page.name} has no python code block"
