@@ -96,7 +96,9 @@ def test_source_compiles_for_every_instantiation(module_name, dtype, arch):
     assert f"ld.global.nc.{width}" in result.ptx or f"ld.global.{width}" in result.ptx
 
 
-@pytest.mark.parametrize("std", ("c++11", "c++14", "c++17"))
+# every standard compiles every source again: the default (c++17) in make test, the rest slow
+@pytest.mark.parametrize("std", (pytest.param("c++11", marks=pytest.mark.slow),
+                                 pytest.param("c++14", marks=pytest.mark.slow), "c++17"))
 def test_sources_compile_under_each_language_standard(std):
     # CuPy may add its own -std flag; the sources must not depend on one.
     for name, module in MODULES.items():

@@ -227,7 +227,9 @@ def _padded(args, width):
 @pytest.mark.parametrize("dtype", DTYPES)
 # int64 indices (matrices past 2**31 entries) compile every kernel again: make test-slow
 @pytest.mark.parametrize("index_dtype", [np.int32, pytest.param(np.int64, marks=pytest.mark.slow)])
-@pytest.mark.parametrize("num_domains", [0, 1, 2, 4])
+# one domain and four run the same kernels as two: make test-slow sweeps them
+@pytest.mark.parametrize("num_domains", [0, pytest.param(1, marks=pytest.mark.slow), 2,
+                                         pytest.param(4, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("transposed", [False, True], ids=["U", "L^T"])
 def test_pair_solve_matches_dense_triangular_solves(dtype, index_dtype, num_domains, transposed):
     args, b, lower, upper, ordering = _pair_system(dtype=dtype, index_dtype=index_dtype,
