@@ -11,17 +11,15 @@ or width reads garbage on the device).
 
 from __future__ import annotations
 
-import re
 import sys
-import types
 
 import numpy as np
 import pytest
 
 from cext.cupy import _compile, blas1, dia, kron, mfac, sor, spmv
 from cext.cupy import sketch as sketch_kernels
-
 from tests import nvrtc
+from tests.cuda_stub import fake_cupy, ptx_entries
 
 if nvrtc.find_library() is None:
     pytest.skip("libnvrtc.so not found (pip install nvidia-cuda-nvrtc-cu12)",
@@ -63,10 +61,6 @@ PARAMS = {
 }
 
 
-def _entries(ptx: str) -> dict[str, list[str]]:
-    return {m.group(1): re.findall(r"\.param\s+\.(\w+)", m.group(2))
-            for m in re.finditer(r"\.entry\s+(\w+)\s*\((.*?)\)", ptx, re.S)}
-
 
 def _compile_or_fail(source, options, expressions, label):
     result = nvrtc.compile_source(source, options, expressions, name=f"{label}.cu")
@@ -83,7 +77,7 @@ def test_source_compiles_for_every_instantiation(module_name, dtype, arch):
     expressions = module.name_expressions(dtype)
     options = _compile.OPTIONS + (f"--gpu-architecture={arch}",)
     result = _compile_or_fail(module.SOURCE, options, expressions, f"{module_name}-{dtype}")
-    entries = _entries(result.ptx)
+    entries = ptx_entries(result.ptx)
     for expression in expressions:
         lowered = result.lowered_names[expression]
         assert lowered in entries, f"{expression} ({lowered}) missing from the PTX"
@@ -141,63 +135,13 @@ def test_missing_instantiation_fails_to_compile():
     assert not result.ok
 
 
-class _FakeKernel:
-    def __init__(self, name, calls, raw=None):
-        self.name, self.calls, self.raw = name, calls, raw
-
-    def __call__(self, grid, block, args):
-        kinds = []
-        for arg in args:
-            if isinstance(arg, np.ndarray):
-                kinds.append("u64")
-            elif isinstance(arg, (np.int64, np.float64, np.int32)):
-                kinds.append({np.int64: "u64", np.float64: "f64", np.int32: "u32"}[type(arg)])
-            else:
-                kinds.append(type(arg).__name__)  # Python int/float/None: never right
-        self.calls.append((self.name, grid, block, kinds))
-        if self.raw is not None:
-            self.raw.append((self.name, grid, args))
-        if self.name == "sum_partials":
-            args[2][0] = 0.0
-
-
-def _fake_cupy(calls, raw=None):
-    fake = types.ModuleType("cupy")
-
-    class RawModule:
-        def __init__(self, code, options, name_expressions):
-            assert options == _compile.OPTIONS
-            self.name_expressions = name_expressions
-
-        def get_function(self, name):
-            assert name in self.name_expressions
-            return _FakeKernel(name.split("<")[0], calls, raw)
-
-    class Device:
-        id = 0
-
-        def __init__(self, device_id=0):
-            pass
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return False
-
-    fake.RawModule = RawModule
-    fake.cuda = types.SimpleNamespace(Device=Device)
-    fake.empty, fake.asarray, fake.float64 = np.empty, np.asarray, np.float64
-    return fake
-
-
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_launchers_pass_arguments_matching_the_ptx(monkeypatch, dtype):
     # Without a GPU: run each Python launcher against a stand-in for cupy that
     # records the argument kinds, and compare them with the PTX parameters
     # (checked above). Catches a Python int where the kernel wants an int32, etc.
     calls = []
-    monkeypatch.setitem(sys.modules, "cupy", _fake_cupy(calls))
+    monkeypatch.setitem(sys.modules, "cupy", fake_cupy(calls, options=_compile.OPTIONS))
     caches = (_compile._module, _compile.get_kernel, dia._device_offsets, mfac._tables)
     for cache in caches:
         cache.cache_clear()
@@ -228,8 +172,8 @@ def test_launchers_pass_arguments_matching_the_ptx(monkeypatch, dtype):
         kron.kron_eigen_solve(factors, np.ones((2, 3), dtype=dtype),
                               np.ones((2, 4, 4), dtype=dtype), np.ones((2, 4), dtype=dtype), 0.1,
                               layers, layers.copy())
-        fake_cupy = sys.modules["cupy"]  # the sketch launcher also converts its index arrays
-        fake_cupy.ascontiguousarray, fake_cupy.int64 = np.ascontiguousarray, np.int64
+        stand_in = sys.modules["cupy"]  # the sketch launcher also converts its index arrays
+        stand_in.ascontiguousarray, stand_in.int64 = np.ascontiguousarray, np.int64
         sketch_kernels.countsketch_dense(np.ones((3, n), dtype=dtype), np.zeros(3, np.int64),
                                          np.ones(3), np.zeros((2, n)))
     finally:
@@ -263,7 +207,7 @@ def test_sor_launchers_launch_one_kernel_per_colour(monkeypatch, dtype, index_dt
     # The coloured sweep: one launch per nonempty colour, one thread per row,
     # colours reversed on request; the right instantiation; argument kinds as the PTX.
     calls, raw = [], []
-    monkeypatch.setitem(sys.modules, "cupy", _fake_cupy(calls, raw))
+    monkeypatch.setitem(sys.modules, "cupy", fake_cupy(calls, raw, options=_compile.OPTIONS))
     caches = (_compile._module, _compile.get_kernel)
     for cache in caches:
         cache.cache_clear()

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import io
 import math
-import re
 import sys
-import types
 from dataclasses import replace
 
 import numpy as np
@@ -35,9 +33,10 @@ from linsolve.core.setup import krylov_system, settings
 from linsolve.krylov.bicgstab import _BiCGStab, bicgstab
 from linsolve.precond import amg, jacobi, ssor
 from tests import nvrtc
-from tests.problems import convection_diffusion, random_sparse_spd, to_numpy
+from tests.cuda_stub import fake_cupy, ptx_entries
 from tests.linsolve.scipy_iterative import import_scipy_tests as _import_scipy_tests
 from tests.linsolve.scipy_iterative import scipy_tests as _scipy_tests
+from tests.problems import convection_diffusion, random_sparse_spd, to_numpy
 
 DTYPES = [np.float32, np.float64]
 
@@ -809,8 +808,7 @@ def test_cuda_source_compiles_for_every_instantiation(dtype):
         result = nvrtc.compile_source(cupy_bicgstab.SOURCE, _compile.OPTIONS + options,
                                       expressions, name=f"bicgstab-{dtype}.cu")
         assert result.ok, result.log
-        entries = {m.group(1): re.findall(r"\.param\s+\.(\w+)", m.group(2))
-                   for m in re.finditer(r"\.entry\s+(\w+)\s*\((.*?)\)", result.ptx, re.DOTALL)}
+        entries = ptx_entries(result.ptx)
         for expression in expressions:
             lowered = result.lowered_names[expression]
             assert entries[lowered] == PTX_PARAMS[expression.split("<")[0]], expression
@@ -818,53 +816,10 @@ def test_cuda_source_compiles_for_every_instantiation(dtype):
     assert f"ld.global.nc.{width}" in result.ptx or f"ld.global.{width}" in result.ptx
 
 
-def _fake_cupy(calls):
-    fake = types.ModuleType("cupy")
-
-    class Kernel:
-        def __init__(self, name):
-            self.name = name
-
-        def __call__(self, grid, block, args):
-            kinds = [("u64" if isinstance(a, np.ndarray) else
-                      {np.int64: "u64", np.float64: "f64", np.int32: "u32"}.get(type(a),
-                                                                               type(a).__name__))
-                     for a in args]
-            calls.append((self.name, grid, block, kinds))
-            if self.name.startswith("sum_partials"):
-                args[2][...] = 0.0
-
-    class RawModule:
-        def __init__(self, code, options, name_expressions):
-            assert options == _compile.OPTIONS
-            self.name_expressions = name_expressions
-
-        def get_function(self, name):
-            assert name in self.name_expressions
-            return Kernel(name.split("<")[0])
-
-    class Device:
-        id = 0
-
-        def __init__(self, device_id=0):
-            pass
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return False
-
-    fake.RawModule, fake.cuda = RawModule, types.SimpleNamespace(Device=Device)
-    fake.empty, fake.asarray, fake.asnumpy, fake.float64 = np.empty, np.asarray, np.asarray, \
-        np.float64
-    return fake
-
-
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_cupy_launchers_pass_what_the_ptx_expects(monkeypatch, dtype):
     calls = []
-    monkeypatch.setitem(sys.modules, "cupy", _fake_cupy(calls))
+    monkeypatch.setitem(sys.modules, "cupy", fake_cupy(calls, options=_compile.OPTIONS))
     caches = (_compile._module, _compile.get_kernel, cupy_bicgstab._device_offsets)
     for cache in caches:
         cache.cache_clear()

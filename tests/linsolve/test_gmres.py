@@ -40,9 +40,7 @@ from __future__ import annotations
 
 import io
 import math
-import re
 import sys
-import types
 from dataclasses import replace
 
 import numpy as np
@@ -54,6 +52,7 @@ from cext import kernels_for, reference
 from cext import numba as nbk
 from linsolve import SolveResult, pcg
 from linsolve.krylov.gmres import fgmres, gmres
+from tests.cuda_stub import fake_cupy, ptx_entries
 from tests.linsolve.scipy_iterative import import_scipy_tests as _import_scipy_tests
 from tests.linsolve.scipy_iterative import scipy_tests as _scipy_tests
 from tests.problems import poisson1d, poisson2d
@@ -821,8 +820,7 @@ def test_cuda_source_compiles_with_the_launchers_parameters(dtype):
                                   _compile.OPTIONS + ("--gpu-architecture=compute_80",),
                                   expressions, name="gmres.cu")
     assert result.ok, result.log
-    entries = {m.group(1): re.findall(r"\.param\s+\.(\w+)", m.group(2))
-               for m in re.finditer(r"\.entry\s+(\w+)\s*\((.*?)\)", result.ptx, re.S)}
+    entries = ptx_entries(result.ptx)
     for expression in expressions:
         assert entries[result.lowered_names[expression]] == _PTX_PARAMS[expression.split("<")[0]]
 
@@ -832,30 +830,7 @@ def test_cuda_launchers_pass_arguments_of_the_ptx_kinds(monkeypatch):
     from cext.cupy import gmres as cuda_gmres
 
     calls = []
-
-    class Kernel:
-        def __init__(self, name):
-            self.name = name
-
-        def __call__(self, grid, block, args):
-            kinds = [("u64" if isinstance(a, np.ndarray) else
-                      {np.int64: "u64", np.float64: "f64", np.int32: "u32"}.get(type(a),
-                                                                               type(a).__name__))
-                     for a in args]
-            calls.append((self.name, kinds, grid, block))
-
-    class RawModule:
-        def __init__(self, code, options, name_expressions):
-            self.name_expressions = name_expressions
-
-        def get_function(self, name):
-            assert name in self.name_expressions
-            return Kernel(name.split("<")[0])
-
-    fake = types.ModuleType("cupy")
-    fake.RawModule, fake.float64 = RawModule, np.float64
-    fake.empty, fake.asarray = np.empty, np.asarray
-    monkeypatch.setitem(sys.modules, "cupy", fake)
+    monkeypatch.setitem(sys.modules, "cupy", fake_cupy(calls, options=_compile.OPTIONS))
     _compile._module.cache_clear()
     _compile.get_kernel.cache_clear()
     try:
@@ -866,6 +841,6 @@ def test_cuda_launchers_pass_arguments_of_the_ptx_kinds(monkeypatch):
         _compile._module.cache_clear()
         _compile.get_kernel.cache_clear()
     assert {name for name, *_ in calls} == set(_PTX_PARAMS)
-    for name, kinds, grid, block in calls:
+    for name, grid, block, kinds in calls:
         assert kinds == _PTX_PARAMS[name], name
         assert block == (_compile.BLOCK,) and grid[0] >= 1

@@ -24,6 +24,7 @@ from cext import numba as nbk
 from linsolve import REASONS, SolveResult
 from linsolve.krylov.minres import minres
 from linsolve.precond import jacobi
+from tests.cuda_stub import ptx_entries
 from tests.linsolve.scipy_iterative import import_scipy_tests as _import_scipy_tests
 from tests.linsolve.scipy_iterative import scipy_tests as _scipy_tests
 from tests.problems import indefinite, poisson1d, poisson2d
@@ -746,7 +747,6 @@ CUDA_PARAMS = {
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_cuda_source_compiles_with_nvrtc(dtype):
-    import re
 
     from cext.cupy import _compile
     from cext.cupy import minres as cuda_minres
@@ -759,8 +759,7 @@ def test_cuda_source_compiles_with_nvrtc(dtype):
                                   _compile.OPTIONS + ("--gpu-architecture=compute_80",),
                                   expressions, name="minres.cu")
     assert result.ok, result.log
-    entries = {m.group(1): re.findall(r"\.param\s+\.(\w+)", m.group(2))
-               for m in re.finditer(r"\.entry\s+(\w+)\s*\((.*?)\)", result.ptx, re.DOTALL)}
+    entries = ptx_entries(result.ptx)
     for expression in expressions:
         assert entries[result.lowered_names[expression]] == CUDA_PARAMS[expression.split("<")[0]]
 
