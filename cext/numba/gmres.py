@@ -86,6 +86,28 @@ def _subtract_rows(V, rows, coef, lo, hi, buffer):
             buffer[k] -= ci * row[k]
 
 
+@nb.njit(**_SERIAL)
+def _chunk_totals(partial, width):
+    """The first ``width`` column sums of the chunks' partial sums, added in chunk order
+    (so the bits do not depend on the threads)."""
+    totals = np.zeros(width)
+    for c in range(partial.shape[0]):
+        for i in range(width):
+            totals[i] += partial[c, i]
+    return totals
+
+
+@nb.njit(**_JIT)
+def _scale_chunks(w, n, nchunks, scale):
+    """``w *= scale`` chunk by chunk, each product in float64."""
+    for c in prange(nchunks):
+        lo = c * _CHUNK
+        hi = min(lo + _CHUNK, n)
+        chunk = w[lo:hi]
+        for k in range(hi - lo):
+            chunk[k] = np.float64(chunk[k]) * scale
+
+
 @nb.njit(**_JIT)
 def gmres_project(V, j, w, h, tau):
     """Orthogonalise ``w`` against rows ``0..j`` of ``V`` (CGS2) and scale it to unit norm.
@@ -111,10 +133,7 @@ def gmres_project(V, j, w, h, tau):
         for i in range(rows):
             partial[c, i] = _dot(V[i, lo:hi], chunk)
         partial[c, rows] = _dot(chunk, chunk)
-    first = np.zeros(rows + 1)
-    for c in range(nchunks):
-        for i in range(rows + 1):
-            first[i] += partial[c, i]
+    first = _chunk_totals(partial, rows + 1)
     # sweep 2: w -= V' c1, then c2 = V w and ||w||^2 on the same chunk (V still in L2)
     for c in prange(nchunks):
         lo = c * _CHUNK
@@ -129,10 +148,7 @@ def gmres_project(V, j, w, h, tau):
         for i in range(rows):
             partial[c, i] = _dot(V[i, lo:hi], chunk)
         partial[c, rows] = _dot(chunk, chunk)
-    second = np.zeros(rows + 1)
-    for c in range(nchunks):
-        for i in range(rows + 1):
-            second[i] += partial[c, i]
+    second = _chunk_totals(partial, rows + 1)
     projected = 0.0
     for i in range(rows):
         projected += second[i] * second[i]
@@ -141,13 +157,7 @@ def gmres_project(V, j, w, h, tau):
         # the second update is below rounding: w_1 is the vector, scaled in one pass
         norm = math.sqrt(second[rows])
         if norm > 0.0 and norm < math.inf:
-            scale = 1.0 / norm
-            for c in prange(nchunks):
-                lo = c * _CHUNK
-                hi = min(lo + _CHUNK, n)
-                chunk = w[lo:hi]
-                for k in range(hi - lo):
-                    chunk[k] = np.float64(chunk[k]) * scale
+            _scale_chunks(w, n, nchunks, 1.0 / norm)
         for i in range(rows):
             h[i] = first[i]
         h[rows] = norm
@@ -167,19 +177,11 @@ def gmres_project(V, j, w, h, tau):
         for k in range(hi - lo):
             chunk[k] = buffer[k] * scale
         partial[c, 0] = _dot(buffer, buffer)
-    squares = 0.0
-    for c in range(nchunks):
-        squares += partial[c, 0]
+    squares = _chunk_totals(partial, 1)[0]
     norm = math.sqrt(squares) if squares >= 0.0 else math.nan
     # sweep 4, rare: the Pythagorean norm was off (cancellation near a breakdown)
     if norm > 0.0 and norm < math.inf and abs(norm * scale - 1.0) > _RESCALE:
-        rescale = 1.0 / (norm * scale)
-        for c in prange(nchunks):
-            lo = c * _CHUNK
-            hi = min(lo + _CHUNK, n)
-            chunk = w[lo:hi]
-            for k in range(hi - lo):
-                chunk[k] = np.float64(chunk[k]) * rescale
+        _scale_chunks(w, n, nchunks, 1.0 / (norm * scale))
     for i in range(rows):
         h[i] = first[i] + second[i]
     h[rows] = norm
