@@ -269,7 +269,6 @@ def run_linear(args: argparse.Namespace) -> int:
             raise ValueError(f"--maxiter must be >= 0, got {args.maxiter}")
         if args.max_nnz < 1:
             raise ValueError(f"--max-nnz must be >= 1, got {args.max_nnz}")
-        _check_writable_folder("--out", args.out)
         if args.matrix is not None:
             problem = load_matrix(args.matrix, seed=args.seed, max_nnz=args.max_nnz)
         else:
@@ -408,6 +407,12 @@ def _dispatch(argv: list[str]) -> int:
             args = top_parser().parse_args(argv)
             if args.command is not None:  # e.g. `--size 8 speed`: options belong after it
                 raise InputError(f"put the command first: python -m bench {args.command} ...")
+        if getattr(args, "out", None) is not None:
+            # every command writes there: refuse before minutes of measuring
+            try:
+                _check_writable_folder("--out", args.out)
+            except ValueError as error:
+                raise InputError(str(error)) from error
         require(*REQUIRED[command])
         with sigterm_as_interrupt():
             return _runner(command)(args)

@@ -72,6 +72,18 @@ def test_missing_extra_is_one_error_line(module, argv, tmp_path, monkeypatch, ca
     assert not out.exists()
 
 
+@pytest.mark.parametrize("command", ("", *SUBCOMMANDS))
+def test_unwritable_out_is_one_error_line_before_any_work(command, tmp_path, capsys):
+    """Every command checks --out first: a file in the way is named, nothing runs."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    argv = ([command] if command else []) + ["--out", str(blocker / "results")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --out"), err
+    assert "a-file" in err[0] and "writable folder" in err[0]
+
+
 def test_missing_skfem_names_the_extra(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "skfem", None)
     assert main(["speed", "--matrices", "p1tri", "--size", "4"]) == 2
