@@ -336,8 +336,127 @@ def make_problem(name: str, size: int = 64, *, seed: int = 0, epsilon: float = 1
     return Problem(name, A, rhs(A.shape[0], seed))
 
 
-def load_matrix(path: str | os.PathLike, *, seed: int = 0, max_nnz: int | None = None) -> Problem:
+# Bytes a read-and-convert of a Matrix Market file holds at its peak, per stored
+# entry (the reader's row, column and value arrays, 8 bytes each at most) and per
+# entry of the CSR matrix (column index and value), and per row: the CSR row
+# pointer and the benchmark's vectors (right-hand side, solution and a Krylov
+# method's work vectors: 8 of 8 bytes).
+_READ_BYTES_PER_ENTRY = 24
+_CSR_BYTES_PER_ENTRY = 16
+_BYTES_PER_ROW = 8 + 8 * 8
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux's ``MemAvailable``), else
+    the physical memory, else None when neither can be read."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _entry_lines(path: str, *, blank: bool = True) -> int:
+    """Lines after the size line of a Matrix Market file (the last one even without a
+    newline): the entries it can hold, counted without parsing (about 1 GB/s), or with
+    ``blank=False`` the non-blank ones, line by line (slower: only for a suspect file)."""
+    with open(path, "rb") as handle:
+        for line in handle:   # banner, comments and blank lines, then the size line
+            stripped = line.strip()
+            if stripped and not stripped.startswith(b"%"):
+                break
+        if not blank:
+            return sum(1 for line in handle if line.strip())
+        count, last = 0, b"\n"
+        while chunk := handle.read(1 << 22):
+            count += chunk.count(b"\n")
+            last = chunk[-1:]
+        return count + (last != b"\n")
+
+
+def _bytes(count: float) -> str:
+    """``count`` bytes in binary units: ``'16 GiB'``."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if count < 1024:
+            return f"{count:.3g} {unit}"
+        count /= 1024
+    return f"{count:.3g} TiB"
+
+
+def _matrix_bytes(rows: int, entries: int, fmt: str, symmetry: str) -> int:
+    """Peak bytes of reading a file with this header and building its CSR system."""
+    stored = rows * rows if fmt == "array" else entries
+    held = stored if symmetry == "general" else 2 * stored
+    read = stored * (8 if fmt == "array" else _READ_BYTES_PER_ENTRY)
+    return read + held * _CSR_BYTES_PER_ENTRY + (rows + 1) * _BYTES_PER_ROW
+
+
+def _check_header(path: str, rows: int, cols: int, entries: int, fmt: str, field_: str,
+                  symmetry: str, max_nnz: int | None, max_bytes: int | None) -> None:
+    """Refuse a header before anything sized by it is allocated.
+
+    A header is a claim: ``1000000000 1000000000 3`` costs 60 bytes on disk
+    and, read, a 1e9-long row pointer and right-hand side (16 GB). It is
+    checked against the file's own lines and against the memory the read
+    and the conversion would hold.
+    """
+    if rows != cols:
+        raise ValueError(f"{path!r} holds a {rows} x {cols} matrix; CG needs a square symmetric "
+                         "positive definite one")
+    if rows == 0:
+        raise ValueError(f"{path!r} holds an empty matrix")
+    if field_ == "complex":
+        raise ValueError(f"{path!r} holds a complex matrix; the benchmarks solve real SPD systems")
+    if fmt == "coordinate" and entries < rows:
+        # every row of an SPD matrix holds its positive diagonal entry
+        raise ValueError(f"{path!r} declares a {rows} x {cols} matrix with {entries} entries; a "
+                         f"symmetric positive definite matrix stores at least its {rows} diagonal "
+                         "entries, so the header's size or its entry count is wrong")
+    if max_nnz is not None:
+        nnz = (rows * cols if fmt == "array" else entries) * (1 if symmetry == "general" else 2)
+        if nnz > max_nnz:
+            raise ValueError(f"{path!r} declares a {rows} x {cols} matrix with up to {nnz} "
+                             f"entries, over --max-nnz {max_nnz}; raise --max-nnz to read it")
+    if fmt != "array":
+        claimed = entries
+    elif symmetry == "general":
+        claimed = rows * cols
+    else:   # one triangle, with the diagonal unless skew-symmetric
+        claimed = rows * (rows + 1) // 2 if symmetry != "skew-symmetric" else rows * (rows - 1) // 2
+    lines = _entry_lines(path)
+    if lines < claimed:
+        raise ValueError(f"{path!r} declares {claimed} entries in its header but has only {lines} "
+                         "lines after it: the file is truncated or its header is wrong")
+    if lines > claimed and (lines := _entry_lines(path, blank=False)) > claimed:
+        raise ValueError(f"{path!r} declares {claimed} entries in its header but has {lines} "
+                         "entry lines after it: the header's count is wrong, or the file holds "
+                         "more than one matrix; fix the count in the header")
+    needed = _matrix_bytes(rows, entries, fmt, symmetry)
+    limit = available_memory() if max_bytes is None else max_bytes
+    if limit is not None and needed > limit:
+        raise ValueError(f"{path!r} declares a {rows} x {cols} matrix with {entries} entries: "
+                         f"reading it and building the system needs about {_bytes(needed)}, "
+                         f"over the {_bytes(limit)} "
+                         f"{'of memory available' if max_bytes is None else 'limit (max_bytes)'}"
+                         "; use a smaller matrix or a machine with more memory")
+
+
+def load_matrix(path: str | os.PathLike, *, seed: int = 0, max_nnz: int | None = None,
+                max_bytes: int | None = None) -> Problem:
     """Read a Matrix Market file into a :class:`Problem` with a seeded right-hand side.
+
+    The header is checked before anything sized by it is allocated: the
+    file must hold as many entry lines as the header claims (a file that
+    holds more is refused by the reader), an ``n x n`` coordinate matrix at
+    least ``n`` entries (the diagonal of an SPD matrix), and the read plus
+    the conversion to CSR with the benchmark's vectors must fit in
+    ``max_bytes`` (default: the memory available now).
 
     ``max_nnz`` (default: no limit) bounds the entries the matrix will hold,
     read from the file's header before the entries are: a symmetric file's
@@ -347,23 +466,32 @@ def load_matrix(path: str | os.PathLike, *, seed: int = 0, max_nnz: int | None =
     ------
     ValueError
         The file is missing, not Matrix Market, not square, complex, empty,
-        or over ``max_nnz``. The message names the file and what is wrong
-        with it.
+        truncated, longer than its header says, or over ``max_nnz`` or
+        ``max_bytes``. The message names the file and what is wrong with it.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "huge.mtx")
+    >>> with open(path, "w") as handle:
+    ...     _ = handle.write("%%MatrixMarket matrix coordinate real general\\n"
+    ...                      "1000000000 1000000000 3\\n1 1 1.0\\n2 2 1.0\\n3 3 1.0\\n")
+    >>> load_matrix(path)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: '...huge.mtx' declares a 1000000000 x 1000000000 matrix with 3 entries; a symmetric positive definite matrix stores at least its 1000000000 diagonal entries, so the header's size or its entry count is wrong
     """
     import scipy.io
 
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise ValueError(f"matrix file {path!r} does not exist")
-    if max_nnz is not None:
-        try:
-            rows, cols, entries, _, _, symmetry = scipy.io.mminfo(path)
-        except Exception as error:  # junk headers raise ValueError, IndexError, ...
-            raise ValueError(f"could not read {path!r} as a Matrix Market file: {error}") from error
-        nnz = entries if symmetry == "general" else 2 * entries
-        if nnz > max_nnz:
-            raise ValueError(f"{path!r} declares a {rows} x {cols} matrix with up to {nnz} "
-                             f"entries, over --max-nnz {max_nnz}; raise --max-nnz to read it")
+    try:
+        rows, cols, entries, fmt, field_, symmetry = scipy.io.mminfo(path)
+    except Exception as error:  # junk headers raise ValueError, IndexError, ...
+        raise ValueError(f"could not read {path!r} as a Matrix Market file: {error}") from error
+    _check_header(path, int(rows), int(cols), int(entries), fmt, field_, symmetry, max_nnz,
+                  max_bytes)
     try:
         A = scipy.io.mmread(path)
     except Exception as error:  # scipy raises ValueError, IndexError, ... on junk
@@ -371,8 +499,6 @@ def load_matrix(path: str | os.PathLike, *, seed: int = 0, max_nnz: int | None =
     if A.ndim != 2 or A.shape[0] != A.shape[1]:
         raise ValueError(f"{path!r} holds a {A.shape[0]} x {A.shape[1]} matrix; CG needs a "
                          "square symmetric positive definite one")
-    if A.shape[0] == 0:
-        raise ValueError(f"{path!r} holds an empty matrix")
     if np.iscomplexobj(A):
         raise ValueError(f"{path!r} holds a complex matrix; the benchmarks solve real SPD systems")
     A = _canonical(sp.csr_matrix(A))

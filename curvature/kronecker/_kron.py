@@ -42,22 +42,26 @@ def check_decay(name: str, value, *, allow_one: bool = False) -> float:
     return value
 
 
-def check_real(xp, x, name: str):
-    """Refuse integer, boolean and complex arrays and NaN/Inf (a clear error, not a cast)."""
+def check_real(xp, x, name: str, *, finite: bool = True):
+    """Refuse integer, boolean and complex arrays and (``finite``) NaN/Inf (a clear error,
+    not a cast). The operators' ``solve``/``matvec``/``precondition`` pass ``finite=False``
+    and test finiteness under their ``check_finite`` contract instead."""
     if not xp.isdtype(x.dtype, "real floating"):
         raise TypeError(f"{name} must be a real floating array (float32 or float64), got dtype "
                         f"{x.dtype}; convert it with xp.astype(x, xp.float64)")
-    if not bool(xp.all(xp.isfinite(x))):
+    if finite and not bool(xp.all(xp.isfinite(x))):
         raise ValueError(f"{name} contains NaN or Inf")
     return x
 
 
-def check_vector(v, name: str, expected, dim: int, owner: str = "this layer"):
-    """``(xp, v)`` for a flattened-weight vector: same library, shape ``(dim,)``, real, finite."""
+def check_vector(v, name: str, expected, dim: int, owner: str = "this layer", *,
+                 finite: bool = True):
+    """``(xp, v)`` for a flattened-weight vector: same library, shape ``(dim,)``, real,
+    finite (unless ``finite=False``)."""
     xp = namespace_of(v, name, expected, owner)
     if tuple(v.shape) != (dim,):
         raise ValueError(f"{name} must have shape ({dim},), got {tuple(v.shape)}")
-    return xp, check_real(xp, v, name)
+    return xp, check_real(xp, v, name, finite=finite)
 
 
 def check_batch(xp, x, name: str, features: int):

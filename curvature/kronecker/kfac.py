@@ -47,8 +47,9 @@ from typing import Any
 
 from cext import kernels_for
 
-from .._checks import (check_finite_statistics, check_positive_int, linalg_failure,
-                      linear_without_overflow, namespace_of)
+from .._checks import (check_finite_statistics, check_finite_switch, check_positive_int,
+                       checks_finite, finite_apply, linalg_failure, namespace_of,
+                       refuse_nonfinite)
 from ._kron import (check_decay, check_layer_batch, check_positive, check_real, check_vector,
                     kl_clip_scale, symmetrise, unvec, vec, with_ones)
 from .._state import Array, Count, Equal, Real, check_state, copy_array, restoring
@@ -86,6 +87,13 @@ class KFAC:
         If set, :meth:`precondition` with a learning rate scales the direction
         by :func:`kl_clip_scale` of this layer alone (for a whole network,
         call :func:`kl_clip_scale` over all layers instead).
+    check_finite : bool or None
+        NaN/Inf contract of :meth:`precondition`, :meth:`solve` and
+        :meth:`matvec`, as in :class:`curvature.MFAC`: True checks every call
+        (ValueError for NaN or Inf in the input, or for a result that
+        overflows), False checks nothing, None (default) checks host arrays
+        only, so that no call synchronises with a device. :meth:`update`
+        always refuses non-finite activations and gradients.
 
     Attributes
     ----------
@@ -126,7 +134,8 @@ class KFAC:
     def __init__(self, in_features: int, out_features: int, *, bias: bool = True,
                  damping: float = 1e-3, decay: float = 0.95, mode: str = "eigen",
                  pi_heuristic: bool = False, inverse_update_freq: int = 1,
-                 kl_clip: float | None = None):
+                 kl_clip: float | None = None, check_finite: bool | None = None):
+        self.check_finite = check_finite_switch(check_finite)
         self.in_features = check_positive_int("in_features", in_features)
         self.out_features = check_positive_int("out_features", out_features)
         self.bias = bool(bias)
@@ -248,12 +257,13 @@ class KFAC:
         return (A_inv, G_inv, pi)
 
     # --- applying the operator ------------------------------------------
-    def _apply(self, V, inverse: bool):
-        """``F_damped^{-1} V`` (inverse=True) or ``F_damped V`` on an (out, in+1) matrix."""
+    def _apply(self, xp, V, inverse: bool, name: str, owner: str):
+        """``F_damped^{-1} V`` (inverse=True) or ``F_damped V`` on an (out, in+1) matrix,
+        under the ``check_finite`` contract (``name``, ``owner``: for its messages)."""
         if self._frozen is None:
-            return V
-        return linear_without_overflow(self._xp, lambda V: self._apply_linear(V, inverse), V,
-                                       "KFAC." + ("solve" if inverse else "matvec"))
+            return finite_apply(xp, lambda V: V, V, name, owner, self.check_finite)
+        return finite_apply(xp, lambda V: self._apply_linear(V, inverse), V, name, owner,
+                            self.check_finite)
 
     def _apply_linear(self, V, inverse: bool):
         xp = self._xp
@@ -273,11 +283,12 @@ class KFAC:
         return xp.matmul(xp.matmul(Gd, V), Ad)
 
     def _check_matrix(self, V, name):
+        """``(xp, V)``: library, shape and dtype; finiteness is the caller's (``check_finite``)."""
         xp = namespace_of(V, name, self._xp, "this layer")
         if tuple(V.shape) != (self.rows, self.cols):
             raise ValueError(f"{name} must have shape ({self.rows}, {self.cols}) (out, in"
                              f"{' + 1 for the bias' if self.bias else ''}), got {tuple(V.shape)}")
-        return xp, check_real(xp, V, name)
+        return xp, check_real(xp, V, name, finite=False)
 
     def precondition(self, grad_W: Any, lr: float | None = None) -> Any:
         """The preconditioned gradient ``F_damped^{-1} grad_W`` as an ``(out, in + 1)`` matrix.
@@ -286,27 +297,25 @@ class KFAC:
         :func:`kl_clip_scale`.
         """
         xp, V = self._check_matrix(grad_W, "grad_W")
+        D = self._apply(xp, V, True, "grad_W", "KFAC.precondition")
         if self._xp is None:
-            return V
-        D = self._apply(V, inverse=True)
+            return D
         if self.kl_clip is not None and lr is not None:
             D = D * kl_clip_scale([D], [V], lr, self.kl_clip)
         return D
 
     def solve(self, v: Any) -> Any:
         """``F_damped^{-1} v`` for ``v = vec(V)`` (column-major, see the module notes)."""
-        xp, v = check_vector(v, "v", self._xp, self.shape[0])
-        if self._xp is None:
-            return v
-        return vec(xp, self._apply(unvec(xp, v, self.rows, self.cols), inverse=True))
+        xp, v = check_vector(v, "v", self._xp, self.shape[0], finite=False)
+        return vec(xp, self._apply(xp, unvec(xp, v, self.rows, self.cols), True, "v",
+                                   "KFAC.solve"))
 
     def matvec(self, v: Any) -> Any:
         """``F_damped v``: ``(kron(A, G) + lambda I) v`` in eigen mode, the factored product
         ``kron(A + pi sqrt(lambda) I, G + sqrt(lambda)/pi I) v`` in inverse mode."""
-        xp, v = check_vector(v, "v", self._xp, self.shape[0])
-        if self._xp is None:
-            return v
-        return vec(xp, self._apply(unvec(xp, v, self.rows, self.cols), inverse=False))
+        xp, v = check_vector(v, "v", self._xp, self.shape[0], finite=False)
+        return vec(xp, self._apply(xp, unvec(xp, v, self.rows, self.cols), False, "v",
+                                   "KFAC.matvec"))
 
     # --- state ----------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -392,6 +401,8 @@ def precondition_layers(layers, grads) -> list:
     groups: dict = {}
     for index, (layer, grad) in enumerate(zip(layers, grads)):
         xp, V = layer._check_matrix(grad, "grad")
+        if checks_finite(layer.check_finite, V):
+            refuse_nonfinite(xp, V, f"grads[{index}]", "precondition_layers")
         if layer.mode != "eigen" or layer._frozen is None or V.dtype != layer.dtype:
             results[index] = layer.precondition(V)
             continue

@@ -91,7 +91,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .._checks import check_positive_int, namespace_of
+from .._checks import check_finite_switch, check_positive_int, finite_apply, namespace_of
 from ._kron import (check_decay, check_layer_batch, check_positive, check_real, check_vector,
                     symmetrise, unvec, vec, with_ones)
 from .._state import (Array, Choice, Count, Equal, ListOf, Real, check_state, copy_array)
@@ -209,6 +209,10 @@ class MKOR:
     hybrid_window, hybrid_tolerance : int, float
         Switch when ``(L_old - L_new) / |L_old| < hybrid_tolerance`` over the
         last ``hybrid_window`` observed losses (after a full window).
+    check_finite : bool or None
+        NaN/Inf contract of :meth:`precondition`, :meth:`solve` and
+        :meth:`matvec`, as in :class:`curvature.KFAC`: None (default) checks
+        host arrays only; :meth:`update` always refuses non-finite input.
 
     Attributes
     ----------
@@ -249,7 +253,8 @@ class MKOR:
                  denominator_guard: float = 1e-8, reset_threshold: float = 1e10,
                  reinvert_every: int | None = None, norm_match: bool = True,
                  hybrid: bool = False, hybrid_window: int = 50,
-                 hybrid_tolerance: float = 1e-3):
+                 hybrid_tolerance: float = 1e-3, check_finite: bool | None = None):
+        self.check_finite = check_finite_switch(check_finite)
         self.in_features = check_positive_int("in_features", in_features)
         self.out_features = check_positive_int("out_features", out_features)
         self.bias = bool(bias)
@@ -409,19 +414,22 @@ class MKOR:
 
     # --- applying -------------------------------------------------------
     def _check_matrix(self, V, name):
+        """``(xp, V)``: library, shape and dtype; finiteness is the caller's (``check_finite``)."""
         xp = namespace_of(V, name, self._xp, "this layer")
         if tuple(V.shape) != (self.rows, self.cols):
             raise ValueError(f"{name} must have shape ({self.rows}, {self.cols}), "
                              f"got {tuple(V.shape)}")
-        return xp, check_real(xp, V, name)
+        return xp, check_real(xp, V, name, finite=False)
 
     def precondition(self, grad_W: Any) -> Any:
         """``J_G grad_W J_A`` (norm-matched), or ``grad_W`` itself in the first-order phase."""
         xp, V = self._check_matrix(grad_W, "grad_W")
+        owner = "MKOR.precondition"
         if self._J is None or self.phase == "first":
-            return V
+            return finite_apply(xp, lambda V: V, V, "grad_W", owner, self.check_finite)
         J_A, J_G = self._J
-        D = xp.matmul(xp.matmul(J_G, V), J_A)
+        D = finite_apply(xp, lambda V: xp.matmul(xp.matmul(J_G, V), J_A), V, "grad_W", owner,
+                         self.check_finite)
         if self.hybrid and not float(xp.sum(D * V)) > 0.0:
             self.fallbacks += 1
             return V
@@ -433,21 +441,29 @@ class MKOR:
 
     def solve(self, v: Any) -> Any:
         """``kron(J_A, J_G) v``: the kept inverses on a column-major vec (no norm matching)."""
-        xp, v = check_vector(v, "v", self._xp, self.shape[0])
+        xp, v = check_vector(v, "v", self._xp, self.shape[0], finite=False)
         if self._J is None:
-            return v
+            return finite_apply(xp, lambda v: v, v, "v", "MKOR.solve", self.check_finite)
         J_A, J_G = self._J
-        V = unvec(xp, v, self.rows, self.cols)
-        return vec(xp, xp.matmul(xp.matmul(J_G, V), J_A))
+
+        def apply(v):
+            V = unvec(xp, v, self.rows, self.cols)
+            return vec(xp, xp.matmul(xp.matmul(J_G, V), J_A))
+
+        return finite_apply(xp, apply, v, "v", "MKOR.solve", self.check_finite)
 
     def matvec(self, v: Any) -> Any:
         """The inverse of :meth:`solve`: ``kron(J_A^{-1}, J_G^{-1}) v`` by two solves."""
-        xp, v = check_vector(v, "v", self._xp, self.shape[0])
+        xp, v = check_vector(v, "v", self._xp, self.shape[0], finite=False)
         if self._J is None:
-            return v
+            return finite_apply(xp, lambda v: v, v, "v", "MKOR.matvec", self.check_finite)
         J_A, J_G = self._J
-        V = xp.linalg.solve(J_G, unvec(xp, v, self.rows, self.cols))
-        return vec(xp, xp.matrix_transpose(xp.linalg.solve(J_A, xp.matrix_transpose(V))))
+
+        def apply(v):
+            V = xp.linalg.solve(J_G, unvec(xp, v, self.rows, self.cols))
+            return vec(xp, xp.matrix_transpose(xp.linalg.solve(J_A, xp.matrix_transpose(V))))
+
+        return finite_apply(xp, apply, v, "v", "MKOR.matvec", self.check_finite)
 
     # --- state ----------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -24,11 +24,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from array_api_compat import array_namespace, is_numpy_namespace
+from array_api_compat import is_numpy_namespace
 
 from linsolve.validation.inputs import as_int
 
-from .._checks import check_square_summable, linalg_failure, namespace_of, refuse_complex
+from .._checks import (check_finite_switch, check_square_summable, finite_apply,
+                       linalg_failure, namespace_of, refuse_complex)
 from .window import _check_damping
 
 __all__ = ["MFACStatic"]
@@ -43,6 +44,11 @@ class MFACStatic:
         The gradients, one per row (any array-API namespace).
     damping : float
         ``lambda > 0``.
+    check_finite : bool or None, optional
+        NaN/Inf contract of :meth:`solve` and :meth:`matvec`, as in
+        :class:`curvature.MFAC`: True checks (ValueError for NaN or Inf in
+        ``v``, or for a result that overflows), False does not, None (default)
+        checks host arrays only (no device synchronisation per call).
 
     Attributes
     ----------
@@ -79,9 +85,10 @@ class MFACStatic:
     True
     """
 
-    def __init__(self, G: Any, damping: float):
-        xp = array_namespace(G)
+    def __init__(self, G: Any, damping: float, *, check_finite: bool | None = None):
+        xp = namespace_of(G, "G")
         self.xp = xp
+        self.check_finite = check_finite_switch(check_finite)
         if G.ndim != 2 or G.shape[0] < 1 or G.shape[1] < 1:
             raise ValueError(f"G must be a non-empty 2-D array (m, d), got shape {G.shape}")
         refuse_complex(xp, G, "G")
@@ -138,19 +145,26 @@ class MFACStatic:
         return xp.astype(v, xp.float64), out_dtype
 
     def solve(self, v):
-        """``F^{-1} v = (v - U(U'v)) / damping`` in O(dm)."""
+        """``F^{-1} v = (v - U(U'v)) / damping`` in O(dm); NaN/Inf as ``check_finite`` says."""
         xp = self.xp
         v64, out_dtype = self._vector(v)
-        x = (v64 - self._U @ (v64 @ self._U)) / self._damping
-        return xp.astype(x, out_dtype)
+
+        def apply(v64):
+            return xp.astype((v64 - self._U @ (v64 @ self._U)) / self._damping, out_dtype)
+
+        return finite_apply(xp, apply, v64, "v", "MFACStatic.solve", self.check_finite)
 
     def matvec(self, v):
-        """``F v = damping v + G'(G v)/m``, through ``G = L U'``."""
+        """``F v = damping v + G'(G v)/m``, through ``G = L U'``; NaN/Inf as :meth:`solve`."""
         xp = self.xp
         v64, out_dtype = self._vector(v)
-        y = self._L @ (v64 @ self._U)  # G v
-        x = self._damping * v64 + self._U @ (xp.matrix_transpose(self._L) @ y) / self._m
-        return xp.astype(x, out_dtype)
+
+        def apply(v64):
+            y = self._L @ (v64 @ self._U)  # G v
+            x = self._damping * v64 + self._U @ (xp.matrix_transpose(self._L) @ y) / self._m
+            return xp.astype(x, out_dtype)
+
+        return finite_apply(xp, apply, v64, "v", "MFACStatic.matvec", self.check_finite)
 
     def inverse_diagonal(self):
         """The diagonal of ``F^{-1}``, ``(1 - ||U_i||^2) / damping``, in the window's dtype.

@@ -50,6 +50,7 @@ layers.
 from __future__ import annotations
 
 import math
+import os
 from typing import Any, Sequence
 
 import numpy as np
@@ -58,8 +59,8 @@ from array_api_compat import array_namespace, is_numpy_namespace
 from cext import kernels_for
 from cext.registry import writes_in_place
 
-from .._checks import (check_positive_int, check_square_summable, linear_without_overflow,
-                      namespace_of, refuse_complex)
+from .._checks import (check_finite_switch, check_positive_int, check_square_summable,
+                       finite_apply, namespace_of, refuse_complex)
 from .._state import Array, Count, Equal, Real, check_state
 
 __all__ = ["MFAC", "BlockedMFAC"]
@@ -130,6 +131,27 @@ def _gram_with_row(xp, K, slot: int, y):
     return xp.where(column, xp.reshape(padded, (nblocks, m, 1)), K)
 
 
+def _memmap_path(memmap) -> str:
+    """``memmap`` as a path whose folder exists, or an error naming the argument and the fix
+    (numpy's own is a bare FileNotFoundError about the file)."""
+    try:
+        path = os.fspath(memmap)
+    except TypeError:
+        raise TypeError(f"memmap must be a path (str or os.PathLike) or None, got "
+                        f"{type(memmap).__name__}") from None
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ValueError(f"memmap={path!r}: the folder {folder!r} does not exist; the window "
+                         "file is created, its folder is not: create the folder first "
+                         "(os.makedirs) or pass a path in an existing one")
+    if os.path.isdir(path):
+        raise ValueError(f"memmap={path!r} is a folder; pass the path of a file in it, e.g. "
+                         f"{os.path.join(path, 'window.dat')!r}")
+    return path
+
+
 def _eigen_factor(xp, K, shift: float):
     w, Q = xp.linalg.eigh(K)
     w = xp.clip(w, min=0.0) + shift
@@ -139,8 +161,10 @@ def _eigen_factor(xp, K, shift: float):
 class _MFACBase:
     """Window storage, Gram matrices and factors shared by MFAC and BlockedMFAC."""
 
-    def __init__(self, block_sizes, m, damping, dtype=None, xp=None, memmap=None):
+    def __init__(self, block_sizes, m, damping, dtype=None, xp=None, memmap=None,
+                 check_finite=None):
         self._m = check_positive_int("m", m)
+        self.check_finite = check_finite_switch(check_finite)
         self._damping = _check_damping(damping)
         self._layout = _Layout(block_sizes)
         if xp is None:
@@ -158,9 +182,16 @@ class _MFACBase:
         if memmap is not None:
             if not is_numpy_namespace(xp):
                 raise ValueError("memmap windows are NumPy-only; pass xp=None or numpy")
+            path = _memmap_path(memmap)
             # mode "w+" creates (or truncates) the file, zero-filled.
-            self._G = np.memmap(memmap, dtype=_dtype_name(xp, self._dtype), mode="w+",
-                                shape=(self._m, d))
+            try:
+                self._G = np.memmap(path, dtype=_dtype_name(xp, self._dtype), mode="w+",
+                                    shape=(self._m, d))
+            except OSError as exc:
+                raise ValueError(f"memmap={path!r}: the window file cannot be created "
+                                 f"({exc.strerror or exc}); pass a writable path with room "
+                                 f"for {self._m} x {d} {_dtype_name(xp, self._dtype)} "
+                                 "values") from exc
         else:
             self._G = xp.zeros((self._m, d), dtype=self._dtype)
         self._K = xp.zeros((nb, self._m, self._m), dtype=xp.float64)
@@ -295,13 +326,25 @@ class _MFACBase:
 
         ``v`` of shape ``(dim,)``; the result has the dtype
         ``result_type(v, window)``. See the module notes on precision.
+
+        Raises
+        ------
+        ValueError
+            Wrong shape; with finite-value checking on (``check_finite``,
+            by default for host arrays), NaN or Inf in ``v``, or a result
+            that overflows.
+        TypeError
+            ``v`` from another array library, or complex.
         """
         xp = self.xp
         v = self._check_vector(v, "v")
         out_dtype = xp.result_type(v.dtype, self._dtype)
         k, lam = self.size, self._damping
+        owner = f"{type(self).__name__}.solve"
         if k == 0:
-            return xp.astype(xp.astype(v, xp.float64) / lam, out_dtype)
+            return finite_apply(xp, lambda v: xp.astype(xp.astype(v, xp.float64) / lam,
+                                                        out_dtype),
+                                v, "v", owner, self.check_finite)
         S = self._factors()
 
         def apply(v):
@@ -310,20 +353,24 @@ class _MFACBase:
             c = self._kernels.factor_apply(S, y, xp.empty(y.shape, dtype=xp.float64))
             return self._combine(c, v, 1.0 / lam, -1.0 / lam, out_dtype)
 
-        return linear_without_overflow(xp, apply, v, f"{type(self).__name__}.solve")
-
+        return finite_apply(xp, apply, v, "v", owner, self.check_finite)
 
     def matvec(self, v):
-        """Return ``F v = damping v + G'(G v)/k`` (k = gradients present)."""
+        """Return ``F v = damping v + G'(G v)/k`` (k = gradients present).
+
+        Checked for NaN and Inf as :meth:`solve` is.
+        """
         xp = self.xp
         v = self._check_vector(v, "v")
         out_dtype = xp.result_type(v.dtype, self._dtype)
         k, lam = self.size, self._damping
+        owner = f"{type(self).__name__}.matvec"
         if k == 0:
-            return xp.astype(lam * xp.astype(v, xp.float64), out_dtype)
-        return linear_without_overflow(
+            return finite_apply(xp, lambda v: xp.astype(lam * xp.astype(v, xp.float64), out_dtype),
+                                v, "v", owner, self.check_finite)
+        return finite_apply(
             xp, lambda v: self._combine(self._gram_rows(v, k), v, lam, 1.0 / k, out_dtype),
-            v, f"{type(self).__name__}.matvec")
+            v, "v", owner, self.check_finite)
 
     # --- state ----------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -390,7 +437,18 @@ class MFAC(_MFACBase):
         Numba kernels.
     memmap : str or path, optional
         Keep the window in a ``numpy.memmap`` file (created or overwritten)
-        for windows larger than RAM; NumPy only.
+        for windows larger than RAM; NumPy only. Its folder must exist.
+    check_finite : bool or None, optional
+        The NaN/Inf contract of :meth:`solve` and :meth:`matvec` (as
+        ``scipy.linalg``'s switch): True checks every call, raising a
+        ValueError for NaN or Inf in ``v`` and for a result that overflows
+        from a finite ``v``; False checks nothing (NaN in, NaN out); None
+        (default) checks host arrays (NumPy, array-api-strict, CPU torch
+        and JAX) and not device arrays (CuPy, CUDA torch, JAX on an
+        accelerator, traced JAX), where a check would synchronise with the
+        device on every call. The check is one fused reduction over ``v``
+        and one over the result. :meth:`update` always refuses a non-finite
+        gradient.
 
     Attributes
     ----------
@@ -424,8 +482,9 @@ class MFAC(_MFACBase):
     """
 
     def __init__(self, dim: int, m: int, damping: float, dtype=None, xp=None,
-                 memmap=None):
-        super().__init__((check_positive_int("dim", dim),), m, damping, dtype, xp, memmap)
+                 memmap=None, *, check_finite: bool | None = None):
+        super().__init__((check_positive_int("dim", dim),), m, damping, dtype, xp, memmap,
+                         check_finite)
 
     @property
     def dim(self) -> int:
@@ -443,7 +502,7 @@ class BlockedMFAC(_MFACBase):
     ----------
     block_sizes : sequence of int
         Lengths of the blocks, in order; ``dim = sum(block_sizes)``.
-    m, damping, dtype, xp, memmap
+    m, damping, dtype, xp, memmap, check_finite
         As in :class:`MFAC`.
 
     Notes
@@ -471,8 +530,8 @@ class BlockedMFAC(_MFACBase):
     """
 
     def __init__(self, block_sizes: Sequence[int], m: int, damping: float, dtype=None,
-                 xp=None, memmap=None):
-        super().__init__(block_sizes, m, damping, dtype, xp, memmap)
+                 xp=None, memmap=None, *, check_finite: bool | None = None):
+        super().__init__(block_sizes, m, damping, dtype, xp, memmap, check_finite)
 
     @property
     def block_sizes(self) -> tuple[int, ...]:

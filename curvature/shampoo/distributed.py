@@ -176,12 +176,22 @@ class DistributedShampoo:
 
     def update(self, grads: Sequence[Any]) -> list[np.ndarray]:
         """Directions of every parameter on every rank (``grads``: the same list on every rank)."""
+        if not isinstance(grads, (list, tuple)):
+            raise TypeError(f"DistributedShampoo: grads must be a list or tuple of arrays, one "
+                            f"per parameter shape, got {type(grads).__name__}; wrap a single "
+                            "gradient as [grad]")
         if len(grads) != len(self.shapes):
             raise ValueError(f"expected {len(self.shapes)} gradients, got {len(grads)}")
         grads = [np.asarray(g) for g in grads]
-        for g, shape in zip(grads, self.shapes):
+        for i, (g, shape) in enumerate(zip(grads, self.shapes)):
             if g.shape != shape:
                 raise ValueError(f"gradient shape {g.shape} != parameter shape {shape}")
+            # before any block's state changes: an integer tile would reach Shampoo's
+            # refusal only on the rank that owns it, and only after other blocks updated
+            if g.dtype.kind != "f":
+                raise TypeError(f"DistributedShampoo: grads[{i}] has dtype {g.dtype}; each "
+                                "gradient must be a real floating array (float32 or float64): "
+                                f"convert it with numpy.asarray(grads[{i}], dtype=float)")
         local = {b: opt.update(np.ascontiguousarray(grads[self.tiles[b][0]][self.tiles[b][1]]))
                  for b, opt in self.blocks.items()}
         dtypes = [g.dtype if g.dtype in (np.float32, np.float64) else np.dtype(np.float64)

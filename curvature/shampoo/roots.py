@@ -15,7 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from array_api_compat import array_namespace, is_cupy_namespace, is_numpy_namespace
+import numpy as np
+from array_api_compat import array_namespace, device, is_cupy_namespace, is_numpy_namespace
 
 __all__ = ["inverse_root", "RootInfo", "RootError"]
 
@@ -84,8 +85,13 @@ def inverse_root(A: Any, p: int, *, eps: float = 0.0,
     Parameters
     ----------
     A : array of shape (..., n, n)
-        Symmetric matrices (a stack of them over the leading dimensions). The
-        input is symmetrised, ``(A + A') / 2``, first. Any array-API namespace.
+        Symmetric matrices (a stack of them over the leading dimensions). A
+        block that is visibly not symmetric is refused with a ValueError,
+        not rooted: ``|A x - A' x| > sqrt(u) |A x + A' x|`` for a seeded
+        random ``x`` (``u`` the dtype's rounding unit, so ``sqrt(u)`` is
+        3.5e-4 in float32 and 1.5e-8 in float64; pcg's probe). Below that
+        (the rounding of a computed ``G G'``) the input is symmetrised,
+        ``(A + A') / 2``, first. Any array-API namespace.
     p : int
         Positive integer root.
     eps : float
@@ -122,14 +128,18 @@ def inverse_root(A: Any, p: int, *, eps: float = 0.0,
     Returns
     -------
     X : array of shape (..., n, n)
-        In the namespace and dtype of ``A``.
+        In the namespace and dtype of ``A``. An empty stack (``n = 0``, or
+        no blocks) has the empty root: ``X`` is empty and ``info`` reports
+        a converged root with residual 0, as ``numpy.linalg.inv`` of a 0 x 0
+        matrix.
     info : RootInfo
         Only with ``return_info=True``.
 
     Raises
     ------
     ValueError
-        NaN or Inf in ``A``; not a stack of square matrices; ``p`` not a
+        NaN or Inf in ``A``; not a stack of square matrices; a block that is
+        not symmetric (see ``A``); ``p`` not a
         positive integer; unknown ``method`` or ``eps_mode``; negative ``eps``;
         ``floor=True`` with ``method="newton"``.
     TypeError
@@ -207,12 +217,14 @@ def inverse_root(A: Any, p: int, *, eps: float = 0.0,
         # eigh for them, and a root in 3 decimal digits fails RESIDUAL_THRESHOLD anyway.
         raise TypeError(f"A must be float32 or float64, got dtype {A.dtype}; convert it with "
                         "xp.astype(A, xp.float32) and cast the root back if needed")
+    if 0 in A.shape:
+        resolved = ("newton" if method == "newton" or (method == "auto" and not floor
+                                                       and is_cupy_namespace(xp)) else "eigh")
+        X = xp.zeros(A.shape, dtype=A.dtype)
+        return (X, RootInfo(0.0, 0, resolved, True)) if return_info else X
     if not bool(xp.all(xp.isfinite(A))):
         raise ValueError("A contains NaN or Inf")
-    # In place on the fresh sum: one temporary instead of two (this pass is a
-    # visible share of a batched root's cost next to eigh at n ~ 256).
-    A = A + xp.matrix_transpose(A)
-    A *= 0.5
+    A = _checked_symmetric_part(xp, A)
 
     if method == "auto":
         method = "newton" if is_cupy_namespace(xp) and not floor else "eigh"
@@ -240,6 +252,46 @@ def inverse_root(A: Any, p: int, *, eps: float = 0.0,
             "ill-conditioned for its dtype: pass eps > 0, use float64, or method='eigh'; "
             "return_info=True reports the failure instead of raising.")
     return X
+
+
+def _checked_symmetric_part(xp, A):
+    """``(A + A') / 2``, or a ValueError when a block of ``A`` is visibly not symmetric.
+
+    The probe of pcg's symmetry check, on a seeded random ``x`` per call:
+    ``||A x - A' x|| > sqrt(u) ||A x + A' x||`` (``u`` the dtype's rounding
+    unit) refuses the block. A computed ``G G'``, or a moving average of such
+    products, is symmetric to a few ``u`` (relative) and the two products
+    differ by rounding only, about ``sqrt(n) u``; a matrix not meant to be
+    symmetric is far above (``[[1, 10], [-10, 1]]``: 10). A probe and not
+    ``||A - A'||_F``: two matrix-vector products read ``A`` twice and write
+    nothing, where the exact norm needs two more ``n x n`` temporaries per
+    block (8% of a batched root at 64 blocks of 256, against about 1%).
+    """
+    n = A.shape[-1]
+    probe = np.random.default_rng(0).random(n) - 0.5
+    x = xp.asarray(probe, dtype=A.dtype, device=device(A))
+    Ax = xp.matmul(A, xp.reshape(x, (n, 1)))[..., 0]          # (..., n)
+    Atx = xp.matmul(xp.reshape(x, (1, n)), A)[..., 0, :]      # (x'A)' = A'x
+    defect = xp.sum((Ax - Atx) ** 2, axis=-1)
+    scale = xp.sum((Ax + Atx) ** 2, axis=-1)
+    u = float(xp.finfo(A.dtype).eps)
+    bad = defect > u * scale     # squares: ||D x||^2 > (sqrt(u) ||S x||)^2
+    if bool(xp.any(bad)):
+        flat_bad = xp.reshape(bad, (-1,))
+        block = int(xp.argmax(xp.astype(flat_bad, xp.int32)))
+        ratio = math.sqrt(float(xp.reshape(defect, (-1,))[block])
+                          / max(float(xp.reshape(scale, (-1,))[block]), math.ulp(0.0)))
+        where = "" if A.ndim == 2 else f" (block {block} of the flattened stack)"
+        raise ValueError(f"A is not symmetric{where}: |(A - A')x| / |(A + A')x| = {ratio:.3g} "
+                         f"for a random x, above sqrt(eps) = {math.sqrt(u):.2g} of {A.dtype}; "
+                         "inverse_root roots symmetric positive semi-definite matrices: pass "
+                         "(A + A') / 2 if the asymmetry is noise, or use a method for general "
+                         "matrices (scipy.linalg.fractional_matrix_power)")
+    # In place on the fresh sum: one temporary instead of two (this pass is a
+    # visible share of a batched root's cost next to eigh at n ~ 256).
+    S = A + xp.matrix_transpose(A)
+    S *= 0.5
+    return S
 
 
 def _check_power(p) -> int:

@@ -14,7 +14,8 @@ from typing import Any, Sequence
 
 from array_api_compat import array_namespace
 
-from .._checks import check_finite_statistics, check_square_summable, refuse_complex
+from .._checks import (check_finite_statistics, check_finite_switch, check_square_summable,
+                       finite_apply, namespace_of, refuse_complex)
 from ._grafting import check_grafting, graft_direction
 from ..kronecker._kron import check_positive
 from .._state import (Array, Arrays, Count, Equal, Where, check_state, copy_array,
@@ -52,18 +53,30 @@ def _check_finite(xp, grad, name="gradient"):
         raise ValueError(f"{name} contains NaN or Inf")
 
 
+def check_floating(xp, x, name: str, owner: str):
+    """TypeError for an integer or boolean ``x``, naming the fix: the statistics need a
+    floating dtype, and which one (float32 or float64) is the caller's choice."""
+    if not xp.isdtype(x.dtype, "real floating"):
+        raise TypeError(f"{owner}: {name} has dtype {x.dtype}; it must be a real floating array "
+                        f"(float32 or float64): convert it with xp.astype({name}, xp.float64) "
+                        "(or float32)")
+    return x
+
+
 def _take_gradient(optimizer, grad, method: str):
     """``(xp, grad)`` checked and cast for ``optimizer`` (Shampoo or SOAP), before any state changes.
 
-    Shape ``optimizer.param_shape``, real, finite, and ``sum(grad**2)``
+    An array of the library of the first gradient, shape
+    ``optimizer.param_shape``, real floating, finite, and ``sum(grad**2)``
     representable in the working dtype (it bounds every statistic the
     method keeps). The first gradient fixes ``optimizer``'s namespace and
     dtype; the returned one is cast to that dtype.
     """
-    xp = array_namespace(grad)
+    xp = namespace_of(grad, "grad", optimizer._xp, method)
     if tuple(grad.shape) != optimizer.param_shape:
         raise ValueError(f"gradient shape {tuple(grad.shape)} != {optimizer.param_shape}")
     refuse_complex(xp, grad, "gradient")
+    check_floating(xp, grad, "grad", method)
     _check_finite(xp, grad)
     check_square_summable(xp, grad, "grad", method,
                           dtype=grad.dtype if optimizer.dtype is None else optimizer.dtype)
@@ -114,6 +127,14 @@ class Shampoo:
         Adam/AdaGrad constants of the grafted method.
     root_method : {"auto", "eigh", "newton"}
         Passed to :func:`curvature.shampoo.roots.inverse_root` as ``method``.
+    check_finite : bool or None
+        NaN/Inf contract of :meth:`solve` and :meth:`matvec`, as in
+        :class:`curvature.MFAC`: True checks every call (ValueError for NaN
+        or Inf in ``v``, or for a result that overflows from a finite one),
+        False checks nothing, None (default) checks host arrays and leaves
+        device arrays (CuPy, CUDA torch, JAX on an accelerator) unchecked, so
+        that no call synchronises with the device. :meth:`update` always
+        refuses a non-finite gradient.
     bias_correction : bool
         With ``beta2 < 1``, divide each factor by ``1 - beta2^t`` (``t``: the
         steps accumulated) before its root, as Distributed Shampoo does, so
@@ -168,7 +189,9 @@ class Shampoo:
                  update_freq: int = 1, start: int = 1, grafting: str | None = "adam",
                  max_dim: int = 2048, *, graft_beta2: float = 0.999,
                  graft_eps: float = 1e-8, root_method: str = "auto",
-                 max_failures: int = 5, bias_correction: bool = True):
+                 max_failures: int = 5, bias_correction: bool = True,
+                 check_finite: bool | None = None):
+        self.check_finite = check_finite_switch(check_finite)
         self.param_shape = tuple(int(s) for s in shape)
         if any(s < 1 for s in self.param_shape):
             raise ValueError(f"shape must have positive entries, got {shape!r}")
@@ -213,7 +236,8 @@ class Shampoo:
             Wrong shape, NaN or Inf, or a gradient whose squares (or the summed
             factors) overflow the dtype; the state is unchanged.
         TypeError
-            A complex gradient.
+            A complex, integer or boolean gradient, or not an array (of the
+            first gradient's library).
         """
         # sum(grad**2) is the trace of each new factor term and bounds the grafting's
         # second moment; the summed factors (beta2 = 1) are checked in _accumulate.
@@ -311,20 +335,29 @@ class Shampoo:
 
     # --- operator interface on the flattened parameter -------------------
     def _flat_apply(self, v, inverse):
-        xp = array_namespace(v)
-        if v.shape != (self.shape[0],):
-            raise ValueError(f"v must have shape ({self.shape[0]},), got {v.shape}")
+        owner = "Shampoo." + ("matvec" if inverse else "solve")
+        xp = namespace_of(v, "v", self._xp, "Shampoo")
+        if tuple(v.shape) != (self.shape[0],):
+            raise ValueError(f"v must have shape ({self.shape[0]},), got {tuple(v.shape)}")
         if self.roots is None:
-            return v
-        X = xp.reshape(v, self.param_shape)
-        return xp.reshape(_cycle_modes(xp, X, self._ops(xp, inverse)), (-1,))
+            return finite_apply(xp, lambda v: v, v, "v", owner, self.check_finite)
+
+        def apply(v):
+            X = xp.reshape(v, self.param_shape)
+            return xp.reshape(_cycle_modes(xp, X, self._ops(xp, inverse)), (-1,))
+
+        return finite_apply(xp, apply, v, "v", owner, self.check_finite)
 
     def solve(self, v: Any) -> Any:
-        """Preconditioned direction of a flattened (C order) gradient, frozen factors."""
+        """Preconditioned direction of a flattened (C order) gradient, frozen factors.
+
+        Raises ValueError for a wrong shape and, with checking on (see
+        ``check_finite``), for NaN or Inf in ``v`` or an overflowing result.
+        """
         return self._flat_apply(v, inverse=False)
 
     def matvec(self, v: Any) -> Any:
-        """Inverse of :meth:`solve`: the curvature approximation times ``v``."""
+        """Inverse of :meth:`solve`: the curvature approximation times ``v`` (checked alike)."""
         return self._flat_apply(v, inverse=True)
 
     # --- state ----------------------------------------------------------

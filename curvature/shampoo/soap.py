@@ -16,7 +16,8 @@ from typing import Any, Sequence
 
 from array_api_compat import array_namespace
 
-from .._checks import check_positive_int, linalg_failure
+from .._checks import (check_finite_switch, check_positive_int, finite_apply, linalg_failure,
+                       namespace_of)
 from ..kronecker._kron import check_positive
 from .._state import Array, Arrays, Count, Equal, check_state, copy_array, copy_arrays
 from .shampoo import _cycle_modes, _take_gradient, _unfold
@@ -50,6 +51,9 @@ class SOAP:
         their factor is a full ``d x d`` matrix).
     rotate : bool
         False keeps the identity basis on every mode: then SOAP is Adam.
+    check_finite : bool or None
+        NaN/Inf contract of :meth:`solve` and :meth:`matvec`, as in
+        :class:`curvature.Shampoo`: None (default) checks host arrays only.
 
     Notes
     -----
@@ -97,7 +101,9 @@ class SOAP:
     def __init__(self, shape: Sequence[int], beta1: float = 0.9, beta2: float = 0.999,
                  eps: float = 1e-8, precondition_frequency: int = 10,
                  shampoo_beta: float | None = None, max_dim: int = 10000, *,
-                 precondition_1d: bool = False, rotate: bool = True):
+                 precondition_1d: bool = False, rotate: bool = True,
+                 check_finite: bool | None = None):
+        self.check_finite = check_finite_switch(check_finite)
         self.param_shape = tuple(int(s) for s in shape)
         if any(s < 1 for s in self.param_shape):
             raise ValueError(f"shape must have positive entries, got {shape!r}")
@@ -152,7 +158,8 @@ class SOAP:
             dtype (the factors and the second moment would); the state is
             unchanged.
         TypeError
-            A complex gradient.
+            A complex, integer or boolean gradient, or not an array (of the
+            first gradient's library).
         """
         # Every statistic is an average of the gradient's squares or outer products,
         # bounded by sum(grad**2) (trace of each factor; the rotations are orthogonal).
@@ -214,18 +221,27 @@ class SOAP:
 
     # --- operator interface ---------------------------------------------
     def _flat_apply(self, v, inverse):
-        xp = array_namespace(v)
-        if v.shape != (self.shape[0],):
-            raise ValueError(f"v must have shape ({self.shape[0]},), got {v.shape}")
+        owner = "SOAP." + ("matvec" if inverse else "solve")
+        xp = namespace_of(v, "v", self._xp, "SOAP")
+        if tuple(v.shape) != (self.shape[0],):
+            raise ValueError(f"v must have shape ({self.shape[0]},), got {tuple(v.shape)}")
         if self.exp_avg_sq is None:
-            return v
+            return finite_apply(xp, lambda v: v, v, "v", owner, self.check_finite)
         scale = xp.sqrt(self.exp_avg_sq / (1.0 - self.beta2 ** self.step)) + self.eps
-        X = self._project(xp, xp.reshape(v, self.param_shape))
-        X = X * scale if inverse else X / scale
-        return xp.reshape(self._project_back(xp, X), (-1,))
+
+        def apply(v):
+            X = self._project(xp, xp.reshape(v, self.param_shape))
+            X = X * scale if inverse else X / scale
+            return xp.reshape(self._project_back(xp, X), (-1,))
+
+        return finite_apply(xp, apply, v, "v", owner, self.check_finite)
 
     def solve(self, v: Any) -> Any:
-        """Frozen preconditioner ``Q diag(1 / (sqrt(v_hat) + eps)) Q'`` times ``v``."""
+        """Frozen preconditioner ``Q diag(1 / (sqrt(v_hat) + eps)) Q'`` times ``v``.
+
+        Raises ValueError for a wrong shape and, with checking on (see
+        ``check_finite``), for NaN or Inf in ``v`` or an overflowing result.
+        """
         return self._flat_apply(v, inverse=False)
 
     def matvec(self, v: Any) -> Any:

@@ -41,14 +41,25 @@ class ConstrainedProblem(Protocol):
     def hess_lagrangian(self, x: np.ndarray, lam: np.ndarray) -> np.ndarray: ...
 
 
-def _complex_step_jacobian(func, x):
-    """Rows ``d func / d x_j`` by the complex step; returns (len(func(x)), n) or (n,) for scalars."""
+def _complex_step_jacobian(func, x, name: str = "cons"):
+    """Rows ``d func / d x_j`` by the complex step; returns (len(func(x)), n) or (n,) for scalars.
+
+    Every perturbed call must return the shape of the first: ValueError naming
+    ``name`` (the callable given to :func:`constrained_problem`) otherwise.
+    """
     n = x.shape[0]
     columns = []
     for j in range(n):
         z = x.astype(complex)
         z[j] += 1j * _COMPLEX_STEP
-        columns.append(np.imag(np.asarray(func(z), dtype=complex)) / _COMPLEX_STEP)
+        column = np.imag(np.asarray(func(z), dtype=complex)) / _COMPLEX_STEP
+        if columns and column.shape != columns[0].shape:
+            raise ValueError(
+                f"{name} returned shape {column.shape} at x + i h e_{j} but {columns[0].shape} "
+                f"at x + i h e_0 (the complex-step derivative evaluates it once per "
+                f"coordinate): {name} must return the same number of values at every point; "
+                "keep inactive constraints as zero entries rather than dropping them")
+        columns.append(column)
     return np.stack(columns, axis=-1)
 
 
@@ -70,7 +81,7 @@ class CallableProblem:
     def grad(self, x):
         if self.gradient is not None:
             return np.asarray(self.gradient(x), dtype=float).reshape(-1)
-        return _complex_step_jacobian(lambda z: self.objective(z), x).reshape(-1)
+        return _complex_step_jacobian(lambda z: self.objective(z), x, "fun").reshape(-1)
 
     def cons(self, x):
         return np.atleast_1d(np.asarray(self.constraints(x), dtype=float))
@@ -79,20 +90,30 @@ class CallableProblem:
         if self.jacobian is not None:
             return np.atleast_2d(np.asarray(self.jacobian(x), dtype=float))
         return np.atleast_2d(_complex_step_jacobian(
-            lambda z: np.atleast_1d(self.constraints(z)), x))
+            lambda z: np.atleast_1d(self.constraints(z)), x, "cons"))
 
     def hess_lagrangian(self, x, lam):
         if self.hessian is not None:
             return np.asarray(self.hessian(x, lam), dtype=float)
         n = x.shape[0]
+        lam = np.asarray(lam, dtype=float).reshape(-1)
         H = np.empty((n, n))
+
+        def lagrangian_gradient(point):
+            J = self.jac(point)
+            if J.shape[0] != lam.shape[0]:
+                raise ValueError(f"cons returned {J.shape[0]} values near x but {lam.shape[0]} "
+                                 "at the point the multipliers belong to: cons must return "
+                                 "the same number of values at every point; keep inactive "
+                                 "constraints as zero entries rather than dropping them")
+            return self.grad(point) + J.T @ lam
+
         for j in range(n):
             h = self.fd_step * max(1.0, abs(float(x[j])))
             up, down = x.copy(), x.copy()
             up[j] += h
             down[j] -= h
-            H[:, j] = ((self.grad(up) + self.jac(up).T @ lam)
-                       - (self.grad(down) + self.jac(down).T @ lam)) / (2 * h)
+            H[:, j] = (lagrangian_gradient(up) - lagrangian_gradient(down)) / (2 * h)
         return (H + H.T) / 2
 
 

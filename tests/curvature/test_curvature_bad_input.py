@@ -347,3 +347,217 @@ def test_extreme_scales_give_finite_directions(name, scale):
     else:
         result = [obj.update(rng.standard_normal((3, 4)) * scale) for _ in range(6)][-1]
     assert np.all(np.isfinite(result))
+
+
+# --- the NaN/Inf contract of solve, matvec and precondition ---------------
+
+def _warmed(kind, **options):
+    """A curvature object after a few updates, and the length of the vectors it takes."""
+    rng = np.random.default_rng(3)
+    if kind in ("MFAC", "BlockedMFAC"):
+        obj = MFAC(12, 3, 0.1, **options) if kind == "MFAC" else BlockedMFAC([8, 4], 3, 0.1,
+                                                                            **options)
+        for g in rng.standard_normal((4, 12)):
+            obj.update(g)
+        return obj, 12
+    if kind == "MFACStatic":
+        return MFACStatic(rng.standard_normal((3, 12)), 0.1, **options), 12
+    if kind in ("Shampoo", "SOAP"):
+        obj = Shampoo((3, 4), **options) if kind == "Shampoo" else SOAP((3, 4), **options)
+        for _ in range(5):
+            obj.update(rng.standard_normal((3, 4)))
+        return obj, 12
+    layer = KFAC(3, 2, **options) if kind == "KFAC" else MKOR(3, 2, **options)
+    for _ in range(3):
+        layer.update(rng.standard_normal((8, 3)), rng.standard_normal((8, 2)))
+    return layer, 8
+
+
+CONTRACT = [(kind, method) for kind in ("MFAC", "BlockedMFAC", "MFACStatic", "Shampoo", "SOAP",
+                                        "KFAC", "MKOR")
+            for method in ("solve", "matvec")] + [("KFAC", "precondition"),
+                                                  ("MKOR", "precondition")]
+
+
+def _call(obj, method, v):
+    if method == "precondition":       # the (out, in + 1) matrix form of the layers
+        return obj.precondition(np.reshape(v, (obj.rows, obj.cols)))
+    return getattr(obj, method)(v)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("kind, method", CONTRACT)
+def test_non_finite_vector_is_refused_by_name(kind, method, bad):
+    obj, dim = _warmed(kind)
+    v = np.random.default_rng(0).standard_normal(dim)
+    v[[1, 5]] = bad
+    before = v.copy()
+    name = "grad_W" if method == "precondition" else "v"
+    with pytest.raises(ValueError, match=rf"^{kind}\.{method}: {name} contains NaN or Inf "
+                                         rf"\(2 of {dim} entries\); .*check_finite=False"):
+        _call(obj, method, v)
+    np.testing.assert_array_equal(v, before)
+
+
+@pytest.mark.parametrize("kind", ["MFAC", "Shampoo", "SOAP", "KFAC", "MKOR"])
+def test_non_finite_vector_is_refused_before_the_first_update(kind):
+    # the identity operator of a fresh object is held to the same contract
+    obj = {"MFAC": lambda: MFAC(6, 2, 0.1), "Shampoo": lambda: Shampoo((2, 3)),
+           "SOAP": lambda: SOAP((2, 3)), "KFAC": lambda: KFAC(2, 2),
+           "MKOR": lambda: MKOR(2, 2)}[kind]()
+    with pytest.raises(ValueError, match=rf"^{kind}\.solve: v contains NaN"):
+        obj.solve(np.array([1.0, np.nan, 0.0, 0.0, 0.0, 0.0]))
+
+
+@pytest.mark.parametrize("kind, method", CONTRACT)
+def test_unchecked_objects_let_nan_through_and_checking_changes_no_result(kind, method):
+    checked, dim = _warmed(kind)
+    unchecked, _ = _warmed(kind, check_finite=False)
+    always, _ = _warmed(kind, check_finite=True)
+    v = np.random.default_rng(0).standard_normal(dim)
+    expected = _call(unchecked, method, v)
+    # the check returns the very result of the unchecked call (no rounding of its own)
+    np.testing.assert_array_equal(_call(checked, method, v), expected)
+    np.testing.assert_array_equal(_call(always, method, v), expected)
+    v[2] = np.nan
+    assert np.isnan(_call(unchecked, method, v)).any()
+
+
+def test_device_arrays_are_not_checked_by_default(monkeypatch):
+    """None checks what Python can read without waiting on a device; a device array passes
+    unchecked (NaN in, NaN out), and check_finite=True checks it anyway."""
+    import curvature._checks as checks
+
+    monkeypatch.setattr(checks, "on_host", lambda x: False)   # as for a CuPy array
+    obj, dim = _warmed("MFAC")
+    v = np.full(dim, np.nan)
+    assert np.isnan(obj.solve(v)).all()
+    obj.check_finite = True
+    with pytest.raises(ValueError, match="MFAC.solve: v contains NaN"):
+        obj.solve(v)
+
+
+def test_on_host_tells_host_from_device_arrays():
+    from curvature._checks import on_host
+
+    assert on_host(np.zeros(2))
+    array_api_strict = pytest.importorskip("array_api_strict")
+    assert on_host(array_api_strict.zeros(2))
+    jax = pytest.importorskip("jax")
+    import jax.numpy as jnp
+
+    assert on_host(jnp.zeros(2)) == (jax.default_backend() == "cpu")
+    traced = []
+    jax.jit(lambda x: traced.append(on_host(x)) or x)(jnp.zeros(2))
+    assert traced == [False]                 # inside jit there is no value to read
+
+
+def test_check_finite_switch_is_checked():
+    with pytest.raises(TypeError, match="check_finite must be True, False or None"):
+        MFAC(4, 2, 0.1, check_finite="yes")
+
+
+def test_all_finite_settles_an_overflowing_sum_exactly():
+    from curvature._checks import all_finite
+
+    xp = array_namespace(np.zeros(1))
+    big = np.full(4, np.finfo(np.float64).max)      # the sum overflows, every entry is finite
+    assert all_finite(xp, big)
+    assert not all_finite(xp, np.array([1.0, np.inf, -np.inf]))
+    assert not all_finite(xp, np.array([np.nan], dtype=np.float32))
+
+
+def test_overflowing_result_from_finite_input_is_refused():
+    # An empty window is damping * I: v / damping overflows where v is finite.
+    mfac = MFAC(3, 2, 1e-300)
+    with pytest.raises(ValueError, match="MFAC.solve: the result overflows float64"):
+        mfac.solve(np.array([1e10, 1.0, 0.0]))
+    assert np.isinf(MFAC(3, 2, 1e-300, check_finite=False).solve(np.array([1e10, 1.0, 0.0]))).any()
+
+
+# --- inverse_root's domain --------------------------------------------------
+
+@pytest.mark.parametrize("method", ["auto", "eigh", "newton"])
+def test_inverse_root_refuses_a_visibly_non_symmetric_matrix(method):
+    with pytest.raises(ValueError, match=r"^A is not symmetric: .* = 10 for a random x"):
+        inverse_root(np.array([[1.0, 10.0], [-10.0, 1.0]]), 2, method=method)
+    stack = np.stack([np.eye(2), np.array([[1.0, 10.0], [-10.0, 1.0]])])
+    with pytest.raises(ValueError, match=r"A is not symmetric \(block 1 of the flattened stack\)"):
+        inverse_root(stack, 2, method=method)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_inverse_root_takes_rounding_level_asymmetry(dtype):
+    """A computed G G' (BLAS gemm, not syrk) is symmetric to rounding only: it is rooted,
+    as the root of its symmetric part (reference: float64 eigh of that part)."""
+    G = np.random.default_rng(0).standard_normal((40, 60)).astype(dtype)
+    A = G @ G.T
+    A = A + (np.triu(A, 1) * 8 * np.finfo(dtype).eps)          # a few ulps off symmetric
+    S = ((A.astype(np.float64) + A.T.astype(np.float64)) / 2)
+    lam, Q = np.linalg.eigh(S)
+    expected = (Q * lam ** -0.25) @ Q.T
+    X = inverse_root(A, 4, method="eigh")
+    tol = 100 * np.finfo(dtype).eps * lam[-1] / lam[0]
+    assert np.linalg.norm(X - expected) <= tol * np.linalg.norm(expected)
+
+
+@pytest.mark.parametrize("shape", [(0, 0), (0, 3, 3), (2, 0, 0)])
+@pytest.mark.parametrize("method", ["auto", "eigh", "newton"])
+def test_inverse_root_of_an_empty_stack_is_empty(shape, method):
+    X, info = inverse_root(np.zeros(shape), 2, method=method, return_info=True)
+    assert X.shape == shape and X.dtype == np.float64
+    assert info.converged and info.residual == 0.0
+    assert inverse_root(np.zeros(shape, dtype=np.float32), 4).dtype == np.float32
+
+
+# --- refusals in the caller's words -------------------------------------------
+
+@pytest.mark.parametrize("kind", ["Shampoo", "SOAP"])
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, bool])
+def test_integer_gradient_is_refused_with_the_fix(kind, dtype):
+    obj = Shampoo((3, 2)) if kind == "Shampoo" else SOAP((3, 2))
+    with pytest.raises(TypeError, match=rf"^{kind}: grad has dtype {np.dtype(dtype)}; it must be "
+                                        r"a real floating array .*xp\.astype\(grad, xp\.float64\)"):
+        obj.update(np.ones((3, 2), dtype=dtype))
+    assert obj.step == 0 and obj.dtype is None          # nothing was taken in
+
+
+def test_distributed_shampoo_refuses_integer_gradients_before_any_block_updates():
+    from curvature.shampoo.distributed import DistributedShampoo
+    from linsolve.mpi import SerialComm
+
+    opt = DistributedShampoo([(3, 2), (4,)], comm=SerialComm(), grafting=None)
+    with pytest.raises(TypeError, match=r"grads\[1\] has dtype int64; .*numpy\.asarray"):
+        opt.update([np.ones((3, 2)), np.arange(4)])
+    assert all(block.step == 0 for block in opt.blocks.values())
+    with pytest.raises(TypeError, match="grads must be a list or tuple of arrays"):
+        opt.update(np.ones((3, 2)))
+
+
+@pytest.mark.parametrize("kind", ["Shampoo", "SOAP"])
+def test_list_gradient_is_refused_with_the_fix(kind):
+    obj = Shampoo((2, 2)) if kind == "Shampoo" else SOAP((2, 2))
+    with pytest.raises(TypeError, match=r"^grad must be an array, got list: convert it with "
+                                        r"numpy\.asarray\(grad"):
+        obj.update([[1.0, 2.0], [3.0, 4.0]])
+    obj.update(np.eye(2))
+    with pytest.raises(TypeError, match=rf"^v must be an array of {kind}'s library \(numpy\), "
+                                        "got list"):
+        obj.solve([1.0, 2.0, 3.0, 4.0])
+
+
+def test_mfac_memmap_in_a_missing_folder_names_the_argument(tmp_path):
+    missing = tmp_path / "no" / "such" / "window.dat"
+    with pytest.raises(ValueError, match=r"^memmap='.*window\.dat': the folder '.*such' does not "
+                                         r"exist; .*os\.makedirs"):
+        MFAC(8, 2, 0.1, memmap=missing)
+    assert not (tmp_path / "no").exists()
+    with pytest.raises(ValueError, match="is a folder; pass the path of a file in it"):
+        MFAC(8, 2, 0.1, memmap=tmp_path)
+    with pytest.raises(TypeError, match="memmap must be a path"):
+        MFAC(8, 2, 0.1, memmap=3.5)
+    # an existing folder works, and the window lives in the file
+    mfac = MFAC(8, 2, 0.1, memmap=tmp_path / "window.dat")
+    g = np.arange(8.0)
+    mfac.update(g)
+    np.testing.assert_array_equal(np.fromfile(tmp_path / "window.dat")[:8], g)

@@ -172,3 +172,28 @@ def test_non_finite_hessian_is_a_reason_not_an_exception():
                                   hess_lagrangian=lambda x, lam: np.full((2, 2), np.nan))
     result = sketched_newton(problem, np.array([3.0, -1.0]), seed=0)
     assert result.reason == "DIVERGED_NANORINF" and "Hessian" in result.message
+
+
+def _changing_constraint(calls_before_change: int):
+    """x0 + x1 = 1, which gains a second value after ``calls_before_change`` calls."""
+    calls = []
+
+    def cons(x):
+        calls.append(None)
+        extra = [x[0]] if len(calls) > calls_before_change else []
+        return [x[0] + x[1] - 1] + extra
+
+    return constrained_problem(lambda x: x[0] ** 2 + x[1] ** 2, cons)
+
+
+@pytest.mark.parametrize("calls_before_change, where", [
+    (2, r"cons returned shape \(2,\) at x \+ i h e_1 but \(1,\) at x \+ i h e_0"),  # complex step
+    (3, r"cons returned 2 values near x but 1 at the point the multipliers belong to"),  # FD Hessian
+    (11, r"problem\.cons/jac returned shapes \(2,\)/\(2, 2\), expected \(1,\)/\(1, 2\)"),  # next x
+])
+def test_constraint_that_changes_shape_is_refused_by_name(calls_before_change, where):
+    with pytest.raises(ValueError, match=where):
+        sketched_newton(_changing_constraint(calls_before_change), np.array([2.0, 0.0]), seed=0)
+    # the same problem without the change is solved: x = (1/2, 1/2)
+    result = sketched_newton(_changing_constraint(10**9), np.array([2.0, 0.0]), seed=0)
+    assert result.converged and np.allclose(result.x, [0.5, 0.5], atol=1e-6)
