@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-EXTRAS := amg,bench,mpi,test
+EXTRAS := amg,bench,mpi,test,torch
 
 .PHONY: demo test test-slow bench speed docs clean gpu-check gpu-wheels
 

@@ -26,10 +26,18 @@ Three parts, each printed as a table and written to ``--out``:
    which a method's training loss reaches SGD's final loss.
 2b. ``curvature_optim``: the same MLP, the same batches, through the
    optimizer interface :mod:`curvature.optim` on NumPy and on JAX float64
-   arrays beside the per-object NumPy run (:mod:`bench.optim_interface`):
-   final training loss, its difference from the per-object run, time per
-   step (the first step, where JAX compiles, on its own), for ``--optim-steps``
-   steps (one epoch, 12 with ``--quick``) at the rates the optimiser table chose.
+   arrays, and as :mod:`curvature.torch` optimizers in a PyTorch loop, beside
+   the per-object NumPy run (:mod:`bench.optim_interface`; JAX and torch
+   rows where installed): final training loss, its difference from the
+   per-object run, time per step (the first step, where JAX compiles, on its
+   own), for ``--optim-steps`` steps (one epoch, 12 with ``--quick``) at the
+   rates the optimiser table chose.
+2c. ``curvature_torch`` (torch installed): time per step of each
+   :mod:`curvature.torch` optimizer against the NumPy interface and against
+   ``torch.optim.Adam`` on the same loop, interleaved, best of
+   ``--torch-repeats`` (:func:`bench.optim_interface.compare_step_times`).
+   ``--only-optim`` runs 2b and 2c alone, at
+   :data:`bench.optim_interface.DEFAULT_LRS`.
 3. ``curvature_mfac_speed``: :func:`bench.mfac_speed.run` rows
    (d = 1e5 with ``--quick``, 1e6 otherwise).
 4. ``curvature_newton``: the cost tables of :mod:`bench.newton` (damped,
@@ -40,7 +48,7 @@ Three parts, each printed as a table and written to ``--out``:
 BLAS runs on one thread (as in the rest of ``python -m bench``: on the
 2-core shared machine, threaded BLAS on small matrices spent most of its
 time waiting; Shampoo's 64 x 64 roots ran 30x slower), and the optimiser
-table also runs Numba on one thread (M-FAC's kernels on a 2410-long
+tables also run Numba and torch on one thread (M-FAC's kernels on a 2410-long
 gradient, same reason). Ctrl-C keeps the finished rows, writes them and
 exits with status 130.
 """
@@ -49,6 +57,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import os
 import sys
 import time
@@ -56,7 +65,7 @@ import time
 import numpy as np
 
 from ._threads import blas_one_thread
-from .optim_interface import COLUMNS as INTERFACE_COLUMNS
+from .optim_interface import COLUMNS as INTERFACE_COLUMNS, SPEED_COLUMNS as TORCH_COLUMNS
 
 __all__ = ["ROOT_COLUMNS", "OPTIMIZER_COLUMNS", "curvature_parser", "run_curvature_command",
            "run_roots", "run_optimizers", "plot_training"]
@@ -90,6 +99,13 @@ def curvature_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--optim-steps", type=int, default=None,
                         help="steps of the curvature.optim runs on NumPy and JAX (default one "
                              "epoch, 12 with --quick; 0 skips them)")
+    parser.add_argument("--torch-repeats", type=int, default=None,
+                        help="repeats of the interleaved torch timing (curvature.torch against "
+                             "the NumPy interface and torch.optim.Adam; default 5, 1 with "
+                             "--quick; 0 skips it; needs torch)")
+    parser.add_argument("--only-optim", action="store_true",
+                        help="run only the optimizer-interface rows and the torch timing "
+                             "(parts 2b and 2c), at the default rates")
     parser.add_argument("--out", default="results", help="output folder (default results/)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser
@@ -278,17 +294,25 @@ def _disabled(progress):
 
 @contextlib.contextmanager
 def _numba_one_thread():
+    """Numba, and torch where it is loaded, on one thread (as BLAS: see the module notes)."""
     try:
         import numba
     except ImportError:
-        yield
-        return
-    previous = numba.get_num_threads()
-    numba.set_num_threads(1)
+        numba = None
+    torch = sys.modules.get("torch")
+    previous = numba.get_num_threads() if numba is not None else None
+    previous_torch = torch.get_num_threads() if torch is not None else None
+    if numba is not None:
+        numba.set_num_threads(1)
+    if torch is not None:
+        torch.set_num_threads(1)
     try:
         yield
     finally:
-        numba.set_num_threads(previous)
+        if numba is not None:
+            numba.set_num_threads(previous)
+        if torch is not None:
+            torch.set_num_threads(previous_torch)
 
 
 def _columns(rows, preferred):
@@ -311,6 +335,13 @@ def run_curvature_command(args: argparse.Namespace) -> int:
     if args.optim_steps is not None and args.optim_steps < 0:
         print(f"error: --optim-steps must be >= 0, got {args.optim_steps}", file=sys.stderr)
         return 2
+    if args.torch_repeats is not None and args.torch_repeats < 0:
+        print(f"error: --torch-repeats must be >= 0, got {args.torch_repeats}", file=sys.stderr)
+        return 2
+    try:       # loaded here so that the thread limits below cover its BLAS and its threads
+        importlib.import_module("torch")
+    except ImportError:
+        pass
     quick = args.quick
     epochs = args.epochs or (3 if quick else 20)
     progress = False if args.no_progress else None
@@ -323,11 +354,11 @@ def run_curvature_command(args: argparse.Namespace) -> int:
 
     with blas_one_thread("sklearn.model_selection"):
         # 1. roots
-        root_rows, interrupted = run_roots(
+        root_rows, interrupted = ([], False) if args.only_optim else run_roots(
             sizes=(32, 64) if quick else (32, 128, 256), repeats=1 if quick else 3,
             seed=args.seed, progress=progress)
         speed_rows = []
-        if not interrupted:
+        if not interrupted and not args.only_optim:
             from ._progress import progress_bar
             from .roots_speed import run as roots_speed
             try:
@@ -341,9 +372,10 @@ def run_curvature_command(args: argparse.Namespace) -> int:
         write_csv(stem + "_roots.csv", root_rows, ROOT_COLUMNS)
         write_csv(stem + "_roots_speed.csv", speed_rows, ROOT_SPEED_COLUMNS)
         written += [stem + "_roots.csv", stem + "_roots_speed.csv"]
-        print(f"inverse_root, p=4, float64, A = Q diag(lambda) Q', lambda log-spaced in "
-              f"[1/cond, 1]; error against Q diag(lambda^-1/4) Q'")
-        print(format_table(root_rows, ROOT_COLUMNS))
+        if root_rows:
+            print(f"inverse_root, p=4, float64, A = Q diag(lambda) Q', lambda log-spaced in "
+                  f"[1/cond, 1]; error against Q diag(lambda^-1/4) Q'")
+            print(format_table(root_rows, ROOT_COLUMNS))
         if speed_rows:
             print()
             print(f"batched roots: {speed_rows[0]['blocks']} blocks of {speed_rows[0]['size']} "
@@ -353,7 +385,7 @@ def run_curvature_command(args: argparse.Namespace) -> int:
         # 2. optimisers
         opt_rows, histories = [], []
         n_train, n_test = _split_sizes(args.seed)
-        if not interrupted:
+        if not interrupted and not args.only_optim:
             with _numba_one_thread():
                 opt_rows, histories, interrupted = run_optimizers(
                     epochs=epochs, batch_size=args.batch_size, seed=args.seed,
@@ -384,17 +416,43 @@ def run_curvature_command(args: argparse.Namespace) -> int:
         written.append(stem + "_optim.csv")
         if interface_rows:
             print()
-            print(f"the same MLP through curvature.optim (init/update/apply_updates), "
-                  f"{optim_steps} steps: per-object NumPy, interface on NumPy, interface on JAX "
-                  "float64; "
+            print("the same MLP through curvature.optim (init/update/apply_updates) and "
+                  f"curvature.torch, {optim_steps} steps: per-object NumPy, interface on NumPy, interface on JAX "
+                  "float64, torch optimizers in a PyTorch loop (float64); "
                   "time per step after the first (JAX compiles in the first)")
             print(format_table(interface_rows, INTERFACE_COLUMNS))
         if interface_note:
             print(interface_note, file=sys.stderr)
 
+        # 2c. curvature.torch against the NumPy interface and torch.optim.Adam
+        torch_rows = []
+        torch_repeats = (args.torch_repeats if args.torch_repeats is not None
+                         else 1 if quick else 5)
+        if (not interrupted and optim_steps > 0 and torch_repeats > 0
+                and "torch" in sys.modules):
+            from ._progress import progress_bar
+            from .optim_interface import compare_step_times
+            try:
+                with _numba_one_thread(), progress_bar(total=1, desc="torch timing",
+                                                       disable=_disabled(progress)):
+                    torch_rows = compare_step_times(
+                        lrs={row["method"]: row["lr"] for row in opt_rows}, steps=optim_steps,
+                        repeats=torch_repeats, batch_size=args.batch_size, seed=args.seed)
+            except KeyboardInterrupt:
+                interrupted = True
+        write_csv(stem + "_torch.csv", torch_rows, TORCH_COLUMNS)
+        written.append(stem + "_torch.csv")
+        if torch_rows:
+            print()
+            print(f"curvature.torch time per step (gradient, step) against the NumPy interface "
+                  f"and torch.optim.Adam on the same MLP, CPU, {torch_rows[0]['threads']} torch "
+                  f"thread(s), BLAS and Numba 1; best of {torch_repeats} interleaved runs of "
+                  f"{optim_steps} steps")
+            print(format_table(torch_rows, TORCH_COLUMNS))
+
         # 3. M-FAC speed
         mfac_rows, mfac_error = [], None
-        if not interrupted and mfac_d > 0:
+        if not interrupted and mfac_d > 0 and not args.only_optim:
             from . import mfac_speed
             from ._progress import progress_bar
             try:
@@ -417,7 +475,7 @@ def run_curvature_command(args: argparse.Namespace) -> int:
 
         # 4. Newton family: cost tables (bench.newton writes its own CSV/JSON)
         newton_rows = []
-        if not interrupted:
+        if not interrupted and not args.only_optim:
             from ._progress import progress_bar
             from .newton import COLUMNS as NEWTON_COLUMNS, GTOL, run_newton
             try:
@@ -440,6 +498,7 @@ def run_curvature_command(args: argparse.Namespace) -> int:
                        "histories": histories},
         "optim": {"columns": list(INTERFACE_COLUMNS), "rows": interface_rows,
                   "note": interface_note},
+        "torch": {"columns": list(TORCH_COLUMNS), "rows": torch_rows},
         "mfac_speed": {"columns": mfac_columns, "rows": mfac_rows, "d": mfac_d,
                        "error": mfac_error},
         "newton_rows": len(newton_rows),

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import textwrap
 
-OPTIONAL = ("cupy", "cupyx", "mpi4py", "pyamg", "sklearn")
+OPTIONAL = ("cupy", "cupyx", "mpi4py", "pyamg", "sklearn", "torch")
 
 _SCRIPT = textwrap.dedent("""
     import json, sys

@@ -31,7 +31,7 @@ def window_gemv(G, v, block_offsets, out):
     nblocks = len(block_offsets) - 1
     rows = [xp.zeros((k,), dtype=xp.float64) for _ in range(nblocks)]
     for b, s, e in _window_pieces(block_offsets):
-        rows[b] = rows[b] + xp.astype(G[:k, s:e], xp.float64) @ xp.astype(v[s:e], xp.float64)
+        rows[b] = rows[b] + xp.astype(G[:k, s:e], xp.float64, copy=False) @ xp.astype(v[s:e], xp.float64, copy=False)
     if nblocks == 0:
         return out
     return _store(xp, out, xp.stack(rows, axis=0))
@@ -47,8 +47,8 @@ def window_axpy_gemv_t(G, coef, v, alpha, beta, block_offsets, out):
     k = coef.shape[1]
     pieces = []  # in column order: the blocks tile [0, d) in order, and so do their chunks
     for b, s, e in _window_pieces(block_offsets):
-        combination = coef[b, :] @ xp.astype(G[:k, s:e], xp.float64)
-        pieces.append(alpha * xp.astype(v[s:e], xp.float64) + beta * combination)
+        combination = coef[b, :] @ xp.astype(G[:k, s:e], xp.float64, copy=False)
+        pieces.append(alpha * xp.astype(v[s:e], xp.float64, copy=False) + beta * combination)
     if not pieces:
         return out
     return _store(xp, out, xp.concat(pieces))

@@ -8,7 +8,24 @@ from ._call import rename_errors
 from ._layers import per_layer
 from ._transforms import GradientTransformation, _check_rate_or_schedule, compose, learning_rate_at
 
-__all__ = ["scale_by_kfac", "kfac"]
+__all__ = ["kfac", "kfac_directions", "scale_by_kfac"]
+
+
+def kfac_directions(objects, inputs, outputs, joined, names, kl_clip=None, lr=None) -> list:
+    """One K-FAC step over live layers: update every factor from its layer's inputs and
+    output gradients, precondition the joined gradients together (same-shaped layers
+    batched), KL-clip over all of them with rate ``lr`` when ``kl_clip`` is set.
+
+    Shared by :func:`scale_by_kfac` and ``curvature.torch.KFAC``; errors name the layer.
+    """
+    for layer, a, g, name in zip(objects, inputs, outputs, names):
+        with rename_errors(name):
+            layer.update(a, g)
+    directions = precondition_layers(objects, joined)
+    if kl_clip is None:
+        return directions
+    nu = kl_clip_scale(directions, joined, lr, kl_clip)
+    return [nu * D for D in directions]
 
 
 def scale_by_kfac(layers, *, kl_clip: float | None = None, learning_rate=None,
@@ -79,14 +96,8 @@ def scale_by_kfac(layers, *, kl_clip: float | None = None, learning_rate=None,
         return KFAC(in_features, out_features, bias=bias, **kfac_kwargs)
 
     def step(objects, inputs, outputs, joined, count, names):
-        for layer, a, g, name in zip(objects, inputs, outputs, names):
-            with rename_errors(name):
-                layer.update(a, g)
-        directions = precondition_layers(objects, joined)
-        if kl_clip is None:
-            return directions
-        nu = kl_clip_scale(directions, joined, learning_rate_at(learning_rate, count), kl_clip)
-        return [nu * D for D in directions]
+        lr = None if kl_clip is None else learning_rate_at(learning_rate, count)
+        return kfac_directions(objects, inputs, outputs, joined, names, kl_clip, lr)
 
     return per_layer("scale_by_kfac", layers, make, step)
 

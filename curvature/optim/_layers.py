@@ -23,7 +23,7 @@ from .._state import Count, Where, check_state
 from ._call import prepare_call, prepare_init, rename_errors, restore
 from ._transforms import GradientTransformation
 
-__all__ = ["DenseLayer", "per_layer"]
+__all__ = ["DenseLayer", "joined_gradient", "per_layer", "split_direction"]
 
 _LAYOUTS = ("in_out", "out_in")
 
@@ -127,20 +127,29 @@ def _resolve(owner, declarations, treedef, leaves) -> list[_Resolved]:
     return resolved
 
 
-def _joined(xp, layer: _Resolved, grads):
-    """The ``(out, in + bias)`` gradient ``[W_grad, b_grad]`` the curvature objects take."""
-    W = grads[layer.weight]
-    W = xp.matrix_transpose(W) if layer.layout == "in_out" else W
-    if layer.bias is None:
+def joined_gradient(xp, weight_grad, bias_grad, layout: str):
+    """The ``(out, in + bias)`` gradient ``[W_grad, b_grad]`` the curvature objects take
+    (``bias_grad`` None for a layer without bias; ``layout`` as in :class:`DenseLayer`)."""
+    W = xp.matrix_transpose(weight_grad) if layout == "in_out" else weight_grad
+    if bias_grad is None:
         return W
-    return xp.concat([W, xp.reshape(grads[layer.bias], (-1, 1))], axis=1)
+    return xp.concat([W, xp.reshape(bias_grad, (-1, 1))], axis=1)
+
+
+def split_direction(xp, D, in_features: int, bias: bool, layout: str):
+    """Inverse of :func:`joined_gradient`: ``(weight direction, bias direction or None)``."""
+    W = D[:, :in_features] if bias else D
+    W = xp.matrix_transpose(W) if layout == "in_out" else W
+    return W, (D[:, -1] if bias else None)
+
+
+def _joined(xp, layer: _Resolved, grads):
+    return joined_gradient(xp, grads[layer.weight],
+                           None if layer.bias is None else grads[layer.bias], layer.layout)
 
 
 def _split(xp, layer: _Resolved, D):
-    """Inverse of :func:`_joined`: ``(weight direction, bias direction or None)``."""
-    W = D[:, :layer.in_features] if layer.bias is not None else D
-    W = xp.matrix_transpose(W) if layer.layout == "in_out" else W
-    return W, (D[:, -1] if layer.bias is not None else None)
+    return split_direction(xp, D, layer.in_features, layer.bias is not None, layer.layout)
 
 
 def _per_layer_data(owner, declarations, value, what):

@@ -10,13 +10,54 @@ from ..mfac.window import MFAC, BlockedMFAC, _check_damping
 from ._call import prepare_call, prepare_init, rename_errors, restore
 from ._transforms import GradientTransformation, compose
 
-__all__ = ["scale_by_mfac", "mfac"]
+__all__ = ["flat_gradient", "make_window", "mfac", "mfac_direction", "scale_by_mfac",
+           "window_dtype"]
 
 _DTYPES = ("float32", "float64")
 
 
 def _dtype_name(dtype) -> str:
     return str(getattr(dtype, "name", dtype)).rsplit(".", 1)[-1]
+
+
+def window_dtype(xp, leaves, dtype=None) -> str:
+    """The window's storage: ``dtype``, else the parameters' promoted dtype (float64
+    for anything but float32/float64)."""
+    name = (_dtype_name(dtype) if dtype is not None
+            else _dtype_name(xp.result_type(*[p.dtype for p in leaves])))
+    return name if name in _DTYPES else "float64"
+
+
+def make_window(xp, sizes, m, damping, per_parameter: bool, dtype_name: str):
+    """A fresh window over parameters of ``sizes``: one :class:`curvature.MFAC` over all,
+    or a :class:`curvature.BlockedMFAC` block per parameter."""
+    if per_parameter:
+        return BlockedMFAC(sizes, m, damping, dtype=dtype_name, xp=xp)
+    return MFAC(sum(sizes), m, damping, dtype=dtype_name, xp=xp)
+
+
+def flat_gradient(xp, grads):
+    """The gradients concatenated (in order, C order within each) into one vector."""
+    return (xp.reshape(grads[0], (-1,)) if len(grads) == 1 else
+            xp.concat([xp.reshape(g, (-1,)) for g in grads]))
+
+
+def mfac_direction(xp, window, grads, where: str) -> list:
+    """One M-FAC step on a live window: push the flattened gradient, return
+    ``F^{-1} g`` split into arrays of the gradients' shapes.
+
+    Shared by :func:`scale_by_mfac` and ``curvature.torch.MFAC``.
+    """
+    flat = flat_gradient(xp, grads)
+    with rename_errors(where):
+        window.update(flat)
+        direction = window.solve(flat)
+    pieces, offset = [], 0
+    for g in grads:
+        size = math.prod(g.shape)
+        pieces.append(xp.reshape(direction[offset:offset + size], tuple(g.shape)))
+        offset += size
+    return pieces
 
 
 def _check_shapes(saved, grads, paths):
@@ -89,21 +130,15 @@ def scale_by_mfac(m: int = 32, damping: float = 0.1, *, per_parameter: bool = Fa
     owner = "scale_by_mfac"
 
     def make(xp, sizes, dtype_name):
-        if per_parameter:
-            return BlockedMFAC(sizes, m, damping, dtype=dtype_name, xp=xp)
-        return MFAC(sum(sizes), m, damping, dtype=dtype_name, xp=xp)
+        return make_window(xp, sizes, m, damping, per_parameter, dtype_name)
 
     def init(params):
         xp, leaves, _, paths = prepare_init(owner, params)
         sizes = [math.prod(p.shape) for p in leaves]
         if 0 in sizes:
             raise ValueError(f"{owner}: {paths[sizes.index(0)]} is empty")
-        name = (_dtype_name(dtype) if dtype is not None
-                else _dtype_name(xp.result_type(*[p.dtype for p in leaves])))
-        if name not in _DTYPES:
-            name = "float64"
         with rename_errors(owner):
-            window = make(xp, sizes, name)
+            window = make(xp, sizes, window_dtype(xp, leaves, dtype))
         return {"mfac": window.state_dict(), "shapes": [list(p.shape) for p in leaves]}
 
     def update(grads, state, params=None):
@@ -119,15 +154,7 @@ def scale_by_mfac(m: int = 32, damping: float = 0.1, *, per_parameter: bool = Fa
         _check_shapes(state["shapes"], call.grads, call.paths)
         window = restore(make(xp, sizes, state["mfac"]["dtype"]), state["mfac"],
                          f"{owner}: state['mfac']")
-        flat = (xp.reshape(call.grads[0], (-1,)) if len(call.grads) == 1 else
-                xp.concat([xp.reshape(g, (-1,)) for g in call.grads]))
-        with rename_errors(owner):
-            window.update(flat)
-            direction = window.solve(flat)
-        pieces, offset = [], 0
-        for g, size in zip(call.grads, sizes):
-            pieces.append(xp.reshape(direction[offset:offset + size], tuple(g.shape)))
-            offset += size
+        pieces = mfac_direction(xp, window, call.grads, owner)
         shapes = [list(shape) for shape in state["shapes"]]
         return call.tree(pieces), {"mfac": window.state_dict(), "shapes": shapes}
 

@@ -7,7 +7,23 @@ from ._call import rename_errors
 from ._layers import per_layer
 from ._transforms import GradientTransformation, compose
 
-__all__ = ["scale_by_mkor", "mkor"]
+__all__ = ["mkor", "mkor_directions", "scale_by_mkor"]
+
+
+def mkor_directions(objects, inputs, outputs, joined, names, loss=None) -> list:
+    """One MKOR step over live layers: feed ``loss`` (MKOR-H's switch), update each
+    layer's factor inverses, precondition its joined gradient.
+
+    Shared by :func:`scale_by_mkor` and ``curvature.torch.MKOR``; errors name the layer.
+    """
+    directions = []
+    for layer, a, g, J, name in zip(objects, inputs, outputs, joined, names):
+        with rename_errors(name):
+            if loss is not None:
+                layer.observe_loss(loss)
+            layer.update(a, g)
+            directions.append(layer.precondition(J))
+    return directions
 
 
 def scale_by_mkor(layers, **mkor_kwargs) -> GradientTransformation:
@@ -52,14 +68,7 @@ def scale_by_mkor(layers, **mkor_kwargs) -> GradientTransformation:
         return MKOR(in_features, out_features, bias=bias, **mkor_kwargs)
 
     def step(objects, inputs, outputs, joined, count, names, loss=None):
-        directions = []
-        for layer, a, g, J, name in zip(objects, inputs, outputs, joined, names):
-            with rename_errors(name):
-                if loss is not None:
-                    layer.observe_loss(loss)
-                layer.update(a, g)
-                directions.append(layer.precondition(J))
-        return directions
+        return mkor_directions(objects, inputs, outputs, joined, names, loss)
 
     return per_layer("scale_by_mkor", layers, make, step, extra_args={"loss"})
 

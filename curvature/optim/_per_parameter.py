@@ -18,7 +18,7 @@ from ..shampoo.distributed import split_blocks
 from ._call import prepare_call, prepare_init, rename_errors, restore
 from ._transforms import GradientTransformation
 
-__all__ = ["per_parameter"]
+__all__ = ["make_tiles", "per_parameter", "tile_shapes", "tiled_direction"]
 
 
 def _block_shape(shape) -> tuple:
@@ -38,6 +38,37 @@ def _assemble(xp, pieces: list, counts: tuple):
     return pieces[0]
 
 
+def tile_shapes(shape, block_size) -> list[tuple]:
+    """The shape of every tile of a parameter of ``shape`` (C order; 0-d as ``(1,)``)."""
+    return [tuple(s.stop - s.start for s in tile) for tile in _tiles(shape, block_size)]
+
+
+def make_tiles(make: Callable[[tuple], Any], shape, block_size) -> list:
+    """A fresh object ``make(tile_shape)`` for every tile of a parameter of ``shape``."""
+    return [make(tile_shape) for tile_shape in tile_shapes(shape, block_size)]
+
+
+def tiled_direction(xp, objects: list, grad, block_size, where: str):
+    """The direction of one parameter: ``objects[j].update(tile j of grad)``, reassembled.
+
+    The step both :func:`per_parameter` (objects rebuilt from the state) and
+    ``curvature.torch`` (objects kept alive between steps) take, so the two
+    interfaces share their arithmetic. Errors name ``where`` (and the tile).
+    """
+    shape = _block_shape(grad.shape)
+    tiles = _tiles(grad.shape, block_size)
+    block_grad = grad if shape == tuple(grad.shape) else xp.reshape(grad, shape)
+    pieces = []
+    for j, (tile, block) in enumerate(zip(tiles, objects)):
+        piece = block_grad if len(tiles) == 1 else block_grad[tile]
+        with rename_errors(where + (f", tile {j} of {len(tiles)}" if len(tiles) > 1 else "")):
+            pieces.append(block.update(piece))
+    counts = tuple(math.ceil(n / (block_size or n)) for n in shape)
+    direction = _assemble(xp, pieces, counts)
+    return (direction if direction.shape == tuple(grad.shape)
+            else xp.reshape(direction, tuple(grad.shape)))
+
+
 def per_parameter(owner: str, make: Callable[[tuple], Any],
                   block_size: int | None = None) -> GradientTransformation:
     """A transformation that runs ``make(shape).update(grad)`` on every parameter (tile).
@@ -51,8 +82,8 @@ def per_parameter(owner: str, make: Callable[[tuple], Any],
 
     def init(params):
         _, leaves, _, _ = prepare_init(owner, params)
-        return {"blocks": [[make(tuple(s.stop - s.start for s in tile)).state_dict()
-                            for tile in _tiles(p.shape, block_size)] for p in leaves]}
+        return {"blocks": [[block.state_dict() for block in make_tiles(make, p.shape, block_size)]
+                           for p in leaves]}
 
     def update(grads, state, params=None):
         check_state(state, {"blocks": Where(lambda v: isinstance(v, list),
@@ -64,27 +95,15 @@ def per_parameter(owner: str, make: Callable[[tuple], Any],
                              f"{len(call.grads)}: the state belongs to another model")
         directions, new_blocks = [], []
         for i, (g, path, tile_states) in enumerate(zip(call.grads, call.paths, blocks)):
-            shape = _block_shape(g.shape)
-            tiles = _tiles(g.shape, block_size)
-            if not isinstance(tile_states, list) or len(tile_states) != len(tiles):
+            shapes = tile_shapes(g.shape, block_size)
+            if not isinstance(tile_states, list) or len(tile_states) != len(shapes):
                 raise ValueError(f"{owner}: state['blocks'][{i}] (for {path}) must be a list "
-                                 f"of {len(tiles)} block states, got {tile_states!r:.80}")
-            block_grad = g if shape == tuple(g.shape) else xp.reshape(g, shape)
-            pieces, new_states = [], []
-            for j, (tile, tile_state) in enumerate(zip(tiles, tile_states)):
-                tile_shape = tuple(s.stop - s.start for s in tile)
-                where = f"{owner}: state['blocks'][{i}][{j}] (for {path})"
-                block = restore(make(tile_shape), tile_state, where)
-                piece = block_grad if len(tiles) == 1 else block_grad[tile]
-                with rename_errors(f"{owner}: {path}"
-                                   + (f", tile {j} of {len(tiles)}" if len(tiles) > 1 else "")):
-                    pieces.append(block.update(piece))
-                new_states.append(block.state_dict())
-            counts = tuple(math.ceil(n / (block_size or n)) for n in shape)
-            direction = _assemble(xp, pieces, counts)
-            directions.append(direction if direction.shape == tuple(g.shape)
-                              else xp.reshape(direction, tuple(g.shape)))
-            new_blocks.append(new_states)
+                                 f"of {len(shapes)} block states, got {tile_states!r:.80}")
+            objects = [restore(make(tile_shape), tile_state,
+                               f"{owner}: state['blocks'][{i}][{j}] (for {path})")
+                       for j, (tile_shape, tile_state) in enumerate(zip(shapes, tile_states))]
+            directions.append(tiled_direction(xp, objects, g, block_size, f"{owner}: {path}"))
+            new_blocks.append([block.state_dict() for block in objects])
         return call.tree(directions), {"blocks": new_blocks}
 
     return GradientTransformation(init, update)
