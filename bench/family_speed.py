@@ -67,8 +67,10 @@ def _row(benchmark, matrix, A, ours, theirs, target, note=""):
             "target": target, "verdict": "met" if ratio <= target else "not met", "note": note}
 
 
-def method_rows(N: int, iterations: int, repeat: int) -> list[dict]:
-    """The per-iteration rows of minres, bicgstab, gmres(30) and gmres+ilu0 against scipy."""
+def method_rows(N: int, iterations: int, repeat: int,
+                methods: tuple[str, ...] = tuple(TARGETS)) -> list[dict]:
+    """The per-iteration rows of minres, bicgstab, gmres(30) and gmres+ilu0 against scipy
+    (those named in ``methods``)."""
     import scipy.sparse.linalg as sla
 
     from linsolve import bicgstab, gmres, minres, precond
@@ -80,9 +82,12 @@ def method_rows(N: int, iterations: int, repeat: int) -> list[dict]:
     shifted = (laplacian - 0.05 * sp.eye(N * N)).tocsr()
     b = np.random.default_rng(0).standard_normal(N * N)
     cycles = max(1, iterations // 30)
-    ilu = precond.ilu0(A)
-    spilu = sla.spilu(A.tocsc(), drop_tol=0.0, fill_factor=1)
-    spilu_op = sla.LinearOperator(A.shape, matvec=spilu.solve, dtype=np.float64)
+    if "gmres+ilu0" in methods:
+        ilu = precond.ilu0(A)
+        spilu = sla.spilu(A.tocsc(), drop_tol=0.0, fill_factor=1)
+        spilu_op = sla.LinearOperator(A.shape, matvec=spilu.solve, dtype=np.float64)
+    else:
+        ilu = spilu_op = None
     counted: list[int] = []
 
     def scipy_counted(solver, *args, **kwargs):
@@ -105,6 +110,8 @@ def method_rows(N: int, iterations: int, repeat: int) -> list[dict]:
     }
     rows = []
     for name, (matrix, ours, theirs) in cases.items():
+        if name not in methods:
+            continue
         ours(), theirs()  # compile and warm up
         medians = _interleaved({"ours": _per_iteration(ours), "theirs": _per_iteration(theirs)},
                                repeat)
@@ -160,8 +167,8 @@ def batched_rows(matrices: tuple[str, ...], k: int, repeat: int) -> list[dict]:
 
 
 def run(N: int = 500, iterations: int = 60, matrices: tuple[str, ...] = ("p1tet", "elasticity3d"),
-        k: int = 8, repeat: int = 5) -> list[dict]:
-    """Every row, BLAS at one thread.
+        k: int = 8, repeat: int = 5, methods: tuple[str, ...] = tuple(TARGETS)) -> list[dict]:
+    """Every row (the per-iteration rows of ``methods``), BLAS at one thread.
 
     Examples
     --------
@@ -172,7 +179,8 @@ def run(N: int = 500, iterations: int = 60, matrices: tuple[str, ...] = ("p1tet"
     from ._threads import blas_one_thread
 
     with blas_one_thread():
-        return method_rows(N, iterations, repeat) + batched_rows(tuple(matrices), k, repeat)
+        return method_rows(N, iterations, repeat, tuple(methods)) + \
+            batched_rows(tuple(matrices), k, repeat)
 
 
 def family_parser(prog: str):
@@ -185,6 +193,9 @@ def family_parser(prog: str):
                         help="iterations per timed call of the per-iteration rows")
     parser.add_argument("--matrices", default="p1tet,elasticity3d",
                         help="scikit-fem matrices of the batched rows ('' for none)")
+    parser.add_argument("--methods", default=",".join(TARGETS),
+                        help=f"per-iteration rows to run, from {','.join(TARGETS)} ('' for "
+                        "none; default all)")
     parser.add_argument("--rhs", type=int, default=8, help="right-hand sides k of the batch")
     parser.add_argument("--repeat", type=int, default=5, help="samples per timing (median)")
     parser.add_argument("--out", default="results", help="output folder (default results/)")
@@ -200,11 +211,17 @@ def run_family_command(args) -> int:
     from .table import format_table, write_csv, write_json
 
     matrices = tuple(name for name in args.matrices.split(",") if name.strip())
+    methods = tuple(name.strip() for name in args.methods.split(",") if name.strip())
     if args.size < 4 or args.iterations < 1 or args.rhs < 1 or args.repeat < 1:
         print("error: --size must be >= 4 and --iterations, --rhs, --repeat >= 1",
               file=sys.stderr)
         return 2
-    rows = run(args.size, args.iterations, matrices, args.rhs, args.repeat)
+    unknown = [name for name in methods if name not in TARGETS]
+    if unknown:
+        print(f"error: --methods {','.join(unknown)}: unknown; choose from "
+              f"{','.join(TARGETS)}", file=sys.stderr)
+        return 2
+    rows = run(args.size, args.iterations, matrices, args.rhs, args.repeat, methods)
     env = environment()
     print(environment_line(env))
     print(format_table(rows, FAMILY_COLUMNS))

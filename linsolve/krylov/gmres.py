@@ -316,14 +316,24 @@ class _Basis:
 
 
 class _GMRES:
-    """One solve's state; :meth:`run` is the restart loop, :meth:`cycle` one Arnoldi cycle."""
+    """One solve's state; :meth:`run` is the restart loop, :meth:`cycle` one Arnoldi cycle.
+
+    ``project`` replaces the orthogonalisation kernel (same signature and
+    meaning as :func:`cext.numba.gmres.gmres_project`) and ``any_nonzero(x)``
+    the test for a nonzero start: :mod:`linsolve.mpi.krylov` passes versions
+    whose sums run over the ranks, so that every rank takes the same branch.
+    """
 
     def __init__(self, system: KrylovSystem, common, callback_type, restart: int,
-                 flexible: bool, record: SolveRecord):
+                 flexible: bool, record: SolveRecord, project: Callable | None = None,
+                 any_nonzero: Callable[[Any], bool] | None = None):
         self.system = system
         self.xp = xp = system.xp
         self.A, self.M, self.b, self.x = system.A, system.M, system.b, system.x
         self.kernels = system.A.kernels
+        self.project = self.kernels.gmres_project if project is None else project
+        self.any_nonzero = (lambda x: bool(xp.any(x != 0))) if any_nonzero is None \
+            else any_nonzero
         self.callback, self.callback_type = common.callback, callback_type
         self.restart = restart
         self.flexible = flexible and system.M is not None
@@ -385,7 +395,7 @@ class _GMRES:
                 self.x = xp.zeros_like(self.x)
             record.append(0, self.bnorm)
             return self.finish(stop)
-        if bool(xp.any(self.x != 0)):
+        if self.any_nonzero(self.x):
             r, beta = self.true_residual()
         else:
             r, beta = self.b, self.bnorm
@@ -456,7 +466,7 @@ class _GMRES:
         ``(reason, message)`` when the cycle ended on a NaN/Inf or a singular
         Hessenberg matrix (None otherwise), and the coefficient buffer.
         """
-        K, record, M = self.kernels, self.record, self.M
+        record, M = self.record, self.M
         eps = self.eps
         g = [beta]                  # the rotated right-hand side beta e_1
         rotations: list = []        # (c, s) of each step
@@ -476,7 +486,7 @@ class _GMRES:
                 if Z is not None:
                     Z.set(j, z)
             w = self.product(z, V, j + 1)
-            w, h = K.gmres_project(V.block(j + 1), j, w, h, REORTHOGONALISE_ABOVE)
+            w, h = self.project(V.block(j + 1), j, w, h, REORTHOGONALISE_ABOVE)
             if not self.views:
                 V.set(j + 1, w)
             values = _host(h, j + 3)

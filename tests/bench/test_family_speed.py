@@ -28,3 +28,14 @@ def test_tiny_family_run_writes_every_row(tmp_path, capsys):
 def test_bad_options_are_one_error_line(tmp_path, capsys):
     assert main(["family", "--size", "2", "--out", str(tmp_path)]) == 2
     assert capsys.readouterr().err.startswith("error:")
+    assert main(["family", "--methods", "gmres(30),cg", "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith("error: --methods cg")
+
+
+def test_methods_picks_the_per_iteration_rows(tmp_path):
+    assert main(["family", "--size", "12", "--iterations", "2", "--matrices", "", "--methods",
+                 "gmres+ilu0", "--repeat", "1", "--out", str(tmp_path)]) == 0
+    with open(tmp_path / "family.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["benchmark"] for row in rows] == ["gmres+ilu0"]
+    assert float(rows[0]["ours_ms"]) > 0 and float(rows[0]["theirs_ms"]) > 0

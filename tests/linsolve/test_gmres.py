@@ -709,7 +709,18 @@ def test_numba_project_dependent_vector_and_nan():
     assert np.isnan(h[:5]).all()
 
 
-@pytest.mark.parametrize("project", [nbk.gmres_project, reference.gmres_project])
+def _project_over_ranks():
+    """The distributed projection of ``linsolve.mpi.gmres``, on one rank (no MPI needed)."""
+    from linsolve.mpi import DistCSR, SerialComm
+    from linsolve.mpi.krylov import _distributed_project
+    from linsolve.mpi.operator import DistOperator
+
+    return _distributed_project(DistOperator(DistCSR.from_global(sp.eye(2, format="csr"),
+                                                                 comm=SerialComm())))
+
+
+@pytest.mark.parametrize("project", [nbk.gmres_project, reference.gmres_project,
+                                     _project_over_ranks()], ids=["numba", "reference", "mpi"])
 def test_second_update_skipped_only_below_rounding(project):
     # A vector far from the span: the second update is rounding, skipping it
     # leaves w orthogonal to working precision all the same. A vector nearly in
@@ -733,6 +744,90 @@ def test_second_update_skipped_only_below_rounding(project):
         assert same != skipped  # h differs by the skipped second coefficients only
         np.testing.assert_allclose(results[16.0][1][:4], results[0.0][1][:4], rtol=0,
                                    atol=64 * eps * np.linalg.norm(w))
+
+
+@pytest.mark.parametrize("rows", [1, 4, 7, 9])
+def test_four_row_passes_equal_one_row_at_a_time(rows):
+    # the updates exactly (IEEE, no contraction): row 0's product rounded and
+    # subtracted first, then row 1's, ...; the dots to their rounding (gamma_n)
+    from cext.numba.gmres import _row_dots, _subtract_rows
+
+    rng = np.random.default_rng(rows)
+    V = rng.standard_normal((rows + 1, 3000))
+    coef = rng.standard_normal(rows + 1)
+    buffer = rng.standard_normal(2000)
+    expected = buffer.copy()
+    for i in range(rows):
+        expected -= coef[i] * V[i, 500:2500]
+    _subtract_rows(V, rows, coef, 500, 2500, buffer)
+    assert np.array_equal(buffer, expected)
+    out = np.zeros(rows + 1)
+    _row_dots(V, rows, 500, 2500, buffer, out)
+    exact = np.append(V[:rows, 500:2500] @ buffer, buffer @ buffer)
+    bound = 2000 * np.finfo(np.float64).eps * np.append(np.abs(V[:rows, 500:2500]) @
+                                                         np.abs(buffer), buffer @ buffer)
+    assert np.all(np.abs(out - exact) <= bound)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_project_over_ranks_matches_the_numba_kernel(dtype):
+    V = np.zeros((4, 3000), dtype=dtype)
+    V[:3] = _orthonormal_rows(3, 3000, dtype, seed=4)
+    w = np.random.default_rng(6).standard_normal(3000).astype(dtype)
+    expected, h_expected = w.copy(), np.zeros(5)
+    nbk.gmres_project(V, 2, expected, h_expected, 16.0)
+    ours, h = w.copy(), np.zeros(5)
+    _project_over_ranks()(V, 2, ours, h, 16.0)
+    eps = np.finfo(dtype).eps
+    np.testing.assert_allclose(h, h_expected, rtol=64 * eps, atol=64 * eps)
+    np.testing.assert_allclose(ours, expected, rtol=0, atol=64 * eps)
+    assert ours.dtype == dtype
+
+
+@pytest.mark.parametrize("options", [{}, {"M": "jacobi"}, {"M": "jacobi", "flexible": True},
+                                     {"x0": "ones", "callback_type": "pr_norm"}])
+def test_gmres_over_one_rank_follows_the_serial_recurrence(options):
+    from linsolve.mpi import DistCSR, SerialComm
+    from linsolve.mpi import gmres as dist_gmres
+
+    A = (convection_diffusion(12, 1.0) + sp.diags(np.linspace(0.0, 2.0, 144))).tocsr()
+    b = np.random.default_rng(3).standard_normal(144)
+    options = dict(options)
+    if options.get("M") == "jacobi":
+        diagonal = A.diagonal()
+        options["M"] = lambda r: r / diagonal
+    if options.get("x0") == "ones":
+        options["x0"] = np.ones(144)
+    kind = options.pop("callback_type", "x")
+    seen: dict = {"serial": [], "mpi": []}
+    results = {}
+    for name, solve, matrix in (("serial", gmres, A),
+                                ("mpi", dist_gmres, DistCSR.from_global(A, comm=SerialComm()))):
+        results[name] = solve(matrix, b, rtol=1e-10, restart=4, callback_type=kind,
+                              callback=lambda v, key=name: seen[key].append(np.copy(v)),
+                              **options)
+    serial, ours = results["serial"], results["mpi"]
+    assert ours.converged and ours.reason == serial.reason
+    assert (ours.iterations, ours.matvecs, ours.psolves, ours.info) == \
+        (serial.iterations, serial.matvecs, serial.psolves, serial.info)
+    for mine, theirs in zip(seen["mpi"][:20], seen["serial"][:20]):
+        assert np.linalg.norm(mine - theirs) <= 1e-12 * np.linalg.norm(theirs)
+    assert len(seen["mpi"]) == len(seen["serial"]) >= 20 or kind == "x"
+    assert np.linalg.norm(b - A @ ours.x) <= 1e-10 * np.linalg.norm(b)
+
+
+def test_gmres_over_ranks_refuses_what_serial_refuses():
+    from linsolve.mpi import DistCSR, SerialComm
+    from linsolve.mpi import gmres as dist_gmres
+
+    D = DistCSR.from_global(poisson1d(8), comm=SerialComm())
+    for bad, match in (({"restart": 0}, "restart"), ({"callback": print}, "callback_type"),
+                       ({"callback": print, "callback_type": "legacy"}, "legacy"),
+                       ({"tol": 1e-8}, "rtol"), ({"x0": "Mb"}, "x0=M")):
+        with pytest.raises((ValueError, TypeError), match=match):
+            dist_gmres(D, np.ones(8), **bad)
+    with pytest.raises(TypeError, match="DistCSR"):
+        dist_gmres(poisson1d(8), np.ones(8))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

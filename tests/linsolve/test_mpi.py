@@ -34,7 +34,8 @@ def test_batched_pcg_over_two_ranks_matches_the_serial_batch(mpi):
 
 
 @pytest.mark.parametrize("ranks", [2, pytest.param(3, marks=pytest.mark.slow)])
-def test_minres_and_bicgstab_over_ranks_match_serial(mpi, ranks):
+def test_krylov_methods_over_ranks_match_serial(mpi, ranks):
+    """MINRES, BiCGStab, GMRES and FGMRES: first 20 iterates = serial, same solution."""
     completed = launch(ranks, "-m", "mpi4py", str(SCRIPTS / "krylov.py"))
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert f"MPI-KRYLOV-OK {ranks}" in completed.stdout, completed.stdout + completed.stderr
