@@ -257,8 +257,12 @@ def threads_for(work: int) -> int:
     >>> 1 <= threads_for(10**9) <= get_num_threads()
     True
     """
-    ceiling = get_num_threads()
-    count = min(ceiling, int(work) // MIN_WORK_PER_THREAD)
+    count = int(work) // MIN_WORK_PER_THREAD
+    if count <= 1:
+        # before the ceiling is looked up (environment, affinity, the pool):
+        # small solves, which pipelines run by the thousand, pay nothing for it
+        return 1
+    count = min(get_num_threads(), count)
     if count <= 1:
         return 1
     free = available_cores() - busy_cores()
@@ -291,11 +295,13 @@ def kernel_threads(work: int) -> Iterator["ThreadAdjuster"]:
 
     previous = numba.get_num_threads()
     token = _inside.set(True)
+    adjuster = ThreadAdjuster(work, numba, current=previous)
     try:
-        yield ThreadAdjuster(work, numba)
+        yield adjuster
     finally:
         _inside.reset(token)
-        numba.set_num_threads(previous)
+        if adjuster.threads != previous:
+            numba.set_num_threads(previous)
 
 
 def managed(kernel: Callable) -> Callable:
@@ -326,11 +332,11 @@ def managed(kernel: Callable) -> Callable:
 class ThreadAdjuster:
     """Keeps Numba's thread count at :func:`threads_for` ``(work)`` during a solve."""
 
-    def __init__(self, work: int, numba_module):
+    def __init__(self, work: int, numba_module, *, current: int = 0):
         self._work = int(work)
         self._numba = numba_module
         self._next = 0.0
-        self.threads = 0
+        self.threads = current  # Numba's count now: set only where the policy differs
         self.refresh()
 
     def refresh(self) -> int:

@@ -3,10 +3,13 @@
 from .bicgstab import (bicgstab_csr_spmv_dots, bicgstab_dia_spmv_dots, bicgstab_update_p,
                        bicgstab_update_s, bicgstab_update_xr, bicgstab_update_xr_scaled)
 from .blas1 import cg_update_p, cg_update_xr, cg_update_xrz, dot
+from .cg_loop import cg_run_csr, cg_run_dia
 from .block import block_cg_update, block_dots, block_update_p, csr_spmm_dot
 from .chebyshev import csr_chebyshev_step, dia_chebyshev_step
 from .coloring import greedy_coloring, two_coloring
-from .dia import dia_spmv, dia_spmv_dot
+from .dia import dia_spmv, dia_spmv_dot, dia_symmetry_probe
+from .eisenstat import (eisenstat_backward, eisenstat_forward, eisenstat_start,
+                        eisenstat_update)
 from .gmres import gmres_combine, gmres_project
 from .ilu import csr_ilu0
 from .kron import kron_eigen_solve, kron_matvec
@@ -14,14 +17,17 @@ from .mfac import (factor_apply, spd_inverse_factor, window_axpy_gemv_t, window_
                    window_push_gemv)
 from .minres import (csr_minres_lanczos, dia_minres_lanczos, minres_lanczos,
                      minres_orthogonalize, minres_update, minres_update_residual)
+from .ordering import graph_bfs_levels
 from .sketch import countsketch_csr, countsketch_dense, kaczmarz_run
 from .sor import (csr_residual_norm2_split, sor_run, sor_sweep_backward, sor_sweep_colored,
                   sor_sweep_forward)
 from .sor_lagged import (sor_lagged_sweep, sor_residual_norm2_ordered, sor_reverse_sweep,
                          sor_run_lagged)
-from .spmv import csr_spmv, csr_spmv_dot
+from .spmv import csr_spmv, csr_spmv_dot, csr_symmetry_probe
 from .structure import csr_check
-from .triangular import csr_ichol0, csr_triangular_pair_solve, csr_triangular_solve
+from .triangular import (csr_ichol0, csr_ichol0_domains, csr_mirror, csr_permuted_lower,
+                         csr_scaled_gather, csr_strict_padded, csr_symmetric_scaled_gather,
+                         csr_triangular_pair_solve, csr_triangular_solve)
 
 __all__ = [
     "bicgstab_csr_spmv_dots",
@@ -39,21 +45,36 @@ __all__ = [
     "csr_check",
     "countsketch_dense",
     "kaczmarz_run",
+    "cg_run_csr",
+    "cg_run_dia",
     "cg_update_p",
     "cg_update_xr",
     "cg_update_xrz",
     "csr_ichol0",
+    "csr_ichol0_domains",
+    "eisenstat_backward",
+    "eisenstat_forward",
+    "eisenstat_start",
+    "eisenstat_update",
+    "csr_mirror",
+    "csr_permuted_lower",
+    "csr_scaled_gather",
+    "csr_strict_padded",
+    "csr_symmetric_scaled_gather",
     "csr_ilu0",
     "csr_residual_norm2_split",
     "csr_spmv",
     "csr_spmv_dot",
+    "csr_symmetry_probe",
     "csr_triangular_pair_solve",
     "csr_triangular_solve",
     "dia_chebyshev_step",
     "dia_spmv",
     "dia_spmv_dot",
+    "dia_symmetry_probe",
     "dot",
     "gmres_combine",
+    "graph_bfs_levels",
     "gmres_project",
     "factor_apply",
     "kron_eigen_solve",

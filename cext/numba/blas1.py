@@ -63,3 +63,46 @@ def cg_update_xrz(x, r, p, q, alpha, scale, z):
         rr += ri * ri
         rz += ri * zi
     return rr, rz
+
+
+# Plain loops for the compiled CG iterations (cext.numba.cg_loop) on one
+# thread: a parallel kernel held to one thread still enters a parallel region,
+# about 1.5 us a call, a third of a small system's iteration. The same loops
+# with the same flags: LLVM vectorises them alike, so on one thread they give
+# the parallel kernels' bits (tests/cext/test_kernels.py checks).
+_SERIAL = dict(_JIT, parallel=False)
+
+
+@nb.njit(**_SERIAL)
+def _cg_update_xr_serial(x, r, p, q, alpha):
+    """:func:`cg_update_xr` as a plain loop."""
+    total = 0.0
+    for i in range(x.shape[0]):
+        x[i] += alpha * p[i]
+        ri = r[i] - alpha * q[i]
+        r[i] = ri
+        total += ri * ri
+    return total
+
+
+@nb.njit(**_SERIAL)
+def _cg_update_p_serial(p, z, beta):
+    """:func:`cg_update_p` as a plain loop."""
+    for i in range(p.shape[0]):
+        p[i] = z[i] + beta * p[i]
+
+
+@nb.njit(**_SERIAL)
+def _cg_update_xrz_serial(x, r, p, q, alpha, scale, z):
+    """:func:`cg_update_xrz` as a plain loop."""
+    rr = 0.0
+    rz = 0.0
+    for i in range(x.shape[0]):
+        x[i] += alpha * p[i]
+        ri = r[i] - alpha * q[i]
+        r[i] = ri
+        zi = ri * scale[i]
+        z[i] = zi
+        rr += ri * ri
+        rz += ri * zi
+    return rr, rz

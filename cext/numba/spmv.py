@@ -35,8 +35,18 @@ _SERIAL = dict(_JIT, parallel=False)
 _BLOCK = 1024  # rows per task
 
 
+_UNSIGNED = {np.dtype(signed): np.dtype(unsigned) for signed, unsigned in
+             ((np.int32, np.uint32), (np.int64, np.uint64), (np.int16, np.uint16),
+              (np.int8, np.uint8))}
+
+
 def unsigned_view(index_array: np.ndarray) -> np.ndarray:
     """The same memory as unsigned integers (no copy); indices are never negative."""
+    # a table, not the dtype's name edited: building a dtype from a string cost
+    # microseconds a call, which a small system's every product paid twice
+    unsigned = _UNSIGNED.get(index_array.dtype)
+    if unsigned is not None:
+        return index_array.view(unsigned)
     if index_array.dtype.kind == "i":
         return index_array.view(index_array.dtype.str.replace("i", "u"))
     return index_array
@@ -151,3 +161,37 @@ def _csr_spmv_serial(indptr, indices, data, x, out):
 @nb.njit(**_SERIAL)
 def _csr_spmv_dot_serial(indptr, indices, data, p, q):
     return _rows_dot(indptr, indices, data, p, q, 0, q.shape[0])
+
+
+def csr_symmetry_probe(indptr, indices, data, x, y):
+    """``(x.Ay, y.Ax, |Ax|^2, |Ay|^2, |x|^2, |y|^2)`` in one pass over the CSR rows.
+
+    The symmetry check of :func:`linsolve.pcg`: two products and six inner
+    products, which as separate kernel calls cost a small solve as much as
+    its iterations. Sums in float64.
+    """
+    return _csr_symmetry_probe(unsigned_view(indptr), unsigned_view(indices), data, x, y)
+
+
+@nb.njit(**_JIT)
+def _csr_symmetry_probe(indptr, indices, data, x, y):
+    xAy = 0.0
+    yAx = 0.0
+    AxAx = 0.0
+    AyAy = 0.0
+    xx = 0.0
+    yy = 0.0
+    for i in prange(x.shape[0]):
+        Ax = 0.0
+        Ay = 0.0
+        for jj in range(indptr[i], indptr[i + 1]):
+            a = data[jj]
+            Ax += a * x[indices[jj]]
+            Ay += a * y[indices[jj]]
+        xAy += x[i] * Ay
+        yAx += y[i] * Ax
+        AxAx += Ax * Ax
+        AyAy += Ay * Ay
+        xx += x[i] * x[i]
+        yy += y[i] * y[i]
+    return xAy, yAx, AxAx, AyAy, xx, yy

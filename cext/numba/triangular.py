@@ -309,42 +309,69 @@ def csr_triangular_pair_solve(lower_indptr, lower_indices, lower_data, upper_ind
         solve(*args, b, work, out, quad)
 
 
-@nb.njit(**_SEQ)
-def _ichol0(indptr, indices, data):
-    n = indptr.shape[0] - 1
-    for i in range(n):
+@nb.njit(**_ROW)
+def _ichol0_rows(indptr, indices, data, row_values, lo, hi):
+    """IC(0) of rows lo..hi-1 (the rows they reference done); -1 or the first failed row."""
+    for i in range(lo, hi):
         start = indptr[i]
         diag_pos = indptr[i + 1] - 1
         if diag_pos < start or indices[diag_pos] != i:
             return i  # no stored diagonal: zero pivot
         # Row-oriented (Crout by rows) IC(0): for each stored (i, k), k < i,
         # L[i, k] = (A[i, k] - sum_{j < k} L[i, j] L[k, j]) / L[k, k], the
-        # sum over the columns both rows store (sorted merge); fill outside
+        # sum over the columns both rows store, in increasing j; fill outside
         # the pattern of tril(A) is never created, which is the "0" of IC(0).
+        # row_values holds row i's finished entries by column (zero elsewhere):
+        # the sums gather from it instead of merging two sorted rows, whose
+        # branches the predictor misses about once an entry. Row k's other
+        # columns meet a zero there: subtracting L[k, j] * 0 leaves every sum
+        # as the merge over common columns made it (L[k, j] is finite: row k
+        # passed its pivot test).
         for kk in range(start, diag_pos):
             k = indices[kk]
             acc = data[kk]
-            p = start
-            q = indptr[k]
             k_diag = indptr[k + 1] - 1
-            while p < kk and q < k_diag:
-                cp = indices[p]
-                cq = indices[q]
-                if cp == cq:
-                    acc -= data[p] * data[q]
-                    p += 1
-                    q += 1
-                elif cp < cq:
-                    p += 1
-                else:
-                    q += 1
-            data[kk] = acc / data[k_diag]
+            for q in range(indptr[k], k_diag):
+                acc -= data[q] * row_values[indices[q]]
+            value = acc / data[k_diag]
+            data[kk] = value
+            row_values[k] = value
         pivot = data[diag_pos]
         for p in range(start, diag_pos):
             pivot -= data[p] * data[p]
+            row_values[indices[p]] = 0.0
         if not (pivot > 0.0 and math.isfinite(pivot)):
             return i
         data[diag_pos] = math.sqrt(pivot)
+    return -1
+
+
+@nb.njit(**_SEQ)
+def _ichol0(indptr, indices, data):
+    row_values = np.zeros(indptr.shape[0] - 1, dtype=data.dtype)
+    return _ichol0_rows(indptr, indices, data, row_values, 0, indptr.shape[0] - 1)
+
+
+# The domains of one stage in parallel: a row of a domain references only rows
+# of its own segment and of earlier stages, and two segments of one stage share
+# no column (no row is coupled to two segments of one later stage), so the
+# shared row_values is written at disjoint places. Every row's arithmetic is
+# the sequential kernel's: the factor does not depend on the thread count.
+@nb.njit(**_PAR)
+def _ichol0_staged(indptr, indices, data, segment_ptr, stage_ptr):
+    row_values = np.zeros(indptr.shape[0] - 1, dtype=data.dtype)
+    failed = np.full(segment_ptr.shape[0] - 1, -1, dtype=np.int64)
+    for stage in range(stage_ptr.shape[0] - 1):
+        first = stage_ptr[stage]
+        count = stage_ptr[stage + 1] - first
+        for t in prange(count):
+            g = first + t
+            failed[g] = _ichol0_rows(indptr, indices, data, row_values, segment_ptr[g],
+                                     segment_ptr[g + 1])
+        # the first failed row in the numbering: the sequential kernel's answer
+        for t in range(count):
+            if failed[first + t] >= 0:
+                return failed[first + t]
     return -1
 
 
@@ -365,6 +392,260 @@ def csr_ichol0(indptr, indices, data) -> int:
     >>> csr_ichol0(T.indptr, T.indices, data), data.tolist()
     (-1, [2.0, 1.0, 2.0])
     """
-    # Signed indices here: the merge mixes positions from ``range`` with
+    # Signed indices here: the loops mix positions from ``range`` with
     # ``indptr`` values, and one factorisation is not worth the unsigned trick.
     return int(_ichol0(indptr, indices, data))
+
+
+def csr_ichol0_domains(indptr, indices, data, segment_ptr, stage_ptr) -> int:
+    """:func:`csr_ichol0` with the segments of one stage of a domain ordering in parallel.
+
+    ``segment_ptr`` and ``stage_ptr`` as for :func:`csr_triangular_pair_solve`
+    (nested dissection guarantees what the parallel rows need). The factor
+    and the failed row returned are the sequential kernel's, for any thread count.
+
+    Examples
+    --------
+    >>> import numpy as np, scipy.sparse as sp
+    >>> T = sp.csr_array(np.array([[4.0, 0.0], [2.0, 5.0]]))
+    >>> data = T.data.copy()
+    >>> csr_ichol0_domains(T.indptr, T.indices, data, np.array([0, 2]), np.array([0, 1]))
+    -1
+    >>> data.tolist()
+    [2.0, 1.0, 2.0]
+    """
+    if stage_ptr.shape[0] > 2 and nb.get_num_threads() > 1:
+        return int(_ichol0_staged(indptr, indices, data, segment_ptr, stage_ptr))
+    return int(_ichol0(indptr, indices, data))
+
+
+# --- the pattern-only (symbolic) layout of IC(0) and SSOR, built once per pattern ---
+
+@nb.njit(**_SEQ)
+def _csr_permuted_lower(indptr, indices, perm, inverse, lower_indptr, lower_indices,
+                        lower_source, lower_mirror):
+    n = perm.shape[0]
+    lower_indptr[0] = 0
+    at = 0
+    for i in range(n):
+        row = perm[i]
+        start = at
+        for p in range(indptr[row], indptr[row + 1]):
+            j = inverse[indices[p]]
+            if j <= i:
+                # insertion into the (short) sorted row being built
+                q = at
+                while q > start and lower_indices[q - 1] > j:
+                    lower_indices[q] = lower_indices[q - 1]
+                    lower_source[q] = lower_source[q - 1]
+                    q -= 1
+                lower_indices[q] = j
+                lower_source[q] = p
+                at += 1
+        lower_indptr[i + 1] = at
+        # the transpose of each strict entry (i, j): column perm[i] in A's row perm[j],
+        # found in B's order, where the rows searched are the ones just read
+        for q in range(start, at):
+            j = lower_indices[q]
+            if j == i:
+                lower_mirror[q] = -1
+                continue
+            other = perm[j]
+            lo = indptr[other]
+            hi = indptr[other + 1]
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if indices[mid] < row:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            lower_mirror[q] = lo if lo < indptr[other + 1] and indices[lo] == row else -1
+
+
+def csr_permuted_lower(indptr, indices, perm, inverse, lower_indptr, lower_indices,
+                       lower_source, lower_mirror) -> None:
+    """The pattern of ``tril(A[perm][:, perm])``, where each entry and its transpose sit in ``A``.
+
+    ``A`` is canonical CSR (sorted rows, no duplicates); ``inverse[perm[i]] = i``.
+    Writes ``lower_indptr`` (length ``n + 1``) and the first ``lower_indptr[n]``
+    entries of ``lower_indices`` (sorted in each row; the diagonal, where
+    stored, last), ``lower_source`` (the position in ``A``'s ``indices`` and
+    ``data`` of each entry) and ``lower_mirror`` (the position of its
+    transpose, -1 where not stored and on the diagonal); each must hold
+    ``A``'s ``nnz`` entries. One pass over ``A``: the lower pattern's values
+    are then ``data[lower_source]`` for any ``data`` on this pattern.
+
+    Examples
+    --------
+    >>> import numpy as np, scipy.sparse as sp
+    >>> A = sp.csr_array(np.array([[4.0, 1.0, 0.0], [1.0, 4.0, 2.0], [0.0, 2.0, 4.0]]))
+    >>> perm = np.array([2, 0, 1]); inverse = np.argsort(perm)
+    >>> ptr, ind, src, mir = (np.empty(k, np.int64) for k in (4, 7, 7, 7))
+    >>> csr_permuted_lower(A.indptr, A.indices, perm, inverse, ptr, ind, src, mir)
+    >>> ptr.tolist(), ind[:5].tolist(), A.data[src[:5]].tolist(), mir[:5].tolist()
+    ([0, 1, 2, 5], [0, 1, 0, 1, 2], [4.0, 4.0, 2.0, 1.0, 4.0], [-1, -1, 5, 1, -1])
+    """
+    _csr_permuted_lower(indptr, indices, perm, inverse, lower_indptr, lower_indices,
+                        lower_source, lower_mirror)
+
+
+@nb.njit(**_SEQ)
+def _csr_strict_padded(lower_indptr, lower_indices, strict_indptr, strict_indices,
+                       strict_from_lower, strict_rows):
+    n = lower_indptr.shape[0] - 1
+    for i in range(n):
+        start = lower_indptr[i]
+        end = lower_indptr[i + 1]
+        if end > start and lower_indices[end - 1] == i:
+            end -= 1
+        at = strict_indptr[i]
+        lead = strict_indptr[i + 1] - at - (end - start)
+        for k in range(lead):
+            strict_indices[at + k] = lower_indices[start]
+            strict_from_lower[at + k] = -1
+            strict_rows[at + k] = i
+        at += lead
+        for q in range(start, end):
+            strict_indices[at] = lower_indices[q]
+            strict_from_lower[at] = q
+            strict_rows[at] = i
+            at += 1
+
+
+def csr_strict_padded(lower_indptr, lower_indices, strict_indptr, strict_indices,
+                      strict_from_lower, strict_rows) -> None:
+    """The strictly lower part of sorted lower-triangular CSR, rows padded at their start.
+
+    ``strict_indptr`` is given (each row's strict length, rounded up as the
+    caller pads); the padding repeats the row's first stored column and has
+    ``strict_from_lower = -1``. Writes ``strict_indices``, ``strict_from_lower``
+    (the position in the lower arrays) and ``strict_rows`` (each entry's row).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> out = [np.empty(4, np.int64) for _ in range(3)]
+    >>> csr_strict_padded(np.array([0, 1, 3]), np.array([0, 0, 1]), np.array([0, 0, 4]), *out)
+    >>> [a.tolist() for a in out]
+    [[0, 0, 0, 0], [-1, -1, -1, 1], [1, 1, 1, 1]]
+    """
+    _csr_strict_padded(lower_indptr, lower_indices, strict_indptr, strict_indices,
+                       strict_from_lower, strict_rows)
+
+
+@nb.njit(**_PAR)
+def _csr_scaled_gather(indptr, indices, source, values, left, right, out):
+    # rows in parallel: the gather from A's rows in another order waits on memory
+    n = indptr.shape[0] - 1
+    for i in prange(n):
+        scale = left[i]
+        for p in range(indptr[i], indptr[i + 1]):
+            s = source[p]
+            if s < 0:
+                out[p] = 0.0
+            else:
+                out[p] = (scale * values[s]) * right[indices[p]]
+
+
+def csr_scaled_gather(indptr, indices, source, values, left, right, out) -> None:
+    """``out[p] = (left[i] * values[source[p]]) * right[indices[p]]`` over the rows ``i``;
+    0 where ``source[p] < 0`` (padding).
+
+    The products in this order, in the arrays' dtype: the values scaled
+    three sparse factors ``diag(left) @ V @ diag(right)`` gave (``right``
+    of ones leaves ``left[i] * values`` exact).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> out = np.empty(2)
+    >>> csr_scaled_gather(np.array([0, 0, 2]), np.array([0, 0]), np.array([-1, 0]),
+    ...                   np.array([3.0]), np.array([1.0, 2.0]), np.array([5.0, 1.0]), out)
+    >>> out.tolist()
+    [0.0, 30.0]
+    """
+    _csr_scaled_gather(indptr, indices, source, values, left, right, out)
+
+
+@nb.njit(**_PAR)
+def _csr_symmetric_scaled_gather(indptr, indices, source, mirror, orphans, values, left,
+                                 right, out):
+    n = indptr.shape[0] - 1
+    asymmetric = 0
+    for i in prange(n):
+        scale = left[i]
+        for p in range(indptr[i], indptr[i + 1]):
+            s = source[p]
+            if s < 0:
+                out[p] = 0.0
+                continue
+            value = values[s]
+            m = mirror[p]
+            if m >= 0:
+                if value != values[m]:  # NaN too: not symmetric
+                    asymmetric += 1
+            elif value != 0.0:
+                asymmetric += 1
+            out[p] = (scale * value) * right[indices[p]]
+    for p in orphans:
+        if values[p] != 0.0:
+            asymmetric += 1
+    return asymmetric == 0
+
+
+def csr_symmetric_scaled_gather(indptr, indices, source, mirror, orphans, values, left, right,
+                                out) -> bool:
+    """:func:`csr_scaled_gather`, and whether the values are symmetric, in the same pass.
+
+    Symmetric: ``values[source[p]] == values[mirror[p]]`` (0 where
+    ``mirror[p] < 0``) for every ``p`` with ``source[p] >= 0``, and
+    ``values[orphans]`` all zero (the entries with no transpose among the
+    sourced ones).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> values, out = np.array([1.0, 2.0, 2.0, 0.0]), np.empty(2)
+    >>> csr_symmetric_scaled_gather(np.array([0, 0, 2]), np.array([0, 0]), np.array([-1, 1]),
+    ...                             np.array([-1, 2]), np.array([3]), values,
+    ...                             np.ones(2), np.ones(2), out), out.tolist()
+    (True, [0.0, 2.0])
+    """
+    return bool(_csr_symmetric_scaled_gather(indptr, indices, source, mirror, orphans, values,
+                                             left, right, out))
+
+
+@nb.njit(**_SEQ)
+def _csr_mirror(indptr, indices, mirror):
+    n = indptr.shape[0] - 1
+    for i in range(n):
+        for p in range(indptr[i], indptr[i + 1]):
+            j = indices[p]
+            # binary search for column i in the sorted row j
+            lo = indptr[j]
+            hi = indptr[j + 1]
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if indices[mid] < i:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            mirror[p] = lo if lo < indptr[j + 1] and indices[lo] == i else -1
+
+
+def csr_mirror(indptr, indices, mirror) -> None:
+    """``mirror[p]``: the position of ``A[j, i]`` for the entry ``p = (i, j)``, or -1.
+
+    ``A`` is canonical CSR (sorted rows, no duplicates); ``mirror`` is a signed
+    integer array of length ``nnz``.
+
+    Examples
+    --------
+    >>> import numpy as np, scipy.sparse as sp
+    >>> A = sp.csr_array(np.array([[1.0, 2.0], [0.0, 3.0]]))
+    >>> mirror = np.empty(3, np.int64)
+    >>> csr_mirror(A.indptr, A.indices, mirror)
+    >>> mirror.tolist()
+    [0, -1, 2]
+    """
+    _csr_mirror(indptr, indices, mirror)

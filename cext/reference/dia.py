@@ -28,3 +28,11 @@ def dia_spmv_dot(offsets, values, p, q) -> float:
     """``q = A @ p`` (in place); return ``p . q``."""
     dia_spmv(offsets, values, p, q)
     return dot(p, q)
+
+
+def dia_symmetry_probe(offsets, values, x, y):
+    """``(x.Ay, y.Ax, |Ax|^2, |Ay|^2, |x|^2, |y|^2)`` for row-aligned DIA storage."""
+    from .spmv import _probe
+
+    xp = array_namespace(x, y)
+    return _probe(lambda v: dia_spmv(offsets, values, v, xp.empty_like(v)), x, y)

@@ -45,3 +45,15 @@ def csr_spmv_dot(indptr, indices, data, p, q) -> float:
     """``q = A @ p`` (in place); return ``p . q``."""
     csr_spmv(indptr, indices, data, p, q)
     return dot(p, q)
+
+
+def _probe(product, x, y):
+    """The six inner products of the symmetry probe from ``product(v) = A @ v``."""
+    Ax, Ay = product(x), product(y)
+    return dot(x, Ay), dot(y, Ax), dot(Ax, Ax), dot(Ay, Ay), dot(x, x), dot(y, y)
+
+
+def csr_symmetry_probe(indptr, indices, data, x, y):
+    """``(x.Ay, y.Ax, |Ax|^2, |Ay|^2, |x|^2, |y|^2)`` for CSR ``(indptr, indices, data)``."""
+    xp = array_namespace(x, y)
+    return _probe(lambda v: csr_spmv(indptr, indices, data, v, xp.empty_like(v)), x, y)

@@ -27,7 +27,7 @@ def csr_triangular_solve(indptr, indices, data, diag, b, out, lower) -> None:
 def csr_ichol0(indptr, indices, data) -> int:
     """IC(0) of sorted lower-triangular CSR in place; ``-1`` or the failed row.
 
-    Dictionary-per-row version of the Numba kernel's merge.
+    Dictionary-per-row version of the Numba kernel's sums.
     """
     import math
 
@@ -111,3 +111,85 @@ def csr_triangular_pair_solve(lower_indptr, lower_indices, lower_data, upper_ind
             acc = acc - upper_data[jj] * work[int(upper_indices[jj])]
         work[i] = acc
         out[int(perm[i])] = scale_out[i] * acc
+
+
+def csr_ichol0_domains(indptr, indices, data, segment_ptr, stage_ptr) -> int:
+    """:func:`csr_ichol0`, one row after the other (the domains give the same result)."""
+    del segment_ptr, stage_ptr
+    return csr_ichol0(indptr, indices, data)
+
+
+def csr_permuted_lower(indptr, indices, perm, inverse, lower_indptr, lower_indices,
+                       lower_source, lower_mirror) -> None:
+    """The pattern of ``tril(A[perm][:, perm])``, each entry's position in ``A`` and its
+    transpose's (-1 where not stored, and on the diagonal).
+
+    Plain loops (a sort of each row, a dictionary of positions); see
+    :func:`cext.numba.triangular.csr_permuted_lower`.
+    """
+    n = perm.shape[0]
+    where = {}
+    for r in range(n):
+        for p in range(int(indptr[r]), int(indptr[r + 1])):
+            where[(r, int(indices[p]))] = p
+    lower_indptr[0] = 0
+    at = 0
+    for i in range(n):
+        row = int(perm[i])
+        entries = sorted((int(inverse[int(indices[p])]), p)
+                         for p in range(int(indptr[row]), int(indptr[row + 1])))
+        for j, p in entries:
+            if j <= i:
+                lower_indices[at] = j
+                lower_source[at] = p
+                lower_mirror[at] = -1 if j == i else where.get((int(perm[j]), row), -1)
+                at += 1
+        lower_indptr[i + 1] = at
+
+
+def csr_strict_padded(lower_indptr, lower_indices, strict_indptr, strict_indices,
+                      strict_from_lower, strict_rows) -> None:
+    """Strict lower part of sorted lower CSR with each row padded at its start (plain loops)."""
+    n = lower_indptr.shape[0] - 1
+    for i in range(n):
+        start, end = int(lower_indptr[i]), int(lower_indptr[i + 1])
+        if end > start and int(lower_indices[end - 1]) == i:
+            end -= 1
+        at = int(strict_indptr[i])
+        lead = int(strict_indptr[i + 1]) - at - (end - start)
+        for q in [start] * lead + list(range(start, end)):
+            strict_indices[at] = lower_indices[q]
+            strict_from_lower[at] = -1 if at - int(strict_indptr[i]) < lead else q
+            strict_rows[at] = i
+            at += 1
+
+
+def csr_scaled_gather(indptr, indices, source, values, left, right, out) -> None:
+    """``out[p] = (left[i] * values[source[p]]) * right[indices[p]]``, 0 for ``source < 0``."""
+    n = indptr.shape[0] - 1
+    for i in range(n):
+        for p in range(int(indptr[i]), int(indptr[i + 1])):
+            s = int(source[p])
+            out[p] = 0 if s < 0 else (left[i] * values[s]) * right[int(indices[p])]
+
+
+def csr_symmetric_scaled_gather(indptr, indices, source, mirror, orphans, values, left, right,
+                                out) -> bool:
+    """:func:`csr_scaled_gather` and whether the sourced values equal their mirrors' (0 where
+    none) with every orphan zero."""
+    csr_scaled_gather(indptr, indices, source, values, left, right, out)
+    for s, m in zip(source.tolist(), mirror.tolist()):
+        if s >= 0 and float(values[s]) != (float(values[m]) if m >= 0 else 0.0):
+            return False
+    return all(float(values[p]) == 0.0 for p in orphans.tolist())
+
+
+def csr_mirror(indptr, indices, mirror) -> None:
+    """``mirror[p]``: position of ``A[j, i]`` for entry ``p = (i, j)``, or -1 (a dictionary)."""
+    n = indptr.shape[0] - 1
+    where = {}
+    for i in range(n):
+        for p in range(int(indptr[i]), int(indptr[i + 1])):
+            where[(i, int(indices[p]))] = p
+    for (i, j), p in where.items():
+        mirror[p] = where.get((j, i), -1)

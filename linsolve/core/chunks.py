@@ -3,7 +3,8 @@
 A compiled loop that can run for seconds is called in chunks, so Ctrl-C is
 seen between them; its residual history grows with the iterations run,
 never sized from ``maxiter`` (``maxiter=10**12`` once meant a 7 TiB
-allocation). Shared by :func:`linsolve.sor` and :func:`linsolve.sketch_solve`.
+allocation). Shared by :func:`linsolve.sor`, :func:`linsolve.sketch_solve` and
+:func:`linsolve.pcg`'s compiled chunks.
 """
 
 from __future__ import annotations

@@ -73,6 +73,11 @@ class Monitor:
         """Whether a caller's sink sees each line (the logger alone does not count)."""
         return self._sink is not None
 
+    @property
+    def listening(self) -> bool:
+        """Whether a line would go anywhere now: the caller's sink, or the logger at DEBUG."""
+        return self._sink is not None or (self.active and LOGGER.isEnabledFor(logging.DEBUG))
+
     def __call__(self, k: int, rnorm: float) -> None:
         if self._sink is not None:
             self._sink(k, rnorm)

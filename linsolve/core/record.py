@@ -54,6 +54,15 @@ class SolveRecord:
         self.norms.append(rnorm)
         self.monitor(k, rnorm)
 
+    def extend(self, first: int, norms: Any) -> None:
+        """Record the norms of iterations ``first, first + 1, ...`` (a compiled chunk's),
+        reporting each where anyone listens."""
+        values = norms.tolist()
+        self.norms.extend(values)
+        if self.monitor.listening:
+            for k, rnorm in enumerate(values, start=first):
+                self.monitor(k, rnorm)
+
     def result(self, x: Any, stop: Stop, iterations: int, *, norms: Any = None,
                matvecs: int | None = None, extra: dict | None = None,
                info_count: int | None = None) -> SolveResult:

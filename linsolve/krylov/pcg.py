@@ -13,6 +13,7 @@ import numpy as np
 from cext.registry import writes_in_place
 from cext.threads import kernel_threads
 
+from ..core.chunks import grown_history, next_budget
 from ..core.record import SolveRecord
 from ..core.setup import (check_x0, initial_iterate, krylov_operators, rhs_and_dtype,
                           settings)
@@ -23,6 +24,7 @@ from ..validation.inputs import (as_initial_block, as_rhs_block, check_maxiter,
                                  check_period, dtype_name, is_batch, per_system_tolerance,
                                  working_dtype)
 from .batched import _Batch
+from .eisenstat import eisenstat_pcg
 
 
 def pcg(A: Any, b: Any, x0: Any = None, *, M: Any = None, rtol: float = 1e-5,
@@ -63,7 +65,8 @@ def pcg(A: Any, b: Any, x0: Any = None, *, M: Any = None, rtol: float = 1e-5,
         Iteration limit, default ``10 * n``.
     callback : callable, optional
         ``callback(x)`` after every iteration (``x`` is the live iterate: copy
-        it to keep it).
+        it to keep it). The iterations then return to Python one at a time,
+        as scipy's do (see Notes).
     monitor : bool, file-like or callable
         ``True`` prints PETSc ``-ksp_monitor`` lines,
         ``"%3d KSP Residual norm %14.12e"``, to stdout; an object with
@@ -123,6 +126,15 @@ def pcg(A: Any, b: Any, x0: Any = None, *, M: Any = None, rtol: float = 1e-5,
     halve the true residual, the solve stops with ``DIVERGED_BREAKDOWN``:
     the tolerance is below the attainable accuracy of the dtype.
 
+    On real CSR or DIA systems (NumPy, no ``M`` or a Jacobi ``M``) the
+    iterations run in compiled chunks that return to Python about every
+    0.1 s (Ctrl-C, the thread policy) and wherever the stopping test needs
+    the solver core: the iterates, history and verdict are those of the
+    one-iteration-a-call loop, bit for bit. A ``callback``, or a
+    ``monitor`` that prints or calls, keeps that loop, so that each sees
+    every iterate as it comes; monitor lines for the ``"linsolve"`` logger
+    alone are written after each chunk.
+
     Examples
     --------
     >>> import numpy as np, scipy.sparse as sp
@@ -159,9 +171,12 @@ def pcg(A: Any, b: Any, x0: Any = None, *, M: Any = None, rtol: float = 1e-5,
             _warn_if_not_hermitian(A_op, xp, dtype, n)
         record = SolveRecord(common.monitor, start=start)
         x = initial_iterate(x0, b, M_op, xp, n, dtype, record)
-        solver = _PCG(A_op, M_op, b, x, common, maxiter, check_every, record,
-                      _jacobi_scale(M, A_op, dtype))
-        result = solver.run(threads)
+        # M = precond.ssor(A): SSOR-PCG by Eisenstat's trick (None where it does not apply)
+        result = eisenstat_pcg(A, M, A_op, b, x, common, maxiter, check_every, record, threads)
+        if result is None:
+            solver = _PCG(A_op, M_op, b, x, common, maxiter, check_every, record,
+                          _jacobi_scale(M, A_op, dtype))
+            result = solver.run(threads)
     if pyamg_call and residuals is not None:
         residuals[:] = result.residual_norms.tolist()
     return result
@@ -193,6 +208,8 @@ def _batched(A, B, x0, M, rtol, atol, maxiter, common, check_every, check_symmet
 def _jacobi_scale(M, A_op, dtype):
     """``1 / diag(A)`` in the working dtype when ``M`` is a Jacobi preconditioner that the
     fused update ``cg_update_xrz`` can apply (compiled kernels, real dtype), else None."""
+    if M is None:
+        return None
     from ..precond.jacobi import Jacobi  # the package imports pcg: not at module level
 
     if not isinstance(M, Jacobi) or A_op.kernels.backend != "numba":
@@ -220,21 +237,34 @@ def _warn_if_not_hermitian(A, xp, dtype, n: int) -> None:
     is_complex = "complex" in name
     real = np.float32 if name.endswith(("float32", "complex64")) else np.float64
 
-    def draw():
-        u = rng.random(n, dtype=real) - real(0.5)
-        return u + 1j * (rng.random(n, dtype=real) - real(0.5)) if is_complex else u
+    if not is_complex and A.kernels.backend == "numba" and A.layout in ("csr", "dia"):
+        # the pair drawn at once, then both products and the six inner products in
+        # one compiled pass: as separate calls they cost a small solve (n ~ 1e3) as
+        # much as its iterations
+        x, y = rng.random((2, n), dtype=real) - real(0.5)
+        if A.layout == "csr":
+            sums = A.kernels.csr_symmetry_probe(A.indptr, A.indices, A.data, x, y)
+        else:
+            sums = A.kernels.dia_symmetry_probe(A.offsets, A.values, x, y)
+        xAy, yAx, AxAx, AyAy, xx, yy = sums
+        defect = abs(xAy - yAx)
+        scale = max(math.sqrt(AxAx * yy), math.sqrt(AyAy * xx))
+    else:
+        def draw():
+            u = rng.random(n, dtype=real) - real(0.5)
+            return u + 1j * (rng.random(n, dtype=real) - real(0.5)) if is_complex else u
 
-    x, y = (xp.astype(xp.asarray(draw()), dtype) for _ in range(2))
-    Ax, Ay = A.matvec(x), A.matvec(y)
+        x, y = (xp.astype(xp.asarray(draw()), dtype) for _ in range(2))
+        Ax, Ay = A.matvec(x), A.matvec(y)
 
-    def vdot(u, v):
-        return complex(xp.sum(xp.conj(u) * v)) if is_complex else float(A.kernels.dot(u, v))
+        def vdot(u, v):
+            return complex(xp.sum(xp.conj(u) * v)) if is_complex else float(A.kernels.dot(u, v))
 
-    def norm(u):
-        return math.sqrt(abs(vdot(u, u)))
+        def norm(u):
+            return math.sqrt(abs(vdot(u, u)))
 
-    defect = abs(vdot(x, Ay) - vdot(y, Ax).conjugate())
-    scale = max(norm(Ax) * norm(y), norm(Ay) * norm(x))
+        defect = abs(vdot(x, Ay) - vdot(y, Ax).conjugate())
+        scale = max(norm(Ax) * norm(y), norm(Ay) * norm(x))
     if not (math.isfinite(defect) and math.isfinite(scale)) or scale == 0.0:
         return  # NaN/Inf are reported by the solve itself
     threshold = math.sqrt(float(xp.finfo(dtype).eps))
@@ -301,6 +331,7 @@ class _PCG:
         # come out of the pass that updates r (pending holds r'z, scaled z).
         scale = self.jacobi_scale if in_place else None
         scaled = xp.empty_like(r) if scale is not None else None
+        chunks = self._chunks(in_place, p, q, scale, scaled)
         pending = None
         rho_prev = 1.0
         restart = True
@@ -317,6 +348,14 @@ class _PCG:
                 record.norms[-1] = rnorm
                 restart = True
                 pending = None
+                continue
+            if chunks is not None and (M is None or pending is not None):
+                # the same iterations, compiled: back here where the test fails or
+                # a check is due (a fused Jacobi M needs its first z from above)
+                k, r, rnorm, rr, rho_prev, restart, pending, stop = chunks.run(
+                    k, r, rnorm, rr, rho_prev, restart, pending)
+                if stop is not None:
+                    return self.finish(stop, k)
                 continue
             if M is None:
                 z, rho = r, rr
@@ -356,10 +395,7 @@ class _PCG:
             k += 1
             rnorm = math.sqrt(rr) if rr >= 0 else float("nan")
             if self.check_every is not None and k % self.check_every == 0 and math.isfinite(rnorm):
-                # the recursion may have drifted from b - Ax: continue from the true
-                # residual, restarting the directions (keeping p with a replaced r
-                # can diverge once the gap is large)
-                drift = test.drifted(rnorm)
+                drift = self.drift_check(rnorm)
                 if drift is not None:
                     r, rnorm, restart = drift.r, drift.rnorm, True
                     rr = rnorm * rnorm
@@ -367,3 +403,105 @@ class _PCG:
             record.append(k, rnorm)
             if self.callback is not None:
                 self.callback(x)
+
+    def drift_check(self, rnorm: float) -> Replacement | None:
+        """The periodic ``check_every`` check at a recursive norm ``rnorm``."""
+        # the recursion may have drifted from b - Ax: continue from the true
+        # residual, restarting the directions (keeping p with a replaced r
+        # can diverge once the gap is large)
+        return self.test.drifted(rnorm)
+
+    def _chunks(self, in_place, p, q, scale, scaled) -> "_Chunks | None":
+        """The compiled loop for this solve, or None where iterations stay in Python.
+
+        Compiled: real CSR/DIA ``A`` on the Numba kernels, no ``M`` or a fused
+        Jacobi one. In Python, one iteration a call, as scipy: a callback or
+        a monitor watching every line (each sees every iterate as it comes),
+        any other ``M``, dense and matrix-free ``A``, other namespaces.
+        """
+        A = self.A
+        if (not in_place or self.kernels.backend != "numba" or A.layout not in ("csr", "dia")
+                or self.callback is not None or self.record.monitor.watching
+                or (self.M is not None and scale is None)):
+            return None
+        return _Chunks(self, p, q, scale, scaled)
+
+
+class _Chunks:
+    """:class:`_PCG`'s iterations run by :func:`cext.numba.cg_loop.cg_run_csr` (or ``_dia``).
+
+    Each call runs until the core's test would stop or replace, until a
+    ``check_every`` check is due, or until its budget of iterations is
+    spent: a budget sized to return to Python about every
+    :data:`~linsolve.core.chunks.CHUNK_SECONDS` (Ctrl-C, the thread policy's
+    refresh). The verdicts are the core's, taken here from the state the
+    loop hands back.
+    """
+
+    # statuses of cext.numba.cg_loop
+    AT_TEST, PC_FAILED, CURVATURE_FAILED, DRIFT_CHECK = 0, 1, 2, 3
+    MAX_BUDGET = 2**16
+
+    def __init__(self, solver: _PCG, p, q, scale, scaled):
+        self.solver = solver
+        A, K = solver.A, solver.kernels
+        if A.layout == "csr":
+            matrix, self.kernel = (A.indptr, A.indices, A.data), K.cg_run_csr
+            entries = A.data.shape[0] + A.shape[0]
+        else:
+            matrix, self.kernel = (A.offsets, A.values), K.cg_run_dia
+            entries = A.values.size
+        self.matrix = matrix
+        self.jacobi = scale is not None
+        empty = np.empty(0, dtype=solver.x.dtype)
+        self.scale = scale if self.jacobi else empty
+        self.scaled = scaled if self.jacobi else empty
+        self.p, self.q = p, q  # the Python iterations' buffers: either may run next
+        self.scalars = np.zeros(5)
+        self.counters = np.zeros(3, dtype=np.int64)
+        # the first budget reads about 2**24 matrix entries; later ones scale by time
+        self.budget = min(self.MAX_BUDGET, max(1, 2**24 // max(entries, 1)))
+        self.norms = np.empty(min(self.budget, solver.maxiter) + 1)
+
+    def run(self, k, r, rnorm, rr, rho_prev, restart, pending):
+        """One compiled call from iteration ``k``'s state (its test passed); the state after,
+        and the verdict where the loop stopped on a failed ``r'z`` or ``p'Ap``."""
+        solver = self.solver
+        record = solver.record
+        scalars, counters = self.scalars, self.counters
+        scalars[0], scalars[1], scalars[2] = rnorm, rr, rho_prev
+        scalars[3] = 0.0 if pending is None else pending
+        counters[0], counters[1], counters[2] = k, int(restart), 0
+        end = min(k + self.budget, solver.maxiter)
+        norms = self.norms = grown_history(self.norms, 0, end - k)
+        tol = solver.test.tol
+        check_every = 0 if solver.check_every is None else solver.check_every
+        tic = time.perf_counter()
+        self.kernel(*self.matrix, solver.x, r, self.p, self.q, self.scale, self.scaled, scalars,
+                    counters, norms, tol, solver.maxiter, end, check_every)
+        elapsed = time.perf_counter() - tic
+        began, k, status = k, int(counters[0]), int(counters[2])
+        done = k - began
+        rnorm, rr, rho_prev = float(scalars[0]), float(scalars[1]), float(scalars[2])
+        restart = bool(counters[1])
+        pending = float(scalars[3]) if self.jacobi else None
+        stored = done - (status == self.DRIFT_CHECK)
+        record.extend(began + 1, norms[:stored])
+        record.matvecs += done + (status == self.CURVATURE_FAILED)
+        if self.jacobi:
+            record.psolves += done + (status in (self.PC_FAILED, self.CURVATURE_FAILED))
+        stop = None
+        if status == self.PC_FAILED:
+            stop = preconditioner_verdict(float(scalars[4]), k)
+        elif status == self.CURVATURE_FAILED:
+            stop = curvature_verdict(float(scalars[4]), k)
+        elif status == self.DRIFT_CHECK:
+            drift = solver.drift_check(rnorm)
+            if drift is not None:
+                r, rnorm, restart = drift.r, drift.rnorm, True
+                rr = rnorm * rnorm
+                pending = None
+            record.append(k, rnorm)
+        elif k == end and end < solver.maxiter:  # the call ran its whole budget
+            self.budget = next_budget(self.budget, elapsed, self.MAX_BUDGET)
+        return k, r, rnorm, rr, rho_prev, restart, pending, stop

@@ -150,10 +150,12 @@ def check_real(name: str, value) -> float:
     return float(value)
 
 
-def scipy_csr(A, name: str = "A"):
+def scipy_csr(A, name: str = "A", *, copy: bool = True):
     """``A`` (scipy sparse or a NumPy 2-D array) as a canonical float scipy CSR array.
 
-    Canonical: duplicates summed, column indices sorted; a fresh copy.
+    Canonical: duplicates summed, column indices sorted; a fresh copy, or
+    with ``copy=False`` possibly ``A``'s own arrays (already canonical CSR of
+    a float dtype): treat the result as read-only.
     """
     import numpy as np
     import scipy.sparse as sp
@@ -168,16 +170,17 @@ def scipy_csr(A, name: str = "A"):
     check_square(A, name)
     check_real_numeric(name, A.dtype)
     if is_scipy_sparse(A):
-        A = checked_csr(A, name)
+        A = checked_csr(A, name, canonical=not copy)
     elif A.dtype not in (np.float32, np.float64):
         # as pcg: booleans, integers and float16 (which scipy.sparse cannot
         # hold) become float64
         A = A.astype(np.float64)
-    csr = sp.csr_array(A, copy=True)
+    csr = sp.csr_array(A, copy=copy)
     if csr.dtype.kind == "c":
         raise TypeError(f"complex dtype {csr.dtype} is not supported; the preconditioners are real")
     if csr.dtype not in (np.float32, np.float64):
         csr = csr.astype(np.float64)
-    csr.sum_duplicates()
-    csr.sort_indices()
+    if copy or not is_scipy_sparse(A):
+        csr.sum_duplicates()
+        csr.sort_indices()
     return csr

@@ -32,7 +32,10 @@ from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
+from array_api_compat import array_namespace
 from scipy.sparse import csgraph
+
+from cext import kernels_for
 
 
 class DomainOrdering(NamedTuple):
@@ -79,14 +82,23 @@ def symmetric_pattern(A) -> sp.csr_array:
     return graph
 
 
+def _search(graph: sp.csr_array, sources) -> np.ndarray:
+    """BFS level of every vertex from the nearest of ``sources`` (-1 where unreachable)."""
+    levels = np.empty(graph.shape[0], dtype=np.intp)
+    # one index dtype: the compiled search compiles once
+    _kernels().graph_bfs_levels(np.ascontiguousarray(graph.indptr, dtype=np.intp),
+                                np.ascontiguousarray(graph.indices, dtype=np.intp),
+                                np.atleast_1d(np.asarray(sources, dtype=np.intp)), levels)
+    return levels
+
+
+def _kernels():
+    return kernels_for(array_namespace(np.empty(0)))
+
+
 def _levels(graph: sp.csr_array, start: int) -> np.ndarray:
     """BFS level of every vertex from ``start`` (-1 where unreachable)."""
-    # the graph is symmetric already: directed=True spares scipy symmetrising it again
-    distance = csgraph.dijkstra(graph, directed=True, unweighted=True, indices=start)
-    levels = np.full(graph.shape[0], -1, dtype=np.intp)
-    reached = np.isfinite(distance)
-    levels[reached] = distance[reached].astype(np.intp)
-    return levels
+    return _search(graph, start)
 
 
 def _peripheral_levels(graph: sp.csr_array, start: int) -> np.ndarray:
@@ -159,9 +171,9 @@ def _distance_to(graph: sp.csr_array, sources: np.ndarray) -> np.ndarray:
     m = graph.shape[0]
     if not len(sources) or not m:
         return np.zeros(m)
-    distance = csgraph.dijkstra(graph, directed=True, unweighted=True, indices=sources,
-                                min_only=True)
-    distance[~np.isfinite(distance)] = m
+    levels = _search(graph, sources)
+    distance = levels.astype(np.float64)
+    distance[levels < 0] = m
     return distance
 
 

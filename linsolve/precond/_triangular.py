@@ -56,9 +56,14 @@ right after the pair solve 4.8 ms; the reference machine streams 57 GB/s
 from up to 48 MB, 29 GB/s from 512 MB). A float32 copy of the
 factor (8 instead of 12 bytes an entry, an SPD preconditioner still) did
 not change that: 6.89 against 6.74 ms per iteration, the same 70
-iterations. What would: Eisenstat's trick for SSOR (the SpMV folded into
-the two sweeps, so an iteration reads ``A`` about once), which needs a
-pcg that knows the preconditioner's splitting, not an operator ``M``.
+iterations. What does: Eisenstat's trick for SSOR (the SpMV folded into
+the two sweeps, so an iteration reads ``A`` about once),
+:mod:`linsolve.krylov.eisenstat`, which :func:`linsolve.pcg` runs for
+``M = ssor(A)``.
+
+Everything here that depends on the sparsity pattern only (the ordering,
+the permuted lower triangle, the padded layout) is built once per pattern
+and reused (:mod:`linsolve.precond._pattern`).
 """
 
 from __future__ import annotations
@@ -83,13 +88,18 @@ AUTO_MIN_WORK = 2 * MIN_WORK_PER_THREAD
 from which the thread policy (:mod:`cext.threads`) gives a solve two threads."""
 
 
-def choose_ordering(csr, ordering: str, num_domains: int) -> tuple[str, DomainOrdering]:
-    """The ordering's name (``"auto"`` resolved) and its permutation for the canonical ``csr``."""
-    if ordering not in ORDERINGS:
+def check_ordering(ordering: str, num_domains: int) -> None:
+    """ValueError unless ``ordering`` is one of :data:`ORDERINGS` and ``num_domains`` a power of 2."""
+    if not isinstance(ordering, str) or ordering not in ORDERINGS:
         raise ValueError(f"ordering must be one of {ORDERINGS}, got {ordering!r}")
     if isinstance(num_domains, bool) or not isinstance(num_domains, (int, np.integer)) \
             or num_domains < 1 or num_domains & (num_domains - 1):
         raise ValueError(f"num_domains must be a power of two >= 1, got {num_domains!r}")
+
+
+def choose_ordering(csr, ordering: str, num_domains: int) -> tuple[str, DomainOrdering]:
+    """The ordering's name (``"auto"`` resolved) and its permutation for the canonical ``csr``."""
+    check_ordering(ordering, num_domains)
     n = csr.shape[0]
     if ordering == "auto":
         ordering = "domains" if n + csr.nnz >= AUTO_MIN_WORK else "natural"
@@ -207,16 +217,22 @@ class TriangularPair(Preconditioner):
 
     def __init__(self, lower, upper, scale_in, scale_out, ordering: str,
                  domains: DomainOrdering):
+        width = max(row_width(part) for part in (lower, upper) if part is not None)
+        factors = [pad_rows(lower, width)]
+        factors.append((None, None, None) if upper is None else pad_rows(upper, width))
+        self._setup(factors, scale_in, scale_out, ordering, domains, width == 4)
+
+    def _setup(self, factors, scale_in, scale_out, ordering: str, domains: DomainOrdering,
+               quad: bool) -> None:
+        """Store the sweeps' arrays: ``factors`` is ``[(indptr, indices, data)] * 2``
+        (lower; upper or three None), rows padded to a multiple of four where ``quad``."""
         xp = array_namespace(scale_in)
         n = scale_in.shape[0]
-        super().__init__((n, n), scale_in.dtype, xp)
+        Preconditioner.__init__(self, (n, n), scale_in.dtype, xp)
         self.ordering = ordering
         self.perm = domains.perm
         self.domains = domains
         self.num_domains = int(domains.stage_ptr[1] - domains.stage_ptr[0])
-        width = max(row_width(part) for part in (lower, upper) if part is not None)
-        factors = [pad_rows(lower, width)]
-        factors.append((None, None, None) if upper is None else pad_rows(upper, width))
         index = _index_dtype(n + 1, *(f[0][-1] for f in factors if f[0] is not None))
 
         def indexes(a):  # one index dtype for every index array: each dtype pair compiles once
@@ -233,7 +249,7 @@ class TriangularPair(Preconditioner):
             indexes(domains.segment_ptr),
             indexes(domains.stage_ptr),
         )
-        self._quad = width == 4
+        self._quad = bool(quad)
         if self._quad:  # the kernel reads four entries a step without looking
             for f in factors:
                 assert f[0] is None or not np.any(np.diff(f[0]) % 4)

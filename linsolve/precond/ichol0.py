@@ -11,7 +11,9 @@ from array_api_compat import array_namespace
 from cext import kernels_for
 
 from ._base import check_real, scipy_csr
-from ._triangular import DEFAULT_NUM_DOMAINS, TriangularPair, choose_ordering, permuted
+from ._pattern import TriangularPattern, pattern_of
+from ._pattern import same_pattern as _same_pattern
+from ._triangular import DEFAULT_NUM_DOMAINS, TriangularPair
 
 
 class IChol0(TriangularPair):
@@ -28,19 +30,53 @@ class IChol0(TriangularPair):
         ``"natural"`` or ``"domains"`` (``"auto"`` resolved).
     num_domains : int
     shift : float
+    pattern : TriangularPattern
+        What depends on the sparsity pattern only, shared with
+        :meth:`refactor` and with later calls on the same pattern.
     """
 
-    def __init__(self, L, shift, ordering, domains):
-        # L = D (I + N) with N = D^{-1} tril(L, -1), D = diag(L), so
-        # (L L^T)^{-1} = D^{-1} (I + N^T)^{-1} (I + N)^{-1} D^{-1}: two unit
-        # triangular sweeps, the scaling applied on the way in and out
-        inverse_diagonal = np.ascontiguousarray(1 / L.diagonal(), dtype=L.dtype)
-        strict = sp.csr_array(sp.diags_array(inverse_diagonal) @ sp.tril(L, -1, format="csr"))
-        strict.sort_indices()
-        # the backward sweep's I + N^T is read from N by columns (upper=None)
-        super().__init__(strict, None, inverse_diagonal, inverse_diagonal, ordering, domains)
-        self.L = L
+    def __init__(self, pattern: TriangularPattern, values: np.ndarray, shift: float):
+        # values: L on pattern.lower_*. L = D (I + N) with N = D^{-1} tril(L, -1),
+        # D = diag(L), so (L L^T)^{-1} = D^{-1} (I + N^T)^{-1} (I + N)^{-1} D^{-1}: two
+        # unit triangular sweeps, the scaling applied on the way in and out; the
+        # backward sweep's I + N^T is read from N by columns (no upper factor)
+        inverse_diagonal = np.ascontiguousarray(1 / values[pattern.lower_indptr[1:] - 1],
+                                                dtype=values.dtype)
+        strict = np.empty(pattern.strict_from_lower.shape[0], dtype=values.dtype)
+        # (1/L_ii) L_ij: times ones on the right, which is exact
+        kernels_for(array_namespace(values)).csr_scaled_gather(
+            pattern.strict_indptr, pattern.strict_indices, pattern.strict_from_lower, values,
+            inverse_diagonal, np.ones_like(inverse_diagonal), strict)
+        factors = [(pattern.strict_indptr, pattern.strict_indices, strict), (None, None, None)]
+        self._setup(factors, inverse_diagonal, inverse_diagonal, pattern.ordering,
+                    pattern.domains, pattern.quad)
+        n = pattern.shape[0]
+        self.L = sp.csr_array((values, pattern.lower_indices, pattern.lower_indptr),
+                              shape=(n, n))
         self.shift = shift
+        self.pattern = pattern
+
+    def refactor(self, A: Any) -> IChol0:
+        """IC(0) of ``A`` (same sparsity pattern, new values) with this one's ordering and
+        ``shift``, reusing everything that depends on the pattern only.
+
+        Raises
+        ------
+        ValueError
+            ``A``'s pattern differs (build a new one with :func:`ichol0`), or a
+            pivot breaks down as in :func:`ichol0`.
+
+        Examples
+        --------
+        >>> import numpy as np, scipy.sparse as sp
+        >>> from linsolve.precond import ichol0
+        >>> A = sp.diags([-1.0, 2.0, -1.0], [-1, 0, 1], shape=(4, 4), format="csr")
+        >>> M = ichol0(A)
+        >>> M2 = M.refactor(A + sp.eye(4, format="csr"))
+        >>> M2.pattern is M.pattern
+        True
+        """
+        return _numeric(_same_pattern(A, self.pattern), self.pattern, self.shift)
 
 
 def ichol0(A: Any, shift: float = 0.0, *, ordering: str = "auto",
@@ -79,6 +115,11 @@ def ichol0(A: Any, shift: float = 0.0, *, ordering: str = "auto",
         Power of two; 1 gives the reverse Cuthill-McKee ordering. The
         preconditioner depends on it, never on the thread count.
 
+    A second call on a matrix of the same sparsity pattern (and the same
+    ``ordering`` and ``num_domains``) reuses the pattern's ordering and
+    layout (:mod:`linsolve.precond._pattern`); :meth:`IChol0.refactor` does
+    so explicitly.
+
     Returns
     -------
     IChol0
@@ -105,28 +146,32 @@ def ichol0(A: Any, shift: float = 0.0, *, ordering: str = "auto",
     shift = check_real("shift", shift)
     if shift < 0:
         raise ValueError(f"shift must be >= 0, got {shift}")
-    csr = scipy_csr(A)
-    ordering, domains = choose_ordering(csr, ordering, num_domains)
-    csr = permuted(csr, domains.perm, ordering == "natural")
-    n = csr.shape[0]
-    lower = sp.tril(csr, format="csr")
-    lower = sp.csr_array(lower)
-    lower.sort_indices()
-    indptr = np.ascontiguousarray(lower.indptr)
-    indices = np.ascontiguousarray(lower.indices)
-    data = np.array(lower.data, dtype=csr.dtype, copy=True)
+    csr = scipy_csr(A, copy=False)
+    return _numeric(csr, pattern_of(csr, ordering, num_domains), shift)
+
+
+def _numeric(csr, pattern: TriangularPattern, shift: float) -> IChol0:
+    """IC(0) of canonical ``csr`` (read only) on ``pattern``: a gather, the factorisation."""
+    indptr, indices = pattern.lower_indptr, pattern.lower_indices
+    kernels = kernels_for(array_namespace(csr.data))
+    values = np.empty(pattern.lower_source.shape[0], dtype=csr.dtype)
+    ones = np.ones(pattern.shape[0], dtype=csr.dtype)  # (1 * a) * 1 = a: a plain gather
+    kernels.csr_scaled_gather(indptr, indices, pattern.lower_source, csr.data, ones, ones,
+                              values)
     if shift:
         # the diagonal is the last entry of each sorted lower row, when stored
+        n = pattern.shape[0]
         last = indptr[1:] - 1
         stored = (indptr[1:] > indptr[:-1])
         stored[stored] = indices[last[stored]] == np.arange(n)[stored]
-        data[last[stored]] += np.asarray(shift, dtype=data.dtype) * data[last[stored]]
-    failed = kernels_for(array_namespace(data)).csr_ichol0(indptr, indices, data)
+        values[last[stored]] += np.asarray(shift, dtype=values.dtype) * values[last[stored]]
+    domains = pattern.domains
+    failed = kernels.csr_ichol0_domains(indptr, indices, values, domains.segment_ptr,
+                                        domains.stage_ptr)
     if failed >= 0:
-        row = int(domains.perm[failed])
+        row = int(pattern.domains.perm[failed])
         raise ValueError(
             f"incomplete Cholesky IC(0) broke down at row {row}: pivot missing, <= 0 or not "
             f"finite (A is not positive definite, or IC(0) is unstable for it); retry with "
             f"shift=0.1 or larger, which factors A + shift*diag(A)")
-    L = sp.csr_array((data, indices, indptr), shape=(n, n))
-    return IChol0(L, shift, ordering, domains)
+    return IChol0(pattern, values, shift)

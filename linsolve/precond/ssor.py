@@ -2,13 +2,83 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
+from array_api_compat import array_namespace
+
+from cext import kernels_for
 
 from ._base import check_real, scipy_csr
-from ._triangular import DEFAULT_NUM_DOMAINS, TriangularPair, choose_ordering, permuted
+from ._pattern import TriangularPattern, pattern_of
+from ._pattern import same_pattern as _same_pattern
+from ._triangular import (
+    DEFAULT_NUM_DOMAINS,
+    TriangularPair,
+    _index_dtype,
+    pad_rows,
+    permuted,
+    row_width,
+)
+
+
+class _EisenstatFactors(NamedTuple):
+    """SSOR's symmetric split as :mod:`linsolve.krylov.eisenstat` reads it (permuted numbering).
+
+    ``lower`` and ``upper`` are ``(indptr, indices, data)`` of ``C`` and ``C^T``
+    (rows padded where ``quad`` / ``upper_quad``); ``scale = D^{-1/2}``,
+    ``root = 1 / scale``.
+    """
+
+    lower: tuple
+    upper: tuple
+    quad: bool
+    upper_quad: bool
+    scale: Any
+    root: Any
+    perm: Any
+    segment_ptr: Any
+    stage_ptr: Any
+    omega: float
+
+
+def _transposed_layout(pattern):
+    """``C^T``'s padded CSR structure on ``pattern`` and, for each of its entries, the
+    position in ``C``'s padded data (-1 for padding): pattern-only, built once."""
+    if "transposed" not in pattern.derived:
+        indptr, indices = pattern.strict_indptr, pattern.strict_indices
+        stored = pattern.strict_from_lower >= 0
+        n = pattern.shape[0]
+        counted = np.concatenate(([0], np.cumsum(stored)))
+        # the positions travel as the values (shifted by one: 0 is padding)
+        positions = (np.flatnonzero(stored) + 1).astype(np.float64)
+        C = sp.csr_array((positions, indices[stored], counted[indptr]), shape=(n, n))
+        U = sp.csr_array(C.T.tocsr())
+        U.sort_indices()
+        width = row_width(U)
+        u_indptr, u_indices, u_positions = pad_rows(U, width)
+        index = np.result_type(indptr.dtype, _index_dtype(n + 1, int(u_indptr[-1])))
+        pattern.derived["transposed"] = (
+            np.ascontiguousarray(u_indptr, dtype=index),
+            np.ascontiguousarray(u_indices, dtype=index),
+            np.ascontiguousarray(u_positions, dtype=np.intp) - 1, width == 4)
+    return pattern.derived["transposed"]
+
+
+def _eisenstat_factors(M) -> _EisenstatFactors:
+    indptr, indices, data = M._arrays[0:3]
+    u_indptr, u_indices, u_source, upper_quad = _transposed_layout(M.pattern)
+    u_data = np.empty(u_source.shape[0], dtype=data.dtype)
+    ones = np.ones(M.shape[0], dtype=data.dtype)  # (1 * c) * 1 = c: a plain gather
+    kernels_for(array_namespace(data)).csr_scaled_gather(u_indptr, u_indices, u_source, data,
+                                                         ones, ones, u_data)
+    scale = M._arrays[6]
+    return _EisenstatFactors(
+        lower=(indptr, indices, data), upper=(u_indptr, u_indices, u_data), quad=M._quad,
+        upper_quad=upper_quad, scale=scale,
+        root=np.ascontiguousarray(1 / scale, dtype=scale.dtype), perm=M._arrays[8],
+        segment_ptr=M._arrays[9], stage_ptr=M._arrays[10], omega=float(M.omega))
 
 
 class SSOR(TriangularPair):
@@ -27,31 +97,100 @@ class SSOR(TriangularPair):
     """
 
     def __init__(self, csr, diagonal, omega, ordering, domains):
+        # the general split from the permuted matrix (not symmetric, or a
+        # diagonal entry <= 0): both factors stored, rows divided by D / w,
+        # (D/w + L) = (D/w)(I + w D^{-1} L), likewise for U
         dtype = csr.dtype
         strict_lower = sp.tril(csr, -1, format="csr")
         strict_upper = sp.triu(csr, 1, format="csr")
         factor = np.asarray(omega * (2.0 - omega), dtype=dtype)
-        if (diagonal > 0).all() and _equal(strict_upper, strict_lower.T):
-            # Symmetric, D > 0: with C = w D^{-1/2} L D^{-1/2},
-            # M_B^{-1} = w (2 - w) D^{-1/2} (I + C^T)^{-1} (I + C)^{-1} D^{-1/2},
-            # and I + C^T is read from C by columns: one factor stored.
-            root = np.sqrt(diagonal.astype(np.float64))
-            scale = (1 / root).astype(dtype)
-            lower = sp.csr_array(sp.diags_array(omega * scale) @ strict_lower
-                                 @ sp.diags_array(scale))
-            lower.sort_indices()
-            super().__init__(lower, None, scale, factor * scale, ordering, domains)
-        else:
-            # rows divided by D / w: (D/w + L) = (D/w)(I + w D^{-1} L), likewise for U
-            row_scale = sp.diags_array((np.asarray(omega, dtype=dtype) / diagonal).astype(dtype))
-            lower = sp.csr_array(row_scale @ strict_lower)
-            upper = sp.csr_array(row_scale @ strict_upper)
-            for part in (lower, upper):
-                part.sort_indices()
-            scale_in = np.ascontiguousarray(1 / diagonal, dtype=dtype)
-            scale_out = np.full(diagonal.shape[0], factor, dtype=dtype)
-            super().__init__(lower, upper, scale_in, scale_out, ordering, domains)
+        row_scale = sp.diags_array((np.asarray(omega, dtype=dtype) / diagonal).astype(dtype))
+        lower = sp.csr_array(row_scale @ strict_lower)
+        upper = sp.csr_array(row_scale @ strict_upper)
+        for part in (lower, upper):
+            part.sort_indices()
+        scale_in = np.ascontiguousarray(1 / diagonal, dtype=dtype)
+        scale_out = np.full(diagonal.shape[0], factor, dtype=dtype)
+        super().__init__(lower, upper, scale_in, scale_out, ordering, domains)
         self.omega = omega
+        self.pattern = None
+        self.symmetric = False
+        self._eisenstat = None
+
+    @classmethod
+    def _symmetric(cls, pattern: TriangularPattern, data, scale, omega: float) -> SSOR | None:
+        """The split of ``B`` with ``D > 0`` on ``pattern`` (``data``: ``A``'s values), or
+        None when ``B`` is not symmetric.
+
+        With ``C = w D^{-1/2} L D^{-1/2}``,
+        ``M_B^{-1} = w (2 - w) D^{-1/2} (I + C^T)^{-1} (I + C)^{-1} D^{-1/2}``,
+        and ``I + C^T`` is read from ``C`` by columns: one factor stored.
+        """
+        self = cls.__new__(cls)
+        dtype = scale.dtype
+        factor = np.asarray(omega * (2.0 - omega), dtype=dtype)
+        lower = np.empty(pattern.strict_source.shape[0], dtype=dtype)
+        # (w s_i a_ij) s_j, the order the product of the three sparse factors took
+        if not kernels_for(array_namespace(scale)).csr_symmetric_scaled_gather(
+                pattern.strict_indptr, pattern.strict_indices, pattern.strict_source,
+                pattern.mirror, pattern.orphans, data, omega * scale, scale, lower):
+            return None
+        factors = [(pattern.strict_indptr, pattern.strict_indices, lower), (None, None, None)]
+        self._setup(factors, scale, factor * scale, pattern.ordering, pattern.domains,
+                    pattern.quad)
+        self.omega = omega
+        self.pattern = pattern
+        self.symmetric = True
+        self._eisenstat = None
+        # A's values, for built_from(): Eisenstat's trick is exact only for them
+        self._values = np.array(data, copy=True)
+        return self
+
+    def built_from(self, A: Any) -> bool:
+        """Whether this preconditioner is the SSOR of ``A``'s pattern and values (symmetric
+        split only; a comparison with copies kept at build, one pass over ``A``).
+        :func:`linsolve.pcg` asks before it applies Eisenstat's trick, which relies on it.
+        """
+        if self.pattern is None:
+            return False
+        try:
+            csr = scipy_csr(A, copy=False)
+        except (TypeError, ValueError):
+            return False
+        if csr.dtype != np.dtype(self.dtype) or not self.pattern.matches(csr):
+            return False
+        return np.array_equal(csr.data, self._values)
+
+    def eisenstat_factors(self) -> _EisenstatFactors:
+        """The arrays :mod:`linsolve.krylov.eisenstat` runs on (symmetric split only);
+        ``U = C^T`` is gathered on the first call (its layout once per pattern) and kept."""
+        if self._eisenstat is None:
+            self._eisenstat = _eisenstat_factors(self)
+        return self._eisenstat
+
+    def refactor(self, A: Any) -> SSOR:
+        """SSOR of ``A`` (same sparsity pattern, new values) with this one's ``omega`` and
+        ordering, reusing everything that depends on the pattern only.
+
+        Raises
+        ------
+        ValueError
+            ``A``'s pattern differs (build a new one with :func:`ssor`), or a
+            diagonal entry is zero or not finite.
+
+        Examples
+        --------
+        >>> import numpy as np, scipy.sparse as sp
+        >>> from linsolve.precond import ssor
+        >>> A = sp.diags([-1.0, 2.0, -1.0], [-1, 0, 1], shape=(4, 4), format="csr")
+        >>> M = ssor(A, 1.2)
+        >>> M.refactor(2 * A).omega
+        1.2
+        """
+        if self.pattern is None:
+            return ssor(A, self.omega, ordering=self.ordering,
+                        num_domains=int(self.domains.stage_ptr[1] - self.domains.stage_ptr[0]))
+        return _numeric(_same_pattern(A, self.pattern), self.pattern, self.omega)
 
 
 def _equal(a, b) -> bool:
@@ -91,6 +230,13 @@ def ssor(A: Any, omega: float = 1.0, *, ordering: str = "auto",
     num_domains : int
         Power of two; 1 gives the reverse Cuthill-McKee ordering.
 
+    A second call on a matrix of the same sparsity pattern (and the same
+    ``ordering`` and ``num_domains``) reuses the pattern's ordering and
+    layout (:mod:`linsolve.precond._pattern`); :meth:`SSOR.refactor` does
+    so explicitly. Symmetric ``A`` with a positive diagonal is what
+    :func:`linsolve.pcg` solves by Eisenstat's trick
+    (:mod:`linsolve.krylov.eisenstat`).
+
     Returns
     -------
     SSOR
@@ -118,13 +264,34 @@ def ssor(A: Any, omega: float = 1.0, *, ordering: str = "auto",
     omega = check_real("omega", omega)
     if not 0.0 < omega < 2.0:
         raise ValueError(f"omega must satisfy 0 < omega < 2 (SSOR is SPD only there), got {omega}")
-    csr = scipy_csr(A)
-    diagonal = csr.diagonal()
+    csr = scipy_csr(A, copy=False)
+    return _numeric(csr, pattern_of(csr, ordering, num_domains), omega)
+
+
+def _diagonal(csr, diagonal):
+    """``diagonal``, or ValueError naming the first zero or non-finite entry."""
     bad = ~np.isfinite(diagonal) | (diagonal == 0)
     if bad.any():
         row = int(np.argmax(bad))
         raise ValueError(f"A[{row}, {row}] = {diagonal[row]}: SSOR needs every diagonal entry "
                          "finite and nonzero")
-    ordering, domains = choose_ordering(csr, ordering, num_domains)
-    csr = permuted(csr, domains.perm, ordering == "natural")
-    return SSOR(csr, csr.diagonal(), omega, ordering, domains)
+    return diagonal
+
+
+def _numeric(csr, pattern: TriangularPattern, omega: float) -> SSOR:
+    """SSOR of canonical ``csr`` (read only) on ``pattern``."""
+    data = csr.data
+    n = pattern.shape[0]
+    has = pattern.diagonal_source >= 0
+    diagonal = np.zeros(n, dtype=data.dtype)
+    diagonal[has] = data[pattern.diagonal_source[has]]
+    _diagonal(csr, diagonal)
+    permuted_diagonal = diagonal[pattern.domains.perm]
+    if (permuted_diagonal > 0).all():
+        root = np.sqrt(permuted_diagonal.astype(np.float64))
+        scale = (1 / root).astype(data.dtype)
+        M = SSOR._symmetric(pattern, data, scale, omega)
+        if M is not None:
+            return M
+    B = permuted(sp.csr_array(csr, copy=True), pattern.domains.perm, pattern.ordering == "natural")
+    return SSOR(B, B.diagonal(), omega, pattern.ordering, pattern.domains)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import operator
@@ -40,6 +41,18 @@ def dtype_name(dtype) -> str:
     library (a scipy matrix in a CuPy call), whose dtype objects
     ``xp.isdtype`` must not compare.
     """
+    try:
+        # keyed by type first: equal hashes of two libraries' dtypes are then told
+        # apart without comparing them (array_api_strict warns on such comparisons)
+        return _dtype_name(type(dtype), dtype)
+    except TypeError:  # an unhashable dtype-like
+        return str(getattr(dtype, "name", dtype)).rsplit(".", 1)[-1]
+
+
+@functools.lru_cache(maxsize=128)
+def _dtype_name(kind, dtype) -> str:
+    # memoised: NumPy builds a dtype's name anew on every access (a few
+    # microseconds), and every solve asks for several
     return str(getattr(dtype, "name", dtype)).rsplit(".", 1)[-1]
 
 

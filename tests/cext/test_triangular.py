@@ -97,6 +97,32 @@ def test_ichol0_numba_matches_reference(dtype, index_dtype, problem):
         np.testing.assert_array_equal(data_numba, data_ref)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_ichol0_by_domains_equals_the_sequential_factor(dtype):
+    A = sp.csr_array(random_sparse_spd(150, density=0.04, seed=8))
+    ordering = domain_ordering(A, 4)
+    B = sp.csr_array(A[ordering.perm][:, ordering.perm])
+    L = _lower_csr(B)
+    sequential = L.data.astype(dtype)
+    assert nbk.csr_ichol0(L.indptr, L.indices, sequential) == -1
+    for threads in THREAD_COUNTS:
+        staged = L.data.astype(dtype)
+        with numba_threads(threads):
+            assert nbk.csr_ichol0_domains(L.indptr, L.indices, staged, ordering.segment_ptr,
+                                          ordering.stage_ptr) == -1
+        np.testing.assert_array_equal(staged, sequential)
+    # a failed pivot: the first failed row in the numbering, as the sequential kernel says
+    broken = L.data.astype(dtype)
+    last = L.indptr[1:] - 1
+    broken[last[[10, 140]]] = -1.0
+    for threads in THREAD_COUNTS:
+        with numba_threads(threads):
+            assert nbk.csr_ichol0_domains(L.indptr, L.indices, broken.copy(),
+                                          ordering.segment_ptr, ordering.stage_ptr) == 10
+    assert reference.csr_ichol0_domains(L.indptr, L.indices, broken.copy(), ordering.segment_ptr,
+                                        ordering.stage_ptr) == 10
+
+
 def test_ichol0_tridiagonal_is_exact_cholesky():
     A = poisson1d(30) + sp.diags(np.linspace(0.0, 1.0, 30))
     L = _lower_csr(A)
@@ -126,6 +152,8 @@ def test_registry_hands_out_numba_triangular_kernels():
     K = kernels_for(array_namespace(np.ones(1)))
     assert K.csr_triangular_solve is nbk.csr_triangular_solve
     assert K.csr_ichol0 is nbk.csr_ichol0
+    # IC(0) by domains factors the segments of a stage in parallel: under the thread policy
+    assert K.csr_ichol0_domains.__wrapped__ is nbk.csr_ichol0_domains
 
 
 def test_reference_triangular_solve_under_array_api_strict():
@@ -302,3 +330,113 @@ def test_preconditioners_get_the_pair_solve_under_the_thread_policy():
     for M in (ichol0(A), ssor(A, ordering="domains")):
         assert M._solve is not pair_solve_numba
         assert M._solve.__wrapped__ is pair_solve_numba
+
+
+# --- the pattern layout of IC(0) and SSOR (linsolve.precond._pattern) ---
+
+def _unsymmetric_pattern(n=40, seed=4):
+    """Canonical CSR with a full diagonal and an unsymmetric pattern."""
+    A = sp.random(n, n, density=0.12, random_state=seed, format="csr") + sp.eye(n)
+    A = sp.csr_array(A)
+    A.sort_indices()
+    return A
+
+
+@pytest.mark.parametrize("kind", ["symmetric", "unsymmetric"])
+def test_permuted_lower_and_mirror_match_reference_and_scipy(kind):
+    A = sp.csr_array(random_sparse_spd(50, density=0.1, seed=1)) if kind == "symmetric" \
+        else _unsymmetric_pattern()
+    n, nnz = A.shape[0], A.nnz
+    perm = np.random.default_rng(0).permutation(n)
+    inverse = np.argsort(perm)
+    out = {}
+    for name, module in (("numba", nbk), ("reference", reference)):
+        arrays = [np.empty(n + 1, np.int64)] + [np.full(nnz, -7, np.int64) for _ in range(3)]
+        module.csr_permuted_lower(A.indptr.astype(np.int64), A.indices.astype(np.int64), perm,
+                                  inverse, *arrays)
+        mirror = np.empty(nnz, np.int64)
+        module.csr_mirror(A.indptr, A.indices, mirror)
+        m = int(arrays[0][-1])
+        out[name] = (arrays[0], arrays[1][:m], arrays[2][:m], arrays[3][:m], mirror)
+    for got, want in zip(out["numba"], out["reference"]):
+        np.testing.assert_array_equal(got, want)
+    indptr, indices, source, mirror_lower, mirror = out["numba"]
+    expected = sp.csr_array(sp.tril(A[perm][:, perm], format="csr"))
+    expected.sort_indices()
+    np.testing.assert_array_equal(indptr, expected.indptr)
+    np.testing.assert_array_equal(indices, expected.indices)
+    np.testing.assert_array_equal(A.data[source], expected.data)
+    dense = A.toarray()
+    rows = np.repeat(np.arange(n), np.diff(A.indptr))
+    for p in range(nnz):  # mirror: the position of A[j, i], or -1 where not stored
+        i, j = rows[p], A.indices[p]
+        assert (mirror[p] == -1) == (dense[j, i] == 0)
+        if mirror[p] >= 0:
+            assert rows[mirror[p]] == j and A.indices[mirror[p]] == i
+    new_rows = np.repeat(np.arange(n), np.diff(indptr))
+    for q in range(indices.shape[0]):
+        i, j = new_rows[q], indices[q]
+        if i == j:
+            assert mirror_lower[q] == -1
+        else:
+            assert mirror_lower[q] == mirror[source[q]]
+
+
+def test_strict_padded_and_scaled_gathers_match_reference():
+    A = sp.csr_array(random_sparse_spd(60, density=0.08, seed=2))
+    lower = sp.csr_array(sp.tril(A, format="csr"))
+    lower.sort_indices()
+    counts = np.diff(sp.tril(A, -1, format="csr").indptr)
+    padded = -(-counts // 4) * 4
+    strict_indptr = np.concatenate(([0], np.cumsum(padded))).astype(np.int64)
+    total = int(strict_indptr[-1])
+    rng = np.random.default_rng(3)
+    left, right = rng.uniform(0.5, 2, 60), rng.uniform(0.5, 2, 60)
+    out = {}
+    for name, module in (("numba", nbk), ("reference", reference)):
+        arrays = [np.empty(total, np.int64) for _ in range(3)]
+        module.csr_strict_padded(lower.indptr.astype(np.int64), lower.indices.astype(np.int64),
+                                 strict_indptr, *arrays)
+        gathered = np.empty(total)
+        module.csr_scaled_gather(strict_indptr, arrays[0], arrays[1], lower.data, left, right,
+                                 gathered)
+        out[name] = (*arrays, gathered)
+    for got, want in zip(out["numba"], out["reference"]):
+        np.testing.assert_array_equal(got, want)
+    indices, _, rows, gathered = out["numba"]
+    # the padded matrix is diag(left) tril(A, -1) diag(right), padding zeros first in a row
+    padded_matrix = sp.csr_array((gathered, indices, strict_indptr), shape=A.shape)
+    expected = sp.diags_array(left) @ sp.tril(A, -1) @ sp.diags_array(right)
+    np.testing.assert_array_equal(padded_matrix.toarray(), expected.toarray())
+    assert np.all(np.diff(strict_indptr) % 4 == 0)
+    np.testing.assert_array_equal(rows, np.repeat(np.arange(60), padded))
+
+
+@pytest.mark.parametrize("module", [nbk, reference], ids=["numba", "reference"])
+def test_symmetric_scaled_gather_tells_symmetric_values(module):
+    A = sp.csr_array(random_sparse_spd(30, density=0.15, seed=6))
+    n = A.shape[0]
+    perm = np.arange(n)
+    arrays = [np.empty(n + 1, np.int64)] + [np.empty(A.nnz, np.int64) for _ in range(3)]
+    module.csr_permuted_lower(A.indptr.astype(np.int64), A.indices.astype(np.int64), perm, perm,
+                              *arrays)
+    m = int(arrays[0][-1])
+    source, mirror = arrays[2][:m], arrays[3][:m]
+    strict = mirror >= 0  # the off-diagonal entries of a symmetric pattern
+    ptr = np.concatenate(([0], np.cumsum(np.bincount(np.repeat(np.arange(n),
+                                                                np.diff(arrays[0])),
+                                                      weights=strict, minlength=n))))
+    ptr = ptr.astype(np.int64)
+    cols = arrays[1][:m][strict]
+    ones, out = np.ones(n), np.empty(int(strict.sum()))
+    empty = np.zeros(0, np.int64)
+    args = (ptr, cols, source[strict], mirror[strict], empty)
+    assert module.csr_symmetric_scaled_gather(*args, A.data, ones, ones, out)
+    data = A.data.copy()
+    data[source[strict][0]] += 1e-12  # one value off its mirror
+    assert not module.csr_symmetric_scaled_gather(*args, data, ones, ones, out)
+    data = A.data.copy()
+    data[source[strict][1]] = np.nan
+    assert not module.csr_symmetric_scaled_gather(*args, data, ones, ones, out)
+    orphan = np.array([source[strict][2]], np.int64)  # an entry claimed to have no mirror
+    assert not module.csr_symmetric_scaled_gather(*args[:4], orphan, A.data, ones, ones, out)
