@@ -229,3 +229,154 @@ def plot_cumulative(results, path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+# --- (c) wall time at a size where the set-up and the sweeps matter ---------------------
+
+WALL_OMEGAS = 2.0 - np.geomspace(0.8, 0.02, 20)
+"""The grid of the wall-time sequence: 1.2 to 1.98, finer towards 2, where a
+256 x 256 grid's optimal factors lie (Young's omega of ``A + c I`` runs from
+1.976 at ``c = 0`` to 1.4 at ``c = 0.4``)."""
+
+WALL_COLUMNS = ("method", "omega", "systems", "sweeps", "seconds", "vs_pyamg")
+
+
+def wall_shift(rng: np.random.Generator) -> float:
+    """``c_t = 0.6 Beta(0.5, 1.5)``: the high-variance sequence's shape without its
+    negative offset, which on a 256 x 256 grid (smallest eigenvalue 3e-4) would make
+    ``A + c I`` indefinite."""
+    return 0.6 * rng.beta(0.5, 1.5)
+
+
+def run_wall(T: int = 100, N: int = 256, seed: int = 0, check_every: int = 4,
+             cap: int = 5000, progress=None) -> list[dict]:
+    """Wall time over a sequence: learned omega (ChebCB, multicolour SOR) against pyamg.
+
+    The systems ``A_t = A + c_t I`` (:func:`wall_shift`), A the 5-point
+    Laplacian on an N x N grid, ``b_t`` a radially truncated Gaussian, are
+    solved to ``||r|| / ||r_0|| < 1e-8`` from zero:
+
+    * learned: :class:`~linsolve.OmegaContextualBandit` (ChebCB, context
+      ``c_t``) choosing from :data:`WALL_OMEGAS`, each system by
+      ``sor(A_t, b_t, ordering="multicolor", check_every=check_every)`` from
+      the scipy matrix -- set-up included, the colouring reused through the
+      plain call (one pattern) -- and the learner's own work; a solve stops
+      at ``cap`` sweeps and costs the cap;
+    * pyamg: ``pyamg.relaxation.relaxation.sor`` at the best fixed omega of
+      the grid in hindsight, sweeping exactly as many times as its
+      iteration (the natural ordering, counted by :func:`linsolve.sor`)
+      needs on each system: no residual checks, the least time pyamg's
+      sweep can solve the sequence in.
+
+    The best fixed omega minimises the total natural-ordering sweeps over
+    the sequence; the grid is searched from Young's omega of the median
+    shift outwards, a direction given up once its total grows (the totals
+    are unimodal in omega here), each total cut off where it passes the
+    best so far. The two timed solves of a system run one after the other,
+    so that both see the machine alike; BLAS is held at one thread.
+
+    Returns the table rows (:data:`WALL_COLUMNS`); ``progress(step)`` is
+    called after each timed system.
+    """
+    import time
+
+    from pyamg.relaxation.relaxation import sor as pyamg_sor
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(seed)
+    A = laplacian_2d(N)
+    n = A.shape[0]
+    eye = sp.eye(n, format="csr")
+    shifts = np.array([wall_shift(rng) for _ in range(T)])
+    rhs = [truncated_normal(n, rng) for _ in range(T)]
+
+    def system(t):
+        return (A + shifts[t] * eye).tocsr()
+
+    # the best fixed omega in hindsight, by natural-ordering sweep counts
+    counts: dict[int, np.ndarray] = {}
+
+    def total(index: int, bound: float) -> float:
+        used = np.zeros(T, dtype=np.int64)
+        for t in range(T):
+            budget = int(min(cap, bound - used.sum()))
+            if budget < 1:
+                return math.inf
+            result = sor(system(t), rhs[t], float(WALL_OMEGAS[index]), rtol=SOR_RTOL,
+                         maxiter=budget)
+            used[t] = result.iterations if result.converged else cap
+            if not result.converged and budget < cap:
+                return math.inf
+        counts[index] = used
+        return float(used.sum())
+
+    rho = 4 * math.cos(math.pi / (N + 1)) / (4 + float(np.median(shifts)))
+    young = 2 / (1 + math.sqrt(1 - rho * rho))
+    start = int(np.argmin(np.abs(WALL_OMEGAS - young)))
+    best, best_total = start, total(start, math.inf)
+    for step in (-1, 1):
+        index = start + step
+        while 0 <= index < WALL_OMEGAS.size:
+            value = total(index, best_total)
+            if value >= best_total:
+                break
+            best, best_total = index, value
+            index += step
+    omega_star = float(WALL_OMEGAS[best])
+    sweeps_star = counts[best]
+
+    learner = OmegaContextualBandit((0.0, 0.6), omegas=WALL_OMEGAS, method="chebcb",
+                                    seed=seed + 3)
+    seconds = {"learned": 0.0, "pyamg": 0.0}
+    learned_sweeps = 0
+    with threadpool_limits(1):
+        for t in range(T):
+            A_t, b = system(t), rhs[t]
+            tic = time.perf_counter()
+            result = learner.solve(A_t, b, context=float(shifts[t]), solver="sor",
+                                   ordering="multicolor", rtol=SOR_RTOL, maxiter=cap,
+                                   check_every=check_every)
+            seconds["learned"] += time.perf_counter() - tic
+            learned_sweeps += result.iterations
+            x = np.zeros(n)
+            tic = time.perf_counter()
+            pyamg_sor(A_t, x, b, omega_star, iterations=int(sweeps_star[t]), sweep="forward")
+            seconds["pyamg"] += time.perf_counter() - tic
+            if progress is not None:
+                progress(t)
+    reference = seconds["pyamg"]
+    return [
+        {"method": "pyamg sor, best fixed omega in hindsight", "omega": omega_star,
+         "systems": T, "sweeps": int(sweeps_star.sum()), "seconds": reference,
+         "vs_pyamg": 1.0},
+        {"method": f"ChebCB omega, sor multicolor (check_every={check_every})",
+         "omega": float("nan"), "systems": T, "sweeps": learned_sweeps,
+         "seconds": seconds["learned"], "vs_pyamg": seconds["learned"] / reference},
+    ]
+
+
+def main(argv=None) -> int:
+    """``python -m bench.omega [--experiment wall] [--steps T] [--size N] [--seed S]``:
+    :func:`run_wall`'s table. (The Learning-to-Relax tables are ``python -m bench
+    omega``; the plain call's set-up against pyamg is a row of ``python -m bench
+    speed --rows solution``.)
+    """
+    import argparse
+
+    from .table import format_table
+
+    parser = argparse.ArgumentParser(prog="python -m bench.omega",
+                                     description="Learned omega over a sequence against "
+                                                 "pyamg, in wall time.")
+    parser.add_argument("--experiment", choices=("wall",), default="wall")
+    parser.add_argument("--steps", type=int, default=100, help="systems (default 100)")
+    parser.add_argument("--size", type=int, default=256, help="grid side N (default 256)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    rows = run_wall(args.steps, args.size, args.seed)
+    print(format_table(rows, WALL_COLUMNS))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

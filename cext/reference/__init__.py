@@ -28,7 +28,7 @@ from .blas1 import cg_update_p, cg_update_xr, cg_update_xrz, dot
 from .cg_loop import cg_run_csr, cg_run_dia
 from .block import block_cg_update, block_dots, block_update_p, csr_spmm_dot
 from .chebyshev import chebyshev_combine, csr_chebyshev_step, dia_chebyshev_step
-from .coloring import greedy_coloring, two_coloring
+from .coloring import greedy_coloring, sweep_order, two_coloring
 from .dia import dia_spmv, dia_spmv_dot, dia_symmetry_probe
 from .eisenstat import (eisenstat_backward, eisenstat_forward, eisenstat_start,
                         eisenstat_update)
@@ -41,12 +41,12 @@ from .minres import (csr_minres_lanczos, dia_minres_lanczos, minres_lanczos,
                      minres_orthogonalize, minres_update, minres_update_residual)
 from .ordering import graph_bfs_levels
 from .sketch import countsketch_csr, countsketch_dense, kaczmarz_run
-from .sor import (csr_residual_norm2_split, sor_run, sor_sweep_backward, sor_sweep_colored,
-                  sor_sweep_forward)
+from .sor import (csr_residual_norm2_split, sor_diagonal, sor_gather_values, sor_run, sor_split,
+                  sor_split_full, sor_sweep_backward, sor_sweep_colored, sor_sweep_forward)
 from .sor_lagged import (sor_lagged_sweep, sor_residual_norm2_ordered, sor_reverse_sweep,
                          sor_run_lagged)
 from .spmv import csr_spmv, csr_spmv_dot, csr_symmetry_probe
-from .structure import csr_check
+from .structure import arrays_equal, csr_check
 from .triangular import (csr_ichol0, csr_ichol0_domains, csr_mirror, csr_permuted_lower,
                          csr_scaled_gather, csr_strict_padded, csr_symmetric_scaled_gather,
                          csr_triangular_pair_solve, csr_triangular_solve)
@@ -71,7 +71,13 @@ __all__ = [
     "countsketch_csr",
     "countsketch_dense",
     "csr_chebyshev_step",
+    "arrays_equal",
     "csr_check",
+    "sor_diagonal",
+    "sor_gather_values",
+    "sor_split",
+    "sor_split_full",
+    "sweep_order",
     "csr_ichol0",
     "csr_ichol0_domains",
     "eisenstat_backward",

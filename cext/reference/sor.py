@@ -72,3 +72,90 @@ def sor_run(indptr, indices, data, diag, b, x, omega, symmetric, color_ptr, colo
         if not (rnorm > tol and rnorm <= grow_limit):
             break
     return k
+
+
+def sor_split(indptr, indices, data, off_indptr, off_indices, off_data, diag, mid):
+    """Plain-loop twin of :func:`cext.numba.sor.sor_split`: ``(row, finite)``."""
+    import math
+
+    n = indptr.shape[0] - 1
+    off_indptr[0] = 0
+    for i in range(n):
+        start, end = int(indptr[i]), int(indptr[i + 1])
+        columns = [int(j) for j in indices[start:end]]
+        values = data[start:end]
+        if (columns != sorted(set(columns)) or columns.count(i) != 1
+                or any(float(v) == 0.0 for j, v in zip(columns, values) if j != i)):
+            return i, False
+        position = columns.index(i)
+        if float(values[position]) == 0.0:
+            return i, False
+        diag[i] = values[position]
+        if not math.isfinite(float(diag[i])):
+            return i, False
+        out = start - i
+        for j, value in zip(columns, values):
+            if j != i:
+                off_indices[out] = j
+                off_data[out] = value
+                out += 1
+        off_indptr[i + 1] = end - i - 1
+        mid[i] = start - i + position
+    finite = all(math.isfinite(float(v)) for v in off_data) and all(
+        math.isfinite(float(v)) for v in diag)
+    return n, finite
+
+
+def sor_diagonal(indptr, indices, data, position, diag) -> int:
+    """Plain-loop twin of :func:`cext.numba.sor.sor_diagonal`."""
+    import math
+
+    n = indptr.shape[0] - 1
+    for i in range(n):
+        start, end = int(indptr[i]), int(indptr[i + 1])
+        columns = [int(j) for j in indices[start:end]]
+        if (columns != sorted(set(columns)) or i not in columns
+                or any(float(v) == 0.0 for v in data[start:end])):
+            return i
+        position[i] = start + columns.index(i)
+        diag[i] = data[int(position[i])]
+        if not math.isfinite(float(diag[i])):
+            return i
+    return n
+
+
+def sor_split_full(indptr, indices, data, position, permutation, inverse, new_indptr, new_indices,
+                   new_data, new_diag, new_mid, source, diag_source) -> int:
+    """Plain-loop twin of :func:`cext.numba.sor.sor_split_full`."""
+    import math
+
+    new_indptr[0] = 0
+    infinite = 0
+    for k, i in enumerate(int(p) for p in permutation):
+        entries = sorted((int(inverse[int(indices[jj])]), jj)
+                         for jj in range(int(indptr[i]), int(indptr[i + 1]))
+                         if jj != int(position[i]))
+        first = int(new_indptr[k])
+        for offset, (column, jj) in enumerate(entries):
+            new_indices[first + offset] = column
+            new_data[first + offset] = data[jj]
+            source[first + offset] = jj
+            infinite += not math.isfinite(float(new_data[first + offset]))
+        new_indptr[k + 1] = first + len(entries)
+        new_mid[k] = first + sum(column < k for column, _ in entries)
+        new_diag[k] = data[int(position[i])]
+        diag_source[k] = int(position[i])
+    return infinite
+
+
+def sor_gather_values(data, source, diag_source, off_data, diag):
+    """Plain-loop twin of :func:`cext.numba.sor.sor_gather_values`: ``(zeros, infinite)``."""
+    import math
+
+    zeros = infinite = 0
+    for out, positions in ((diag, diag_source), (off_data, source)):
+        for k, position in enumerate(positions):
+            out[k] = data[int(position)]
+            zeros += float(data[int(position)]) == 0.0
+            infinite += not math.isfinite(float(out[k]))
+    return zeros, infinite

@@ -41,3 +41,8 @@ def csr_check(indptr, indices, n_cols: int, check_order: bool = True):
     same_row = row_of[1:] == row_of[:-1]
     increasing = columns[1:] > columns[:-1]
     return 0, -1, 0, bool(xp.all(increasing | ~same_row))
+
+
+def arrays_equal(a, b) -> bool:
+    """Whether two 1-D integer arrays hold the same values."""
+    return a.shape == b.shape and all(int(x) == int(y) for x, y in zip(a, b))

@@ -19,7 +19,7 @@ from ..result import SolveResult
 from ..validation.inputs import (as_initial_guess, as_rhs, check_maxiter, check_nonnegative,
                                  check_omega, check_period, working_dtype)
 from .device import DeviceSorMatrix, host_matrix
-from .sor_matrix import ORDERINGS, SorMatrix
+from .sor_matrix import ORDERINGS, SorMatrix, sweep_matrix
 
 __all__ = ["ORDERINGS", "SorMatrix", "sor"]
 
@@ -148,7 +148,7 @@ def sor(A: Any, b: Any, omega: float = 1.0, x0: Any = None, *, rtol: float = 1e-
             raise ValueError(f"SorMatrix was built for ordering={S.ordering!r}")
     else:
         A = host_matrix(A) if device else A  # the colouring is built on the host
-        S = SorMatrix(A, dtype=working_dtype(xp, b, A), ordering=ordering)
+        S = sweep_matrix(A, working_dtype(xp, b, A), ordering)
     if S.shape != (n, n):
         raise ValueError(f"A has shape {S.shape}, expected ({n}, {n}) to match b")
     record = SolveRecord(common.monitor, start=start)

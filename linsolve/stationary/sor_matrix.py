@@ -12,8 +12,8 @@ from scipy.sparse.csgraph import reverse_cuthill_mckee
 from cext import kernels_for
 from cext.threads import kernel_threads
 
-from ..validation.inputs import check_real_numeric
 from ..validation.sparse import checked_csr
+from .sor_setup import Split, checked_system, fast_colored, fast_split
 
 ORDERINGS = ("natural", "redblack", "multicolor")
 
@@ -22,7 +22,9 @@ class SorMatrix:
     """A CSR matrix prepared for SOR sweeps: diagonal checked, sweep order cached.
 
     Build it once when the same matrix is swept many times (a preconditioner,
-    a sequence of right-hand sides).
+    a sequence of right-hand sides); for a sequence of matrices with one
+    sparsity pattern, :meth:`refactor` reuses the sweep order (the
+    colouring and permutation) and splits only the new values.
 
     The system is held in *sweep order*: natural, or, for the coloured
     orderings, permuted so that each colour's unknowns are contiguous
@@ -74,58 +76,63 @@ class SorMatrix:
     def __init__(self, A: Any, dtype=None, ordering: str = "natural"):
         if ordering not in ORDERINGS:
             raise ValueError(f"ordering must be one of {ORDERINGS}, got {ordering!r}")
-        if not sp.issparse(A):
-            if type(A).__module__.startswith("cupy"):
-                raise TypeError("SorMatrix is built on the host: pass a scipy.sparse matrix "
-                                "(sor() copies a CuPy A there itself)")
-            A = np.asarray(A)
-            check_real_numeric("A", A.dtype)
-            if A.ndim != 2:
-                raise ValueError(f"A must be a square matrix, got shape {A.shape}")
-            # as pcg: booleans, integers and float16 (which scipy.sparse cannot
-            # hold) are solved in float64
-            A = sp.csr_matrix(A if A.dtype in (np.float32, np.float64) else A.astype(np.float64))
-        if A.shape[0] != A.shape[1]:
-            raise ValueError(f"A must be square, got shape {A.shape}")
-        check_real_numeric("A", A.dtype)
-        if dtype is None:
-            dtype = np.float32 if A.dtype == np.float32 else np.float64
-        csr = checked_csr(A, canonical=True)  # never the caller's arrays when it rewrites
-        if csr.dtype not in (np.float32, np.float64):
-            # a boolean A is its 0/1 values, as in pcg (and scipy); astype copies
-            csr = csr.astype(np.float64)
-        n = csr.shape[0]
+        csr, dtype = checked_system(A, dtype)
+        self._build(csr, dtype, ordering)
+
+    def _build(self, csr, dtype, ordering):
+        """Split ``csr`` (structure checked, real float) into the sweep order's arrays."""
         self.shape = csr.shape
         self.dtype = np.dtype(dtype)
         self.ordering = ordering
+        self.permutation = None
+        self.color_ptr = np.zeros(1, dtype=np.int64)  # one sequential sweep
+        self.n_colors = 1
+        self._no_couplings = None
+        self._pattern = None
+        n = csr.shape[0]
+        with kernel_threads(csr.indices.shape[0] + n + 1):
+            if ordering == "natural":
+                split = fast_split(csr, self.dtype)
+            else:
+                split = fast_colored(csr, self.dtype, ordering)
+        if split is None:  # rows unsorted, a zero stored, or a diagonal zero or missing
+            split = self._general_split(csr, n)
+        (self.off_indptr, self.off_indices, self.off_data, self.diag, self.mid,
+         self._finite) = split.arrays
+        if split.permutation is not None:
+            self.permutation, self.color_ptr = split.permutation, split.color_ptr
+            self.n_colors = self.color_ptr.shape[0] - 1
+        self._pattern = split.pattern
+
+    def _general_split(self, csr, n) -> "Split":
+        """The split by scipy, for any matrix (and the error for a bad diagonal)."""
+        csr = checked_csr(csr, canonical=True)  # a copy where it rewrites
         diagonal = csr.diagonal()
         bad = np.flatnonzero(~(diagonal != 0))
         if bad.size:
             raise ValueError(f"SOR needs a nonzero diagonal; A[{bad[0]}, {bad[0]}] = "
                              f"{diagonal[bad[0]]} ({bad.size} such rows)")
-        self.permutation = None
-        self.color_ptr = np.zeros(1, dtype=np.int64)  # one sequential sweep
-        self.n_colors = 1
-        if ordering != "natural":
-            self.permutation, self.color_ptr = self._color(csr, n)
-            self.n_colors = self.color_ptr.shape[0] - 1
-            csr = csr[self.permutation][:, self.permutation].tocsr()
+        permutation = color_ptr = None
+        if self.ordering != "natural":
+            permutation, color_ptr = self._color(csr, n)
+            csr = csr[permutation][:, permutation].tocsr()
             diagonal = csr.diagonal()
         # the sweep kernels take the off-diagonal part and the diagonal apart
         off = (csr - sp.diags(diagonal)).tocsr()
         off.eliminate_zeros()
         off.sort_indices()  # rows split at the diagonal by mid: columns ascending
         index_dtype = np.int32 if off.nnz < 2**31 - 1 else np.int64
-        self.off_indptr = np.ascontiguousarray(off.indptr, dtype=index_dtype)
-        self.off_indices = np.ascontiguousarray(off.indices, dtype=index_dtype)
-        self.off_data = np.ascontiguousarray(off.data, dtype=dtype)
-        self.diag = np.ascontiguousarray(diagonal, dtype=dtype)
-        rows = np.repeat(np.arange(n, dtype=index_dtype), np.diff(self.off_indptr))
-        lower = np.bincount(rows[self.off_indices < rows], minlength=n)
-        self.mid = (self.off_indptr[:-1] + lower).astype(index_dtype)
+        off_indptr = np.ascontiguousarray(off.indptr, dtype=index_dtype)
+        off_indices = np.ascontiguousarray(off.indices, dtype=index_dtype)
+        off_data = np.ascontiguousarray(off.data, dtype=self.dtype)
+        diag = np.ascontiguousarray(diagonal, dtype=self.dtype)
+        rows = np.repeat(np.arange(n, dtype=index_dtype), np.diff(off_indptr))
+        lower = np.bincount(rows[off_indices < rows], minlength=n)
+        mid = (off_indptr[:-1] + lower).astype(index_dtype)
         # the residual of x = 0 is b only where every 0 * a_ij is 0 (residual_norm)
-        self._finite = bool(np.isfinite(self.off_data).all() and np.isfinite(self.diag).all())
-        self._no_couplings = None
+        finite = bool(np.isfinite(off_data).all() and np.isfinite(diag).all())
+        return Split((off_indptr, off_indices, off_data, diag, mid, finite), permutation,
+                      color_ptr, None)
 
     def _color(self, csr, n):
         """``(permutation, color_ptr)``: unknowns grouped by colour, RCM order within one."""
@@ -155,6 +162,56 @@ class SorMatrix:
         permutation = np.lexsort((rank, colors)).astype(index_dtype)
         color_ptr = np.searchsorted(colors[permutation], np.arange(n_colors + 1)).astype(np.int64)
         return permutation, color_ptr
+
+    def refactor(self, A: Any) -> "SorMatrix":
+        """This matrix's sweep order for a matrix ``A`` of the same sparsity pattern.
+
+        A sequence of systems with one pattern (time steps, ``A + c I``,
+        Newton steps) pays for the symbolic set-up -- the structure checks,
+        the colouring, the permutation -- once: ``A``'s stored structure
+        (``indptr`` and ``indices`` of its CSR form) is compared with the one
+        this matrix was built from, and its values are split (and permuted)
+        in one pass. The result is the matrix ``SorMatrix(A, ordering=...)``
+        would build, to the bit; where the patterns differ, or ``A`` stores
+        a zero or non-finite diagonal entry where this matrix did not, it is
+        that build. This matrix is not modified.
+
+        Parameters
+        ----------
+        A : scipy sparse matrix or 2-D NumPy array
+            Of this matrix's shape; swept in this matrix's ``dtype``.
+
+        Returns
+        -------
+        SorMatrix
+
+        Examples
+        --------
+        >>> import numpy as np, scipy.sparse as sp
+        >>> A = sp.diags([-1.0, 2.0, -1.0], [-1, 0, 1], shape=(6, 6), format="csr")
+        >>> S = SorMatrix(A, ordering="multicolor")
+        >>> S2 = S.refactor(A + 0.5 * sp.eye(6, format="csr"))
+        >>> S2.permutation is S.permutation, S2.diag.tolist()
+        (True, [2.5, 2.5, 2.5, 2.5, 2.5, 2.5])
+        """
+        csr, _ = checked_system(A, self.dtype, check=False)
+        if csr.shape != self.shape:
+            raise ValueError(f"A has shape {csr.shape}, this SorMatrix {self.shape}")
+        pattern = self._pattern
+        # (the natural ordering has no symbolic part to share: its split is one pass)
+        if pattern is None or not pattern.matches(csr):
+            return SorMatrix(A, dtype=self.dtype, ordering=self.ordering)
+        S = object.__new__(SorMatrix)
+        S.__dict__.update(self.__dict__)  # the pattern's arrays, shared (never written)
+        S._no_couplings = None
+        S.off_data = np.empty(self.off_indices.shape[0], dtype=self.dtype)
+        S.diag = np.empty(self.shape[0], dtype=self.dtype)
+        with kernel_threads(csr.indices.shape[0] + self.shape[0] + 1):
+            finite = pattern.split_values(csr.data, S.off_data, S.diag)
+        if finite is None:  # a zero where the pattern had none: the general build
+            return SorMatrix(A, dtype=self.dtype, ordering=self.ordering)
+        S._finite = finite
+        return S
 
     @property
     def kernel_work(self) -> int:
@@ -243,3 +300,35 @@ class SorMatrix:
                                               symmetric, self.color_ptr, tol, grow_limit,
                                               maxiter, norms, start, check_every,
                                               measure_end)
+
+
+# The plain call sor(A, b, ordering="multicolor") on a sequence of matrices of
+# one pattern (time steps, A + c I) would otherwise colour and permute each
+# anew: it keeps the symbolic part of its last coloured build, per ordering
+# and dtype, and a new matrix whose stored structure equals it (one compiled
+# comparison, the cost of the structure check it replaces) is split by
+# SorMatrix.refactor. A cache, not state: what it holds never changes a
+# result (refactor builds what SorMatrix(A) would, to the bit), entries are
+# replaced whole (one dict assignment under the GIL), and it holds one
+# pattern per ordering and dtype: the structure copies, the permuted pattern
+# and the gather map, about 2.5 times A's index arrays.
+_RECENT: dict = {}
+
+
+def sweep_matrix(A: Any, dtype, ordering: str) -> SorMatrix:
+    """The :class:`SorMatrix` of ``A`` for :func:`linsolve.sor`, reusing the last coloured
+    pattern where ``A`` has it (see ``_RECENT``)."""
+    if ordering == "natural" or not (sp.issparse(A) and A.format == "csr"):
+        return SorMatrix(A, dtype=dtype, ordering=ordering)
+    key = (ordering, np.dtype(dtype).str)
+    recent = _RECENT.get(key)
+    if recent is not None and recent.shape == A.shape:
+        S = recent.refactor(A)
+    else:
+        S = SorMatrix(A, dtype=dtype, ordering=ordering)
+    if S._pattern is not None and S._pattern is not getattr(recent, "_pattern", None):
+        shell = object.__new__(SorMatrix)
+        shell.__dict__.update(S.__dict__)
+        shell.off_data = shell.diag = shell._no_couplings = None  # the pattern only
+        _RECENT[key] = shell
+    return S

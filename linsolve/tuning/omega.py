@@ -160,6 +160,9 @@ class _OmegaTuner:
             Required by :class:`OmegaContextualBandit`.
         solver : {"sor", "ssor-pcg"}
             ``"sor"``: :func:`linsolve.sor` (``symmetric=False`` unless given).
+            A sequence of matrices of one sparsity pattern with a coloured
+            ``ordering`` pays the colouring once: :func:`linsolve.sor` reuses
+            its last pattern (see :meth:`linsolve.SorMatrix.refactor`).
             ``"ssor-pcg"``: :func:`linsolve.pcg` with ``M = linsolve.precond.ssor(A, omega)``.
         **kwargs
             Passed on; ``rtol`` defaults to 1e-8 and ``maxiter`` to ``10 n``.

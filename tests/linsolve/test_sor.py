@@ -564,3 +564,207 @@ def test_device_path_equals_the_host_path(monkeypatch, ordering, symmetric):
     np.testing.assert_allclose(device.x, host.x, rtol=0, atol=1e-12 * np.abs(host.x).max())
     with pytest.raises(ValueError, match="coloured ordering"):
         sor(A, b, 1.4, ordering="natural")
+
+
+# -- set-up in compiled code, and pattern reuse ----------------------------------------------
+
+def _scipy_split(A, ordering, dtype):
+    """The sweep-order arrays built by scipy alone (the oracle of the compiled set-up):
+    symmetrised pattern, greedy or two-colouring, reverse Cuthill-McKee within a colour,
+    the permuted matrix less its diagonal, explicit zeros dropped, columns sorted."""
+    from scipy.sparse.csgraph import reverse_cuthill_mckee
+
+    csr = sp.csr_matrix(A)
+    csr.sum_duplicates()
+    n = csr.shape[0]
+    permutation, color_ptr = None, np.zeros(1, dtype=np.int64)
+    if ordering != "natural":
+        pattern = (abs(csr) + abs(csr.T)).tocsr()
+        colouring = reference.two_coloring if ordering == "redblack" else reference.greedy_coloring
+        colors = colouring(pattern.indptr, pattern.indices, n)
+        colors = colors[0] if ordering == "redblack" else colors
+        rank = np.empty(n, dtype=np.int64)
+        if n:  # (scipy's search fails on an empty graph)
+            rank[reverse_cuthill_mckee(pattern, symmetric_mode=True)] = np.arange(n)
+        permutation = np.lexsort((rank, colors))
+        n_colors = int(colors.max()) + 1 if n else 0
+        color_ptr = np.searchsorted(colors[permutation], np.arange(n_colors + 1))
+        csr = csr[permutation][:, permutation].tocsr()
+    diag = csr.diagonal()
+    off = (csr - sp.diags(diag)).tocsr()
+    off.eliminate_zeros()
+    off.sort_indices()
+    rows = np.repeat(np.arange(n), np.diff(off.indptr))
+    mid = off.indptr[:-1] + np.bincount(rows[off.indices < rows], minlength=n)
+    return {"off_indptr": off.indptr, "off_indices": off.indices, "mid": mid,
+            "off_data": off.data.astype(dtype), "diag": diag.astype(dtype),
+            "permutation": permutation, "color_ptr": color_ptr}
+
+
+def _assert_split_equals(S, expected):
+    for name, value in expected.items():
+        got = getattr(S, name)
+        if value is None:
+            assert got is None, name
+            continue
+        assert np.array_equal(got, value), name
+        if name in ("off_data", "diag"):
+            assert got.dtype == value.dtype, name
+
+
+def _split_cases():
+    unsorted = random_sparse_spd(30, 0.15, seed=11)
+    order = np.arange(unsorted.indices.shape[0])
+    for i in range(30):  # reverse every row's columns: same matrix, not canonical
+        order[unsorted.indptr[i]:unsorted.indptr[i + 1]] = order[unsorted.indptr[i]:
+                                                                 unsorted.indptr[i + 1]][::-1]
+    unsorted = sp.csr_matrix((unsorted.data[order], unsorted.indices[order], unsorted.indptr),
+                             shape=unsorted.shape)
+    zero_stored = poisson2d(5)
+    zero_stored.data[1] = 0.0  # an off-diagonal entry stored as zero
+    wide = random_sparse_spd(40, 0.1, seed=12)
+    wide = sp.csr_matrix((wide.data, wide.indices.astype(np.int64), wide.indptr.astype(np.int64)),
+                         shape=wide.shape)
+    asymmetric = (poisson2d(5) + sp.csr_matrix(([0.5], ([0], [7])), shape=(25, 25))).tocsr()
+    return {"poisson": poisson2d(7), "random": random_sparse_spd(60, 0.08, seed=10),
+            "unsorted": unsorted, "zero stored": zero_stored, "int64 indices": wide,
+            "asymmetric pattern": asymmetric, "empty": sp.csr_matrix((0, 0))}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("ordering", ["natural", "redblack", "multicolor"])
+@pytest.mark.parametrize("case", list(_split_cases()))
+def test_compiled_setup_builds_what_scipy_builds(case, ordering, dtype):
+    A = _split_cases()[case]
+    if ordering == "redblack" and case not in ("poisson", "empty"):
+        pytest.skip("red-black needs a bipartite graph")
+    S = SorMatrix(A.astype(dtype), ordering=ordering)
+    _assert_split_equals(S, _scipy_split(A.astype(dtype), ordering, dtype))
+    assert S.n_colors == S.color_ptr.shape[0] - 1 if ordering != "natural" else S.n_colors == 1
+
+
+def test_rcm_kernel_follows_scipy_on_ties_and_components():
+    from scipy.sparse.csgraph import reverse_cuthill_mckee
+
+    from cext.numba.coloring import rcm_order
+
+    rng = np.random.default_rng(0)
+    for trial in range(20):
+        n = int(rng.integers(2, 120))
+        B = sp.random(n, n, density=float(rng.uniform(0.01, 0.08)), random_state=trial)
+        pattern = (abs(B) + abs(B.T) + sp.eye(n)).tocsr()  # several components, many ties
+        degree = (np.diff(pattern.indptr) + 1).astype(pattern.indices.dtype)
+        ours = rcm_order(pattern.indptr, pattern.indices, degree, np.argsort(degree))
+        assert np.array_equal(ours, reverse_cuthill_mckee(pattern, symmetric_mode=True))
+
+
+def test_pattern_symmetry_check():
+    from cext.numba.coloring import pattern_symmetric
+
+    A = poisson2d(6)
+    assert pattern_symmetric(A.indptr, A.indices, 36)
+    for row, col in ((0, 35), (35, 0), (3, 9)):
+        B = (A + sp.csr_matrix(([1.0], ([row], [col])), shape=A.shape)).tocsr()
+        assert not pattern_symmetric(B.indptr, B.indices, 36)
+
+
+@pytest.mark.parametrize("ordering", ["natural", "multicolor"])
+def test_refactor_builds_what_a_fresh_build_builds(ordering):
+    A = random_sparse_spd(50, 0.1, seed=13)
+    S = SorMatrix(A, ordering=ordering)
+    snapshot = {name: getattr(S, name).copy() for name in ("off_data", "diag")}
+    for shift in (0.25, -0.5, 3.0):
+        A2 = (A + shift * sp.eye(50, format="csr")).tocsr()
+        S2 = S.refactor(A2)
+        _assert_split_equals(S2, _scipy_split(A2, ordering, np.float64))
+        if ordering != "natural":
+            assert S2.permutation is S.permutation  # the symbolic part is shared
+        b = np.random.default_rng(1).standard_normal(50)
+        np.testing.assert_array_equal(sor(S2, b, 1.3, ordering=ordering).x,
+                                      sor(A2, b, 1.3, ordering=ordering).x)
+    for name, value in snapshot.items():  # S itself is untouched
+        np.testing.assert_array_equal(getattr(S, name), value)
+    # another pattern, a value turned zero, a zero diagonal: what SorMatrix(A) does
+    other = random_sparse_spd(50, 0.1, seed=14)
+    _assert_split_equals(S.refactor(other), _scipy_split(other, ordering, np.float64))
+    zeroed = A.copy()
+    zeroed.data[np.flatnonzero(zeroed.indices != np.repeat(np.arange(50),
+                                                           np.diff(zeroed.indptr)))[0]] = 0.0
+    _assert_split_equals(S.refactor(zeroed), _scipy_split(zeroed, ordering, np.float64))
+    singular = A - sp.diags(A.diagonal() * (np.arange(50) == 7))
+    with pytest.raises(ValueError, match=r"nonzero diagonal; A\[7, 7\]"):
+        S.refactor(singular.tocsr())
+    with pytest.raises(ValueError, match="shape"):
+        S.refactor(poisson2d(3))
+
+
+def test_plain_call_reuses_the_last_coloured_pattern():
+    from linsolve.stationary import sor_matrix
+
+    A = poisson2d(9)
+    b = np.random.default_rng(2).standard_normal(81)
+    first = sor(A, b, 1.6, ordering="multicolor")
+    recent = sor_matrix._RECENT[("multicolor", "<f8")]
+    A2 = (A + 0.3 * sp.eye(81, format="csr")).tocsr()
+    second = sor(A2, b, 1.6, ordering="multicolor")
+    assert sor_matrix._RECENT[("multicolor", "<f8")] is recent  # the same pattern, kept
+    assert sor_matrix.sweep_matrix(A2, np.float64, "multicolor").permutation is recent.permutation
+    fresh = sor(SorMatrix(A2, ordering="multicolor"), b, 1.6, ordering="multicolor")
+    np.testing.assert_array_equal(second.x, fresh.x)
+    np.testing.assert_array_equal(second.residual_norms, fresh.residual_norms)
+    assert first.converged and second.converged
+    # another pattern replaces it
+    sor(random_sparse_spd(81, 0.1, seed=3), b, 1.2, ordering="multicolor")
+    assert sor_matrix._RECENT[("multicolor", "<f8")] is not recent
+
+
+@pytest.mark.parametrize("ordering", ["redblack", "multicolor"])
+def test_setup_kernels_equal_their_reference_twins(ordering):
+    from cext.numba import coloring as nb_coloring
+    from cext.numba import sor as nb_sor
+    from cext.numba import structure as nb_structure
+    from cext.reference import coloring as ref_coloring
+    from cext.reference import sor as ref_sor
+    from cext.reference import structure as ref_structure
+
+    A = poisson2d(6) if ordering == "redblack" else random_sparse_spd(40, 0.1, seed=15)
+    n, nnz = A.shape[0], A.nnz
+    split = {}
+    for name, module in (("numba", nb_sor), ("reference", ref_sor)):
+        arrays = (np.empty(n + 1, np.int32), np.empty(nnz - n, np.int32), np.empty(nnz - n),
+                  np.empty(n), np.empty(n, np.int32))
+        assert module.sor_split(A.indptr, A.indices, A.data, *arrays) == (n, True)
+        split[name] = arrays
+    for ours, theirs in zip(*split.values()):
+        np.testing.assert_array_equal(ours, theirs)
+    degree = (np.diff(A.indptr) + 1).astype(np.int32)
+    orders = []
+    for module in (nb_coloring, ref_coloring):
+        permutation, inverse = np.empty(n, np.int32), np.empty(n, np.int32)
+        flags = module.sweep_order(A.indptr, A.indices, degree, np.argsort(degree),
+                                   ordering == "redblack", permutation, inverse)
+        orders.append((permutation, inverse, flags[2]))
+        assert flags[:2] == (True, True)
+        assert module.pattern_symmetric(A.indptr, A.indices, n)
+    for ours, theirs in zip(*orders):
+        np.testing.assert_array_equal(ours, theirs)
+    permutation, inverse, _ = orders[0]
+    outputs = []
+    for module in (nb_sor, ref_sor):
+        position, diag = np.empty(n, np.int64), np.empty(n)
+        assert module.sor_diagonal(A.indptr, A.indices, A.data, position, diag) == n
+        out = (np.empty(n + 1, np.int32), np.empty(nnz - n, np.int32), np.empty(nnz - n),
+               np.empty(n), np.empty(n, np.int32), np.empty(nnz - n, np.int64),
+               np.empty(n, np.int64))
+        assert module.sor_split_full(A.indptr, A.indices, A.data, position, permutation,
+                                     inverse, *out) == 0
+        gathered = (np.empty(nnz - n), np.empty(n))
+        assert module.sor_gather_values(A.data, out[5], out[6], *gathered) == (0, 0)
+        np.testing.assert_array_equal(gathered[0], out[2])  # the gather finds the same values
+        np.testing.assert_array_equal(gathered[1], out[3])
+        outputs.append((position, diag, *out))
+    for ours, theirs in zip(*outputs):
+        np.testing.assert_array_equal(ours, theirs)
+    for module in (nb_structure, ref_structure):
+        assert module.arrays_equal(A.indices, A.indices.copy())
+        assert not module.arrays_equal(A.indices, np.roll(A.indices, 1))
