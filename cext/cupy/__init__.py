@@ -11,6 +11,7 @@ through the registry.
 from .bicgstab import (bicgstab_csr_spmv_dots, bicgstab_dia_spmv_dots, bicgstab_update_p,
                        bicgstab_update_s, bicgstab_update_xr, bicgstab_update_xr_scaled)
 from .blas1 import cg_update_p, cg_update_xr, dot
+from .block import block_cg_update, block_dots, block_update_p, csr_spmm_dot
 from .dia import dia_spmv, dia_spmv_dot
 from .gmres import gmres_combine, gmres_project
 from .kron import kron_eigen_solve, kron_matvec
@@ -28,10 +29,14 @@ __all__ = [
     "bicgstab_update_s",
     "bicgstab_update_xr",
     "bicgstab_update_xr_scaled",
+    "block_cg_update",
+    "block_dots",
+    "block_update_p",
     "countsketch_dense",
     "cg_update_p",
     "cg_update_xr",
     "csr_residual_norm2_split",
+    "csr_spmm_dot",
     "csr_spmv",
     "csr_spmv_dot",
     "dia_spmv",

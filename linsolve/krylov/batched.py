@@ -43,6 +43,8 @@ def _host(values) -> np.ndarray:
     """A kernel's ``k`` inner products as a host float64 array, from any namespace."""
     if isinstance(values, np.ndarray):
         return values.astype(np.float64, copy=False)
+    if hasattr(values, "tolist"):  # CuPy, JAX: one device-to-host copy, not k
+        return np.asarray(values.tolist(), dtype=np.float64).reshape(-1)
     return np.asarray([float(values[i]) for i in range(values.shape[0])], dtype=np.float64)
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from cext.cupy import _compile, blas1, dia, kron, mfac, sor, spmv
+from cext.cupy import block as block_kernels
 from cext.cupy import sketch as sketch_kernels
 from tests import nvrtc
 from tests.cuda_stub import fake_cupy, ptx_entries
@@ -25,7 +26,8 @@ if nvrtc.find_library() is None:
     pytest.skip("libnvrtc.so not found (pip install nvidia-cuda-nvrtc-cu12)",
                 allow_module_level=True)
 
-MODULES = {"spmv": spmv, "dia": dia, "blas1": blas1, "sor": sor, "mfac": mfac, "kron": kron}
+MODULES = {"spmv": spmv, "dia": dia, "blas1": blas1, "sor": sor, "mfac": mfac, "kron": kron,
+           "block": block_kernels}
 MODULES["sketch"] = sketch_kernels
 DTYPES = ("float32", "float64")
 # compute_70: oldest arch CuPy 13 wheels target with __shfl_*_sync (CUDA 13's NVRTC
@@ -58,6 +60,11 @@ PARAMS = {
     "kron_left": ["u64", "u32", "u64", "u64", "u64", "u32", "u32"],
     # X, R, transpose, dl, dr, damping, scale, out, batch, m, n
     "kron_right": ["u64", "u64", "u32", "u64", "u64", "f64", "u32", "u64", "u64", "u32", "u32"],
+    "block_spmm": ["u64"] * 7,  # indptr, indices, data, P, Q, n, k
+    "block_column_dots": ["u64"] * 6,  # U, V, n, k, chunk, partials
+    "block_column_sum": ["u64"] * 4,  # partials, nchunks, k, out
+    "block_cg_update": ["u64"] * 7,  # X, R, P, Q, alpha, n, k
+    "block_update_p": ["u64"] * 5,  # P, Z, beta, n, k
 }
 
 
@@ -116,6 +123,9 @@ def test_instantiations_cover_every_dtype_and_index_type():
     assert sor.name_expressions("float32") == (
         "sor_color_sweep<float, int>", "sor_color_sweep<float, long long>",
         "sor_residual_norm2<float, int>", "sor_residual_norm2<float, long long>", "sum_partials")
+    assert block_kernels.name_expressions("float64") == (
+        "block_spmm<double, int>", "block_spmm<double, long long>", "block_column_dots<double>",
+        "block_cg_update<double>", "block_update_p<double>", "block_column_sum")
 
 
 def test_broken_source_fails_to_compile():
@@ -176,6 +186,11 @@ def test_launchers_pass_arguments_matching_the_ptx(monkeypatch, dtype):
         stand_in.ascontiguousarray, stand_in.int64 = np.ascontiguousarray, np.int64
         sketch_kernels.countsketch_dense(np.ones((3, n), dtype=dtype), np.zeros(3, np.int64),
                                          np.ones(3), np.zeros((2, n)))
+        P, Q = np.ones((n, 3), dtype=dtype), np.ones((n, 3), dtype=dtype)
+        block_kernels.csr_spmm_dot(indptr, indices, v[0], P, Q, np.empty(3))
+        block_kernels.block_cg_update(P.copy(), Q.copy(), P, Q, [0.5, 1.0, 2.0], np.empty(3))
+        block_kernels.block_update_p(P, Q, np.ones(3))
+        block_kernels.block_dots(P, Q, np.empty(3))
     finally:
         for cache in caches:
             cache.cache_clear()
@@ -260,3 +275,65 @@ def test_sor_launchers_launch_one_kernel_per_colour(monkeypatch, dtype, index_dt
     residuals = [args for name, _, args in raw if name == "sor_residual_norm2"]
     assert [int(args[8]) for args in residuals] == [1, 0, 1]  # permuted flag
     assert all(int(args[7]) == n for args in residuals)
+
+
+@pytest.mark.parametrize("index_dtype", ("int32", "int64"))
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_block_launchers_cover_the_block_and_refuse_mismatched_shapes(monkeypatch, dtype,
+                                                                      index_dtype):
+    # The element-wise kernels cover the n k entries; the dots launch one block per
+    # (chunk, column) and sum k columns over the chunks; the right instantiation.
+    calls, raw = [], []
+    monkeypatch.setitem(sys.modules, "cupy", fake_cupy(calls, raw, options=_compile.OPTIONS))
+    caches = (_compile._module, _compile.get_kernel)
+    for cache in caches:
+        cache.cache_clear()
+    try:
+        n, k = block_kernels.CHUNK + 7, 5  # two chunks of rows
+        indptr = np.arange(n + 1, dtype=index_dtype)
+        indices = np.arange(n, dtype=index_dtype)
+        data = np.ones(n, dtype=dtype)
+        P, Q = np.ones((n, k), dtype=dtype), np.empty((n, k), dtype=dtype)
+        block_kernels.csr_spmm_dot(indptr, indices, data, P, Q, np.empty(k))
+        block_kernels.block_cg_update(P.copy(), P.copy(), P, Q, np.arange(k, dtype=np.float64),
+                              np.empty(k))
+        block_kernels.block_update_p(P, Q, np.ones(k))
+        block_kernels.block_dots(P[:0], Q[:0], np.full(k, np.nan))  # n = 0: zeros, nothing launched
+        with pytest.raises(ValueError, match="one shape"):
+            block_kernels.block_dots(P, np.ones((n, 2), dtype=dtype), np.empty(k))
+        with pytest.raises(ValueError, match="coefficients"):
+            block_kernels.block_update_p(P, Q, np.ones(k + 1))
+        with pytest.raises(TypeError):
+            block_kernels.block_update_p(P, np.ones((n, k), dtype=np.float16), np.ones(k))
+        with pytest.raises(ValueError, match="C-contiguous"):
+            block_kernels.block_dots(P[::2], Q[::2], np.empty(k))
+    finally:
+        for cache in caches:
+            cache.cache_clear()
+    for name, grid, block_shape, kinds in calls:
+        assert kinds == PARAMS[name], (name, kinds)
+        assert block_shape == (_compile.BLOCK,)
+    names = [name for name, *_ in calls]
+    assert names == ["block_spmm", "block_column_dots", "block_column_sum", "block_cg_update",
+                     "block_column_dots", "block_column_sum", "block_update_p"]
+    for name, grid, args in raw:
+        if name == "block_column_dots":
+            assert grid == (2 * k,) and int(args[4]) == block_kernels.CHUNK
+        elif name == "block_column_sum":
+            assert grid == (1,) and int(args[1]) == 2 and int(args[2]) == k
+        else:  # grid-stride over the n k entries
+            assert grid == (_compile.grid_stride_blocks(n * k),)
+            assert (int(args[-2]), int(args[-1])) == (n, k)
+    spmm = next(args for name, _, args in raw if name == "block_spmm")
+    assert spmm[0].dtype.name == index_dtype and spmm[2].dtype.name == dtype
+    update = next(args for name, _, args in raw if name == "block_cg_update")
+    assert update[4].dtype == np.float64 and update[4].tolist() == list(range(k))
+
+
+def test_block_sources_round_each_product_and_sum_separately():
+    # no FMA contraction: a float64 product entry has the CPU loop's bits (module notes)
+    result = _compile_or_fail(block_kernels.SOURCE, _compile.OPTIONS + ("--gpu-architecture=compute_80",),
+                              block_kernels.name_expressions("float64"), "block-fma")
+    spmm = result.lowered_names["block_spmm<double, int>"]
+    body = result.ptx.split(f".entry {spmm}")[1].split(".entry")[0]
+    assert "mul.rn.f64" in body and "add.rn.f64" in body and "fma" not in body

@@ -26,7 +26,7 @@ import linsolve  # noqa: E402
 from cext import csr_to_dia, kernels_for, reference  # noqa: E402
 from cext import cupy as cuk  # noqa: E402
 
-from tests.problems import poisson2d, random_spd  # noqa: E402
+from tests.problems import poisson2d, random_sparse_spd, random_spd  # noqa: E402
 
 DTYPES = [np.float32, np.float64]
 
@@ -411,3 +411,99 @@ def test_registry_hands_out_the_cupy_sor_kernels_and_reference_for_the_rest():
     assert kernels.csr_residual_norm2_split is cuk.csr_residual_norm2_split
     assert kernels.sor_sweep_forward is reference.sor_sweep_forward
     assert kernels.greedy_coloring is reference.greedy_coloring
+
+
+# --- the block kernels of the batched iterations (cext.cupy.block) ---
+
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("k", [1, 5, 8])
+def test_block_kernels_match_reference(k, dtype, index_dtype):
+    from cext.cupy import block as cublock
+    from cext.numba import block as nbblock
+
+    A = MATRICES["sparse"].astype(dtype)
+    n = A.shape[0]
+    rng = np.random.default_rng(k)
+    X, R, P = (rng.standard_normal((n, k)).astype(dtype) for _ in range(3))
+    alpha, beta = rng.standard_normal(k), rng.standard_normal(k)
+    indptr, indices, data = _csr_device(A, dtype, index_dtype)
+    Q_d, dots_d = cupy.empty((n, k), dtype=dtype), cupy.empty(k)
+    cublock.csr_spmm_dot(indptr, indices, data, cupy.asarray(P), Q_d, dots_d)
+    Q64 = A.astype(np.float64) @ P.astype(np.float64)
+    terms = int(np.diff(A.indptr).max())
+    scale = abs(A.astype(np.float64)) @ abs(P.astype(np.float64))
+    assert np.all(abs(cupy.asnumpy(Q_d) - Q64) <= _tolerance(dtype, terms) * scale + 1e-300)
+    if dtype == np.float64:
+        # CSR order, no FMA: the Numba kernel's (and the serial loop's) bits
+        Q_cpu, dots_cpu = np.empty_like(P), np.empty(k)
+        nbblock.csr_spmm_dot(A.indptr, A.indices, A.data, P, Q_cpu, dots_cpu)
+        np.testing.assert_array_equal(cupy.asarray(Q_d).get(), Q_cpu)
+    Q = cupy.asnumpy(Q_d)
+    exact = np.einsum("ij,ij->j", P.astype(np.float64), Q.astype(np.float64))
+    bound = _tolerance(np.float64, n) * np.einsum("ij,ij->j", abs(P), abs(Q))
+    assert np.all(abs(cupy.asnumpy(dots_d) - exact) <= bound + 1e-300)
+    X_d, R_d, rr_d = cupy.asarray(X), cupy.asarray(R), cupy.empty(k)
+    cublock.block_cg_update(X_d, R_d, cupy.asarray(P), Q_d, cupy.asarray(alpha), rr_d)
+    X_ref, R_ref, _ = reference.block_cg_update(X.astype(np.float64), R.astype(np.float64),
+                                                P.astype(np.float64), Q.astype(np.float64),
+                                                alpha, np.empty(k))
+    eps = np.finfo(dtype).eps
+    np.testing.assert_allclose(cupy.asnumpy(X_d), X_ref, rtol=2 * eps, atol=eps)
+    np.testing.assert_allclose(cupy.asnumpy(R_d), R_ref, rtol=2 * eps, atol=eps)
+    R_new = cupy.asnumpy(R_d).astype(np.float64)
+    np.testing.assert_allclose(cupy.asnumpy(rr_d), (R_new * R_new).sum(axis=0),
+                               rtol=_tolerance(np.float64, n))
+    P_d = cupy.asarray(P)
+    cublock.block_update_p(P_d, R_d, beta)  # beta from the host
+    np.testing.assert_allclose(cupy.asnumpy(P_d), R_new + beta * P.astype(np.float64),
+                               rtol=2 * eps, atol=eps)
+    out = cupy.full(k, np.nan)
+    cublock.block_dots(P_d, R_d, out)
+    U = cupy.asnumpy(P_d).astype(np.float64)
+    np.testing.assert_allclose(cupy.asnumpy(out), (U * R_new).sum(axis=0),
+                               rtol=_tolerance(np.float64, n), atol=1e-12)
+
+
+def test_block_kernels_are_deterministic_and_keep_nan_in_its_column():
+    from cext.cupy import block as cublock
+
+    A = MATRICES["poisson"]
+    n = A.shape[0]
+    P = cupy.asarray(np.random.default_rng(3).standard_normal((n, 8)))
+    P[7, 2] = cupy.nan
+    indptr, indices, data = _csr_device(A, np.float64, np.int32)
+    runs = []
+    for _ in range(2):
+        Q, dots = cupy.empty_like(P), cupy.empty(8)
+        cublock.csr_spmm_dot(indptr, indices, data, P, Q, dots)
+        runs.append((cupy.asnumpy(Q), cupy.asnumpy(dots)))
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
+    np.testing.assert_array_equal(runs[0][1], runs[1][1])
+    dots = runs[0][1]
+    assert np.isnan(dots[2]) and np.isfinite(np.delete(dots, 2)).all()
+
+
+def test_registry_hands_out_the_cupy_block_kernels():
+    from cext.cupy import block as cublock
+
+    kernels = kernels_for(array_namespace(cupy.ones(3)))
+    assert kernels.csr_spmm_dot.__wrapped__ is cublock.csr_spmm_dot
+    assert kernels.block_cg_update.__wrapped__ is cublock.block_cg_update
+    assert kernels.block_update_p.__wrapped__ is cublock.block_update_p
+    assert kernels.block_dots.__wrapped__ is cublock.block_dots
+
+
+@pytest.mark.parametrize("k", [3, 8])
+def test_batched_pcg_on_cupyx_csr_matches_numpy(k):
+    A = random_sparse_spd(300, seed=k)  # not a stencil: the CSR block kernels
+    B = np.random.default_rng(k).standard_normal((k, A.shape[0]))
+    cpu = linsolve.pcg(A, B, rtol=1e-9)
+    gpu = linsolve.pcg(cusp.csr_matrix(A), cupy.asarray(B), rtol=1e-9)
+    assert isinstance(gpu.x, cupy.ndarray) and gpu.x.shape == (k, A.shape[0])
+    assert gpu.converged.all() and cpu.converged.all()
+    tolerance = _pcg_tolerance(A, 1e-9)
+    for j in range(k):
+        assert abs(int(gpu.iterations[j]) - int(cpu.iterations[j])) <= 2
+        x_gpu = cupy.asnumpy(gpu.x[j])
+        assert np.linalg.norm(x_gpu - cpu.x[j]) <= tolerance * np.linalg.norm(cpu.x[j])

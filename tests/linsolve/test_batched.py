@@ -221,3 +221,82 @@ def test_jacobi_applies_to_the_block_in_one_pass():
     R = _block(50, 4, seed=12).T.copy()
     np.testing.assert_array_equal(M.matmat(R), np.stack([M.matvec(R[:, j]) for j in range(4)],
                                                         axis=1))
+
+
+# -- the block kernels under the batch: vector lanes for float64, scalar loops otherwise --
+def _spmv_column(A, v):
+    from cext.numba.spmv import csr_spmv
+
+    out = np.empty(A.shape[0], dtype=v.dtype)
+    csr_spmv(A.indptr, A.indices, A.data, np.ascontiguousarray(v), out)
+    return out
+
+
+# k = 8: one group of lanes; 11: a group and three scalar columns; 16: two groups; 3: none
+@pytest.mark.parametrize("k", [3, 8, 11, 16])
+def test_block_product_has_the_single_spmv_bits_in_every_column(k):
+    from cext.numba import block
+
+    A = random_sparse_spd(2500, density=0.004, seed=13)  # two chunks of rows and a remainder
+    P = np.random.default_rng(14).standard_normal((2500, k))
+    Q, dots = np.full_like(P, np.nan), np.full(k, np.nan)
+    block.csr_spmm_dot(A.indptr, A.indices, A.data, P, Q, dots)
+    for j in range(k):
+        np.testing.assert_array_equal(Q[:, j], _spmv_column(A, P[:, j]))
+    # the dots: float64 sums of 2500 products, each within 2500 eps of the exact sum
+    exact = np.einsum("ij,ij->j", P, A @ P)
+    bound = 2500 * np.finfo(np.float64).eps * np.einsum("ij,ij->j", abs(P), abs(A) @ abs(P))
+    assert np.all(abs(dots - exact) <= bound)
+
+
+@pytest.mark.parametrize("k", [3, 9])
+def test_block_updates_match_the_reference_kernels(k):
+    from cext.numba import block as compiled
+    from cext.reference import block as reference
+
+    rng = np.random.default_rng(15)
+    X, R, P, Q = (rng.standard_normal((2100, k)) for _ in range(4))
+    alpha, beta = rng.standard_normal(k), rng.standard_normal(k)
+    X_ref, R_ref, rr_ref = reference.block_cg_update(X.copy(), R.copy(), P, Q, alpha,
+                                                     np.empty(k))
+    rr = np.empty(k)
+    compiled.block_cg_update(X, R, P, Q, alpha, rr)
+    # element-wise: the same two roundings each; sums: float64, 2100 terms
+    np.testing.assert_array_equal(X, X_ref)
+    np.testing.assert_array_equal(R, R_ref)
+    np.testing.assert_allclose(rr, rr_ref, rtol=2100 * np.finfo(np.float64).eps)
+    P_ref = reference.block_update_p(P.copy(), R, beta)
+    compiled.block_update_p(P, R, beta)
+    np.testing.assert_array_equal(P, P_ref)
+
+
+def test_float32_block_product_and_a_batch_wider_than_the_lanes():
+    from cext.numba import block
+
+    A = random_sparse_spd(300, seed=16, dtype=np.float32)
+    P = np.random.default_rng(17).standard_normal((300, 9)).astype(np.float32)
+    Q, dots = np.empty_like(P), np.empty(9)
+    block.csr_spmm_dot(A.indptr, A.indices, A.data, P, Q, dots)  # the scalar path
+    for j in range(9):
+        np.testing.assert_array_equal(Q[:, j], _spmv_column(A, P[:, j]))
+    # nine systems: eight in lanes and one in scalar sums, each as if solved alone
+    A = random_sparse_spd(120, seed=18)
+    B = _block(120, 9, seed=19)
+    batch = pcg(A, B, rtol=1e-10)
+    for j in range(9):
+        alone = pcg(A, B[j], rtol=1e-10)
+        assert batch[j].iterations == alone.iterations
+        bound = _iterate_bound(alone, A, np.float64)
+        assert np.linalg.norm(batch.x[j] - alone.x) <= bound * np.linalg.norm(alone.x)
+
+
+def test_a_nan_in_one_lane_stays_in_its_column():
+    from cext.numba import block
+
+    A = random_sparse_spd(200, seed=20)
+    P = np.random.default_rng(21).standard_normal((200, 8))
+    P[5, 3] = np.nan
+    Q, dots = np.empty_like(P), np.empty(8)
+    block.csr_spmm_dot(A.indptr, A.indices, A.data, P, Q, dots)
+    assert np.isnan(dots[3]) and np.isfinite(np.delete(dots, 3)).all()
+    assert np.isfinite(np.delete(Q, 3, axis=1)).all()
