@@ -5,15 +5,24 @@
 and written to ``results/`` as CSV, JSON and PNG. It takes the options of
 ``linear``.
 
-``python -m bench linear [--problem NAME | --matrix FILE.mtx] [--size N]
-[--methods a,b,c] [--rtol RTOL] [--out DIR]`` does the same on a gallery
-problem (:mod:`bench.problems`) or a Matrix Market file.
+``python -m bench linear [--problem NAME | --matrix FILE.mtx] [--size N |
+--sizes N,N,...] [--rhs K] [--methods a,b,c] [--rtol RTOL] [--out DIR]``
+does the same on a gallery problem (:mod:`bench.problems`) or a Matrix
+Market file. ``--sizes`` sweeps the size and shows each method's iteration
+counts side by side (``--problem stokes`` alone sweeps mesh levels 3, 4, 5
+with the block-diagonal MINRES: mesh independence); ``--rhs K`` solves K
+right-hand sides, batched and block CG against K separate calls
+(:mod:`bench.many_rhs`). Time to solution (set-up plus solve) is the
+table's headline column.
 
-``python -m bench speed [--size 1000] [--repeat 7] [--iterations 100]
-[--matrices poisson2d,p1tri,p1tet,p2tet,elasticity3d] [--refine NAME=LEVEL,...]
-[--contention K]`` times SpMV, CG iterations and SOR sweeps against scipy
-and pyamg on 2-D Poisson and finite-element matrices, optionally beside K
-busy processes (:mod:`bench.speed`).
+``python -m bench speed [--rows kernels,family,rhs,solution] [--size 1000]
+[--repeat 7] [--iterations 100] [--matrices poisson2d,p1tri,p1tet,p2tet,elasticity3d]
+[--refine NAME=LEVEL,...] [--contention K]`` times SpMV, CG iterations and
+SOR sweeps against scipy and pyamg on 2-D Poisson and finite-element
+matrices (``kernels``), MINRES, BiCGStab and GMRES against scipy
+(``family``), k right-hand sides (``rhs``) and time to solution with the
+set-up (``solution``), each row a ratio beside its target, optionally
+beside K busy processes (:mod:`bench.speed`).
 
 ``python -m bench omega [--experiment shifted|heat|all] [--steps T]
 [--variance high|low]`` runs the Learning-to-Relax sequences
@@ -60,6 +69,12 @@ from .problems import PROBLEMS
 
 DEFAULT_PROBLEM = "poisson2d"
 DEFAULT_SIZE = 256
+STOKES_LEVELS = (3, 4, 5)
+"""Mesh levels of ``linear --problem stokes`` without a size (n = 2 210 to 36 482)."""
+STOKES_SWEEP_METHODS = "minres+blockdiag,scipy-minres+blockdiag"
+"""Its methods when none are named: the preconditioned MINRES whose counts are
+mesh independent, ours and scipy's (the unpreconditioned methods need
+thousands of iterations at level 5)."""
 DEFAULT_RTOL = 1e-8
 # ~1.2 GB as float64 CSR: a typo'd or hostile header must not make us read more
 DEFAULT_MAX_NNZ = 50_000_000
@@ -67,7 +82,7 @@ DEFAULT_MAX_NNZ = 50_000_000
 # only for the command that runs (their modules import heavy packages).
 COMMAND_HELP = {
     "linear": "Krylov methods and their peers on one problem: table, plot (default)",
-    "speed": "SpMV, CG and SOR time per iteration vs scipy, pyamg",
+    "speed": "SpMV, CG, SOR, Krylov family, many RHS, set-up: ratios vs scipy, pyamg",
     "omega": "SOR's omega learned online over sequences of systems",
     "curvature": "inverse roots, MLP optimisers, M-FAC speed, Newton",
     "sketch": "sketched Newton on Hock-Schittkowski vs scipy.optimize",
@@ -115,8 +130,14 @@ def _linear_parser(prog: str) -> argparse.ArgumentParser:
                         help=f"gallery problem: {', '.join(PROBLEMS)} (default {DEFAULT_PROBLEM})")
     source.add_argument("--matrix", metavar="FILE.mtx",
                         help="Matrix Market file with a square SPD matrix")
-    parser.add_argument("--size", type=int, default=DEFAULT_SIZE,
-                        help=f"grid points per dimension (default {DEFAULT_SIZE})")
+    sizes = parser.add_mutually_exclusive_group()
+    sizes.add_argument("--size", type=int, default=None,
+                       help=f"grid points per dimension, the mesh refinement level for stokes "
+                            f"(default {DEFAULT_SIZE}; stokes: the sweep "
+                            f"{','.join(map(str, STOKES_LEVELS))})")
+    sizes.add_argument("--sizes", metavar="N,N,...",
+                       help="a size sweep: one table over all sizes and each method's iteration "
+                            "counts side by side, judged for mesh independence (within 20%%)")
     parser.add_argument("--epsilon", type=float, default=1e-2,
                         help="anisotropy of anisotropic2d (default 1e-2)")
     parser.add_argument("--peclet", type=float, default=None,
@@ -132,6 +153,9 @@ def _linear_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--max-nnz", type=int, default=DEFAULT_MAX_NNZ,
                         help="largest --matrix file read, in entries from its header "
                              f"(default {DEFAULT_MAX_NNZ:_})")
+    parser.add_argument("--rhs", type=int, default=None, metavar="K",
+                        help="K right-hand sides: batched pcg and block CG against K separate "
+                             "pcg and scipy cg calls, time to all K solutions")
     parser.add_argument("--seed", type=int, default=0, help="seed of the right-hand side")
     parser.add_argument("--out", default="results", help="output folder (default results/)")
     parser.add_argument("--name", help="stem of the output files (default from the problem)")
@@ -141,14 +165,21 @@ def _linear_parser(prog: str) -> argparse.ArgumentParser:
 
 def _speed_parser(prog: str) -> argparse.ArgumentParser:
     from .fem import DEFAULT_REFINE
-    from .speed import MATRICES, MFAC_D
+    from .speed import MATRICES, MFAC_D, ROW_GROUPS
 
     parser = argparse.ArgumentParser(
         prog=prog, description="SpMV and CG time per iteration: ours against scipy; "
-        "SOR sweeps against pyamg; M-FAC against BLAS.")
+        "SOR sweeps against pyamg; M-FAC against BLAS; the Krylov family against scipy; "
+        "k right-hand sides; time to solution with set-up. Ratios with their targets.")
+    parser.add_argument("--rows", default=",".join(ROW_GROUPS), metavar="GROUP,...",
+                        help="row groups, a subset of %(default)s: kernels (SpMV, CG, "
+                        "preconditioned CG, SOR on --matrices; M-FAC), family (MINRES, "
+                        "BiCGStab, GMRES vs scipy), rhs (batched and block CG, k=8), "
+                        "solution (set-up and whole solves); the last three use their own "
+                        "matrices")
     parser.add_argument("--size", type=int, default=1000, help="2-D Poisson grid N (n = N^2)")
     parser.add_argument("--matrices", default=",".join(MATRICES),
-                        help="comma-separated subset of %(default)s")
+                        help="matrices of the kernels rows, a subset of %(default)s")
     parser.add_argument("--refine", default="", metavar="NAME=LEVEL,...",
                         help="refinement levels of the finite-element matrices (default "
                         + ",".join(f"{k}={v}" for k, v in DEFAULT_REFINE.items()) + ")")
@@ -188,9 +219,14 @@ def _parse_refine(text: str) -> dict[str, int]:
 def _omega_parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog, description="Omega learned online across a sequence of linear systems.")
-    parser.add_argument("--experiment", choices=("shifted", "heat", "all"), default="all")
+    parser.add_argument("--experiment", choices=("shifted", "heat", "all", "wall"), default="all",
+                        help="the Learning-to-Relax sequences (all: shifted and heat), or wall: "
+                             "learned-omega SOR against pyamg's sor at the best fixed omega "
+                             "in wall time")
     parser.add_argument("--steps", type=int, default=None,
-                        help="systems per sequence (default 5000 shifted, 1000 heat)")
+                        help="systems per sequence (default 5000 shifted, 1000 heat, 100 wall)")
+    parser.add_argument("--size", type=int, default=256,
+                        help="grid side N of the wall experiment (default 256)")
     parser.add_argument("--variance", choices=("high", "low", "both"), default="both",
                         help="c_t distribution of the shifted sequence")
     parser.add_argument("--seed", type=int, default=0)
@@ -207,6 +243,8 @@ def run_omega_command(args: argparse.Namespace) -> int:
 
     if args.steps is not None and args.steps < 1:
         raise InputError(f"--steps must be at least 1, got {args.steps}")
+    if args.experiment == "wall":
+        return _omega_wall(args)
     jobs = []
     if args.experiment in ("shifted", "all"):
         for variance in (("high", "low") if args.variance == "both" else (args.variance,)):
@@ -234,6 +272,27 @@ def run_omega_command(args: argparse.Namespace) -> int:
     return 130 if any(r.interrupted for r in results) else 0
 
 
+def _omega_wall(args: argparse.Namespace) -> int:
+    """``omega --experiment wall``: the sequence's wall time against pyamg."""
+    from ._progress import progress_bar
+    from .omega import WALL_COLUMNS, run_wall
+    from .table import format_table, write_csv, write_json
+
+    if args.size < 3:
+        raise InputError(f"--size must be at least 3, got {args.size}")
+    steps = args.steps or 100
+    with progress_bar(total=steps, desc="wall", disable=args.no_progress) as bar:
+        rows = run_wall(steps, args.size, args.seed, progress=lambda t: bar.update(1))
+    os.makedirs(args.out, exist_ok=True)
+    stem = os.path.join(args.out, "omega_wall")
+    write_csv(stem + ".csv", rows, WALL_COLUMNS)
+    write_json(stem + ".json", {"columns": list(WALL_COLUMNS), "rows": rows, "size": args.size,
+                                "steps": steps, "seed": args.seed})
+    print(format_table(rows, WALL_COLUMNS))
+    print(f"wrote {stem}.csv, {stem}.json")
+    return 0
+
+
 def _stem(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "results"
 
@@ -255,14 +314,41 @@ def _check_writable_folder(option: str, path: str) -> None:
                          "a writable folder")
 
 
+def _parse_sizes(args: argparse.Namespace) -> list[int]:
+    """The sizes to run: ``--sizes``, ``--size``, or the default (a sweep for stokes)."""
+    if args.sizes is not None:
+        try:
+            sizes = [int(item) for item in args.sizes.split(",") if item.strip()]
+        except ValueError:
+            sizes = []
+        if not sizes or len(set(sizes)) != len(sizes):
+            raise ValueError(f"--sizes takes distinct whole numbers separated by commas, e.g. "
+                             f"3,4,5; got {args.sizes!r}")
+    elif args.size is not None:
+        sizes = [args.size]
+    else:
+        sizes = list(STOKES_LEVELS) if args.problem == "stokes" else [DEFAULT_SIZE]
+    for size in sizes:
+        if size < 1:
+            raise ValueError(f"--size must be at least 1, got {size}")
+    return sizes
+
+
 def run_linear(args: argparse.Namespace) -> int:
     """The ``linear`` command (and the no-argument main job)."""
     from .convergence import print_convergence, run_convergence, save_convergence, warn_if_asymmetric
     from .problems import load_matrix, make_problem
 
     try:
-        methods = parse_methods(args.methods) if args.methods else None
         # the cheap checks first: nothing is read or built for a bad option
+        if args.rhs is not None:
+            from .many_rhs import RHS_METHODS, parse_rhs_methods, rhs_problem
+
+            if args.rhs < 1:
+                raise ValueError(f"--rhs must be at least 1, got {args.rhs}")
+            methods = parse_rhs_methods(args.methods)
+        else:
+            methods = parse_methods(args.methods) if args.methods else None
         if not (math.isfinite(args.rtol) and args.rtol > 0):
             raise ValueError(f"--rtol must be a finite number > 0, got {args.rtol}")
         if args.maxiter is not None and args.maxiter < 0:
@@ -270,25 +356,43 @@ def run_linear(args: argparse.Namespace) -> int:
         if args.max_nnz < 1:
             raise ValueError(f"--max-nnz must be >= 1, got {args.max_nnz}")
         if args.matrix is not None:
-            problem = load_matrix(args.matrix, seed=args.seed, max_nnz=args.max_nnz)
+            if args.sizes is not None:
+                raise ValueError("--sizes sweeps a gallery problem; a --matrix file has one size")
+            problems = [load_matrix(args.matrix, seed=args.seed, max_nnz=args.max_nnz)]
         else:
-            if args.size < 1:
-                raise ValueError(f"--size must be at least 1, got {args.size}")
+            sizes = _parse_sizes(args)
             options = {name: value for name, value in (("peclet", args.peclet),
                                                        ("shift", args.shift)) if value is not None}
-            problem = make_problem(args.problem, args.size, seed=args.seed, epsilon=args.epsilon,
-                                   **options)
+            problems = [make_problem(args.problem, size, seed=args.seed, epsilon=args.epsilon,
+                                     **options) for size in sizes]
+            if methods is None and args.problem == "stokes" and len(problems) > 1:
+                methods = parse_methods(STOKES_SWEEP_METHODS)
         if methods is None:
-            methods = parse_methods(None, getattr(problem, "kind", "spd"))
+            methods = parse_methods(None, getattr(problems[0], "kind", "spd"))
+        if args.rhs is not None:
+            problems = [rhs_problem(problem, args.rhs, args.seed) for problem in problems]
     except (ValueError, ImportError) as error:
         raise InputError(str(error)) from error
+    problem = problems[0]
     warn_if_asymmetric(problem)
-    record = run_convergence([problem], methods, args.rtol, args.maxiter,
-                             progress=False if args.no_progress else None)
-    # a file keeps its own stem; a gallery problem gets its size in the name
-    name = _stem(args.name or (problem.name if args.matrix else f"{problem.name}_n{problem.n}"))
-    paths = save_convergence(record, args.out, name, args.rtol,
-                             meta={"problem": problem.name, "source": args.matrix or "gallery"})
+    runners = RHS_METHODS if args.rhs is not None else None
+    record = run_convergence(problems, methods, args.rtol, args.maxiter,
+                             progress=False if args.no_progress else None, runners=runners)
+    # a file keeps its own stem; a gallery problem gets its size(s) in the name
+    base = problem.name.partition(" (k=")[0]
+    if args.matrix:
+        default_name = base
+    elif len(problems) > 1:
+        default_name = f"{base}_n{'-'.join(str(p.n) for p in problems)}"
+    else:
+        default_name = f"{base}_n{problem.n}"
+    if args.rhs is not None and not args.matrix:
+        default_name += f"_rhs{args.rhs}"
+    name = _stem(args.name or default_name)
+    meta = {"problem": base, "source": args.matrix or "gallery"}
+    if args.rhs is not None:
+        meta["rhs"] = args.rhs
+    paths = save_convergence(record, args.out, name, args.rtol, meta=meta)
     print_convergence(record)
     print("wrote " + ", ".join(paths[suffix] for suffix in ("csv", "json", "png")))
     return 130 if record.interrupted else 0
@@ -297,7 +401,7 @@ def run_linear(args: argparse.Namespace) -> int:
 def run_speed_command(args: argparse.Namespace) -> int:
     """The ``speed`` command."""
     from .fem import FEM_MATRICES
-    from .speed import SPEED_COLUMNS, parse_matrices, run_speed, summary_lines
+    from .speed import SPEED_COLUMNS, parse_groups, parse_matrices, run_speed, summary_lines
     from .table import format_table, write_csv, write_json
 
     if args.size < 2 or args.repeat < 1 or args.iterations < 1 or args.stream_n < 1:
@@ -308,29 +412,35 @@ def run_speed_command(args: argparse.Namespace) -> int:
         raise InputError(f"--mfac-d must be 0 or a whole number from 64 to 1e9, "
                          f"got {args.mfac_d:g}")
     try:
+        groups = parse_groups(args.rows)
         matrices = parse_matrices(args.matrices)
         refine = _parse_refine(args.refine)
-        if any(name in FEM_MATRICES for name in matrices):
+        # every group beyond the kernels rows builds scikit-fem matrices
+        if any(name in FEM_MATRICES for name in matrices) or set(groups) - {"kernels"}:
             import skfem  # noqa: F401  (fail here, not after minutes of measuring)
     except ImportError as error:
         raise InputError(f"skfem is not installed ({error}); pip install "
-                         "'curvature-linsolve[bench]' or pass --matrices poisson2d") from error
+                         "'curvature-linsolve[bench]' or pass --rows kernels --matrices poisson2d"
+                         ) from error
     except ValueError as error:
         raise InputError(str(error)) from error
     record = run_speed(args.size, args.repeat, args.iterations, args.stream_n,
                        progress=False if args.no_progress else None, matrices=matrices,
-                       refine=refine, contention=args.contention, mfac_d=int(args.mfac_d))
+                       refine=refine, contention=args.contention, mfac_d=int(args.mfac_d),
+                       groups=groups)
     os.makedirs(args.out, exist_ok=True)
     stem = os.path.join(args.out, _stem(args.name))
     write_csv(stem + ".csv", record.rows, SPEED_COLUMNS)
-    write_json(stem + ".json", {"size": args.size, "repeat": args.repeat,
+    write_json(stem + ".json", {"size": args.size, "repeat": args.repeat, "rows_groups": groups,
                                 "mfac_d": int(args.mfac_d),
                                 "iterations": args.iterations, "contention": args.contention,
                                 "matrices": record.matrices, "bandwidth": record.bandwidth,
                                 "environment": record.environment,
                                 "interrupted": record.interrupted, "columns": list(SPEED_COLUMNS),
                                 "rows": record.rows})
-    sizes = ", ".join(f"{m['name']} {'N' if m['name'] == 'poisson2d' else 'refine'}={m['size']} "
+    from .fem import FEM_MATRICES as refined
+
+    sizes = ", ".join(f"{m['name']} {'refine' if m['name'] in refined else 'N'}={m['size']} "
                       f"(n={m['n']})" for m in record.matrices)
     busy = (f"{args.contention} busy process{'' if args.contention == 1 else 'es'}"
             if args.contention else "quiet")

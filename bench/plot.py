@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Sequence
 
@@ -38,6 +39,27 @@ def _markevery(length: int, index: int, count: int) -> tuple[int, int]:
     return (index * step // max(count, 1)) % step, step
 
 
+def curve_label(history: dict, histories: Sequence[dict]) -> str:
+    """Legend text: the method, its problem where several are drawn, and its time to solution.
+
+    Examples
+    --------
+    >>> runs = [{"method": "pcg", "problem": "stokes", "n": 530, "time_to_solution_s": 0.012},
+    ...         {"method": "pcg", "problem": "stokes", "n": 2210}]
+    >>> curve_label(runs[0], runs), curve_label(runs[1], runs)
+    ('pcg [stokes n=530] 0.012 s', 'pcg [stokes n=2210]')
+    """
+    systems = {(item["problem"], item.get("n")) for item in histories}
+    label = history["method"]
+    if len(systems) > 1:
+        n = history.get("n")
+        label += f" [{history['problem']}" + (f" n={n}]" if n is not None else "]")
+    seconds = history.get("time_to_solution_s")
+    if seconds is not None and not math.isnan(seconds):
+        label += f" {seconds:.3g} s"
+    return label
+
+
 def plot_convergence(histories: Sequence[dict], path: str | os.PathLike, *, title: str = "",
                      rtol: float | None = None) -> None:
     """Save a two-panel semilog plot of ``histories`` to ``path`` (PNG).
@@ -48,7 +70,10 @@ def plot_convergence(histories: Sequence[dict], path: str | os.PathLike, *, titl
         Each with ``method``, ``problem``, ``relative_residual`` (the true
         relative residual ``||b - A x_k|| / ||b||``) and ``time_s`` (setup
         plus the time stamped after each iteration, see
-        :class:`bench.methods._Trace`) lists of equal length.
+        :class:`bench.methods._Trace`) lists of equal length; optionally
+        ``n`` (told apart in the legend in a size sweep) and
+        ``time_to_solution_s`` (set-up plus solve, the legend's headline
+        figure).
     path : path
         Output file.
     title : str
@@ -63,11 +88,10 @@ def plot_convergence(histories: Sequence[dict], path: str | os.PathLike, *, titl
     import matplotlib.pyplot as plt
 
     fig, (by_iteration, by_time) = plt.subplots(1, 2, figsize=(13, 5))
-    several_problems = len({history["problem"] for history in histories}) > 1
     drawn = [history for history in histories if history["relative_residual"]]
     for index, (history, style) in enumerate(zip(drawn, curve_styles(len(drawn)))):
         residual = history["relative_residual"]
-        label = history["method"] + (f" [{history['problem']}]" if several_problems else "")
+        label = curve_label(history, histories)
         # Earlier curves drawn wider, with bigger hollow markers: where two
         # curves coincide (too short to stagger the markers) the one below
         # still shows around the one on top.
@@ -78,13 +102,17 @@ def plot_convergence(histories: Sequence[dict], path: str | os.PathLike, *, titl
         by_iteration.semilogy(range(len(residual)), residual, **common)
         by_time.semilogy(history["time_s"], residual, **common)
     for axes, xlabel in ((by_iteration, "iteration k"),
-                         (by_time, "time [s] (setup + per-iteration timestamps)")):
+                         (by_time, "time to solution [s] (set-up + per-iteration timestamps)")):
         if rtol is not None:
             axes.axhline(rtol, color="gray", linestyle="--", linewidth=0.8, label="rtol")
         axes.set_xlabel(xlabel)
         axes.set_ylabel("true relative residual ||b - A x_k|| / ||b||")
         axes.grid(True, which="major", alpha=0.3)
-    by_iteration.legend(fontsize="small", ncol=2)
+    # long labels (a size sweep, times to solution) in two columns would be
+    # wider than the panel and squeeze it
+    labels = [curve_label(history, histories) for history in drawn]
+    by_iteration.legend(fontsize="small",
+                        ncol=2 if max(map(len, labels), default=0) <= 28 else 1)
     if title:
         fig.suptitle(title)
     fig.tight_layout()

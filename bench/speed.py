@@ -38,6 +38,15 @@ elasticity; n about 0.1 to 0.26 million, unstructured), each in turn:
     every core for these rows); targets 1.2 and 1.3
     (:data:`bench.mfac_speed.TARGETS`). The window takes ``mfac_d`` KiB.
 
+These are the ``kernels`` rows. The other row groups (:data:`ROW_GROUPS`,
+``--rows``) follow on matrices of their own: ``family`` (MINRES, BiCGStab,
+GMRES(30) and GMRES + ILU(0) per iteration against scipy,
+:mod:`bench.family_rows`), ``rhs`` (k = 8 right-hand sides, batched and
+block CG against separate calls, with achieved GB/s,
+:mod:`bench.rhs_speed`) and ``solution`` (time to solution: set-up in
+iterations, SOR from a scipy matrix, whole small solves,
+:mod:`bench.solution_speed`). Every row carries its ``target``.
+
 BLAS is held to one thread on both sides (:func:`bench._threads.blas_one_thread`),
 ``contention`` busy processes (:func:`bench.contention.busy_processes`) run
 beside the whole measurement, and the record keeps the environment
@@ -67,8 +76,19 @@ from .fem import DEFAULT_REFINE, FEM_MATRICES, fem_matrix
 from .problems import poisson2d
 
 SPEED_COLUMNS = ("matrix", "benchmark", "implementation", "n", "nnz", "median_ms", "min_ms",
-                 "speedup_vs_scipy", "ours_over_scipy", "GBps", "fraction_of_triad")
-"""Columns of the speed table. ``median_ms`` is per SpMV or per CG iteration."""
+                 "speedup_vs_scipy", "ours_over_scipy", "target", "GBps", "fraction_of_triad")
+"""Columns of the speed table. ``median_ms`` is per SpMV or per CG iteration (per
+the unit the ``benchmark`` names); ``ours_over_scipy`` is the ratio to the
+reference the ``benchmark`` names (scipy, pyamg, plain pcg), and ``target``
+the most that ratio may be (empty where there is none)."""
+
+ROW_GROUPS = ("kernels", "family", "rhs", "solution")
+"""Row groups of ``bench speed --rows``: ``kernels`` (SpMV, CG, preconditioned CG
+and SOR on each of ``--matrices``, and M-FAC), ``family`` (MINRES, BiCGStab,
+GMRES per iteration against scipy, :mod:`bench.family_rows`), ``rhs`` (k
+right-hand sides, :mod:`bench.rhs_speed`) and ``solution`` (time to solution,
+set-up included, :mod:`bench.solution_speed`). The last three use their own
+matrices."""
 
 TINY_RTOL = 1e-300  # never met: both solvers run exactly maxiter iterations
 
@@ -100,6 +120,68 @@ class SpeedRecord:
     contention: int = 0
     matrices: list[dict] = field(default_factory=list)  # name, size, n, nnz, build seconds
     environment: dict = field(default_factory=dict)
+
+
+def parse_groups(text: str | None) -> tuple[str, ...]:
+    """Row groups from a comma-separated list (None or empty: all of :data:`ROW_GROUPS`).
+
+    Examples
+    --------
+    >>> parse_groups("solution, family")
+    ('family', 'solution')
+    """
+    if not text:
+        return ROW_GROUPS
+    names = {word.strip() for word in text.split(",") if word.strip()}
+    unknown = sorted(names - set(ROW_GROUPS))
+    if unknown or not names:
+        raise ValueError(f"unknown row group(s) {unknown or text!r}; --rows takes a subset of "
+                         f"{', '.join(ROW_GROUPS)}")
+    return tuple(group for group in ROW_GROUPS if group in names)
+
+
+def ratio_row(matrix: str, benchmark: str, implementation: str, A, seconds: float,
+              reference: float, target: float = math.nan, *, GBps: float = math.nan,
+              min_seconds: float = math.nan, group: str = "") -> dict:
+    """One row of the speed table: ``seconds`` against the ``reference``'s, and the target.
+
+    Examples
+    --------
+    >>> import scipy.sparse as sp
+    >>> row = ratio_row("m", "solve", "ours", sp.identity(3, format="csr"), 0.002, 0.004, 0.6)
+    >>> row["ours_over_scipy"], row["speedup_vs_scipy"], row["median_ms"], row["target"]
+    (0.5, 2.0, 2.0, 0.6)
+    """
+    return {"matrix": matrix, "benchmark": benchmark, "implementation": implementation,
+            "n": A.shape[0], "nnz": A.nnz, "median_ms": 1e3 * seconds,
+            "min_ms": 1e3 * min_seconds, "speedup_vs_scipy": reference / seconds,
+            "ours_over_scipy": seconds / reference, "target": target, "GBps": GBps,
+            "fraction_of_triad": math.nan, "group": group}
+
+
+def kernel_target(row: dict, matrix: str, contention: int) -> float:
+    """The target of a ``kernels`` row (NaN where it has none), as :func:`summary_lines` judges it.
+
+    Examples
+    --------
+    >>> kernel_target({"implementation": "linsolve pcg"}, "p1tet", 0)
+    0.5
+    >>> kernel_target({"implementation": "scipy cg"}, "p1tet", 0)
+    nan
+    """
+    implementation = row["implementation"]
+    if implementation == "linsolve pcg":
+        return pcg_target(matrix, contention)
+    if implementation.startswith("linsolve pcg + "):
+        return PRECOND_TARGETS.get(implementation.removeprefix("linsolve pcg + "), math.nan)
+    if implementation.startswith("linsolve sor "):
+        targets = POISSON_SOR_TARGETS if matrix == "poisson2d" else SOR_TARGETS
+        return targets.get(implementation.split()[2], math.nan)
+    if implementation.startswith("M-FAC "):
+        from .mfac_speed import TARGETS as mfac_targets
+
+        return mfac_targets.get(implementation.removeprefix("M-FAC "), math.nan)
+    return math.nan
 
 
 def parse_matrices(text: str | None) -> tuple[str, ...]:
@@ -418,8 +500,12 @@ def run_speed(size: int = 1000, repeat: int = 7, iterations: int = 100,
               stream_n: int = 10_000_000, progress: bool | None = None, *,
               matrices: tuple[str, ...] | list[str] = MATRICES,
               refine: dict[str, int] | None = None, contention: int = 0,
-              mfac_d: int = MFAC_D) -> SpeedRecord:
+              mfac_d: int = MFAC_D, groups: tuple[str, ...] | list[str] = ("kernels",)
+              ) -> SpeedRecord:
     """Measure bandwidth, then SpMV, CG per iteration and SOR sweeps on each matrix, then M-FAC.
+
+    The other row ``groups`` (:data:`ROW_GROUPS`) follow, each on its own
+    matrices: the Krylov family, many right-hand sides, time to solution.
 
     Ctrl-C stops between stages and keeps the rows already measured; the
     busy processes are stopped however the run ends.
@@ -446,6 +532,12 @@ def run_speed(size: int = 1000, repeat: int = 7, iterations: int = 100,
     mfac_d : int
         Gradient length of the M-FAC rows (a window of ``mfac_d`` x 256
         float32); 0 leaves them out.
+    groups : sequence of str
+        Row groups (:data:`ROW_GROUPS`); the default is the ``kernels``
+        rows alone (``python -m bench speed`` runs every group unless
+        ``--rows`` says otherwise). ``matrices`` and ``mfac_d`` concern the
+        ``kernels`` rows; ``refine`` sets the levels of the large P1
+        matrices of the other groups too.
 
     Returns
     -------
@@ -469,11 +561,18 @@ def run_speed(size: int = 1000, repeat: int = 7, iterations: int = 100,
     if unknown:
         raise ValueError(f"unknown matrix {unknown[0]!r}; choose from {', '.join(MATRICES)}")
     refine = dict(refine or {})
+    groups = tuple(groups)
+    unknown = [group for group in groups if group not in ROW_GROUPS]
+    if unknown:
+        raise ValueError(f"unknown row group {unknown[0]!r}; choose from {', '.join(ROW_GROUPS)}")
     record = SpeedRecord(contention=int(contention))
-    stages = [("bandwidth", "")] + [(stage, name) for name in matrices
-                                    for stage in ("matrix", "spmv", "cg", "precond", "sor")]
-    if mfac_d > 0:
-        stages.append(("mfac", ""))
+    stages = [("bandwidth", "")]
+    if "kernels" in groups:
+        stages += [(stage, name) for name in matrices
+                   for stage in ("matrix", "spmv", "cg", "precond", "sor")]
+        if mfac_d > 0:
+            stages.append(("mfac", ""))
+    stages += [(group, "") for group in groups if group != "kernels"]
     bar = progress_bar(stages, disable=progress is False)
     A = None
     loadavg_start = loadavg()
@@ -496,8 +595,14 @@ def run_speed(size: int = 1000, repeat: int = 7, iterations: int = 100,
                     continue
                 if stage == "mfac":
                     A = None  # the window is large: the last matrix goes first
-                    record.rows += mfac_rows(int(mfac_d), repeat,
-                                             record.bandwidth["triad_GBps"])
+                    record.rows += [{**row, "target": kernel_target(row, "", contention)}
+                                    for row in mfac_rows(int(mfac_d), repeat,
+                                                         record.bandwidth["triad_GBps"])]
+                    continue
+                if stage in ROW_GROUPS:
+                    A = None  # each group builds its own matrices
+                    record.rows += _group_rows(stage, repeat, iterations, refine,
+                                               record.bandwidth["triad_GBps"], record.matrices)
                     continue
                 if stage == "spmv":
                     rows = spmv_rows(A, repeat, record.bandwidth["triad_GBps"])
@@ -507,7 +612,8 @@ def run_speed(size: int = 1000, repeat: int = 7, iterations: int = 100,
                     rows = precond_rows(A, iterations, repeat)
                 else:
                     rows = sor_rows(A, repeat)
-                record.rows += [{"matrix": name, **row} for row in rows]
+                record.rows += [{"matrix": name, **row,
+                                 "target": kernel_target(row, name, contention)} for row in rows]
         except KeyboardInterrupt:
             record.interrupted = True
         finally:
@@ -515,6 +621,32 @@ def run_speed(size: int = 1000, repeat: int = 7, iterations: int = 100,
         # inside the limits and beside the busy processes: what the timings saw
         record.environment = environment(contention, loadavg_start, loadavg())
     return record
+
+
+def _group_rows(group: str, repeat: int, iterations: int, refine: dict[str, int],
+                triad_GBps: float, matrices: list[dict]) -> list[dict]:
+    """The rows of one of the groups beyond ``kernels`` (their modules import lazily).
+
+    Each group appends the matrices it builds to ``matrices``.
+    """
+    if group == "family":
+        from .family_rows import family_speed_rows
+
+        rows = family_speed_rows(repeat=repeat, iterations=iterations, refine=refine,
+                                 matrices=matrices)
+    elif group == "rhs":
+        from .rhs_speed import rhs_speed_rows
+
+        rows = rhs_speed_rows(repeat=repeat, refine=refine, matrices=matrices)
+    else:
+        from .solution_speed import solution_rows
+
+        rows = solution_rows(repeat=repeat, iterations=iterations, refine=refine,
+                             matrices=matrices)
+    for row in rows:
+        if not math.isnan(row["GBps"]):
+            row["fraction_of_triad"] = row["GBps"] / triad_GBps
+    return rows
 
 
 def summary_lines(record: SpeedRecord) -> list[str]:
@@ -538,6 +670,14 @@ def summary_lines(record: SpeedRecord) -> list[str]:
     for row in record.rows:
         matrix = row.get("matrix", "poisson2d")  # rows from before the matrix column
         implementation = row["implementation"]
+        if row.get("group") in ROW_GROUPS:
+            target = row.get("target", math.nan)
+            if isinstance(target, (int, float)) and not math.isnan(target):
+                verdict = "met" if row["ours_over_scipy"] <= target else "NOT met"
+                lines.append(f"{matrix}: {row['benchmark']}: {implementation} = "
+                             f"{row['ours_over_scipy']:.3g} (target <= {target:g}, "
+                             f"{busy_text}): {verdict}")
+            continue
         if implementation.startswith("linsolve sor "):
             ordering = implementation.split()[2]
             checked = implementation.partition(" (")[2].rstrip(")")

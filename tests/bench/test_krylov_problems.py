@@ -166,6 +166,32 @@ def test_stokes_minres_iterations_are_mesh_independent():
     assert _minres_counts(problem, uncorrected, [RTOL])[0] > counts[-1]
 
 
+def test_stokes_sweep_in_the_convergence_table(tmp_path, capsys):
+    pytest.importorskip("linsolve.krylov.minres")
+    status = main(["linear", "--problem", "stokes", "--sizes", "2,3,4", "--methods",
+                   "minres+blockdiag", "--out", str(tmp_path), "--no-progress"])
+    assert status == 0
+    printed = capsys.readouterr().out
+    assert "iterations by size" in printed and "n=9026" in printed
+    payload = json.loads((tmp_path / "stokes_n530-2210-9026.json").read_text())
+    counts = [row["iterations"] for row in payload["rows"]]
+    assert [row["n"] for row in payload["rows"]] == [530, 2210, 9026]
+    assert all(row["converged"] for row in payload["rows"])
+    # the reference: scipy's minres iterates with the same preconditioner, the
+    # count at which the true residual first meets rtol (the smallest level;
+    # test_stokes_minres_iterations_are_mesh_independent follows scipy's up)
+    from bench.stokes import block_preconditioner
+
+    problem = make_problem("stokes", 2)
+    expected = _minres_counts(problem, block_preconditioner(problem.A, problem.blocks), [RTOL])
+    assert abs(counts[0] - expected[0]) <= 2, (counts, expected)
+    (sweep,) = payload["sweep"]["rows"]
+    assert sweep["n=530"] == counts[0] and sweep["spread"] == pytest.approx(
+        max(counts) / min(counts) - 1, abs=1e-4)
+    # textbook mesh independence: within 20% of each other (measured 54, 61, 64)
+    assert sweep["mesh_independent"] is True and max(counts) <= 1.2 * min(counts), counts
+
+
 def test_stokes_size_is_a_refinement_level():
     with pytest.raises(ValueError, match="refinement level"):
         make_problem("stokes", 256)

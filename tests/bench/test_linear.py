@@ -14,7 +14,7 @@ import scipy.io
 import scipy.sparse as sp
 
 from bench.__main__ import main
-from bench.problems import make_problem
+from bench.problems import load_matrix, make_problem
 from bench.speed import SPEED_COLUMNS
 from bench.table import CONVERGENCE_COLUMNS
 from linsolve import pcg
@@ -113,7 +113,7 @@ def test_bad_inputs_give_clear_errors(tmp_path, capsys):
 
 @pytest.mark.slow  # a whole bench speed run, every stage
 def test_speed_tiny(tmp_path, capsys):
-    assert main(["speed", "--size", "12", "--repeat", "1", "--iterations", "3",
+    assert main(["speed", "--rows", "kernels", "--size", "12", "--repeat", "1", "--iterations", "3",
                  "--stream-n", "10000", "--matrices", "poisson2d", "--mfac-d", "0",
                  "--out", str(tmp_path), "--no-progress"]) == 0
     assert "ours/scipy" in capsys.readouterr().out
@@ -155,3 +155,49 @@ def test_omega_command_rejects_bad_steps(capsys):
 
     assert main(["omega", "--steps", "0"]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def _mtx(path, header, lines):
+    path.write_text("%%MatrixMarket matrix coordinate real symmetric\n" + header + "\n"
+                    + "".join(line + "\n" for line in lines))
+    return path
+
+
+DIAGONAL = ["1 1 2.0", "2 2 2.0", "3 3 2.0"]
+
+
+def test_matrix_market_header_is_checked_before_anything_is_allocated(tmp_path, capsys):
+    """A header is a claim: each lie is refused by name before the reader or the CSR
+    conversion allocates what it claims (16 GB for the first)."""
+    cases = {
+        "huge": ("1000000000 1000000000 3", DIAGONAL,
+                 "1000000000 x 1000000000 matrix with 3 entries; a symmetric positive definite "
+                 "matrix stores at least its 1000000000 diagonal entries"),
+        "truncated": ("3 3 1000000", DIAGONAL,
+                      "declares 1000000 entries in its header but has only 3 lines after it"),
+        "fewer": ("3 3 4", DIAGONAL, "declares 4 entries in its header but has only 3 lines"),
+        "longer": ("3 3 3", DIAGONAL + ["2 1 -1.0"],
+                   "declares 3 entries in its header but has 4 entry lines after it"),
+    }
+    for name, (header, lines, message) in cases.items():
+        path = _mtx(tmp_path / f"{name}.mtx", header, lines)
+        assert main(["linear", "--matrix", str(path), "--out", str(tmp_path / "out"),
+                     "--max-nnz", "10000000000"]) == 2, name
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {str(path)!r} ") and message in err, (name, err)
+        assert len(err.strip().splitlines()) == 1          # one line, no traceback
+    # the honest file with trailing blank lines reads, and solves
+    path = _mtx(tmp_path / "honest.mtx", "3 3 4", DIAGONAL + ["2 1 -1.0", "", ""])
+    problem = load_matrix(path)
+    np.testing.assert_array_equal(problem.A.toarray(), [[2, -1, 0], [-1, 2, 0], [0, 0, 2]])
+
+
+def test_matrix_market_memory_estimate_is_checked_against_the_limit(tmp_path):
+    A = make_problem("poisson2d", 4).A
+    path = tmp_path / "square.mtx"
+    scipy.io.mmwrite(str(path), A, symmetry="symmetric")
+    with pytest.raises(ValueError, match=r"'.*square\.mtx' declares a 16 x 16 matrix with 40 "
+                                         r"entries: reading it and building the system needs "
+                                         r"about [\d.]+ KiB, over the 1 KiB limit \(max_bytes\)"):
+        load_matrix(path, max_bytes=1024)
+    assert (load_matrix(path).A != A).nnz == 0       # within the memory available: read

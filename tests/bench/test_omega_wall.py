@@ -37,3 +37,19 @@ def test_wall_best_fixed_omega_is_the_grid_minimum():
     totals = [sum(sor((A + c * sp.eye(N * N)).tocsr(), b, float(w), rtol=SOR_RTOL).iterations
                   for c, b in zip(shifts, rhs)) for w in WALL_OMEGAS]
     assert rows[0]["sweeps"] == min(totals)
+
+
+def test_wall_experiment_from_the_command_line(tmp_path, capsys):
+    pytest.importorskip("pyamg")
+    import csv
+
+    from bench.__main__ import main
+
+    argv = ["omega", "--experiment", "wall", "--steps", "2", "--size", "8", "--out",
+            str(tmp_path), "--no-progress"]
+    assert main(argv) == 0
+    with open(tmp_path / "omega_wall.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["systems"] for row in rows] == ["2", "2"]
+    assert "ChebCB" in capsys.readouterr().out
+    assert main(["omega", "--experiment", "wall", "--size", "2", "--out", str(tmp_path)]) == 2

@@ -165,7 +165,8 @@ def test_speed_command_under_contention_records_environment(tmp_path, capsys, mo
             yield processes
 
     monkeypatch.setattr(speed, "busy_processes", recording)
-    status = main(["speed", "--size", "8", "--matrices", "poisson2d,p1tet", "--refine", "p1tet=3",
+    status = main(["speed", "--rows", "kernels", "--size", "8", "--matrices", "poisson2d,p1tet",
+                   "--refine", "p1tet=3",
                    "--contention", "1", "--repeat", "1", "--iterations", "3",
                    "--stream-n", "10000", "--mfac-d", "4096", "--out", str(tmp_path),
                    "--no-progress"])
@@ -220,8 +221,73 @@ def test_speed_command_under_contention_records_environment(tmp_path, capsys, mo
     (["--refine", "p1tet=1"], "--refine"),
     (["--mfac-d", "10"], "--mfac-d"),
     (["--mfac-d", "1000.5"], "--mfac-d"),
+    (["--rows", "kernels,nope"], "unknown row group"),
 ])
 def test_speed_command_input_errors(tmp_path, capsys, argv, message):
     assert main(["speed", *argv, "--out", str(tmp_path), "--no-progress"]) == 2
     assert message in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "speed.json")
+
+
+def test_group_rows_carry_ratios_and_targets():
+    """The family, rhs and solution rows on tiny matrices: structure, finite ratios, verdicts."""
+    from bench.family_rows import family_speed_rows
+    from bench.problems import poisson2d
+    from bench.rhs_speed import floor_ratio, matrix_bytes, rhs_rows
+    from bench.solution_speed import small_solve_rows
+    from linsolve import block_cg, pcg
+
+    rows = family_speed_rows(repeat=1, iterations=4, refine={"p1tri": 3}, convdiff_n=6,
+                             fem=("p1tri",))
+    A = fem_matrix("p1tet", 3)
+    rows += rhs_rows("p1tet", A, k=2, repeat=1)
+    rows += small_solve_rows("poisson2d", poisson2d(6), repeat=1)
+    for row in rows:
+        assert set(SPEED_COLUMNS) <= set(row) and row["group"] in speed.ROW_GROUPS
+        assert np.isfinite(row["median_ms"]) and row["median_ms"] > 0
+        assert row["ours_over_scipy"] == pytest.approx(1 / row["speedup_vs_scipy"])
+    by = {(row["matrix"], row["implementation"]): row for row in rows}
+    assert by["p1tri", "linsolve gmres+ilu0"]["target"] == 0.2
+    assert by["p1tri", "linsolve minres"]["target"] == 0.5
+    assert by["shifted laplacian", "linsolve minres"]["target"] == 0.5
+    assert {matrix for matrix, _ in by} == {"p1tri", "convdiff2d(Pe=1)", "shifted laplacian",
+                                            "p1tet", "poisson2d"}
+    # the counts in the labels are the solvers' own, called directly
+    B = np.random.default_rng(1).standard_normal((2, A.shape[0]))
+    largest = max(pcg(A, b, rtol=1e-8).iterations for b in B)
+    block = int(block_cg(A, B, rtol=1e-8).iterations.max())
+    assert any(f"({block} block iterations vs {largest} largest single)" in name
+               for _, name in by)
+    assert ("poisson2d", f"linsolve pcg ({pcg(poisson2d(6), np.random.default_rng(0).standard_normal(36), rtol=1e-8).iterations} iterations)") in by
+    # the bandwidth model: 12 bytes an entry and 4 a row pointer, 11 vector passes
+    assert matrix_bytes(A) == 12 * A.nnz + 4 * (A.shape[0] + 1)
+    v = 11 * 8 * A.shape[0]
+    assert floor_ratio(A, 8) == pytest.approx((matrix_bytes(A) + 8 * v)
+                                              / (8 * (matrix_bytes(A) + v)))
+    lines = summary_lines(SpeedRecord(rows=rows))
+    assert any(line.startswith("p1tri: gmres+ilu0 iteration vs scipy: linsolve gmres+ilu0 = ")
+               and "(target <= 0.2, quiet)" in line for line in lines)
+    assert sum("target <=" in line for line in lines) == sum(
+        1 for row in rows if row["target"] == row["target"])
+
+
+def test_solution_rows_tiny():
+    from bench.solution_speed import TARGETS, solution_rows
+
+    matrices = []
+    rows = solution_rows(repeat=1, iterations=3, matrices=matrices,
+                         levels={"setup": ("p1tet", 3), "p2": ("p2tet", 2),
+                                 "p1tri": ("p1tri", 3)},
+                         small=(("poisson2d", 6),), mid=(("elasticity3d", 1),))
+    assert [m["name"] for m in matrices] == ["p1tet", "p2tet", "p1tri", "poisson2d",
+                                             "elasticity3d"]
+    for row in rows:
+        assert np.isfinite(row["ours_over_scipy"]) and row["ours_over_scipy"] > 0, row
+    targets = {row["target"] for row in rows if row["target"] == row["target"]}
+    assert targets <= set(TARGETS.values())
+    names = [row["implementation"] for row in rows]
+    assert "precond.ichol0(A) set-up, from scratch" in names
+    assert any(name.startswith("linsolve sor multicolor, from scratch") for name in names)
+    assert "pyamg sor (forward, natural)" in names
+    assert any(row["benchmark"].startswith("ichol0 set-up in pcg+ichol0 iterations")
+               and row["target"] == 20.0 for row in rows)
