@@ -10,6 +10,12 @@ outside the matrix). Mirrors :mod:`cext.cupy.dia` and
 version per number of diagonals with a constant inner trip count, which it
 unrolls and vectorises across rows (several times faster than the same
 loop over an array of offsets).
+
+:func:`dia_spmm_dot` multiplies an ``(n, k)`` block in the layout, lanes
+and chunked column sums of :mod:`cext.numba.block` (its CSR twin
+:func:`cext.numba.block.csr_spmm_dot`): every column of the product has the
+bits of :func:`dia_spmv` on that column, and the ``k`` dots those of
+:func:`cext.numba.block.block_dots`.
 """
 
 from __future__ import annotations
@@ -17,6 +23,9 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 from numba import prange
+
+from .block import (_CHUNK, LANES, _chunk_total, _lanes_add_to, _lanes_dot, _lanes_fit,
+                    _lanes_madd, _lanes_store, _lanes_zero, _stack_lanes)
 
 # No fastmath: each out[i] is summed in diagonal order, as the reference
 # does, and NaN/Inf must survive into the returned dot product.
@@ -100,3 +109,111 @@ def dia_symmetry_probe(offsets, values, x, y):
         xx += x[i] * x[i]
         yy += y[i] * y[i]
     return xAy, yAx, AxAx, AyAy, xx, yy
+
+
+# -- a DIA matrix times an (n, k) block -------------------------------------------------
+@nb.njit(nogil=True, cache=True, boundscheck=False, inline="always")
+def _inner_rows(offsets, n):
+    """``(lo, hi)``: rows ``lo .. hi - 1`` reach every diagonal inside the matrix (no bounds
+    test needed there); ``lo >= hi`` where no row does."""
+    lo = 0
+    hi = n
+    for d in range(len(offsets)):
+        lo = max(lo, -offsets[d])
+        hi = min(hi, n - offsets[d])
+    return lo, hi
+
+
+@nb.njit(nogil=True, cache=True, boundscheck=False, inline="always")
+def _dia_spmm_lanes(offsets, values, P, Q, lo, hi, inner_lo, inner_hi, group, partial, lanes,
+                    sums):
+    """Columns ``group .. group + 7`` of rows ``lo .. hi - 1`` of ``Q = A @ P`` (float64),
+    and their share of the column dots added to ``partial``.
+
+    Each lane sums its row over the diagonals in :func:`dia_spmv`'s order,
+    skipping those that leave the matrix; the rows that leave it on no
+    diagonal skip the test, which changes no bits.
+    """
+    n, k = Q.shape
+    ndiag = len(offsets)
+    p, q = P.reshape(-1), Q.reshape(-1)
+    _lanes_zero(sums)
+    for i in range(lo, hi):
+        _lanes_zero(lanes)
+        if i >= inner_lo and i < inner_hi:
+            for d in range(ndiag):
+                _lanes_madd(lanes, values[d, i], p, (i + offsets[d]) * k + group)
+        else:
+            for d in range(ndiag):
+                j = i + offsets[d]
+                if j >= 0 and j < n:
+                    _lanes_madd(lanes, values[d, i], p, j * k + group)
+        _lanes_store(lanes, q, i * k + group)
+        _lanes_dot(p, q, i * k + group, sums)
+    _lanes_add_to(sums, partial, group)
+
+
+@nb.njit(nogil=True, cache=True, boundscheck=False, inline="always")
+def _dia_spmm_rest(offsets, values, P, Q, lo, hi, first, partial):
+    """Columns ``first .. k - 1`` of rows ``lo .. hi - 1`` of ``Q = A @ P`` in scalar sums
+    (any dtype; float64 accumulators, as :func:`dia_spmv`'s), their dots added to
+    ``partial``."""
+    n, k = Q.shape
+    ndiag = len(offsets)
+    acc = np.empty(k)
+    for i in range(lo, hi):
+        for c in range(first, k):
+            acc[c] = 0.0
+        for d in range(ndiag):
+            j = i + offsets[d]
+            if j >= 0 and j < n:
+                a = values[d, i]
+                row = np.uint64(j)  # unsigned: no wrap-around test
+                for c in range(first, k):
+                    acc[c] += a * P[row, c]
+        for c in range(first, k):
+            Q[i, c] = acc[c]
+            partial[c] += P[i, c] * Q[i, c]
+
+
+@nb.njit(**_JIT)
+def _dia_spmm_dot_lanes(offsets, values, P, Q, dots):
+    n, k = Q.shape
+    inner_lo, inner_hi = _inner_rows(offsets, n)
+    partial = np.zeros(((n + _CHUNK - 1) // _CHUNK, k))
+    groups = k // LANES * LANES
+    for c in prange(partial.shape[0]):
+        lo = c * _CHUNK
+        hi = min(n, lo + _CHUNK)
+        lanes = _stack_lanes()
+        sums = _stack_lanes()
+        for group in range(0, groups, LANES):
+            _dia_spmm_lanes(offsets, values, P, Q, lo, hi, inner_lo, inner_hi, group,
+                            partial[c], lanes, sums)
+        if groups < k:
+            _dia_spmm_rest(offsets, values, P, Q, lo, hi, groups, partial[c])
+    _chunk_total(partial, dots)
+
+
+@nb.njit(**_JIT)
+def _dia_spmm_dot_scalar(offsets, values, P, Q, dots):
+    n, k = Q.shape
+    partial = np.zeros(((n + _CHUNK - 1) // _CHUNK, k))
+    for c in prange(partial.shape[0]):
+        lo = c * _CHUNK
+        _dia_spmm_rest(offsets, values, P, Q, lo, min(n, lo + _CHUNK), 0, partial[c])
+    _chunk_total(partial, dots)
+
+
+def dia_spmm_dot(offsets, values, P, Q, dots) -> None:
+    """``Q = A @ P`` for the row-aligned DIA matrix ``(offsets, values)`` and ``(n, k)``
+    blocks; ``dots[j] = P[:, j] . Q[:, j]``.
+
+    float64 C-ordered blocks with ``k >= 8``: groups of eight columns in
+    vector lanes, the rest in scalar sums. Every column of ``Q`` has the bits
+    of :func:`dia_spmv` on that column; ``dots`` those of
+    :func:`cext.numba.block.block_dots` ``(P, Q)``, whatever the thread count.
+    """
+    lanes = _lanes_fit(P, Q) and values.dtype == np.float64
+    kernel = _dia_spmm_dot_lanes if lanes else _dia_spmm_dot_scalar
+    kernel(offsets, values, P, Q, dots)

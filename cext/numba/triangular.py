@@ -17,6 +17,10 @@ uncoupled *domains* of a domain ordering
 (:func:`linsolve.precond._ordering.domain_ordering`): the segments of one
 stage run in parallel (``prange``), the separators after them.
 
+``csr_triangular_pair_solve_block`` is the same solve on an ``(n, k)``
+block (batched pcg's residuals): the factor read once for all ``k``
+columns, each column bit-identical to the vector kernel's.
+
 ``csr_triangular_solve`` is the older general form (any CSR matrix, only
 its strictly lower or upper entries read through a column test, a separate
 diagonal); kept for callers that hold ``A`` itself.
@@ -307,6 +311,181 @@ def csr_triangular_pair_solve(lower_indptr, lower_indices, lower_data, upper_ind
     else:
         solve = _pair_solve_serial_columns if transposed else _pair_solve_serial_rows
         solve(*args, b, work, out, quad)
+
+
+# --- the same pair solve on an (n, k) block: batched pcg's k residuals at once ---
+#
+# Row i's work on all k columns is done before row i + 1's, so the factor is
+# streamed once per application, not k times. Column c sees exactly the
+# operations of the vector kernel on column c, in the same order and dtype
+# (every stored entry, padding included; no fused multiply-add, since there
+# is no fastmath): each column of the result is bit-identical to the vector
+# kernel's. ``quad`` is not needed here: the loop over the k columns, not the
+# row's length, is the inner trip count.
+
+@nb.njit(**_ROW)
+def _forward_rows_block(indptr, indices, data, scale, perm, B, work, lo, hi):
+    k = work.shape[1]
+    for i in range(lo, hi):
+        s = scale[i]
+        source = perm[i]
+        for c in range(k):
+            work[i, c] = s * B[source, c]
+        for jj in range(indptr[i], indptr[i + 1]):
+            a = data[jj]
+            j = indices[jj]
+            for c in range(k):
+                work[i, c] -= a * work[j, c]
+
+
+@nb.njit(**_ROW)
+def _backward_rows_block(indptr, indices, data, scale, perm, work, out, lo, hi):
+    k = work.shape[1]
+    for t in range(hi - lo):
+        i = hi - 1 - t
+        for jj in range(indptr[i], indptr[i + 1]):
+            a = data[jj]
+            j = indices[jj]
+            for c in range(k):
+                work[i, c] -= a * work[j, c]
+        s = scale[i]
+        target = perm[i]
+        for c in range(k):
+            out[target, c] = s * work[i, c]
+
+
+@nb.njit(**_ROW)
+def _backward_columns_block(indptr, indices, data, scale, perm, work, out, lo, hi):
+    k = work.shape[1]
+    for t in range(hi - lo):
+        i = hi - 1 - t
+        s = scale[i]
+        target = perm[i]
+        for c in range(k):
+            out[target, c] = s * work[i, c]
+        for jj in range(indptr[i], indptr[i + 1]):
+            a = data[jj]
+            j = indices[jj]
+            for c in range(k):
+                work[j, c] -= a * work[i, c]
+
+
+@nb.njit(**_ROW)
+def _forward_stages_block(l_indptr, l_indices, l_data, scale_in, perm, segment_ptr, stage_ptr,
+                          B, work):
+    for stage in range(stage_ptr.shape[0] - 1):
+        first = stage_ptr[stage]
+        count = stage_ptr[stage + 1] - first
+        if count == 1:
+            _forward_rows_block(l_indptr, l_indices, l_data, scale_in, perm, B, work,
+                                segment_ptr[first], segment_ptr[first + 1])
+        else:
+            for t in prange(count):
+                g = first + t
+                _forward_rows_block(l_indptr, l_indices, l_data, scale_in, perm, B, work,
+                                    segment_ptr[g], segment_ptr[g + 1])
+
+
+@nb.njit(**_PAR)
+def _pair_solve_rows_block(l_indptr, l_indices, l_data, u_indptr, u_indices, u_data, scale_in,
+                           scale_out, perm, segment_ptr, stage_ptr, B, work, out):
+    _forward_stages_block(l_indptr, l_indices, l_data, scale_in, perm, segment_ptr, stage_ptr,
+                          B, work)
+    stages = stage_ptr.shape[0] - 1
+    for back in range(stages):
+        stage = stages - 1 - back
+        first = stage_ptr[stage]
+        count = stage_ptr[stage + 1] - first
+        if count == 1:
+            _backward_rows_block(u_indptr, u_indices, u_data, scale_out, perm, work, out,
+                                 segment_ptr[first], segment_ptr[first + 1])
+        else:
+            for t in prange(count):
+                g = first + t
+                _backward_rows_block(u_indptr, u_indices, u_data, scale_out, perm, work, out,
+                                     segment_ptr[g], segment_ptr[g + 1])
+
+
+@nb.njit(**_PAR)
+def _pair_solve_columns_block(l_indptr, l_indices, l_data, scale_in, scale_out, perm,
+                              segment_ptr, stage_ptr, B, work, out):
+    _forward_stages_block(l_indptr, l_indices, l_data, scale_in, perm, segment_ptr, stage_ptr,
+                          B, work)
+    stages = stage_ptr.shape[0] - 1
+    for back in range(stages):
+        stage = stages - 1 - back
+        first = stage_ptr[stage]
+        count = stage_ptr[stage + 1] - first
+        if count == 1:
+            _backward_columns_block(l_indptr, l_indices, l_data, scale_out, perm, work, out,
+                                    segment_ptr[first], segment_ptr[first + 1])
+        else:
+            for t in prange(count):
+                g = first + t
+                _backward_columns_block(l_indptr, l_indices, l_data, scale_out, perm, work,
+                                        out, segment_ptr[g], segment_ptr[g + 1])
+
+
+@nb.njit(**_SEQ)
+def _pair_solve_serial_rows_block(l_indptr, l_indices, l_data, u_indptr, u_indices, u_data,
+                                  scale_in, scale_out, perm, B, work, out):
+    n = work.shape[0]
+    _forward_rows_block(l_indptr, l_indices, l_data, scale_in, perm, B, work, 0, n)
+    _backward_rows_block(u_indptr, u_indices, u_data, scale_out, perm, work, out, 0, n)
+
+
+@nb.njit(**_SEQ)
+def _pair_solve_serial_columns_block(l_indptr, l_indices, l_data, scale_in, scale_out, perm, B,
+                                     work, out):
+    n = work.shape[0]
+    _forward_rows_block(l_indptr, l_indices, l_data, scale_in, perm, B, work, 0, n)
+    _backward_columns_block(l_indptr, l_indices, l_data, scale_out, perm, work, out, 0, n)
+
+
+def csr_triangular_pair_solve_block(lower_indptr, lower_indices, lower_data, upper_indptr,
+                                    upper_indices, upper_data, scale_in, scale_out, perm,
+                                    segment_ptr, stage_ptr, B, work, out, quad=False) -> None:
+    """:func:`csr_triangular_pair_solve` on each column of an ``(n, k)`` block, in one pass.
+
+    ``B``, ``work`` and ``out`` are C-contiguous ``(n, k)`` arrays of the
+    data's dtype (``out`` not ``B``; ``work`` overwritten). Each row of the
+    factor is read once and applied to all ``k`` columns, and column ``c``
+    of ``out`` is bit for bit what the vector kernel gives for ``B[:, c]``,
+    for any thread count. ``quad`` is accepted for the shared signature
+    (padded rows are summed like any other).
+
+    Examples
+    --------
+    >>> import numpy as np, scipy.sparse as sp
+    >>> L = sp.csr_array(np.array([[0.0, 0.0], [0.5, 0.0]]))
+    >>> one, perm, stages = np.ones(2), np.arange(2), (np.array([0, 2]), np.array([0, 1]))
+    >>> B = np.array([[1.0, 2.0], [1.5, 3.0]])
+    >>> out, work = np.empty_like(B), np.empty_like(B)
+    >>> csr_triangular_pair_solve_block(L.indptr, L.indices, L.data, None, None, None,
+    ...                                 one, one, perm, *stages, B, work, out)
+    >>> out.tolist()  # (I + L^T)^{-1} (I + L)^{-1} on each column
+    [[0.5, 1.0], [1.0, 2.0]]
+    """
+    del quad
+    u = unsigned_view
+    transposed = upper_indptr is None
+    if transposed != (upper_indices is None) or transposed != (upper_data is None):
+        raise ValueError("upper_indptr, upper_indices and upper_data: all arrays or all None")
+    n = scale_in.shape[0]
+    for name, block in (("B", B), ("work", work), ("out", out)):
+        if block.ndim != 2 or block.shape[0] != n or block.shape != B.shape \
+                or not block.flags.c_contiguous:
+            raise ValueError(f"{name} must be a C-contiguous ({n}, k) block like B, got shape "
+                             f"{block.shape}: pass numpy.ascontiguousarray of it")
+    lower = (u(lower_indptr), u(lower_indices), lower_data)
+    upper = () if transposed else (u(upper_indptr), u(upper_indices), upper_data)
+    args = (*lower, *upper, scale_in, scale_out, u(perm))
+    if nb.get_num_threads() > 1 and stage_ptr.shape[0] > 2:
+        solve = _pair_solve_columns_block if transposed else _pair_solve_rows_block
+        solve(*args, u(segment_ptr), u(stage_ptr), B, work, out)
+    else:
+        solve = _pair_solve_serial_columns_block if transposed else _pair_solve_serial_rows_block
+        solve(*args, B, work, out)
 
 
 @nb.njit(**_ROW)

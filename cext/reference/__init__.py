@@ -29,7 +29,7 @@ from .cg_loop import cg_run_csr, cg_run_dia
 from .block import block_cg_update, block_dots, block_update_p, csr_spmm_dot
 from .chebyshev import chebyshev_combine, csr_chebyshev_step, dia_chebyshev_step
 from .coloring import greedy_coloring, sweep_order, two_coloring
-from .dia import dia_spmv, dia_spmv_dot, dia_symmetry_probe
+from .dia import dia_spmm_dot, dia_spmv, dia_spmv_dot, dia_symmetry_probe
 from .eisenstat import (eisenstat_backward, eisenstat_forward, eisenstat_start,
                         eisenstat_update)
 from .gmres import gmres_combine, gmres_project
@@ -49,7 +49,8 @@ from .spmv import csr_spmv, csr_spmv_dot, csr_symmetry_probe
 from .structure import arrays_equal, csr_check
 from .triangular import (csr_ichol0, csr_ichol0_domains, csr_mirror, csr_permuted_lower,
                          csr_scaled_gather, csr_strict_padded, csr_symmetric_scaled_gather,
-                         csr_triangular_pair_solve, csr_triangular_solve)
+                         csr_triangular_pair_solve, csr_triangular_pair_solve_block,
+                         csr_triangular_solve)
 
 __all__ = [
     "bicgstab_csr_spmv_dots",
@@ -95,8 +96,10 @@ __all__ = [
     "csr_spmv_dot",
     "csr_symmetry_probe",
     "csr_triangular_pair_solve",
+    "csr_triangular_pair_solve_block",
     "csr_triangular_solve",
     "dia_chebyshev_step",
+    "dia_spmm_dot",
     "dia_spmv",
     "dia_spmv_dot",
     "dia_symmetry_probe",

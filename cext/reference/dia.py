@@ -6,6 +6,7 @@ from array_api_compat import array_namespace
 
 from ._common import _store
 from .blas1 import dot
+from .block import _inner
 
 
 def dia_spmv(offsets, values, x, out):
@@ -36,3 +37,13 @@ def dia_symmetry_probe(offsets, values, x, y):
 
     xp = array_namespace(x, y)
     return _probe(lambda v: dia_spmv(offsets, values, v, xp.empty_like(v)), x, y)
+
+
+def dia_spmm_dot(offsets, values, P, Q, dots):
+    """``(Q, dots)``: ``Q = A @ P`` column by column (:func:`dia_spmv`), ``dots[j] = P[:, j] .
+    Q[:, j]``."""
+    xp = array_namespace(values, P, Q)
+    columns = [dia_spmv(offsets, values, P[:, j], xp.zeros_like(P[:, j]))
+               for j in range(P.shape[1])]
+    product = xp.stack(columns, axis=1) if columns else xp.zeros_like(Q)
+    return _store(xp, Q, product), _store(xp, dots, _inner(xp, P, product))

@@ -113,6 +113,40 @@ def csr_triangular_pair_solve(lower_indptr, lower_indices, lower_data, upper_ind
         out[int(perm[i])] = scale_out[i] * acc
 
 
+def csr_triangular_pair_solve_block(lower_indptr, lower_indices, lower_data, upper_indptr,
+                                    upper_indices, upper_data, scale_in, scale_out, perm,
+                                    segment_ptr, stage_ptr, B, work, out, quad=False) -> None:
+    """:func:`csr_triangular_pair_solve` on each column of the ``(n, k)`` block ``B``.
+
+    One column after the other through the vector solve (which defines what
+    each column must be); ``work`` and ``out`` are ``(n, k)``, written in place.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> one, B = np.ones(2), np.array([[1.0, 2.0], [1.5, 3.0]])
+    >>> out, work = np.empty_like(B), np.empty_like(B)
+    >>> csr_triangular_pair_solve_block(np.array([0, 0, 1]), np.array([0]), np.array([0.5]),
+    ...                                 None, None, None, one, one, np.array([0, 1]),
+    ...                                 np.array([0, 2]), np.array([0, 1]), B, work, out)
+    >>> out.tolist()
+    [[0.5, 1.0], [1.0, 2.0]]
+    """
+    from array_api_compat import array_namespace
+
+    xp = array_namespace(B)
+    n = work.shape[0]
+    for c in range(B.shape[1]):
+        column_work = xp.zeros_like(work[:, c])
+        column_out = xp.zeros_like(out[:, c])
+        csr_triangular_pair_solve(lower_indptr, lower_indices, lower_data, upper_indptr,
+                                  upper_indices, upper_data, scale_in, scale_out, perm,
+                                  segment_ptr, stage_ptr, B[:, c], column_work, column_out, quad)
+        for i in range(n):
+            out[i, c] = column_out[i]
+            work[i, c] = column_work[i]
+
+
 def csr_ichol0_domains(indptr, indices, data, segment_ptr, stage_ptr) -> int:
     """:func:`csr_ichol0`, one row after the other (the domains give the same result)."""
     del segment_ptr, stage_ptr

@@ -66,7 +66,7 @@ class Operator:
         """``(A @ P, dots)`` for an ``(n, k)`` block ``P``, ``dots[j] = P[:, j] . (A P)[:, j]``.
 
         ``Q`` and ``dots`` are buffers the compiled kernels write into (the
-        product and the ``k`` inner products in one pass over ``A`` for CSR);
+        product and the ``k`` inner products in one pass over ``A`` for CSR and DIA);
         use the returned arrays. Other operators apply :meth:`matvec` to
         each column.
         """
@@ -158,6 +158,15 @@ class _DiaOperator(Operator):
 
     def matvec_dot(self, p, q):
         return q, self.kernels.dia_spmv_dot(self.offsets, self.values, p, q)
+
+    def matmat(self, P):
+        # the fused kernel, its dots unused: one pass over A for all k columns, against k
+        # passes for the column loop; the dots cost a multiply-add on data in registers
+        xp = self.xp
+        return self.matmat_dot(P, xp.empty_like(P), xp.empty((P.shape[1],), dtype=xp.float64))[0]
+
+    def matmat_dot(self, P, Q, dots):
+        return self.kernels.dia_spmm_dot(self.offsets, self.values, P, Q, dots)
 
 
 def is_scipy_sparse(A) -> bool:

@@ -79,9 +79,26 @@ class Preconditioner(Operator):
             z = xp.astype(z, out_dtype)
         return z
 
+    def _apply_block(self, R):
+        """``M @ R`` for a real ``(n, k)`` block ``R`` of ``self.dtype`` in one pass, or
+        None where this preconditioner has no block form for it (the columns are
+        then applied one at a time)."""
+        return None
+
     def matmat(self, R):
-        """``M @ R`` for an ``(n, k)`` block: the columns one at a time unless the
-        preconditioner has a block form (:class:`~linsolve.precond.Jacobi`)."""
+        """``M @ R`` for an ``(n, k)`` block: in one pass where the preconditioner has a
+        block form (:class:`~linsolve.precond.Jacobi`; IC(0) and SSOR on NumPy),
+        else the columns one at a time; each column is what :meth:`matvec` gives it."""
+        xp = self.xp
+        if is_array_api_obj(R) and array_namespace(R).__name__ == xp.__name__ \
+                and R.ndim == 2 and R.shape[0] == self.shape[1] and R.shape[1] > 0 \
+                and xp.isdtype(R.dtype, ("real floating", "integral")):
+            # matvec's dtype rule: applied in self.dtype, returned in R's float dtype
+            Z = self._apply_block(R if R.dtype == self.dtype else xp.astype(R, self.dtype))
+            if Z is not None:
+                out_dtype = R.dtype if xp.isdtype(R.dtype, "real floating") else self.dtype
+                return Z if Z.dtype == out_dtype else xp.astype(Z, out_dtype)
+        # anything else (complex, wrong shape or namespace) meets matvec's checks
         return Operator.matmat(self, R)
 
     def __matmul__(self, r):

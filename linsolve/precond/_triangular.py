@@ -61,6 +61,13 @@ the two sweeps, so an iteration reads ``A`` about once),
 :mod:`linsolve.krylov.eisenstat`, which :func:`linsolve.pcg` runs for
 ``M = ssor(A)``.
 
+Batched pcg hands the preconditioner its ``(n, k)`` residual block:
+``matmat`` runs the block form of the pair solve
+(:func:`cext.numba.triangular.csr_triangular_pair_solve_block`), which
+reads the factor once for all ``k`` columns instead of ``k`` times, each
+column bit-identical to ``matvec`` on it (so each system keeps the iterates
+of its single solve with the same ``M``).
+
 Everything here that depends on the sparsity pattern only (the ordering,
 the permuted lower triangle, the padded layout) is built once per pattern
 and reused (:mod:`linsolve.precond._pattern`).
@@ -253,7 +260,12 @@ class TriangularPair(Preconditioner):
         if self._quad:  # the kernel reads four entries a step without looking
             for f in factors:
                 assert f[0] is None or not np.any(np.diff(f[0]) % 4)
-        self._solve = kernels_for(xp).csr_triangular_pair_solve  # under the thread policy
+        kernels = kernels_for(xp)
+        self._solve = kernels.csr_triangular_pair_solve  # under the thread policy
+        # the block solve reads the factor once for all k columns; other backends
+        # (no compiled block kernel) keep the column loop
+        self._solve_block = kernels.csr_triangular_pair_solve_block \
+            if kernels.backend == "numba" else None
 
     def _apply(self, r):
         r = np.ascontiguousarray(r)
@@ -261,3 +273,12 @@ class TriangularPair(Preconditioner):
         z = np.empty_like(r)
         self._solve(*self._arrays, r, work, z, self._quad)
         return z
+
+    def _apply_block(self, R):
+        if self._solve_block is None:
+            return None
+        R = np.ascontiguousarray(R)
+        work = np.empty_like(R)
+        Z = np.empty_like(R)
+        self._solve_block(*self._arrays, R, work, Z, self._quad)
+        return Z

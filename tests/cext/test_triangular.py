@@ -440,3 +440,73 @@ def test_symmetric_scaled_gather_tells_symmetric_values(module):
     assert not module.csr_symmetric_scaled_gather(*args, data, ones, ones, out)
     orphan = np.array([source[strict][2]], np.int64)  # an entry claimed to have no mirror
     assert not module.csr_symmetric_scaled_gather(*args[:4], orphan, A.data, ones, ones, out)
+
+
+# --- the pair solve on an (n, k) block (batched pcg's preconditioner) ---
+
+from cext.numba.triangular import (  # noqa: E402
+    csr_triangular_pair_solve_block as pair_block_numba)
+from cext.reference.triangular import (  # noqa: E402
+    csr_triangular_pair_solve_block as pair_block_reference)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+# as the vector test: one domain and four run the same kernels as two
+@pytest.mark.parametrize("num_domains", [0, pytest.param(1, marks=pytest.mark.slow), 2,
+                                         pytest.param(4, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("transposed", [False, True], ids=["U", "L^T"])
+def test_pair_solve_block_equals_the_vector_kernel_column_by_column(dtype, num_domains,
+                                                                    transposed):
+    args, b, lower, upper, ordering = _pair_system(dtype=dtype, num_domains=num_domains)
+    if transposed:
+        args = args[:3] + (None, None, None) + args[6:]
+    padded = _padded(args, 4)
+    n = b.shape[0]
+    rng = np.random.default_rng(7)
+    for k in (1, 3, 8, 9):
+        B = np.ascontiguousarray(rng.standard_normal((n, k)), dtype=dtype)
+        B_before = B.copy()
+        for threads in THREAD_COUNTS:
+            for kernel_args, quad in ((args, False), (padded, True)):
+                expected = np.empty_like(B)
+                for c in range(k):
+                    out, work = np.empty(n, dtype), np.empty(n, dtype)
+                    with numba_threads(threads):
+                        pair_solve_numba(*kernel_args, np.ascontiguousarray(B[:, c]), work, out,
+                                         quad)
+                    expected[:, c] = out
+                out, work = np.empty_like(B), np.empty_like(B)
+                with numba_threads(threads):
+                    pair_block_numba(*kernel_args, B, work, out, quad)
+                assert out.dtype == dtype
+                # the vector kernel's operations on each column, in its order: bit for bit
+                np.testing.assert_array_equal(out, expected)
+        np.testing.assert_array_equal(B, B_before)
+        # and the definition, against LAPACK (column 0)
+        dense, cond = _pair_dense(args, B[:, 0], lower, upper, ordering)
+        bound = 1e-13 if dtype == np.float64 else 10 * n * np.finfo(dtype).eps * cond
+        assert np.linalg.norm(out[:, 0] - dense) <= bound * np.linalg.norm(dense)
+    ref_out, ref_work = np.empty_like(B), np.empty_like(B)
+    pair_block_reference(*args, B, ref_work, ref_out)
+    np.testing.assert_array_equal(ref_out, out)
+
+
+def test_pair_solve_block_refuses_blocks_of_the_wrong_layout():
+    args, *_ = _pair_system(n=20)
+    B = np.ones((20, 3))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        pair_block_numba(*args, np.asfortranarray(B), np.empty_like(B), np.empty_like(B))
+    with pytest.raises(ValueError, match="work must be"):
+        pair_block_numba(*args, B, np.empty((20, 2)), np.empty_like(B))
+    with pytest.raises(ValueError, match="all arrays or all None"):
+        pair_block_numba(*args[:3], None, args[4], args[5], *args[6:], B, np.empty_like(B),
+                         np.empty_like(B))
+
+
+def test_triangular_preconditioners_get_the_block_solve_under_the_thread_policy():
+    from linsolve.precond import ichol0, ssor
+
+    A = poisson2d(6)
+    for M in (ichol0(A), ssor(A, ordering="domains")):
+        assert M._solve_block is not pair_block_numba
+        assert M._solve_block.__wrapped__ is pair_block_numba

@@ -300,3 +300,56 @@ def test_a_nan_in_one_lane_stays_in_its_column():
     block.csr_spmm_dot(A.indptr, A.indices, A.data, P, Q, dots)
     assert np.isnan(dots[3]) and np.isfinite(np.delete(dots, 3)).all()
     assert np.isfinite(np.delete(Q, 3, axis=1)).all()
+
+
+class _NotSSOR:
+    """``M``'s matvec behind an object pcg does not recognise: plain PCG with SSOR,
+    not Eisenstat's trick (whose iterates differ from it in rounding)."""
+
+    def __init__(self, M):
+        self.shape, self.dtype, self.matvec = M.shape, M.dtype, M.matvec
+
+
+@pytest.mark.parametrize("ordering", ["natural", "domains"])
+@pytest.mark.parametrize("build", ["ichol0", "ssor"])
+def test_ichol0_and_ssor_blocks_give_each_system_its_single_iterates(build, ordering):
+    # the preconditioner applies to the (n, k) block in one compiled pass, each column
+    # bit for bit its matvec: each system keeps the single solve's iterates
+    A = sp.csr_array(random_sparse_spd(120, seed=4))
+    M = precond.ichol0(A, ordering=ordering) if build == "ichol0" \
+        else precond.ssor(A, 1.3, ordering=ordering)
+    assert M._solve_block is not None
+    B = _block(A.shape[0], 5, seed=3)
+    batch = pcg(A, B, M=M, rtol=1e-10)
+    for j in range(5):
+        alone = pcg(A, B[j], M=M if build == "ichol0" else _NotSSOR(M), rtol=1e-10)
+        assert batch[j].iterations == alone.iterations and batch[j].converged
+        assert np.linalg.norm(batch.x[j] - alone.x) <= 1e-12 * np.linalg.norm(alone.x)
+        np.testing.assert_allclose(batch[j].residual_norms, alone.residual_norms, rtol=1e-10)
+        if build == "ssor":  # against what pcg runs for M = ssor(A): Eisenstat's recurrence
+            eisenstat = pcg(A, B[j], M=M, rtol=1e-10)
+            assert abs(batch[j].iterations - eisenstat.iterations) <= 1
+            assert np.linalg.norm(batch.x[j] - eisenstat.x) <= 1e-10 * np.linalg.norm(eisenstat.x)
+        expected = np.linalg.solve(A.toarray(), B[j])
+        assert np.linalg.norm(batch.x[j] - expected) <= 1e-8 * np.linalg.norm(expected)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_a_stencil_batch_in_vector_lanes_equals_the_single_solves(dtype):
+    # nine systems on a DIA matrix: eight in the block product's lanes (float64), one in
+    # its scalar sums; float32 runs all nine in scalar sums
+    from array_api_compat import array_namespace
+
+    from linsolve.core.operators import as_operator
+
+    A = poisson2d(12, dtype=dtype)
+    assert as_operator(A, array_namespace(np.ones(1)), dtype, 144).layout == "dia"
+    B = _block(144, 9, seed=22, dtype=dtype)
+    rtol = 1e-10 if dtype == np.float64 else 1e-5
+    batch = pcg(A, B, rtol=rtol)
+    for j in range(9):
+        alone = pcg(A, B[j], rtol=rtol)
+        assert batch[j].iterations == alone.iterations, j
+        bound = _iterate_bound(alone, A, dtype)
+        assert np.linalg.norm(batch.x[j] - alone.x) <= bound * np.linalg.norm(alone.x)
+        assert batch[j].converged

@@ -614,3 +614,64 @@ def test_importing_precond_does_not_import_pyamg():
     code = "import sys, linsolve.precond; print('pyamg' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# --- IC(0), SSOR and ILU(0) on an (n, k) block: the factor read once for all columns ---
+
+from linsolve.precond import ilu0  # noqa: E402
+
+
+def _unsymmetric(A):
+    A = A.toarray()
+    n = A.shape[0]
+    A[np.triu_indices(n, 1)] *= np.random.default_rng(6).uniform(0.5, 1.5, n * (n - 1) // 2)
+    return sp.csr_array(A)
+
+
+BLOCK_BUILDERS = {
+    "ichol0": lambda A: ichol0(A),
+    "ichol0-domains": lambda A: ichol0(A, ordering="domains"),
+    "ssor": lambda A: ssor(A, 1.3),
+    "ssor-domains": lambda A: ssor(A, ordering="domains"),
+    "ssor-unsymmetric": lambda A: ssor(_unsymmetric(A), 1.3, ordering="domains"),  # U stored
+    "ilu0": lambda A: ilu0(_unsymmetric(A)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BLOCK_BUILDERS))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_triangular_preconditioners_apply_a_block_as_their_columns(name, dtype):
+    A = random_sparse_spd(40, density=0.12, seed=6).astype(dtype)
+    M = BLOCK_BUILDERS[name](A)
+    # NumPy: the compiled block solve, not the column loop
+    assert M.dtype == dtype and M._solve_block is not None
+    n = M.shape[0]
+    dense = dense_of(M, n)
+    rng = np.random.default_rng(1)
+    for k in (1, 3, 8, 9):
+        R = rng.standard_normal((n, k)).astype(dtype)
+        before = R.copy()
+        Z = M.matmat(R)
+        assert Z.dtype == dtype and Z.shape == (n, k)
+        np.testing.assert_array_equal(R, before)
+        # bit for bit what matvec gives each column
+        np.testing.assert_array_equal(Z, np.stack([M.matvec(R[:, j].copy()) for j in range(k)],
+                                                  axis=1))
+        expected = dense @ R.astype(np.float64)
+        tol = 1e-12 if dtype == np.float64 else 1e-4
+        assert np.linalg.norm(Z - expected) <= tol * np.linalg.norm(expected)
+    # a Fortran-ordered float64 block on a float32 preconditioner: matvec's dtype rule
+    R = np.asfortranarray(rng.standard_normal((n, 3)))
+    Z = M.matmat(R)
+    assert Z.dtype == np.float64
+    np.testing.assert_array_equal(Z, np.stack([M.matvec(R[:, j].copy()) for j in range(3)],
+                                              axis=1))
+
+
+def test_triangular_block_refuses_what_matvec_refuses():
+    M = ichol0(poisson2d(5))
+    with pytest.raises(ValueError, match=r"shape \(25,\)"):
+        M.matmat(np.ones((24, 2)))
+    with pytest.raises(TypeError, match="complex"):
+        M.matmat(np.ones((25, 2), dtype=complex))
+    assert M.matmat(np.ones((25, 0))).shape == (25, 0)
