@@ -17,9 +17,10 @@ demo: $(STAMP)
 	$(BIN)/python -m bench
 
 # The suite without the tests marked slow (JAX optimizer runs, whole bench jobs,
-# three MPI ranks); .ci/run runs those too, with `make test-slow`.
+# three MPI ranks), one pytest-xdist worker per core; .ci/run runs those too, with
+# `make test-slow` (one process: its MPI and contention tests want the cores).
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -m "not slow" -n auto
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow

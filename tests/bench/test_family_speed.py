@@ -32,6 +32,7 @@ def test_bad_options_are_one_error_line(tmp_path, capsys):
     assert capsys.readouterr().err.startswith("error: --methods cg")
 
 
+@pytest.mark.slow  # compiles and runs a whole bench job: make test-slow
 def test_methods_picks_the_per_iteration_rows(tmp_path):
     assert main(["family", "--size", "12", "--iterations", "2", "--matrices", "", "--methods",
                  "gmres+ilu0", "--repeat", "1", "--out", str(tmp_path)]) == 0

@@ -166,6 +166,7 @@ def test_stokes_minres_iterations_are_mesh_independent():
     assert _minres_counts(problem, uncorrected, [RTOL])[0] > counts[-1]
 
 
+@pytest.mark.slow  # compiles and runs a whole bench job: make test-slow
 def test_stokes_sweep_in_the_convergence_table(tmp_path, capsys):
     pytest.importorskip("linsolve.krylov.minres")
     status = main(["linear", "--problem", "stokes", "--sizes", "2,3,4", "--methods",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from bench.__main__ import main
 from bench.many_rhs import RHS_METHODS, rhs_problem
@@ -14,6 +15,7 @@ from linsolve import pcg
 RTOL = 1e-8
 
 
+@pytest.mark.slow  # compiles and runs a whole bench job: make test-slow
 def test_rhs_table_against_separate_solves(tmp_path, capsys):
     assert main(["linear", "--problem", "poisson2d", "--size", "8", "--rhs", "3",
                  "--out", str(tmp_path), "--no-progress"]) == 0

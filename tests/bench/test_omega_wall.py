@@ -10,6 +10,7 @@ import pytest
 from bench.omega import WALL_COLUMNS, WALL_OMEGAS, run_wall
 
 
+@pytest.mark.slow  # compiles and runs a whole bench job: make test-slow
 def test_wall_rows_time_both_methods_on_one_sequence():
     pytest.importorskip("pyamg")
     rows = run_wall(T=4, N=8, seed=1)
@@ -20,6 +21,7 @@ def test_wall_rows_time_both_methods_on_one_sequence():
     assert math.isclose(learned_row["vs_pyamg"], learned_row["seconds"] / pyamg_row["seconds"])
 
 
+@pytest.mark.slow  # compiles and runs a whole bench job: make test-slow
 def test_wall_best_fixed_omega_is_the_grid_minimum():
     # the unimodal search over the grid finds the omega with the fewest sweeps
     pytest.importorskip("pyamg")
@@ -39,6 +41,7 @@ def test_wall_best_fixed_omega_is_the_grid_minimum():
     assert rows[0]["sweeps"] == min(totals)
 
 
+@pytest.mark.slow  # compiles and runs a whole bench job: make test-slow
 def test_wall_experiment_from_the_command_line(tmp_path, capsys):
     pytest.importorskip("pyamg")
     import csv

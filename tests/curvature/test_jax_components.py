@@ -652,6 +652,8 @@ def _kernel_calls(rng):
         "block_update_p": (rng.standard_normal((5, 3)), rng.standard_normal((5, 3)),
                            rng.standard_normal(3)),
         "block_dots": (rng.standard_normal((5, 3)), rng.standard_normal((5, 3)), nan(3)),
+        "dia_spmm_dot": (np.array([-1, 0, 1]), rng.standard_normal((3, 6)),
+                         rng.standard_normal((6, 3)), nan(6, 3), nan(3)),
         # the Krylov family's fused updates
         "bicgstab_update_p": (rng.standard_normal(6), rng.standard_normal(6),
                               rng.standard_normal(6), 0.5, 0.25),
