@@ -142,6 +142,11 @@ class _CsrOperator(Operator):
     def matvec_dot(self, p, q):
         return q, self.kernels.csr_spmv_dot(self.indptr, self.indices, self.data, p, q)
 
+    def matmat(self, P):
+        # the fused kernel, its dots unused: one pass over A for all k columns
+        xp = self.xp
+        return self.matmat_dot(P, xp.empty_like(P), xp.empty((P.shape[1],), dtype=xp.float64))[0]
+
     def matmat_dot(self, P, Q, dots):
         return self.kernels.csr_spmm_dot(self.indptr, self.indices, self.data, P, Q, dots)
 
@@ -159,11 +164,7 @@ class _DiaOperator(Operator):
     def matvec_dot(self, p, q):
         return q, self.kernels.dia_spmv_dot(self.offsets, self.values, p, q)
 
-    def matmat(self, P):
-        # the fused kernel, its dots unused: one pass over A for all k columns, against k
-        # passes for the column loop; the dots cost a multiply-add on data in registers
-        xp = self.xp
-        return self.matmat_dot(P, xp.empty_like(P), xp.empty((P.shape[1],), dtype=xp.float64))[0]
+    matmat = _CsrOperator.matmat  # one pass over A for all k columns, against k passes
 
     def matmat_dot(self, P, Q, dots):
         return self.kernels.dia_spmm_dot(self.offsets, self.values, P, Q, dots)

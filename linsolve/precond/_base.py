@@ -87,7 +87,7 @@ class Preconditioner(Operator):
 
     def matmat(self, R):
         """``M @ R`` for an ``(n, k)`` block: in one pass where the preconditioner has a
-        block form (:class:`~linsolve.precond.Jacobi`; IC(0) and SSOR on NumPy),
+        block form (:class:`~linsolve.precond.Jacobi`; IC(0), SSOR, ILU(0) and Chebyshev on NumPy),
         else the columns one at a time; each column is what :meth:`matvec` gives it."""
         xp = self.xp
         if is_array_api_obj(R) and array_namespace(R).__name__ == xp.__name__ \

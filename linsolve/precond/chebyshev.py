@@ -63,6 +63,18 @@ class Chebyshev(Preconditioner):
             y, w = chebyshev_combine(r, y, w, operator.matvec(y), sy, sw, a, b), y
         return y
 
+    def _apply_block(self, R):
+        # the vector formula on the (n, k) block: each step one product of A with the
+        # block (one pass over A for CSR and DIA); the same polynomial as the vector
+        # form, the columns equal to matvec's to rounding
+        if self.xp.__name__ != "array_api_compat.numpy" or self._operator.layout not in (
+                "csr", "dia"):
+            return None
+        Y, W = R, R
+        for sy, sw, a, b in self._steps:
+            Y, W = chebyshev_combine(R, Y, W, self._operator.matmat(Y), sy, sw, a, b), Y
+        return Y
+
     def _apply_fused(self, r):
         # z_1 = r/theta and z_0 = 0 are read from r (scales sy, sw); z_2 and
         # z_3 go to two new buffers, and from then on each step overwrites

@@ -675,3 +675,28 @@ def test_triangular_block_refuses_what_matvec_refuses():
     with pytest.raises(TypeError, match="complex"):
         M.matmat(np.ones((25, 2), dtype=complex))
     assert M.matmat(np.ones((25, 0))).shape == (25, 0)
+
+
+@pytest.mark.parametrize("matrix", ["stencil", "scattered"])
+def test_chebyshev_on_a_block_is_its_columns_and_batched_pcg_the_single_solves(matrix):
+    # the block form: one product of A with the whole block per step (CSR and DIA)
+    from array_api_compat import array_namespace
+
+    from linsolve import as_operator
+
+    A = poisson2d(12) if matrix == "stencil" else random_sparse_spd(150, seed=3)
+    A = sp.csr_matrix(A)
+    M = chebyshev(A, degree=3)
+    assert M._operator.layout == ("dia" if matrix == "stencil" else "csr")
+    R = np.random.default_rng(4).standard_normal((A.shape[0], 5))
+    columns = np.stack([M.matvec(R[:, j].copy()) for j in range(5)], axis=1)
+    np.testing.assert_allclose(M.matmat(R), columns, rtol=1e-13, atol=1e-13 * np.abs(columns).max())
+    product = as_operator(A, array_namespace(R), np.float64, A.shape[0]).matmat(R)
+    np.testing.assert_allclose(product, A @ R, rtol=1e-13, atol=1e-13 * np.abs(A @ R).max())
+    B = R.T.copy()
+    batch = pcg(A, B, M=M, rtol=1e-10)
+    for j in range(5):
+        single = pcg(A, B[j], M=M, rtol=1e-10)
+        assert int(batch.iterations[j]) == single.iterations and batch[j].converged
+        np.testing.assert_allclose(batch.x[j], single.x, rtol=1e-12,
+                                   atol=1e-12 * np.linalg.norm(single.x))
