@@ -26,7 +26,8 @@ beside K busy processes (:mod:`bench.speed`).
 
 ``python -m bench omega [--experiment shifted|heat|all] [--steps T]
 [--variance high|low]`` runs the Learning-to-Relax sequences
-(:mod:`bench.omega`).
+(:mod:`bench.omega`); ``--experiment wall [--size N]`` times learned-omega SOR
+against pyamg's ``sor`` at the best fixed omega over a sequence.
 
 ``python -m bench curvature [--quick]`` tabulates inverse roots, trains a
 small MLP on scikit-learn's digits with SGD, Adam, Shampoo, SOAP and M-FAC,

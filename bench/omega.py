@@ -353,30 +353,3 @@ def run_wall(T: int = 100, N: int = 256, seed: int = 0, check_every: int = 4,
          "omega": float("nan"), "systems": T, "sweeps": learned_sweeps,
          "seconds": seconds["learned"], "vs_pyamg": seconds["learned"] / reference},
     ]
-
-
-def main(argv=None) -> int:
-    """``python -m bench.omega [--experiment wall] [--steps T] [--size N] [--seed S]``:
-    :func:`run_wall`'s table. (The Learning-to-Relax tables are ``python -m bench
-    omega``; the plain call's set-up against pyamg is a row of ``python -m bench
-    speed --rows solution``.)
-    """
-    import argparse
-
-    from .table import format_table
-
-    parser = argparse.ArgumentParser(prog="python -m bench.omega",
-                                     description="Learned omega over a sequence against "
-                                                 "pyamg, in wall time.")
-    parser.add_argument("--experiment", choices=("wall",), default="wall")
-    parser.add_argument("--steps", type=int, default=100, help="systems (default 100)")
-    parser.add_argument("--size", type=int, default=256, help="grid side N (default 256)")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    rows = run_wall(args.steps, args.size, args.seed)
-    print(format_table(rows, WALL_COLUMNS))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
