@@ -151,13 +151,16 @@ def csr_to_dia(indptr, indices, data, n: int, *, max_diagonals: int = 32,
 # The search stops at the first diagonal over ``limit``: an unstructured
 # matrix is refused after a few rows, not after a whole pass (3% of a
 # 50-iteration solve on P1 tetrahedra).
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, boundscheck=False)
 def _diagonals_present(indptr, indices, n, limit):
     present = np.zeros(2 * n - 1, dtype=np.bool_)
     count = 0
+    # slots in uint64 (n - 1 - i + column >= 0): no wrap-around test on each read
+    shift = np.uint64(n - 1)
     for i in range(n):
+        base = shift - np.uint64(i)
         for jj in range(indptr[i], indptr[i + 1]):
-            slot = indices[jj] - i + n - 1
+            slot = base + np.uint64(indices[jj])
             if not present[slot]:
                 present[slot] = True
                 count += 1
@@ -166,10 +169,36 @@ def _diagonals_present(indptr, indices, n, limit):
     return present, True
 
 
-@nb.njit(cache=True, nogil=True, parallel=True)
-def _fill_dia(indptr, indices, data, slot_of_offset, values):
+@nb.njit(cache=True, nogil=True, boundscheck=False, inline="always")
+def _fill_dia_rows(indptr, indices, data, slot_of_offset, values, lo, hi):
     n = values.shape[1]
-    for i in nb.prange(n):
+    shift = np.uint64(n - 1)
+    for i in range(lo, hi):
+        base = shift - np.uint64(i)
+        row = np.uint64(i)
         for jj in range(indptr[i], indptr[i + 1]):
             # += sums duplicate entries of non-canonical CSR, as SpMV would
-            values[slot_of_offset[indices[jj] - i + n - 1], i] += data[jj]
+            values[np.uint64(slot_of_offset[base + np.uint64(indices[jj])]), row] += data[jj]
+
+
+_FILL_BLOCK = 4096
+
+
+@nb.njit(cache=True, nogil=True, boundscheck=False, parallel=True)
+def _fill_dia_parallel(indptr, indices, data, slot_of_offset, values):
+    n = values.shape[1]
+    for block in nb.prange((n + _FILL_BLOCK - 1) // _FILL_BLOCK):
+        lo = block * _FILL_BLOCK
+        _fill_dia_rows(indptr, indices, data, slot_of_offset, values, lo,
+                       min(n, lo + _FILL_BLOCK))
+
+
+@nb.njit(cache=True, nogil=True, boundscheck=False)
+def _fill_dia_serial(indptr, indices, data, slot_of_offset, values):
+    _fill_dia_rows(indptr, indices, data, slot_of_offset, values, 0, values.shape[1])
+
+
+def _fill_dia(indptr, indices, data, slot_of_offset, values):
+    # one thread (every small solve): a plain loop, without a parallel region's start
+    kernel = _fill_dia_parallel if nb.get_num_threads() > 1 else _fill_dia_serial
+    kernel(indptr, indices, data, slot_of_offset, values)

@@ -44,7 +44,7 @@ from .blas1 import (
     cg_update_xr,
     cg_update_xrz,
 )
-from .dia import _dia_spmv_dot_serial, dia_spmv_dot
+from .dia import _dia_spmv_dot, _dia_spmv_dot_serial
 from .spmv import _csr_spmv_dot, _csr_spmv_dot_serial, unsigned_view
 
 AT_TEST = 0
@@ -163,7 +163,7 @@ def _cg_run_dia(offsets, values, x, r, p, q, scale, z, scalars, counters, norms,
             counters[2] = status
             return
         if parallel:
-            pAp = dia_spmv_dot(offsets, values, p, q)
+            pAp = _dia_spmv_dot(offsets, values, p, q)
         else:
             pAp = _dia_spmv_dot_serial(offsets, values, p, q)
         if not _update(x, r, p, q, scale, z, jacobi, rho, pAp, scalars, parallel):

@@ -57,6 +57,96 @@ def test_dia_plain_loop_twin_gives_the_parallel_bits(dtype, one_thread):
     np.testing.assert_array_equal(q1, q2)
 
 
+def _banded(n, offsets, dtype, seed=0):
+    """A random matrix with the given diagonals (scipy CSR, sorted)."""
+    rng = np.random.default_rng(seed)
+    diagonals = [rng.standard_normal(n - abs(k)) for k in offsets]
+    return sp.diags(diagonals, offsets, shape=(n, n), format="csr").astype(dtype)
+
+
+# five diagonals throughout, as the 2-D Poisson matrices elsewhere: no new compilations
+@pytest.mark.parametrize("n, offsets, dtype", [
+    (1600, (-40, -1, 0, 1, 40), np.float64),  # several blocks of rows, all with interior rows
+    (1600, (-40, -1, 0, 1, 40), np.float32),
+    (1037, (-700, -3, 0, 2, 700), np.float64),  # a ragged last block, a wide band
+    (600, (-599, -1, 0, 1, 599), np.float64),  # no row reaches every diagonal: checked loop only
+    (9, (-3, -1, 0, 1, 3), np.float64),  # fewer rows than one group of partial sums
+])
+def test_dia_product_keeps_the_row_sums_and_sums_p_q_in_float64(dtype, n, offsets, one_thread):
+    # the vectorised interior rows give the bits of the checked loop (dia_spmv): with
+    # sorted offsets that is scipy's CSR product, summed in the same order
+    A = _banded(n, offsets, dtype)
+    layout = csr_to_dia(A.indptr, A.indices, A.data, n, max_fill=100.0, max_diagonals=8)
+    assert layout is not None and layout.offsets == tuple(sorted(offsets))
+    p = np.random.default_rng(1).standard_normal(n).astype(dtype)
+    q_serial, q_parallel, q_plain = (np.empty_like(p) for _ in range(3))
+    pq_serial = dia._dia_spmv_dot_serial(layout.offsets, layout.values, p, q_serial)
+    pq_parallel = dia._dia_spmv_dot(layout.offsets, layout.values, p, q_parallel)
+    dia.dia_spmv(layout.offsets, layout.values, p, q_plain)
+    np.testing.assert_array_equal(q_serial, q_plain)
+    np.testing.assert_array_equal(q_parallel, q_plain)
+    if dtype == np.float64:
+        np.testing.assert_array_equal(q_serial, A @ p)
+    # one thread: the parallel kernel adds the blocks' sums as the plain loop does
+    assert pq_serial == pq_parallel
+    assert dia.dia_spmv_dot(layout.offsets, layout.values, p, np.empty_like(p)) == pq_serial
+    # p . q in float64 from the stored q: only the order of the sum differs from numpy's
+    p64, q64 = p.astype(np.float64), q_serial.astype(np.float64)
+    bound = 4 * n * np.finfo(np.float64).eps * float(np.abs(p64) @ np.abs(q64))
+    assert abs(pq_serial - float(p64 @ q64)) <= bound
+
+
+def test_dia_product_on_two_threads_regroups_only_the_dot():
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("Numba's pool has one thread")
+    A = _banded(3000, (-50, -1, 0, 1, 50), np.float64)
+    layout = csr_to_dia(A.indptr, A.indices, A.data, 3000)
+    p = np.random.default_rng(3).standard_normal(3000)
+    q = np.empty_like(p)
+    before = numba.get_num_threads()
+    numba.set_num_threads(2)
+    try:
+        pq = dia.dia_spmv_dot(layout.offsets, layout.values, p, q)
+    finally:
+        numba.set_num_threads(before)
+    np.testing.assert_array_equal(q, A @ p)
+    bound = 4 * 3000 * np.finfo(np.float64).eps * float(np.abs(p) @ np.abs(q))
+    assert abs(pq - float(p @ q)) <= bound
+
+
+def _cg_iterates(indices, A, b, iterations=12):
+    """``x`` after ``iterations`` compiled CG iterations on CSR ``A`` with the given indices."""
+    n = A.shape[0]
+    x, r, p, q, empty = np.zeros(n), b.copy(), np.empty(n), np.empty(n), np.empty(0)
+    scalars = np.array([np.sqrt(b @ b), b @ b, 1.0, 0.0, 0.0])
+    counters = np.array([0, 1, 0], dtype=np.int64)
+    norms = np.empty(iterations + 1)
+    nbk.cg_run_csr(A.indptr, indices, A.data, x, r, p, q, empty, empty, scalars, counters,
+                   norms, 0.0, iterations, iterations, 0)
+    assert counters[0] == iterations
+    return x, norms[:iterations]
+
+
+def test_compiled_loop_on_16_bit_indices_gives_the_same_bits(one_thread):
+    # pcg narrows the column indices of matrices with at most 2**16 columns
+    A = (poisson2d(12) + sp.diags(np.linspace(0.1, 0.5, 143), 1)
+         + sp.diags(np.linspace(0.1, 0.5, 143), -1)).tocsr()
+    b = np.random.default_rng(4).standard_normal(144)
+    wide, wide_norms = _cg_iterates(A.indices, A, b)
+    narrow, narrow_norms = _cg_iterates(A.indices.astype(np.uint16), A, b)
+    np.testing.assert_array_equal(wide, narrow)
+    np.testing.assert_array_equal(wide_norms, narrow_norms)
+    # and they are CG's iterates: twelve steps of the textbook recurrence
+    x, r = np.zeros(144), b.copy()
+    p = r.copy()
+    for _ in range(12):
+        Ap = A @ p
+        alpha = (r @ r) / (p @ Ap)
+        x, r_next = x + alpha * p, r - alpha * Ap
+        p, r = r_next + (r_next @ r_next) / (r @ r) * p, r_next
+    np.testing.assert_allclose(narrow, x, rtol=1e-10, atol=1e-12)
+
+
 def _probe_reference(A, x, y):
     """The six inner products in float64 from scipy's products."""
     A64, x64, y64 = A.astype(np.float64), x.astype(np.float64), y.astype(np.float64)
