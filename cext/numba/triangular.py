@@ -828,3 +828,258 @@ def csr_mirror(indptr, indices, mirror) -> None:
     [0, -1, 2]
     """
     _csr_mirror(indptr, indices, mirror)
+
+
+# --- the numeric set-up of SSOR and IC(0) on a pattern built once, one pass each ---
+
+@nb.njit(**_PAR)
+def _ssor_symmetric_numeric(strict_indptr, strict_first, strict_indices, strict_source, mirror,
+                            orphans, diagonal_source, inverse, data, omega, scale, lower):
+    n = scale.shape[0]
+    bad = 0
+    # in A's order: the diagonal entries are read in increasing position (a stream,
+    # not a random read per row), and scale (in L2) is written out of order
+    for r in prange(n):
+        s = diagonal_source[r]
+        d = np.float64(data[s]) if s >= 0 else 0.0
+        if d > 0.0 and math.isfinite(d):
+            scale[inverse[r]] = 1.0 / math.sqrt(d)  # rounded once to scale's dtype
+        else:
+            bad += 1
+    if bad:
+        return 1
+    # Each row of B is a row of A elsewhere in memory: the reads wait on memory, and a
+    # mispredicted branch throws away the loads issued for the rows after it. So the
+    # padding is written by its own loop (strict_first: where a row's stored entries
+    # start) and the symmetry test counts without branching.
+    asymmetric = 0
+    for i in prange(n):
+        left = omega * scale[i]  # omega arrives in the data's dtype
+        first = strict_first[i]
+        for p in range(strict_indptr[i], first):
+            lower[p] = 0.0
+        for p in range(first, strict_indptr[i + 1]):
+            value = data[strict_source[p]]
+            m = mirror[p]
+            other = data[m] if m >= 0 else 0.0
+            asymmetric += value != other  # NaN too: not symmetric
+            lower[p] = (left * value) * scale[strict_indices[p]]
+    for p in orphans:
+        if data[p] != 0.0:
+            asymmetric += 1
+    return 2 if asymmetric else 0
+
+
+def ssor_symmetric_numeric(strict_indptr, strict_first, strict_indices, strict_source, mirror,
+                           orphans, diagonal_source, inverse, data, omega, scale, lower) -> int:
+    """SSOR's symmetric split of ``B = A[perm][:, perm]`` from ``A``'s values, one pass.
+
+    ``scale[inverse[r]] = 1 / sqrt(A_rr)``, ``A_rr = data[diagonal_source[r]]``
+    (-1 for not stored: 0; ``inverse`` the permutation's inverse, so
+    ``scale`` is in the permuted numbering), the root in float64 rounded
+    once to the data's dtype; and on the padded strictly lower layout of a
+    :class:`~linsolve.precond._pattern.TriangularPattern` ``lower[p] =
+    ((omega scale[i]) B_ij) scale[j]``, ``B_ij = data[strict_source[p]]``,
+    the products in the order the three sparse factors
+    ``diag(omega s) @ L @ diag(s)`` took (``omega`` a scalar of the data's
+    dtype); each row's padding, ``strict_indptr[i]:strict_first[i]``, is 0.
+    Returns 0; 1 where a diagonal entry is not positive and finite
+    (``lower`` unset); 2 where ``B`` is not symmetric: an entry differs from
+    its transpose ``data[mirror[p]]`` (0 where ``mirror[p] < 0``) or
+    ``data[orphans]`` is not all zero.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> data = np.array([4.0, 2.0, 2.0, 1.0])          # [[4, 2], [2, 1]]
+    >>> scale, lower = np.empty(2), np.empty(1)
+    >>> ssor_symmetric_numeric(np.array([0, 0, 1]), np.array([0, 0]), np.array([0]),
+    ...                        np.array([2]), np.array([1]), np.array([], dtype=np.int64),
+    ...                        np.array([0, 3]), np.array([0, 1]), data, 1.0, scale, lower)
+    0
+    >>> scale.tolist(), lower.tolist()
+    ([0.5, 1.0], [1.0])
+    """
+    return int(_ssor_symmetric_numeric(strict_indptr, strict_first, strict_indices,
+                                       strict_source, mirror, orphans, diagonal_source, inverse,
+                                       data, omega, scale, lower))
+
+
+@nb.njit(**_PAR)
+def _ssor_symmetric_equal(strict_indptr, strict_first, strict_indices, strict_source, mirror,
+                          orphans, diagonal_source, inverse, data, omega, scale, lower):
+    # _ssor_symmetric_numeric's arithmetic, each result compared where that one stores it
+    n = scale.shape[0]
+    differ = 0
+    for r in prange(n):
+        s = diagonal_source[r]
+        d = np.float64(data[s]) if s >= 0 else 0.0
+        if d > 0.0 and math.isfinite(d):
+            root = scale.dtype.type(1.0 / math.sqrt(d))
+            differ += root != scale[inverse[r]]
+        else:
+            differ += 1
+    if differ:
+        return False
+    for i in prange(n):
+        left = omega * scale[i]
+        first = strict_first[i]
+        for p in range(strict_indptr[i], first):
+            differ += lower[p] != 0.0
+        for p in range(first, strict_indptr[i + 1]):
+            value = data[strict_source[p]]
+            m = mirror[p]
+            other = data[m] if m >= 0 else 0.0
+            differ += value != other
+            differ += (left * value) * scale[strict_indices[p]] != lower[p]
+    for p in orphans:
+        if data[p] != 0.0:
+            differ += 1
+    return differ == 0
+
+
+def ssor_symmetric_equal(strict_indptr, strict_first, strict_indices, strict_source, mirror,
+                         orphans, diagonal_source, inverse, data, omega, scale, lower) -> bool:
+    """Whether :func:`ssor_symmetric_numeric` of ``data`` would return 0 and write exactly
+    ``scale`` and ``lower``: the same pass, comparing instead of writing.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> layout = (np.array([0, 0, 1]), np.array([0, 0]), np.array([0]), np.array([2]),
+    ...           np.array([1]), np.array([], dtype=np.int64), np.array([0, 3]), np.array([0, 1]))
+    >>> data = np.array([4.0, 2.0, 2.0, 1.0])
+    >>> ssor_symmetric_equal(*layout, data, 1.0, np.array([0.5, 1.0]), np.array([1.0]))
+    True
+    >>> ssor_symmetric_equal(*layout, 2 * data, 1.0, np.array([0.5, 1.0]), np.array([1.0]))
+    False
+    """
+    return bool(_ssor_symmetric_equal(strict_indptr, strict_first, strict_indices,
+                                      strict_source, mirror, orphans, diagonal_source, inverse,
+                                      data, omega, scale, lower))
+
+
+@nb.njit(**_ROW)
+def _ichol0_numeric_rows(indptr, indices, shift, values, row_values,
+                         strict_indptr, inverse_diagonal, strict, lo, hi):
+    """Rows lo..hi-1 of the gathered ``tril(B)``: factor row ``i`` as :func:`_ichol0_rows`
+    does, then write its unit-scaled strict row; -1 or the failed row."""
+    zero = values.dtype.type(0)
+    one = values.dtype.type(1)
+    for i in range(lo, hi):
+        start = indptr[i]
+        diag_pos = indptr[i + 1] - 1
+        if diag_pos < start or indices[diag_pos] != i:
+            return i  # no stored diagonal: zero pivot
+        if shift != zero:
+            values[diag_pos] += shift * values[diag_pos]
+        # _ichol0_rows's arithmetic, in its order (see there)
+        for kk in range(start, diag_pos):
+            k = indices[kk]
+            acc = values[kk]
+            k_diag = indptr[k + 1] - 1
+            for q in range(indptr[k], k_diag):
+                acc -= values[q] * row_values[indices[q]]
+            value = acc / values[k_diag]
+            values[kk] = value
+            row_values[k] = value
+        pivot = values[diag_pos]
+        for p in range(start, diag_pos):
+            pivot -= values[p] * values[p]
+            row_values[indices[p]] = 0.0
+        if not (pivot > 0.0 and math.isfinite(pivot)):
+            return i
+        root = math.sqrt(pivot)
+        values[diag_pos] = root
+        # the strict row scaled to a unit diagonal, padding (zeros) first
+        inverse = one / values[diag_pos]
+        inverse_diagonal[i] = inverse
+        at = strict_indptr[i]
+        lead = strict_indptr[i + 1] - at - (diag_pos - start)
+        for t in range(lead):
+            strict[at + t] = zero
+        at += lead
+        for p in range(start, diag_pos):
+            strict[at + p - start] = inverse * values[p]
+    return -1
+
+
+@nb.njit(**_ROW)
+def _gather(source, data, values):
+    # a pass of its own, not row by row inside the factorisation: there each row's
+    # first read of A (a row elsewhere in memory) sat on the sums' critical path, and
+    # the factorisation took 15-20 % longer (P1 tetrahedra, one and two threads)
+    for p in prange(values.shape[0]):
+        values[p] = data[source[p]]
+
+
+@nb.njit(**_PAR)
+def _ichol0_numeric(indptr, indices, source, data, shift, segment_ptr, stage_ptr, values,
+                    strict_indptr, inverse_diagonal, strict):
+    # as _ichol0_staged: the segments of one stage in parallel, each row's arithmetic
+    # the sequential kernel's; one segment per stage runs without a parallel region
+    _gather(source, data, values)
+    row_values = np.zeros(indptr.shape[0] - 1, dtype=values.dtype)
+    failed = np.full(segment_ptr.shape[0] - 1, -1, dtype=np.int64)
+    for stage in range(stage_ptr.shape[0] - 1):
+        first = stage_ptr[stage]
+        count = stage_ptr[stage + 1] - first
+        if count == 1:
+            failed[first] = _ichol0_numeric_rows(indptr, indices, shift, values,
+                                                 row_values, strict_indptr, inverse_diagonal,
+                                                 strict, segment_ptr[first],
+                                                 segment_ptr[first + 1])
+        else:
+            for t in prange(count):
+                g = first + t
+                failed[g] = _ichol0_numeric_rows(indptr, indices, shift, values,
+                                                 row_values, strict_indptr, inverse_diagonal,
+                                                 strict, segment_ptr[g], segment_ptr[g + 1])
+        for t in range(count):
+            if failed[first + t] >= 0:
+                return failed[first + t]
+    return -1
+
+
+@nb.njit(**_SEQ)
+def _ichol0_numeric_serial(indptr, indices, source, data, shift, values, strict_indptr,
+                           inverse_diagonal, strict):
+    _gather(source, data, values)
+    row_values = np.zeros(indptr.shape[0] - 1, dtype=values.dtype)
+    return _ichol0_numeric_rows(indptr, indices, shift, values, row_values,
+                                strict_indptr, inverse_diagonal, strict, 0,
+                                indptr.shape[0] - 1)
+
+
+def csr_ichol0_numeric(indptr, indices, source, data, shift, segment_ptr, stage_ptr, values,
+                       strict_indptr, inverse_diagonal, strict) -> int:
+    """IC(0) of ``tril(B)`` gathered from ``A``'s ``data``, and its unit-scaled strict part.
+
+    ``(indptr, indices)`` is ``tril(B)``'s pattern (sorted rows, the diagonal
+    last), ``source`` the position in ``data`` of each entry. A gather,
+    ``values[p] = data[source[p]]``; then row by row the diagonal times ``1
+    + shift`` (``shift`` a scalar of the data's dtype, where nonzero), the
+    factorisation of :func:`csr_ichol0_domains` (the same arithmetic, so the
+    same ``L`` bit for bit), ``inverse_diagonal[i] = 1 / L_ii`` and row ``i``
+    of ``strict`` on the padded layout ``strict_indptr`` (the row's strictly
+    lower entries times ``1 / L_ii``, after leading zeros that make up its
+    length), while the row is in cache. Segments and stages as for
+    :func:`csr_ichol0_domains`. Returns ``-1`` or the first failed row.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> data = np.array([4.0, 2.0, 2.0, 5.0])          # [[4, 2], [2, 5]]
+    >>> values, inverse, strict = np.empty(3), np.empty(2), np.empty(1)
+    >>> csr_ichol0_numeric(np.array([0, 1, 3]), np.array([0, 0, 1]), np.array([0, 2, 3]),
+    ...                    data, 0.0, np.array([0, 2]), np.array([0, 1]), values,
+    ...                    np.array([0, 0, 1]), inverse, strict)
+    -1
+    >>> values.tolist(), inverse.tolist(), strict.tolist()
+    ([2.0, 1.0, 2.0], [0.5, 0.5], [0.5])
+    """
+    if stage_ptr.shape[0] > 2 and nb.get_num_threads() > 1:
+        return int(_ichol0_numeric(indptr, indices, source, data, shift, segment_ptr,
+                                   stage_ptr, values, strict_indptr, inverse_diagonal, strict))
+    return int(_ichol0_numeric_serial(indptr, indices, source, data, shift, values,
+                                      strict_indptr, inverse_diagonal, strict))

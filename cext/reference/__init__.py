@@ -30,7 +30,8 @@ from .block import block_cg_update, block_dots, block_update_p, csr_spmm_dot
 from .chebyshev import chebyshev_combine, csr_chebyshev_step, dia_chebyshev_step
 from .coloring import greedy_coloring, sweep_order, two_coloring
 from .dia import dia_spmm_dot, dia_spmv, dia_spmv_dot, dia_symmetry_probe
-from .eisenstat import (eisenstat_backward, eisenstat_forward, eisenstat_start,
+from .eisenstat import (eisenstat_backward, eisenstat_forward, eisenstat_from_permuted,
+                        eisenstat_into_permuted, eisenstat_run, eisenstat_start,
                         eisenstat_update)
 from .gmres import gmres_combine, gmres_project
 from .ilu import csr_ilu0
@@ -39,7 +40,8 @@ from .mfac import (factor_apply, spd_inverse_factor, window_axpy_gemv_t, window_
                    window_push_gemv)
 from .minres import (csr_minres_lanczos, dia_minres_lanczos, minres_lanczos,
                      minres_orthogonalize, minres_update, minres_update_residual)
-from .ordering import graph_bfs_levels
+from .ordering import graph_bfs_levels, graph_bisect, graph_cuthill_mckee, segment_order
+from .pattern import csr_lower_counts, csr_lower_fill, csr_pattern_mirror
 from .sketch import countsketch_csr, countsketch_dense, kaczmarz_run
 from .sor import (csr_residual_norm2_split, sor_diagonal, sor_gather_values, sor_run, sor_split,
                   sor_split_full, sor_sweep_backward, sor_sweep_colored, sor_sweep_forward)
@@ -47,7 +49,8 @@ from .sor_lagged import (sor_lagged_sweep, sor_residual_norm2_ordered, sor_rever
                          sor_run_lagged)
 from .spmv import csr_spmv, csr_spmv_dot, csr_symmetry_probe
 from .structure import arrays_equal, csr_check
-from .triangular import (csr_ichol0, csr_ichol0_domains, csr_mirror, csr_permuted_lower,
+from .triangular import (csr_ichol0, csr_ichol0_domains, csr_ichol0_numeric, csr_mirror,
+                         csr_permuted_lower, ssor_symmetric_equal, ssor_symmetric_numeric,
                          csr_scaled_gather, csr_strict_padded, csr_symmetric_scaled_gather,
                          csr_triangular_pair_solve, csr_triangular_pair_solve_block,
                          csr_triangular_solve)
@@ -83,13 +86,22 @@ __all__ = [
     "csr_ichol0_domains",
     "eisenstat_backward",
     "eisenstat_forward",
+    "eisenstat_from_permuted",
+    "eisenstat_into_permuted",
+    "eisenstat_run",
     "eisenstat_start",
     "eisenstat_update",
+    "csr_lower_counts",
+    "csr_lower_fill",
     "csr_mirror",
+    "csr_pattern_mirror",
     "csr_permuted_lower",
     "csr_scaled_gather",
     "csr_strict_padded",
     "csr_symmetric_scaled_gather",
+    "csr_ichol0_numeric",
+    "ssor_symmetric_numeric",
+    "ssor_symmetric_equal",
     "csr_ilu0",
     "csr_residual_norm2_split",
     "csr_spmv",
@@ -106,6 +118,9 @@ __all__ = [
     "dot",
     "gmres_combine",
     "graph_bfs_levels",
+    "graph_bisect",
+    "graph_cuthill_mckee",
+    "segment_order",
     "gmres_project",
     "factor_apply",
     "greedy_coloring",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 _CHUNK = 4096
 
 
@@ -78,3 +80,54 @@ def eisenstat_update(x, rhat, rtilde, t, u, a, root, alpha, omega) -> tuple[floa
         rho += rho_c
         rr += rr_c
     return rho, rr
+
+
+AT_TEST, PC_FAILED, CURVATURE_FAILED, DRIFT_CHECK = 0, 1, 2, 3
+
+
+def eisenstat_run(lower_indptr, lower_indices, lower_data, upper_indptr, upper_indices,
+                  upper_data, segment_ptr, stage_ptr, root, xt, rhat, rtilde, p, t, u, a,
+                  scalars, counters, norms, omega, tol, maxiter, end, check_every, quad=False,
+                  upper_quad=False) -> None:
+    """Eisenstat's SSOR-CG iterations from the state given (see the Numba kernel), in place."""
+    lower = (lower_indptr, lower_indices, lower_data)
+    upper = (upper_indptr, upper_indices, upper_data)
+    k0 = k = int(counters[0])
+    while True:
+        rho = float(scalars[1])
+        if not (math.isfinite(rho) and rho > 0.0):
+            scalars[3], counters[0], counters[2] = rho, k, PC_FAILED
+            return
+        restart = bool(int(counters[1]))
+        beta = 0.0 if restart else rho / float(scalars[2])
+        eisenstat_backward(*upper, segment_ptr, stage_ptr, rhat, p, beta, restart, t)
+        counters[1] = 0
+        pq = eisenstat_forward(*lower, segment_ptr, stage_ptr, p, t, u, a, omega)
+        if not (math.isfinite(pq) and pq > 0.0):
+            scalars[3], counters[0], counters[2] = pq, k, CURVATURE_FAILED
+            return
+        scalars[2] = rho
+        rho, rr = eisenstat_update(xt, rhat, rtilde, t, u, a, root, rho / pq, omega)
+        rnorm = math.sqrt(rr) if rr >= 0 else math.nan
+        scalars[0], scalars[1] = rnorm, rho
+        k += 1
+        counters[0] = k
+        if check_every > 0 and k % check_every == 0 and math.isfinite(rnorm):
+            counters[2] = DRIFT_CHECK
+            return
+        norms[k - k0 - 1] = rnorm
+        if not (math.isfinite(rnorm) and rnorm > tol and k < maxiter) or k >= end:
+            counters[2] = AT_TEST
+            return
+
+
+def eisenstat_into_permuted(x, perm, scale, out) -> None:
+    """``out = x[perm] / scale`` (see the Numba kernel), in place."""
+    for i in range(out.shape[0]):
+        out[i] = x[int(perm[i])] / scale[i]
+
+
+def eisenstat_from_permuted(xt, perm, scale, out) -> None:
+    """``out[perm] = scale * xt`` (see the Numba kernel), in place."""
+    for i in range(xt.shape[0]):
+        out[int(perm[i])] = scale[i] * xt[i]

@@ -227,3 +227,64 @@ def csr_mirror(indptr, indices, mirror) -> None:
             where[(i, int(indices[p]))] = p
     for (i, j), p in where.items():
         mirror[p] = where.get((j, i), -1)
+
+
+def ssor_symmetric_numeric(strict_indptr, strict_first, strict_indices, strict_source, mirror,
+                           orphans, diagonal_source, inverse, data, omega, scale, lower) -> int:
+    """SSOR's symmetric split from ``A``'s values (plain loops): 0, 1 (a diagonal entry not
+    positive and finite) or 2 (not symmetric); see
+    :func:`cext.numba.triangular.ssor_symmetric_numeric`."""
+    import math
+
+    del strict_first  # the padding is where strict_source < 0
+    n = scale.shape[0]
+    for r in range(n):
+        s = int(diagonal_source[r])
+        d = float(data[s]) if s >= 0 else 0.0
+        if not (d > 0.0 and math.isfinite(d)):
+            return 1
+        scale[int(inverse[r])] = 1.0 / math.sqrt(d)
+    symmetric = csr_symmetric_scaled_gather(strict_indptr, strict_indices, strict_source,
+                                            mirror, orphans, data, omega * scale, scale, lower)
+    return 0 if symmetric else 2
+
+
+def ssor_symmetric_equal(strict_indptr, strict_first, strict_indices, strict_source, mirror,
+                         orphans, diagonal_source, inverse, data, omega, scale, lower) -> bool:
+    """Whether :func:`ssor_symmetric_numeric` of ``data`` returns 0 with exactly ``scale`` and
+    ``lower`` (computed into new arrays, then compared)."""
+    import numpy as np
+
+    fresh_scale, fresh_lower = np.empty_like(scale), np.empty_like(lower)
+    return (ssor_symmetric_numeric(strict_indptr, strict_first, strict_indices, strict_source,
+                                   mirror, orphans, diagonal_source, inverse, data, omega,
+                                   fresh_scale, fresh_lower) == 0
+            and np.array_equal(fresh_scale, scale) and np.array_equal(fresh_lower, lower))
+
+
+def csr_ichol0_numeric(indptr, indices, source, data, shift, segment_ptr, stage_ptr, values,
+                       strict_indptr, inverse_diagonal, strict) -> int:
+    """IC(0) of ``tril(B)`` gathered from ``data`` and its unit-scaled padded strict part
+    (plain loops over :func:`csr_ichol0`); see :func:`cext.numba.triangular.csr_ichol0_numeric`."""
+    del segment_ptr, stage_ptr
+    n = indptr.shape[0] - 1
+    for p in range(values.shape[0]):
+        values[p] = data[int(source[p])]
+    if shift:
+        for i in range(n):
+            last = int(indptr[i + 1]) - 1
+            if last >= int(indptr[i]) and int(indices[last]) == i:
+                values[last] += shift * values[last]
+    failed = csr_ichol0(indptr, indices, values)
+    if failed >= 0:
+        return failed
+    for i in range(n):
+        start, diag = int(indptr[i]), int(indptr[i + 1]) - 1
+        inverse_diagonal[i] = 1 / values[diag]
+        at = int(strict_indptr[i])
+        lead = int(strict_indptr[i + 1]) - at - (diag - start)
+        for t in range(lead):
+            strict[at + t] = 0
+        for p in range(start, diag):
+            strict[at + lead + p - start] = inverse_diagonal[i] * values[p]
+    return -1

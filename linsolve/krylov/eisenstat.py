@@ -27,15 +27,24 @@ from this very ``A`` (pattern and values checked: one pass over ``A``), with
 a symmetric ``A`` of positive diagonal, the NumPy kernels and ``M``'s dtype;
 anything else goes the ordinary way. ``matvecs`` and ``psolves`` count one
 each per iteration, as PCG would.
+
+Without a callback or a monitor watching every line, the iterations run in
+compiled chunks (:func:`cext.numba.eisenstat.eisenstat_run`, the same
+kernels in the same order: the same bits), back in Python wherever the
+test, a ``check_every`` check or a failed ``r'z`` / ``p'Ap`` needs a
+verdict, and about every :data:`~linsolve.core.chunks.CHUNK_SECONDS`
+(Ctrl-C, the thread policy), as :func:`linsolve.pcg`'s own chunks do.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import numpy as np
 
+from ..core.chunks import grown_history, next_budget
 from ..core.stopping import (
     Replacement,
     ResidualTest,
@@ -82,13 +91,14 @@ class _Eisenstat:
         self.test = ResidualTest(self.tolerance, maxiter, self.true_residual, x.dtype)
         ops = operands
         # x~ = D^{1/2} P x: the iterate in the scaled, permuted numbering
-        self.xt = np.ascontiguousarray(x[ops.perm] / ops.scale)
+        self.xt = np.empty(x.shape[0], dtype=x.dtype)
+        self.kernels.eisenstat_into_permuted(x, ops.perm, ops.scale, self.xt)
         self.x = x
 
     def original(self) -> np.ndarray:
         """``x = P^T D^{-1/2} x~`` (a new array)."""
         x = np.empty_like(self.xt)
-        x[self.ops.perm] = self.ops.scale * self.xt
+        self.kernels.eisenstat_from_permuted(self.xt, self.ops.perm, self.ops.scale, x)
         return x
 
     def true_residual(self):
@@ -132,6 +142,11 @@ class _Eisenstat:
         p, t, u, a = (np.empty_like(self.xt) for _ in range(4))
         rho = self.restart_from(r, rtilde, rhat)
         record.append(0, rnorm)
+        # a callback or a monitor watching every line sees each iterate as it
+        # comes: those solves stay in Python, one iteration a pass
+        chunks = None
+        if self.callback is None and not record.monitor.watching:
+            chunks = _Chunks(self, rtilde, rhat, p, t, u, a)
         rho_prev = 1.0
         restart = True
         k = 0
@@ -145,6 +160,12 @@ class _Eisenstat:
                 rho = self.restart_from(outcome.r, rtilde, rhat)
                 record.norms[-1] = rnorm
                 restart = True
+                continue
+            if chunks is not None:
+                k, rnorm, rho, rho_prev, restart, stop = chunks.run(k, rnorm, rho, rho_prev,
+                                                                    restart)
+                if stop is not None:
+                    return self.finish(stop, k, threads)
                 continue
             record.psolves += 1
             stop = preconditioner_verdict(rho, k)
@@ -175,6 +196,74 @@ class _Eisenstat:
             if self.callback is not None:
                 self.x = self.original()
                 self.callback(self.x)
+
+
+class _Chunks:
+    """:class:`_Eisenstat`'s iterations run by :func:`cext.numba.eisenstat.eisenstat_run`.
+
+    Called from the top of an iteration whose test passed; runs until the
+    core's test would stop or replace, a ``check_every`` check is due, or
+    its budget is spent (sized to return about every
+    :data:`~linsolve.core.chunks.CHUNK_SECONDS`: Ctrl-C, the thread policy's
+    refresh). The verdicts are taken here, as :func:`linsolve.pcg`'s chunks
+    take them.
+    """
+
+    AT_TEST, PC_FAILED, CURVATURE_FAILED, DRIFT_CHECK = 0, 1, 2, 3
+    MAX_BUDGET = 2**16
+
+    def __init__(self, solver: _Eisenstat, rtilde, rhat, p, t, u, a):
+        self.solver = solver
+        self.vectors = (rtilde, rhat, p, t, u, a)
+        ops = solver.ops
+        self.scalars = np.zeros(4)
+        self.counters = np.zeros(3, dtype=np.int64)
+        entries = ops.lower[1].shape[0] + ops.upper[1].shape[0] + solver.xt.shape[0]
+        # the first budget reads about 2**24 matrix entries; later ones scale by time
+        self.budget = min(self.MAX_BUDGET, max(1, 2**24 // max(entries, 1)))
+        self.norms = np.empty(min(self.budget, solver.test.maxiter) + 1)
+
+    def run(self, k, rnorm, rho, rho_prev, restart):
+        """One compiled call from iteration ``k``'s state (its test passed):
+        ``(k, rnorm, rho, rho_prev, restart, stop)`` after it."""
+        solver = self.solver
+        ops, record, test = solver.ops, solver.record, solver.test
+        rtilde, rhat, p, t, u, a = self.vectors
+        scalars, counters = self.scalars, self.counters
+        scalars[:] = (rnorm, rho, rho_prev, 0.0)
+        counters[:] = (k, int(restart), 0)
+        end = min(k + self.budget, test.maxiter)
+        norms = self.norms = grown_history(self.norms, 0, end - k)
+        check_every = 0 if solver.check_every is None else solver.check_every
+        tic = time.perf_counter()
+        solver.kernels.eisenstat_run(*ops.lower, *ops.upper, ops.segment_ptr, ops.stage_ptr,
+                                     ops.root, solver.xt, rhat, rtilde, p, t, u, a, scalars,
+                                     counters, norms, ops.omega, test.tol, test.maxiter, end,
+                                     check_every, ops.quad, ops.upper_quad)
+        elapsed = time.perf_counter() - tic
+        began, k, status = k, int(counters[0]), int(counters[2])
+        done = k - began
+        rnorm, rho, rho_prev = float(scalars[0]), float(scalars[1]), float(scalars[2])
+        restart = bool(counters[1])
+        record.extend(began + 1, norms[:done - (status == self.DRIFT_CHECK)])
+        failed = status in (self.PC_FAILED, self.CURVATURE_FAILED)
+        record.psolves += done + failed
+        record.matvecs += done + (status == self.CURVATURE_FAILED)
+        stop = None
+        if status == self.PC_FAILED:
+            stop = preconditioner_verdict(float(scalars[3]), k)
+        elif status == self.CURVATURE_FAILED:
+            stop = curvature_verdict(float(scalars[3]), k)
+        elif status == self.DRIFT_CHECK:
+            drift = test.drifted(rnorm)
+            if drift is not None:
+                rnorm = drift.rnorm
+                rho = solver.restart_from(drift.r, rtilde, rhat)
+                restart = True
+            record.append(k, rnorm)
+        elif k == end and end < test.maxiter:  # the call ran its whole budget
+            self.budget = next_budget(self.budget, elapsed, self.MAX_BUDGET)
+        return k, rnorm, rho, rho_prev, restart, stop
 
 
 def eisenstat_pcg(A: Any, M: Any, A_op: Any, b: Any, x: Any, common: Any, maxiter: int,
@@ -225,7 +314,6 @@ def eisenstat_solve(A: Any, b: Any, x0: Any = None, *, M: Any, rtol: float = 1e-
     >>> result.converged, result.extra["eisenstat"]
     (True, True)
     """
-    import time
 
     from cext.threads import kernel_threads
 

@@ -9,8 +9,8 @@ Nested dissection applies that recursively (George, "Nested dissection of a
 regular finite element mesh", SIAM J. Numer. Anal. 10, 1973); here the
 separators are BFS level sets (the level structure of Gibbs, Poole and
 Stockmeyer / reverse Cuthill-McKee, SIAM J. Numer. Anal. 13, 1976), which
-need nothing beyond scipy and split finite-element meshes well: a level set
-of a connected graph cuts it in two.
+need nothing but breadth-first searches and split finite-element meshes
+well: a level set of a connected graph cuts it in two.
 
 The ordering is laid out in *stages*: stage 0 holds the ``P`` leaf domains,
 stage ``s`` the separators found at depth ``log2(P) - s`` of the recursion,
@@ -24,18 +24,32 @@ domain is swept towards the separator with local neighbours.
 The ordering depends on the matrix and the number of domains only, never on
 the machine's thread count: a preconditioner is the same operator on every
 machine.
+
+How it is computed. The searches are compiled (:mod:`cext.numba.ordering`)
+and read ``A``'s own ``indptr``/``indices`` when its pattern is symmetric
+(one pass tells, :func:`pattern_graph`; ``A + A^T`` is built only where it
+is not). A bisection is one kernel: the components and the first level
+structure in one search, the pseudo-peripheral restarts, and the distances
+to the separator from the levels already found (beyond the separator a
+vertex's distance is its level minus the cut's; only the side before it is
+searched again). The reverse Cuthill-McKee order that breaks the ties is
+scipy's, step for step (its ``argsort`` of the degrees picks the same
+starting vertices), searched on a second thread beside the bisections; the
+final numbering is a counting sort by segment and distance. The result is
+the one the scipy-based construction gave, bit for bit.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
 from array_api_compat import array_namespace
-from scipy.sparse import csgraph
 
 from cext import kernels_for
+from cext.threads import threads_for
 
 
 class DomainOrdering(NamedTuple):
@@ -70,6 +84,32 @@ def natural_ordering(n: int) -> DomainOrdering:
                           np.array([0, 1], dtype=np.intp))
 
 
+class PatternGraph(NamedTuple):
+    """The graph the ordering searches, and what a symmetric pattern gives for free.
+
+    Attributes
+    ----------
+    indptr, indices : ndarray
+        The adjacency: ``A``'s own arrays when its pattern is symmetric (its
+        diagonal entries are harmless: a vertex is visited before its row is
+        read), else those of :func:`symmetric_pattern`.
+    degree : ndarray
+        Neighbours of each vertex (the diagonal not counted), in the integer
+        dtype scipy's graph would have: its ``argsort`` seeds the reverse
+        Cuthill-McKee order exactly as scipy's does.
+    mirror, diagonal : ndarray or None
+        Where ``A`` is symmetric: the position of each entry's transpose and of
+        each row's diagonal entry (-1 if none), from
+        :func:`cext.numba.pattern.csr_pattern_mirror`; None otherwise.
+    """
+
+    indptr: np.ndarray
+    indices: np.ndarray
+    degree: np.ndarray
+    mirror: np.ndarray | None
+    diagonal: np.ndarray | None
+
+
 def symmetric_pattern(A) -> sp.csr_array:
     """The graph of ``A``: the pattern of ``A + A^T`` without the diagonal, entries 1."""
     n = A.shape[0]
@@ -82,102 +122,105 @@ def symmetric_pattern(A) -> sp.csr_array:
     return graph
 
 
-def _search(graph: sp.csr_array, sources) -> np.ndarray:
-    """BFS level of every vertex from the nearest of ``sources`` (-1 where unreachable)."""
-    levels = np.empty(graph.shape[0], dtype=np.intp)
-    # one index dtype: the compiled search compiles once
-    _kernels().graph_bfs_levels(np.ascontiguousarray(graph.indptr, dtype=np.intp),
-                                np.ascontiguousarray(graph.indices, dtype=np.intp),
-                                np.atleast_1d(np.asarray(sources, dtype=np.intp)), levels)
-    return levels
+def pattern_graph(A, mirror: np.ndarray | None = None,
+                  diagonal: np.ndarray | None = None) -> PatternGraph:
+    """The :class:`PatternGraph` of square CSR ``A`` (its pattern is read, never changed).
+
+    One pass over ``A`` tells whether its pattern is symmetric (rows sorted,
+    no duplicates); only where it is not is ``A + A^T`` built. A caller that
+    has made that pass already (:func:`cext.numba.pattern.csr_pattern_mirror`
+    answered True) hands its ``mirror`` and ``diagonal`` over.
+
+    Examples
+    --------
+    >>> import scipy.sparse as sp
+    >>> graph = pattern_graph(sp.csr_array(sp.diags([1.0, 2.0, 1.0], [-1, 0, 1], shape=(3, 3))))
+    >>> graph.degree.tolist(), graph.mirror.tolist(), graph.diagonal.tolist()
+    ([1, 2, 1], [0, 2, 1, 3, 5, 4, 6], [0, 3, 6])
+    """
+    n = A.shape[0]
+    indptr, indices = A.indptr, A.indices
+    if mirror is None or diagonal is None:
+        nnz = indices.shape[0]
+        mirror = np.empty(nnz, dtype=np.int32 if nnz < np.iinfo(np.int32).max else np.intp)
+        diagonal = np.empty(n, dtype=np.intp)
+        if not _kernels().csr_pattern_mirror(indptr, indices, mirror, diagonal):
+            graph = symmetric_pattern(A)
+            return PatternGraph(graph.indptr, graph.indices,
+                                np.diff(graph.indptr).astype(graph.indices.dtype), None, None)
+    # scipy's graph (pattern + pattern.T) keeps A's index dtype
+    dtype = np.result_type(indptr.dtype, indices.dtype)
+    degree = np.diff(indptr).astype(dtype, copy=False)
+    degree -= (diagonal >= 0).astype(dtype)
+    return PatternGraph(indptr, indices, degree, mirror, diagonal)
 
 
 def _kernels():
     return kernels_for(array_namespace(np.empty(0)))
 
 
-def _levels(graph: sp.csr_array, start: int) -> np.ndarray:
-    """BFS level of every vertex from ``start`` (-1 where unreachable)."""
-    return _search(graph, start)
+def _cuthill_mckee(graph: PatternGraph) -> np.ndarray:
+    """The Cuthill-McKee order (reversed: scipy's ``reverse_cuthill_mckee``)."""
+    order = np.empty(graph.degree.shape[0], dtype=np.intp)
+    # scipy seeds each component with the first unvisited vertex of this argsort
+    seeds = np.argsort(graph.degree)
+    _kernels().graph_cuthill_mckee(graph.indptr, graph.indices, graph.degree, seeds, order)
+    return order
 
 
-def _peripheral_levels(graph: sp.csr_array, start: int) -> np.ndarray:
-    """Levels from a pseudo-peripheral vertex of ``start``'s component (George and Liu, 1979).
+class _Beside(threading.Thread):
+    """``function(*args)`` on a thread of its own (the compiled kernels release the GIL)."""
 
-    Restart from a vertex of least degree in the last level while that
-    lengthens the level structure (at most a few BFS).
-    """
-    degree = np.diff(graph.indptr)
-    levels = _levels(graph, start)
-    for _ in range(8):
-        depth = levels.max()
-        last = np.flatnonzero(levels == depth)
-        candidate = int(last[np.argmin(degree[last])])
-        trial = _levels(graph, candidate)
-        if trial.max() <= depth:
-            break
-        levels = trial
-    return levels
+    def __init__(self, function, *args):
+        super().__init__(daemon=True)
+        self._call = (function, args)
+        self._value = self._error = None
+        self.start()
 
+    def run(self) -> None:
+        function, args = self._call
+        try:
+            self._value = function(*args)
+        except Exception as error:  # noqa: BLE001 -- handed to the caller by result()
+            self._error = error
 
-def _bisect(graph: sp.csr_array, weight: np.ndarray):
-    """Split the vertices ``0..m-1`` of ``graph`` into (left, right, separator) index arrays.
-
-    Chooses the split that minimises ``max(w(left), w(right)) + w(separator)``
-    (the time of two parallel solves followed by the sequential separator):
-    components are placed whole where they fit; the largest component, when
-    it outweighs all the others together, is cut at a BFS level set.
-    """
-    m = graph.shape[0]
-    if m == 0:
-        empty = np.zeros(0, dtype=np.intp)
-        return empty, empty, empty
-    count, label = csgraph.connected_components(graph, directed=False)
-    component_weight = np.bincount(label, weights=weight, minlength=count)
-    total = component_weight.sum()
-    largest = int(np.argmax(component_weight))
-    side = np.zeros(m, dtype=np.int8)  # 0 left, 1 right, 2 separator
-    free = np.ones(count, dtype=bool)
-    left = right = 0.0
-    if 2 * component_weight[largest] > total and m > 2:
-        inside = np.flatnonzero(label == largest)
-        levels = _peripheral_levels(graph, int(inside[0]))
-        depth = int(levels.max())
-        level_weight = np.bincount(levels[inside], weights=weight[inside], minlength=depth + 1)
-        before = np.concatenate(([0.0], np.cumsum(level_weight)))  # weight of levels < k
-        rest = total - component_weight[largest]
-        k = np.arange(depth + 1)
-        a, s = before[k], level_weight[k]
-        b = component_weight[largest] - a - s
-        cost = np.maximum(np.maximum(a, b), (a + b + rest) / 2) + s
-        cut = int(k[np.argmin(cost)])
-        side[inside] = np.where(levels[inside] < cut, 0, np.where(levels[inside] == cut, 2, 1))
-        left, right = float(a[cut]), float(b[cut])
-        free[largest] = False
-    # the remaining components, heaviest first, each to the lighter side
-    for component in np.argsort(-component_weight, kind="stable"):
-        if not free[component]:
-            continue
-        if left <= right:
-            left += component_weight[component]
-        else:
-            right += component_weight[component]
-            side[label == component] = 1
-    return (np.flatnonzero(side == 0), np.flatnonzero(side == 1), np.flatnonzero(side == 2))
+    def result(self):
+        self.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
 
 
-def _distance_to(graph: sp.csr_array, sources: np.ndarray) -> np.ndarray:
-    """BFS distance of every vertex to the nearest of ``sources`` (a large value if unreachable)."""
-    m = graph.shape[0]
-    if not len(sources) or not m:
-        return np.zeros(m)
-    levels = _search(graph, sources)
-    distance = levels.astype(np.float64)
-    distance[levels < 0] = m
-    return distance
+def _dissection(graph: PatternGraph, depth: int):
+    """Segment of each vertex (stage-major numbering) and its distance to its last separator."""
+    n = graph.degree.shape[0]
+    kernels = _kernels()
+    num_domains = 1 << depth
+    # a row's solve costs its stored entries plus a constant
+    weight = graph.degree.astype(np.int64) + 2
+    # int32 where the vertices fit: the searches move half the bytes
+    index = np.int32 if n < np.iinfo(np.int32).max // 2 else np.int64
+    part_of = np.zeros(n, dtype=index)  # the part a vertex is in; -1 - segment once cut off
+    next_part = np.zeros(n, dtype=index)
+    distance = np.zeros(n, dtype=index)  # to the separator that last cut a vertex's part off
+    # stage s holds num_domains >> s segments, left to right; the separators found at
+    # recursion depth d form stage depth - d
+    stage_start = [0]
+    for s in range(depth + 1):
+        stage_start.append(stage_start[-1] + (num_domains >> s))
+    for d in range(depth):
+        next_part[:] = part_of  # the separators found so far stay cut off
+        for part in range(1 << d):
+            separator = -1 - (stage_start[depth - d] + part)
+            kernels.graph_bisect(graph.indptr, graph.indices, weight, part_of, part, 2 * part,
+                                 2 * part + 1, separator, next_part, distance)
+        part_of, next_part = next_part, part_of
+    # leaves: part p of the last depth is segment p
+    segment = np.where(part_of >= 0, part_of, -1 - part_of)
+    return segment, distance, stage_start
 
 
-def domain_ordering(A, num_domains: int = 2) -> DomainOrdering:
+def domain_ordering(A, num_domains: int = 2, graph: PatternGraph | None = None) -> DomainOrdering:
     """Nested dissection into ``num_domains`` independent domains by BFS level-set separators.
 
     Inside each domain the rows are ordered by their distance to the
@@ -188,6 +231,10 @@ def domain_ordering(A, num_domains: int = 2) -> DomainOrdering:
     ordering (the iteration counts are in the preconditioners' module notes).
     Separator rows keep the reverse Cuthill-McKee order.
 
+    The searches run compiled (:mod:`cext.numba.ordering`); the reverse
+    Cuthill-McKee order, which only breaks ties, is searched on a second
+    thread beside the bisections where two cores are free.
+
     Parameters
     ----------
     A : scipy sparse matrix, square
@@ -195,6 +242,8 @@ def domain_ordering(A, num_domains: int = 2) -> DomainOrdering:
     num_domains : int
         A power of two, at least 1; 1 gives the reverse Cuthill-McKee
         ordering (one segment: sequential solves).
+    graph : PatternGraph, optional
+        :func:`pattern_graph` of ``A`` where the caller has it already.
 
     Returns
     -------
@@ -213,34 +262,24 @@ def domain_ordering(A, num_domains: int = 2) -> DomainOrdering:
     num_domains = int(num_domains)
     if num_domains < 1 or num_domains & (num_domains - 1):
         raise ValueError(f"num_domains must be a power of two >= 1, got {num_domains}")
+    A = sp.csr_array(A)
     n = A.shape[0]
-    graph = symmetric_pattern(sp.csr_array(A))
-    rank = np.empty(n, dtype=np.intp)
-    if n:
-        rank[csgraph.reverse_cuthill_mckee(graph, symmetric_mode=True)] = np.arange(n)
-    # a row's solve costs its stored entries plus a constant
-    weight = np.diff(graph.indptr).astype(np.float64) + 2.0
-    distance = np.zeros(n)  # to the separator that last cut a vertex's part off
+    if graph is None:
+        graph = pattern_graph(A)
     depth = num_domains.bit_length() - 1
-    # separators[d]: the separators found at recursion depth d, left to right
-    separators: list[list[np.ndarray]] = [[] for _ in range(depth)]
-    parts = [np.arange(n, dtype=np.intp)]
-    for d in range(depth):
-        next_parts = []
-        for vertices in parts:
-            sub = sp.csr_array(graph[vertices][:, vertices])
-            left, right, separator = _bisect(sub, weight[vertices])
-            distance[vertices] = _distance_to(sub, separator)
-            next_parts += [vertices[left], vertices[right]]
-            separators[d].append(vertices[separator])
-        parts = next_parts
-    segments = [part[np.lexsort((rank[part], -distance[part]))] for part in parts]
-    stages = [segments] + [[s[np.argsort(rank[s])] for s in separators[d]]
-                           for d in reversed(range(depth))]
-    flat = [segment for stage in stages for segment in stage]
-    perm = np.concatenate(flat).astype(np.intp)
-    segment_ptr = np.concatenate(([0], np.cumsum([len(s) for s in flat]))).astype(np.intp)
-    stage_ptr = np.concatenate(([0], np.cumsum([len(stage) for stage in stages]))).astype(np.intp)
+    beside = None
+    if depth and threads_for(n + graph.indices.shape[0]) > 1:
+        beside = _Beside(_cuthill_mckee, graph)
+    try:
+        segment, distance, stage_start = _dissection(graph, depth)
+    finally:
+        order = beside.result() if beside is not None else None
+    if order is None:
+        order = _cuthill_mckee(graph)
+    perm = np.empty(n, dtype=np.intp)
+    segment_ptr = np.empty(stage_start[-1] + 1, dtype=np.intp)
+    _kernels().segment_order(order, segment, distance, perm, segment_ptr)
+    stage_ptr = np.asarray(stage_start, dtype=np.intp)
     return DomainOrdering(perm, segment_ptr, stage_ptr)
 
 

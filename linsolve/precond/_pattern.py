@@ -9,6 +9,12 @@ of each entry for the symmetry test -- is a :class:`TriangularPattern`,
 built once (:func:`triangular_pattern`). The numeric part is then a
 gather, the factorisation (IC(0)) or a scaling (SSOR).
 
+The build reads ``A``'s own index arrays (no copies but the cache key) in
+three compiled passes (:mod:`cext.numba.pattern`): one that tells whether
+the pattern is symmetric and finds every entry's transpose (shared with the
+ordering), one that counts each permuted row, and one that writes each
+sorted row of ``tril(B)`` and its padded strict part together.
+
 Reuse is explicit (``M.refactor(A_new)``) or automatic: :func:`cached_pattern`
 keeps the most recent patterns and hands one back when ``indptr`` and
 ``indices`` of the new matrix equal the stored copies -- a comparison at
@@ -27,8 +33,8 @@ from array_api_compat import array_namespace
 from cext import kernels_for
 
 from ._base import scipy_csr
-from ._ordering import DomainOrdering
-from ._triangular import _index_dtype, check_ordering, choose_ordering, row_width
+from ._ordering import DomainOrdering, domain_ordering, natural_ordering, pattern_graph
+from ._triangular import AUTO_MIN_WORK, _index_dtype, check_ordering, row_width
 
 PATTERN_CACHE_SIZE = 2
 """Patterns the plain calls remember: each holds integer arrays of about six times the
@@ -101,73 +107,68 @@ class TriangularPattern:
                 and np.array_equal(csr.indices, self.indices))
 
 
-def triangular_pattern(csr, ordering: str, requested: tuple,
-                       domains: DomainOrdering) -> TriangularPattern:
-    """Build the :class:`TriangularPattern` of canonical ``csr`` in the ordering ``domains``."""
+def triangular_pattern(csr, ordering: str, requested: tuple, domains: DomainOrdering,
+                       mirror: np.ndarray | None = None) -> TriangularPattern:
+    """Build the :class:`TriangularPattern` of canonical ``csr`` in the ordering ``domains``.
+
+    ``mirror``: the position of each entry's transpose in ``csr``, where the
+    caller knows its pattern to be symmetric
+    (:func:`cext.numba.pattern.csr_pattern_mirror`); None otherwise.
+    """
     n = csr.shape[0]
     kernels = kernels_for(array_namespace(np.empty(0)))
-    # one index dtype for the build kernels: each compiles once
-    indptr = np.ascontiguousarray(csr.indptr, dtype=np.intp)
-    indices = np.ascontiguousarray(csr.indices, dtype=np.intp)
+    # A's own arrays, whatever their integer dtype: no copies
+    indptr, indices = csr.indptr, csr.indices
     nnz = indices.shape[0]
     perm = np.ascontiguousarray(domains.perm, dtype=np.intp)
     inverse = np.empty(n, dtype=np.intp)
     inverse[perm] = np.arange(n, dtype=np.intp)
-    lower_indptr = np.empty(n + 1, dtype=np.intp)
-    lower_indices = np.empty(nnz, dtype=np.intp)
-    lower_source = np.empty(nnz, dtype=np.intp)
-    lower_mirror = np.empty(nnz, dtype=np.intp)
-    kernels.csr_permuted_lower(indptr, indices, perm, inverse, lower_indptr, lower_indices,
-                               lower_source, lower_mirror)
-    m = int(lower_indptr[-1])
-    lower_indices, lower_source = lower_indices[:m].copy(), lower_source[:m].copy()
-    lower_mirror = lower_mirror[:m]
-
-    # the diagonal: stored last in its lower row, if at all
-    last = lower_indptr[1:] - 1
-    has_diagonal = lower_indptr[1:] > lower_indptr[:-1]
-    has_diagonal[has_diagonal] = lower_indices[last[has_diagonal]] == \
-        np.flatnonzero(has_diagonal)
-    diagonal_source = np.full(n, -1, dtype=np.intp)
-    diagonal_source[perm[has_diagonal]] = lower_source[last[has_diagonal]]
+    counts = np.empty(n, dtype=np.intp)  # strictly lower, in B = A[perm][:, perm]
+    diagonal = np.empty(n, dtype=np.intp)  # of B's row i, in A
+    kernels.csr_lower_counts(indptr, indices, inverse, counts, diagonal)
+    has_diagonal = diagonal >= 0
+    lower_indptr = np.zeros(n + 1, dtype=np.intp)
+    np.cumsum(counts + has_diagonal, out=lower_indptr[1:])
 
     # the strictly lower part, each row padded at its start (see _triangular.pad_rows)
-    counts = np.diff(lower_indptr) - has_diagonal
     width = row_width(_Counts(counts))
     padded = -(-counts // width) * width if width > 1 else counts
-    strict_indptr = np.concatenate(([0], np.cumsum(padded))).astype(np.intp)
+    strict_indptr = np.zeros(n + 1, dtype=np.intp)
+    np.cumsum(padded, out=strict_indptr[1:])
     total = int(strict_indptr[-1])
-    strict_indices = np.empty(total, dtype=np.intp)
-    strict_from_lower = np.empty(total, dtype=np.intp)
-    strict_rows = np.empty(total, dtype=np.intp)
-    kernels.csr_strict_padded(lower_indptr, lower_indices, strict_indptr, strict_indices,
-                              strict_from_lower, strict_rows)
-    stored = strict_from_lower >= 0
-    strict_source = np.full(total, -1, dtype=np.intp)
-    strict_source[stored] = lower_source[strict_from_lower[stored]]
-    mirror = np.full(total, -1, dtype=np.intp)
-    mirror[stored] = lower_mirror[strict_from_lower[stored]]
+    index = _index_dtype(n + 1, total)
+    strict_indptr = np.ascontiguousarray(strict_indptr, dtype=index)
+    symmetric = mirror is not None
+    if not symmetric:
+        mirror = np.empty(nnz, dtype=np.intp)
+        kernels.csr_mirror(indptr, indices, mirror)
+    m = int(lower_indptr[-1])
+    lower_indices = np.empty(m, dtype=np.intp)
+    lower_source = np.empty(m, dtype=np.intp)
+    strict_indices = np.empty(total, dtype=index)
+    strict_from_lower, strict_source, strict_mirror = (np.empty(total, dtype=np.intp)
+                                                       for _ in range(3))
+    kernels.csr_lower_fill(indptr, indices, perm, inverse, mirror, lower_indptr, strict_indptr,
+                           lower_indices, lower_source, strict_indices, strict_from_lower,
+                           strict_source, strict_mirror)
+    diagonal_source = np.empty(n, dtype=np.intp)
+    diagonal_source[perm] = diagonal
     # strictly upper entries of B whose transpose is not stored: only where the
     # pattern is not symmetric (fewer mirrors found than off-diagonal entries / 2)
-    off_diagonal = nnz - int(has_diagonal.sum())
-    if 2 * int(np.count_nonzero(mirror >= 0)) == off_diagonal:
+    off_diagonal = nnz - int(np.count_nonzero(has_diagonal))
+    if symmetric or 2 * int(np.count_nonzero(strict_mirror >= 0)) == off_diagonal:
         orphans = np.zeros(0, dtype=np.intp)
     else:
-        mirror_of = np.empty(nnz, dtype=np.intp)
-        kernels.csr_mirror(indptr, indices, mirror_of)
         in_lower = np.zeros(nnz, dtype=bool)
         in_lower[lower_source] = True
-        orphans = np.flatnonzero(~in_lower & (mirror_of < 0))
-    index = _index_dtype(n + 1, total)
+        orphans = np.flatnonzero(~in_lower & (mirror < 0))
     return TriangularPattern(
         shape=(n, n), indptr=np.array(csr.indptr, copy=True),
         indices=np.array(csr.indices, copy=True), ordering=ordering, requested=requested,
         domains=domains, diagonal_source=diagonal_source, lower_indptr=lower_indptr,
-        lower_indices=lower_indices, lower_source=lower_source,
-        strict_indptr=np.ascontiguousarray(strict_indptr, dtype=index),
-        strict_indices=np.ascontiguousarray(strict_indices, dtype=index),
-        strict_from_lower=strict_from_lower, strict_source=strict_source, mirror=mirror,
-        orphans=orphans, quad=width == 4)
+        lower_indices=lower_indices, lower_source=lower_source, strict_indptr=strict_indptr,
+        strict_indices=strict_indices, strict_from_lower=strict_from_lower,
+        strict_source=strict_source, mirror=strict_mirror, orphans=orphans, quad=width == 4)
 
 
 class _Counts:
@@ -177,14 +178,37 @@ class _Counts:
         self.indptr = np.concatenate(([0], np.cumsum(counts)))
 
 
+def _resolved(csr, ordering: str) -> str:
+    """``ordering`` with ``"auto"`` resolved, as :func:`choose_ordering` resolves it."""
+    if ordering != "auto":
+        return ordering
+    return "domains" if csr.shape[0] + csr.nnz >= AUTO_MIN_WORK else "natural"
+
+
 def pattern_of(csr, ordering: str, num_domains: int) -> TriangularPattern:
-    """The :class:`TriangularPattern` of canonical ``csr``: remembered, or built and remembered."""
+    """The :class:`TriangularPattern` of canonical ``csr``: remembered, or built and remembered.
+
+    Built from one pass that tells whether the pattern is symmetric and finds
+    each entry's transpose, shared by the ordering and the layout.
+    """
     check_ordering(ordering, num_domains)
     requested = (ordering, int(num_domains))
 
     def build():
-        name, domains = choose_ordering(csr, ordering, num_domains)
-        return triangular_pattern(csr, name, requested, domains)
+        n = csr.shape[0]
+        nnz = csr.indices.shape[0]
+        # positions in A: int32 where they fit (half the bytes to write and read back)
+        mirror = np.empty(nnz, dtype=np.int32 if nnz < np.iinfo(np.int32).max else np.intp)
+        diagonal = np.empty(n, dtype=np.intp)
+        symmetric = kernels_for(array_namespace(np.empty(0))).csr_pattern_mirror(
+            csr.indptr, csr.indices, mirror, diagonal)
+        name = _resolved(csr, ordering)
+        if name == "natural":
+            domains = natural_ordering(n)
+        else:
+            graph = pattern_graph(csr, mirror, diagonal) if symmetric else None
+            domains = domain_ordering(csr, int(num_domains), graph)
+        return triangular_pattern(csr, name, requested, domains, mirror if symmetric else None)
 
     return cached_pattern(csr, requested, build)
 

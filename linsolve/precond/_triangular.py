@@ -230,9 +230,15 @@ class TriangularPair(Preconditioner):
         self._setup(factors, scale_in, scale_out, ordering, domains, width == 4)
 
     def _setup(self, factors, scale_in, scale_out, ordering: str, domains: DomainOrdering,
-               quad: bool) -> None:
+               quad: bool, derived: dict | None = None) -> None:
         """Store the sweeps' arrays: ``factors`` is ``[(indptr, indices, data)] * 2``
-        (lower; upper or three None), rows padded to a multiple of four where ``quad``."""
+        (lower; upper or three None), rows padded to a multiple of four where ``quad``.
+
+        ``derived``: the ``derived`` dict of the :class:`~linsolve.precond._pattern.
+        TriangularPattern` the factors' structure comes from. The ordering's arrays in
+        the sweeps' index dtype are then kept there (made once per pattern, not once
+        per numeric set-up), and the padding, which the pattern made, is not checked.
+        """
         xp = array_namespace(scale_in)
         n = scale_in.shape[0]
         Preconditioner.__init__(self, (n, n), scale_in.dtype, xp)
@@ -248,16 +254,22 @@ class TriangularPair(Preconditioner):
         def values(a):
             return None if a is None else np.ascontiguousarray(a)
 
+        key = ("sweep ordering", np.dtype(index).name)
+        if derived is not None and key in derived:
+            ordering_arrays = derived[key]
+        else:
+            ordering_arrays = tuple(indexes(a) for a in (domains.perm, domains.segment_ptr,
+                                                         domains.stage_ptr))
+            if derived is not None:
+                derived[key] = ordering_arrays
         self._arrays = (
             *(convert(a) for f in factors for convert, a in zip((indexes, indexes, values), f)),
             np.ascontiguousarray(scale_in),
             np.ascontiguousarray(scale_out),
-            indexes(domains.perm),
-            indexes(domains.segment_ptr),
-            indexes(domains.stage_ptr),
+            *ordering_arrays,
         )
         self._quad = bool(quad)
-        if self._quad:  # the kernel reads four entries a step without looking
+        if self._quad and derived is None:  # the kernel reads four entries a step without looking
             for f in factors:
                 assert f[0] is None or not np.any(np.diff(f[0]) % 4)
         kernels = kernels_for(xp)
@@ -282,3 +294,36 @@ class TriangularPair(Preconditioner):
         Z = np.empty_like(R)
         self._solve_block(*self._arrays, R, work, Z, self._quad)
         return Z
+
+
+def matching_csr(A, pattern):
+    """``A`` as canonical CSR with ``pattern``'s sparsity, or ValueError where it has another.
+
+    A float scipy CSR ``A`` whose ``indptr`` and ``indices`` equal the
+    pattern's copies is returned as it is: that comparison is the one pass
+    over the index arrays a refactor needs, and it proves the structure
+    canonical and valid (the pattern was built from a checked matrix), so
+    the structure check of :func:`~linsolve.precond._base.scipy_csr` is not
+    run a second time. Anything else goes through that check first.
+    """
+    from ._pattern import same_pattern  # _pattern imports this module
+
+    data = getattr(A, "data", None)
+    if (getattr(A, "format", None) == "csr" and isinstance(data, np.ndarray)
+            and data.dtype in (np.float32, np.float64) and data.ndim == 1
+            and data.flags.c_contiguous and data.shape == pattern.indices.shape
+            and pattern.matches(A)):
+        return A
+    return same_pattern(A, pattern)
+
+
+def compact_index(pattern, name: str) -> np.ndarray:
+    """``pattern``'s position array ``name`` as int32 where ``A``'s positions fit (else as it
+    is), made once and kept in ``pattern.derived``: half the bytes a numeric set-up reads."""
+    key = f"int32 {name}"
+    if key not in pattern.derived:
+        positions = getattr(pattern, name)
+        fits = pattern.indices.shape[0] < np.iinfo(np.int32).max
+        pattern.derived[key] = np.ascontiguousarray(positions, dtype=np.int32) if fits \
+            else positions
+    return pattern.derived[key]

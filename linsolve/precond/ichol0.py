@@ -12,8 +12,12 @@ from cext import kernels_for
 
 from ._base import check_real, scipy_csr
 from ._pattern import TriangularPattern, pattern_of
-from ._pattern import same_pattern as _same_pattern
-from ._triangular import DEFAULT_NUM_DOMAINS, TriangularPair
+from ._triangular import (
+    DEFAULT_NUM_DOMAINS,
+    TriangularPair,
+    compact_index,
+    matching_csr,
+)
 
 
 class IChol0(TriangularPair):
@@ -35,26 +39,30 @@ class IChol0(TriangularPair):
         :meth:`refactor` and with later calls on the same pattern.
     """
 
-    def __init__(self, pattern: TriangularPattern, values: np.ndarray, shift: float):
+    def __init__(self, pattern: TriangularPattern, values: np.ndarray, shift: float,
+                 inverse_diagonal: np.ndarray, strict: np.ndarray):
         # values: L on pattern.lower_*. L = D (I + N) with N = D^{-1} tril(L, -1),
         # D = diag(L), so (L L^T)^{-1} = D^{-1} (I + N^T)^{-1} (I + N)^{-1} D^{-1}: two
         # unit triangular sweeps, the scaling applied on the way in and out; the
-        # backward sweep's I + N^T is read from N by columns (no upper factor)
-        inverse_diagonal = np.ascontiguousarray(1 / values[pattern.lower_indptr[1:] - 1],
-                                                dtype=values.dtype)
-        strict = np.empty(pattern.strict_from_lower.shape[0], dtype=values.dtype)
-        # (1/L_ii) L_ij: times ones on the right, which is exact
-        kernels_for(array_namespace(values)).csr_scaled_gather(
-            pattern.strict_indptr, pattern.strict_indices, pattern.strict_from_lower, values,
-            inverse_diagonal, np.ones_like(inverse_diagonal), strict)
+        # backward sweep's I + N^T is read from N by columns (no upper factor).
+        # inverse_diagonal = 1 / diag(L) and strict = N on pattern.strict_* come from
+        # the factorisation's own pass (cext.numba.triangular.csr_ichol0_numeric)
         factors = [(pattern.strict_indptr, pattern.strict_indices, strict), (None, None, None)]
         self._setup(factors, inverse_diagonal, inverse_diagonal, pattern.ordering,
-                    pattern.domains, pattern.quad)
-        n = pattern.shape[0]
-        self.L = sp.csr_array((values, pattern.lower_indices, pattern.lower_indptr),
-                              shape=(n, n))
+                    pattern.domains, pattern.quad, pattern.derived)
+        self._values = values
+        self._L = None
         self.shift = shift
         self.pattern = pattern
+
+    @property
+    def L(self):
+        """The factor as a scipy CSR array (built on first use: the solves do not read it)."""
+        if self._L is None:
+            n = self.pattern.shape[0]
+            self._L = sp.csr_array((self._values, self.pattern.lower_indices,
+                                    self.pattern.lower_indptr), shape=(n, n))
+        return self._L
 
     def refactor(self, A: Any) -> IChol0:
         """IC(0) of ``A`` (same sparsity pattern, new values) with this one's ordering and
@@ -76,7 +84,7 @@ class IChol0(TriangularPair):
         >>> M2.pattern is M.pattern
         True
         """
-        return _numeric(_same_pattern(A, self.pattern), self.pattern, self.shift)
+        return _numeric(matching_csr(A, self.pattern), self.pattern, self.shift)
 
 
 def ichol0(A: Any, shift: float = 0.0, *, ordering: str = "auto",
@@ -151,27 +159,23 @@ def ichol0(A: Any, shift: float = 0.0, *, ordering: str = "auto",
 
 
 def _numeric(csr, pattern: TriangularPattern, shift: float) -> IChol0:
-    """IC(0) of canonical ``csr`` (read only) on ``pattern``: a gather, the factorisation."""
-    indptr, indices = pattern.lower_indptr, pattern.lower_indices
-    kernels = kernels_for(array_namespace(csr.data))
-    values = np.empty(pattern.lower_source.shape[0], dtype=csr.dtype)
-    ones = np.ones(pattern.shape[0], dtype=csr.dtype)  # (1 * a) * 1 = a: a plain gather
-    kernels.csr_scaled_gather(indptr, indices, pattern.lower_source, csr.data, ones, ones,
-                              values)
-    if shift:
-        # the diagonal is the last entry of each sorted lower row, when stored
-        n = pattern.shape[0]
-        last = indptr[1:] - 1
-        stored = (indptr[1:] > indptr[:-1])
-        stored[stored] = indices[last[stored]] == np.arange(n)[stored]
-        values[last[stored]] += np.asarray(shift, dtype=values.dtype) * values[last[stored]]
+    """IC(0) of canonical ``csr`` (read only) on ``pattern``: one compiled call gathers
+    ``tril(B)``, then factors it row by row, writing each row's unit-scaled strict part
+    (what the sweeps read) while the row is in cache."""
+    dtype = csr.dtype
+    n = pattern.shape[0]
+    values = np.empty(pattern.lower_source.shape[0], dtype=dtype)
+    inverse_diagonal = np.empty(n, dtype=dtype)
+    strict = np.empty(pattern.strict_indices.shape[0], dtype=dtype)
     domains = pattern.domains
-    failed = kernels.csr_ichol0_domains(indptr, indices, values, domains.segment_ptr,
-                                        domains.stage_ptr)
+    failed = kernels_for(array_namespace(csr.data)).csr_ichol0_numeric(
+        pattern.lower_indptr, pattern.lower_indices, compact_index(pattern, "lower_source"),
+        csr.data, dtype.type(shift), domains.segment_ptr, domains.stage_ptr, values,
+        pattern.strict_indptr, inverse_diagonal, strict)
     if failed >= 0:
         row = int(pattern.domains.perm[failed])
         raise ValueError(
             f"incomplete Cholesky IC(0) broke down at row {row}: pivot missing, <= 0 or not "
             f"finite (A is not positive definite, or IC(0) is unstable for it); retry with "
             f"shift=0.1 or larger, which factors A + shift*diag(A)")
-    return IChol0(pattern, values, shift)
+    return IChol0(pattern, values, shift, inverse_diagonal, strict)

@@ -12,11 +12,12 @@ from cext import kernels_for
 
 from ._base import check_real, scipy_csr
 from ._pattern import TriangularPattern, pattern_of
-from ._pattern import same_pattern as _same_pattern
 from ._triangular import (
     DEFAULT_NUM_DOMAINS,
     TriangularPair,
     _index_dtype,
+    compact_index,
+    matching_csr,
     pad_rows,
     permuted,
     row_width,
@@ -118,48 +119,47 @@ class SSOR(TriangularPair):
         self._eisenstat = None
 
     @classmethod
-    def _symmetric(cls, pattern: TriangularPattern, data, scale, omega: float) -> SSOR | None:
-        """The split of ``B`` with ``D > 0`` on ``pattern`` (``data``: ``A``'s values), or
-        None when ``B`` is not symmetric.
+    def _symmetric(cls, pattern: TriangularPattern, lower, scale, omega: float) -> SSOR:
+        """The split of ``B`` with ``D > 0`` on ``pattern``, from :func:`_symmetric_split`'s
+        ``lower`` and ``scale``.
 
         With ``C = w D^{-1/2} L D^{-1/2}``,
         ``M_B^{-1} = w (2 - w) D^{-1/2} (I + C^T)^{-1} (I + C)^{-1} D^{-1/2}``,
         and ``I + C^T`` is read from ``C`` by columns: one factor stored.
         """
         self = cls.__new__(cls)
-        dtype = scale.dtype
-        factor = np.asarray(omega * (2.0 - omega), dtype=dtype)
-        lower = np.empty(pattern.strict_source.shape[0], dtype=dtype)
-        # (w s_i a_ij) s_j, the order the product of the three sparse factors took
-        if not kernels_for(array_namespace(scale)).csr_symmetric_scaled_gather(
-                pattern.strict_indptr, pattern.strict_indices, pattern.strict_source,
-                pattern.mirror, pattern.orphans, data, omega * scale, scale, lower):
-            return None
+        factor = np.asarray(omega * (2.0 - omega), dtype=scale.dtype)
         factors = [(pattern.strict_indptr, pattern.strict_indices, lower), (None, None, None)]
         self._setup(factors, scale, factor * scale, pattern.ordering, pattern.domains,
-                    pattern.quad)
+                    pattern.quad, pattern.derived)
         self.omega = omega
         self.pattern = pattern
         self.symmetric = True
         self._eisenstat = None
-        # A's values, for built_from(): Eisenstat's trick is exact only for them
-        self._values = np.array(data, copy=True)
         return self
 
     def built_from(self, A: Any) -> bool:
-        """Whether this preconditioner is the SSOR of ``A``'s pattern and values (symmetric
-        split only; a comparison with copies kept at build, one pass over ``A``).
+        """Whether this preconditioner is the SSOR of ``A``: ``ssor(A)`` with this one's
+        ``omega`` and ordering would give it bit for bit (symmetric split only). The split
+        of ``A`` is computed again (one pass over ``A``) and compared with the stored one.
         :func:`linsolve.pcg` asks before it applies Eisenstat's trick, which relies on it.
         """
         if self.pattern is None:
             return False
         try:
-            csr = scipy_csr(A, copy=False)
+            csr = matching_csr(A, self.pattern)
         except (TypeError, ValueError):
             return False
-        if csr.dtype != np.dtype(self.dtype) or not self.pattern.matches(csr):
+        if csr.dtype != np.dtype(self.dtype):
             return False
-        return np.array_equal(csr.data, self._values)
+        # The split compared, not A's values: no copy of A is kept at build (it would
+        # cost every set-up a pass), and a split equal to this one's is this
+        # preconditioner, whatever values rounded to it. One pass over A, no writes.
+        first, source, mirror, diagonal, inverse = _split_layout(self.pattern)
+        return kernels_for(array_namespace(csr.data)).ssor_symmetric_equal(
+            self.pattern.strict_indptr, first, self.pattern.strict_indices, source, mirror,
+            self.pattern.orphans, diagonal, inverse, csr.data, csr.dtype.type(self.omega),
+            self._arrays[6], self._arrays[2])
 
     def eisenstat_factors(self) -> _EisenstatFactors:
         """The arrays :mod:`linsolve.krylov.eisenstat` runs on (symmetric split only);
@@ -190,7 +190,7 @@ class SSOR(TriangularPair):
         if self.pattern is None:
             return ssor(A, self.omega, ordering=self.ordering,
                         num_domains=int(self.domains.stage_ptr[1] - self.domains.stage_ptr[0]))
-        return _numeric(_same_pattern(A, self.pattern), self.pattern, self.omega)
+        return _numeric(matching_csr(A, self.pattern), self.pattern, self.omega)
 
 
 def _equal(a, b) -> bool:
@@ -278,20 +278,53 @@ def _diagonal(csr, diagonal):
     return diagonal
 
 
+def _split_layout(pattern: TriangularPattern) -> tuple:
+    """What the symmetric split reads of ``pattern`` besides its fields, built once: where
+    each padded strict row's stored entries start, the positions in ``A`` of each strict
+    entry, of its transpose and of ``A``'s diagonal (int32 where they fit), and the
+    inverse permutation."""
+    if "ssor split" not in pattern.derived:
+        indptr = pattern.strict_indptr
+        stored = np.concatenate(([0], np.cumsum(pattern.strict_source >= 0)))
+        first = indptr[1:] - (stored[indptr[1:]] - stored[indptr[:-1]])
+        perm = pattern.domains.perm
+        inverse = np.empty(perm.shape[0], dtype=indptr.dtype)
+        inverse[perm] = np.arange(perm.shape[0], dtype=indptr.dtype)
+        pattern.derived["ssor split"] = (
+            np.ascontiguousarray(first, dtype=indptr.dtype),
+            compact_index(pattern, "strict_source"), compact_index(pattern, "mirror"),
+            compact_index(pattern, "diagonal_source"), inverse)
+    return pattern.derived["ssor split"]
+
+
+def _symmetric_split(pattern: TriangularPattern, data, omega: float, scale, lower) -> int:
+    """:func:`cext.numba.triangular.ssor_symmetric_numeric` of ``A``'s ``data`` on ``pattern``
+    into ``scale`` and ``lower``: 0, or 1 (a diagonal entry not positive and finite) or 2
+    (``B`` not symmetric)."""
+    first, source, mirror, diagonal, inverse = _split_layout(pattern)
+    return kernels_for(array_namespace(data)).ssor_symmetric_numeric(
+        pattern.strict_indptr, first, pattern.strict_indices, source, mirror, pattern.orphans,
+        diagonal, inverse, data, data.dtype.type(omega), scale, lower)
+
+
 def _numeric(csr, pattern: TriangularPattern, omega: float) -> SSOR:
-    """SSOR of canonical ``csr`` (read only) on ``pattern``."""
+    """SSOR of canonical ``csr`` (read only) on ``pattern``.
+
+    The symmetric split (the usual case) is one compiled pass: the diagonal,
+    its scaling and the scaled strictly lower factor in the permuted layout,
+    with the symmetry test on the way (:func:`_symmetric_split`). Where that
+    pass says no, the diagonal is examined again here, for the error that
+    names its entry or for the general split.
+    """
     data = csr.data
     n = pattern.shape[0]
+    scale = np.empty(n, dtype=data.dtype)
+    lower = np.empty(pattern.strict_source.shape[0], dtype=data.dtype)
+    if _symmetric_split(pattern, data, omega, scale, lower) == 0:
+        return SSOR._symmetric(pattern, lower, scale, omega)
     has = pattern.diagonal_source >= 0
     diagonal = np.zeros(n, dtype=data.dtype)
     diagonal[has] = data[pattern.diagonal_source[has]]
     _diagonal(csr, diagonal)
-    permuted_diagonal = diagonal[pattern.domains.perm]
-    if (permuted_diagonal > 0).all():
-        root = np.sqrt(permuted_diagonal.astype(np.float64))
-        scale = (1 / root).astype(data.dtype)
-        M = SSOR._symmetric(pattern, data, scale, omega)
-        if M is not None:
-            return M
     B = permuted(sp.csr_array(csr, copy=True), pattern.domains.perm, pattern.ordering == "natural")
     return SSOR(B, B.diagonal(), omega, pattern.ordering, pattern.domains)

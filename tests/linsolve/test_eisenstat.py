@@ -132,3 +132,95 @@ def test_kernels_match_reference(dtype):
     p = out["reference"][2].astype(np.float64)
     q = out["reference"][3] / ops.omega + out["reference"][4]
     np.testing.assert_allclose(q, S @ p, rtol=1e3 * eps, atol=1e3 * eps * np.abs(S @ p).max())
+
+
+def _triangles(m):
+    """A 7-point pattern (a triangulated grid: six neighbours, three below the diagonal),
+    diagonally dominant: the rows the sweeps unroll."""
+    n = m * m
+    index = np.arange(n).reshape(m, m)
+    rows, cols = [], []
+    for di, dj in ((0, 1), (1, 0), (1, -1)):
+        a = index[max(0, -di):m - max(0, di), max(0, -dj):m - max(0, dj)]
+        b = index[max(0, di):m - max(0, -di) or None, max(0, dj):m - max(0, -dj) or None]
+        rows.append(a.ravel())
+        cols.append(b.ravel())
+    rows, cols = np.concatenate(rows), np.concatenate(cols)
+    values = -np.random.default_rng(7).uniform(0.5, 1.5, rows.shape[0])
+    off = sp.coo_array((values, (rows, cols)), shape=(n, n))
+    off = off + off.T
+    return sp.csr_array(off + sp.diags_array(1.0 - off.sum(axis=1)))
+
+
+def _condition(A) -> float:
+    """An upper bound of the condition number of symmetric, diagonally dominant ``A`` from
+    Gershgorin's discs (no dense eigensolver: cheap, and rigorous)."""
+    A = sp.csr_array(A, dtype=np.float64)
+    diagonal = A.diagonal()
+    radius = abs(A).sum(axis=1) - np.abs(diagonal)
+    return float((diagonal + radius).max() / (diagonal - radius).min())
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("ordering", ["natural", "domains"])
+def test_compiled_loop_gives_the_python_loops_bits(dtype, ordering):
+    # a callback keeps the iterations in Python, one kernel call each
+    A = _triangles(30).astype(dtype)  # rows not padded (row_width 1): the unrolled sweeps
+    assert np.bincount(np.diff(sp.tril(A, -1, format="csr").indptr)).argmax() == 3
+    b = np.random.default_rng(5).standard_normal(A.shape[0]).astype(dtype)
+    M = precond.ssor(A, 1.3, ordering=ordering)
+    for options in ({"rtol": 1e-6}, {"rtol": 1e-6, "check_every": 3}, {"rtol": 0.0, "maxiter": 7}):
+        compiled_run = pcg(A, b, M=M, **options)
+        python_run = pcg(A, b, M=M, callback=lambda x: None, **options)
+        assert compiled_run.extra["eisenstat"] and python_run.extra["eisenstat"]
+        assert np.array_equal(compiled_run.x, python_run.x)
+        assert np.array_equal(compiled_run.residual_norms, python_run.residual_norms)
+        for field in ("reason", "iterations", "matvecs", "psolves", "true_residual_norm"):
+            assert getattr(compiled_run, field) == getattr(python_run, field), field
+    # and it is the solution: the dense solve's
+    exact = np.linalg.solve(A.toarray().astype(np.float64), b.astype(np.float64))
+    result = pcg(A, b, M=M, rtol=1e-5 if dtype == np.float32 else 1e-10)
+    cond = _condition(A)
+    tol = (1e-5 if dtype == np.float32 else 1e-10) * cond
+    assert np.linalg.norm(result.x - exact) <= tol * np.linalg.norm(exact)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_run_and_permutations_match_reference(dtype):
+    A = _triangles(30).astype(dtype)
+    M = precond.ssor(A, 1.2, ordering="domains")
+    ops = M.eisenstat_factors()
+    assert not ops.upper_quad  # the backward sweep's unpadded rows
+    n = A.shape[0]
+    r = np.random.default_rng(6).standard_normal(n).astype(dtype)
+    out = {}
+    for name, module in (("numba", compiled), ("reference", reference)):
+        rtilde, rhat = np.empty(n, dtype), np.empty(n, dtype)
+        module.eisenstat_start(*ops.lower, ops.scale, ops.perm, ops.segment_ptr, ops.stage_ptr,
+                               r, rtilde, rhat, ops.quad)
+        x = np.zeros(n, dtype)
+        p, t, u, a = (np.zeros(n, dtype) for _ in range(4))
+        scalars = np.array([1.0, float(np.dot(rhat.astype(np.float64), rhat)), 1.0, 0.0])
+        counters, norms = np.array([0, 1, 0]), np.zeros(6)
+        module.eisenstat_run(*ops.lower, *ops.upper, ops.segment_ptr, ops.stage_ptr, ops.root,
+                             x, rhat, rtilde, p, t, u, a, scalars, counters, norms, ops.omega,
+                             0.0, 100, 5, 0, ops.quad, ops.upper_quad)
+        into, back = np.empty(n, dtype), np.empty(n, dtype)
+        module.eisenstat_into_permuted(r, ops.perm, ops.scale, into)
+        module.eisenstat_from_permuted(into, ops.perm, ops.scale, back)
+        out[name] = (x, rhat, rtilde, p, t, norms, scalars, counters, into, back)
+        assert counters.tolist() == [5, 0, 0]  # five iterations, stopped at the end given
+    # the twins round differently (the reference sums C t in float64): five
+    # steps of rounding on O(1) data (r, the first residual), amplified at
+    # most by the condition number
+    eps = float(np.finfo(dtype).eps)
+    cond = _condition(A)
+    for got, want in zip(out["numba"], out["reference"]):
+        np.testing.assert_allclose(got, want, atol=100 * eps * cond * max(1.0, np.abs(want).max()))
+    assert np.array_equal(out["numba"][8], r[ops.perm] / ops.scale)
+    assert np.array_equal(out["numba"][9][ops.perm], ops.scale * out["numba"][8])
+    # five steps of SSOR-PCG: x (in the original numbering) is pcg's fifth iterate
+    x = np.empty(n, dtype)
+    compiled.eisenstat_from_permuted(out["numba"][0], ops.perm, ops.scale, x)
+    fifth = pcg(A, r, M=M, rtol=0.0, maxiter=5, callback=lambda x: None).x
+    assert np.linalg.norm(x - fifth) <= 100 * eps * cond * np.linalg.norm(fifth)

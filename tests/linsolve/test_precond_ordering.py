@@ -7,10 +7,13 @@ import pytest
 import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy.sparse import csgraph
 
+from cext.registry import KernelSet
 from cext.threads import num_threads
+from linsolve.precond import _ordering
 from linsolve.precond._ordering import (DomainOrdering, check_independent, domain_ordering,
-                                         natural_ordering)
+                                         natural_ordering, pattern_graph, symmetric_pattern)
 from linsolve.precond._triangular import pad_rows, row_width
 
 from tests.problems import anisotropic2d, poisson1d, poisson2d, random_sparse_spd
@@ -123,6 +126,52 @@ def test_ordering_is_deterministic_and_thread_independent():
     two = domain_ordering(A, 4)
     for a, b in zip(one, two):
         np.testing.assert_array_equal(a, b)
+
+
+def _orderings_to_compare():
+    unsymmetric = sp.csr_array(sp.tril(random_sparse_spd(60, 0.08, seed=3)) + sp.eye(60))
+    no_diagonal = sp.csr_array(poisson2d(7) - sp.diags(poisson2d(7).diagonal()))
+    no_diagonal.eliminate_zeros()
+    return {"grid": poisson2d(9), "anisotropic": anisotropic2d(8),
+            "random": random_sparse_spd(80, 0.04, seed=1), "unsymmetric": unsymmetric,
+            "no diagonal": no_diagonal,
+            "disconnected": sp.block_diag([poisson2d(5), poisson1d(7), sp.eye(3)], format="csr")}
+
+
+@pytest.mark.parametrize("num_domains", [1, 2, 4])
+@pytest.mark.parametrize("name", sorted(_orderings_to_compare()))
+def test_compiled_ordering_equals_the_reference_search(name, num_domains, monkeypatch):
+    A = _orderings_to_compare()[name]
+    compiled = domain_ordering(A, num_domains)
+    monkeypatch.setattr(_ordering, "_kernels", lambda: KernelSet("reference", None))
+    searched = domain_ordering(A, num_domains)
+    for a, b in zip(compiled, searched):
+        np.testing.assert_array_equal(a, b)
+    check_independent(A, compiled)
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 50), density=st.floats(0.0, 0.2), seed=st.integers(0, 10**6),
+       kind=st.sampled_from(["symmetric", "no diagonal", "unsymmetric"]))
+def test_one_domain_is_scipys_reverse_cuthill_mckee(n, density, seed, kind):
+    R = sp.random(n, n, density=density, random_state=seed, format="csr")
+    A = sp.csr_array({"symmetric": R + R.T + sp.eye(n), "no diagonal": R + R.T,
+                      "unsymmetric": R + sp.eye(n)}[kind])
+    A.sort_indices()
+    expected = csgraph.reverse_cuthill_mckee(symmetric_pattern(A), symmetric_mode=True)
+    np.testing.assert_array_equal(domain_ordering(A, 1).perm, expected)
+
+
+@pytest.mark.slow  # compiles the searches for int64 indices
+def test_int64_indices_order_as_int32_and_the_pattern_is_not_copied():
+    A = sp.csr_array(anisotropic2d(12))
+    wide = sp.csr_array((A.data, A.indices.astype(np.int64), A.indptr.astype(np.int64)),
+                        shape=A.shape)
+    for a, b in zip(domain_ordering(A, 4), domain_ordering(wide, 4)):
+        np.testing.assert_array_equal(a, b)
+    graph = pattern_graph(A)
+    assert graph.indices is A.indices and graph.degree.dtype == A.indices.dtype
+    np.testing.assert_array_equal(graph.degree, np.diff(symmetric_pattern(A).indptr))
 
 
 @pytest.mark.parametrize("bad", [0, 3, 6, -1])

@@ -140,3 +140,50 @@ def test_caller_arrays_untouched_and_nonsymmetric_falls_back():
     expected_M = (D / w + L) @ np.linalg.inv(D) @ (D / w + U) * w / (2 - w)
     r = np.random.default_rng(0).standard_normal(A.shape[0])
     np.testing.assert_allclose(M @ r, np.linalg.solve(expected_M, r), rtol=1e-10)
+
+
+LAYOUT_FIELDS = ("diagonal_source", "lower_indptr", "lower_indices", "lower_source",
+                 "strict_indptr", "strict_indices", "strict_from_lower", "strict_source",
+                 "mirror", "orphans")
+
+
+@pytest.mark.parametrize("ordering,num_domains", [("natural", 2), ("domains", 2)])
+@pytest.mark.parametrize("kind", ["mesh", "unsymmetric", "no diagonal"])
+def test_layout_equals_the_reference_kernels_and_scipys_tril(kind, ordering, num_domains,
+                                                             monkeypatch):
+    from cext.registry import KernelSet
+    from linsolve.precond import _ordering, _pattern
+
+    A = {"mesh": _mesh_like(),
+         "unsymmetric": sp.csr_array(sp.tril(_mesh_like(), format="csr") + sp.eye(150)),
+         "no diagonal": sp.csr_array(_mesh_like() - sp.diags(_mesh_like().diagonal()))}[kind]
+    A.eliminate_zeros()
+    A.sort_indices()
+    clear_pattern_cache()
+    compiled = pattern_of(A, ordering, num_domains)
+    clear_pattern_cache()
+    monkeypatch.setattr(_pattern, "kernels_for", lambda *_: KernelSet("reference", None))
+    monkeypatch.setattr(_ordering, "_kernels", lambda: KernelSet("reference", None))
+    planned = pattern_of(A, ordering, num_domains)
+    clear_pattern_cache()
+    for name in LAYOUT_FIELDS:
+        got, want = getattr(compiled, name), getattr(planned, name)
+        assert got.dtype == want.dtype, name
+        np.testing.assert_array_equal(got, want, err_msg=name)
+    # against scipy: tril of the permuted matrix, its diagonal, and the orphans
+    perm = compiled.domains.perm
+    B = sp.csr_array(sp.tril(A[perm][:, perm], format="csr"))
+    B.sort_indices()
+    np.testing.assert_array_equal(compiled.lower_indptr, B.indptr)
+    np.testing.assert_array_equal(compiled.lower_indices, B.indices)
+    np.testing.assert_array_equal(A.data[compiled.lower_source], B.data)
+    stored = compiled.diagonal_source >= 0
+    np.testing.assert_array_equal(A.data[compiled.diagonal_source[stored]],
+                                  A.diagonal()[stored])
+    assert np.count_nonzero(A.diagonal()) == stored.sum()
+    # orphans: strictly upper entries of the permuted pattern whose transpose is not stored
+    pattern = sp.csr_array(A[perm][:, perm] != 0).astype(np.int8)
+    upper, upper_of_transpose = sp.triu(pattern, 1), sp.triu(pattern.T, 1)
+    alone = (upper - upper.multiply(upper_of_transpose)).nnz
+    assert compiled.orphans.size == alone
+    assert alone > 0 or kind != "unsymmetric" or ordering == "natural"
