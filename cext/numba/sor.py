@@ -287,27 +287,30 @@ def sor_gather_values(data, source, diag_source, off_data, diag):
 
 @nb.njit(nogil=True, cache=True, boundscheck=False)
 def _diagonal_block(indptr, indices, data, position, diag, lo, hi):
-    """Rows ``lo:hi``: ``hi``, or a row not of the usual kind (see :func:`sor_diagonal`)."""
+    """Rows ``lo:hi``: ``(hi, infinite)``, or a row not of the usual kind (see
+    :func:`sor_diagonal`); ``infinite`` counts the stored values not finite."""
     first = indptr[lo]
     last = indptr[hi]
     _, descents = _count_block(indptr, indices, lo, hi, np.uint64(indptr.shape[0] - 1), True)
     zeros = 0
+    infinite = 0
     for k in range(first, last):
         zeros += data[k] == 0
+        infinite += not np.isfinite(data[k])
     if descents or zeros:
-        return lo
+        return lo, infinite
     for i in range(lo, hi):
         p = indptr[i]
         end = indptr[i + 1]
         while p < end and indices[p] < i:
             p += 1
         if p == end or indices[p] != i:
-            return i
+            return i, infinite
         position[i] = p
         diag[i] = data[p]
         if not np.isfinite(diag[i]):
-            return i
-    return hi
+            return i, infinite
+    return hi, infinite
 
 
 @nb.njit(nogil=True, cache=True, boundscheck=False, parallel=True)
@@ -315,26 +318,32 @@ def _diagonal(indptr, indices, data, position, diag):
     n = indptr.shape[0] - 1
     nblocks = (n + _SPLIT_BLOCK - 1) // _SPLIT_BLOCK
     bad = np.full(nblocks, n, dtype=np.int64)
+    infinite = np.zeros(nblocks, dtype=np.int64)
     for block in nb.prange(nblocks):
         lo = block * _SPLIT_BLOCK
         hi = min(n, lo + _SPLIT_BLOCK)
-        row = _diagonal_block(indptr, indices, data, position, diag, lo, hi)
+        row, count = _diagonal_block(indptr, indices, data, position, diag, lo, hi)
         if row < hi:
             bad[block] = row
-    return bad.min()
+        infinite[block] = count
+    return bad.min(), infinite.sum()
 
 
-def sor_diagonal(indptr, indices, data, position, diag) -> int:
+def sor_diagonal(indptr, indices, data, position, diag) -> tuple[int, bool]:
     """Where each row's diagonal entry is stored, and its value (cast to ``diag``'s dtype).
 
     For the rows :func:`sor_split` takes (sorted, no duplicates, no stored
-    zero, one nonzero finite diagonal entry each): returns ``n``, else a row
-    not of that kind (the outputs are then incomplete). No copy of the
-    matrix: what the coloured orderings need before they permute it.
+    zero, one nonzero finite diagonal entry each): returns ``(n, finite)``,
+    else ``(row, finite)`` with a row not of that kind (the outputs are then
+    incomplete); ``finite``: every stored value is finite. No copy of the
+    matrix: what the coloured orderings need before they permute it, and
+    all the natural ordering's plain call needs to sweep the matrix's own
+    arrays (:func:`cext.numba.sor_lagged.sor_run_lagged` with ``skip=1``).
     """
     if indptr.shape[0] == 1:
-        return 0
-    return int(_diagonal(indptr, indices, data, position, diag))
+        return 0, True
+    row, infinite = _diagonal(indptr, indices, data, position, diag)
+    return int(row), int(infinite) == 0
 
 
 @nb.njit(nogil=True, cache=True, boundscheck=False, parallel=True)

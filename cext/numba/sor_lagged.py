@@ -7,8 +7,12 @@ What :func:`linsolve.sor` runs: ``sor_run_lagged`` and its pieces
 sweep also yields the residual of the previous iterate (see the notes
 above ``_lagged_rows`` and ``_colored_rows``), or, between the sweeps that
 measure it (``check_every``), a bare sweep: in place for the coloured
-orderings. As in :mod:`cext.numba.sor`, the CSR arrays hold only the
-off-diagonal entries of A and ``diag`` its diagonal.
+orderings, on two threads for the natural one (``_sweep_split``). As in
+:mod:`cext.numba.sor`, the CSR arrays hold only the off-diagonal entries of
+A and ``diag`` its diagonal -- or, with ``skip=1`` (the natural ordering of
+a plain :func:`linsolve.sor` call), they are the matrix's own, the diagonal
+entry of row ``i`` stored at ``mid[i]`` and skipped by the sums, so that
+the call makes no split copy of A.
 
 Mirrored by :mod:`cext.reference.sor_lagged`.
 """
@@ -43,7 +47,7 @@ _PAR = dict(nogil=True, cache=True, boundscheck=False, parallel=True)
 # with column > i (columns sorted), so the loops test no column.
 
 @nb.njit(nogil=True, cache=True, boundscheck=False, inline="always")
-def _lagged_rows(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep, lo, hi):
+def _lagged_rows(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep, skip, lo, hi):
     # A sequential sweep is bound by the chain x_new[i-1] -> row i -> x_new[i]
     # (each row's lower part ends at its left neighbour), not by bandwidth:
     # everything that does not need the new values (the upper part, the
@@ -53,7 +57,7 @@ def _lagged_rows(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep,
     total = 0.0
     for i in range(lo, hi):
         upper = keep - keep  # zero in the data's dtype (keep = 1 - w is finite)
-        for jj in range(mid[i], indptr[i + 1]):
+        for jj in range(mid[i] + skip, indptr[i + 1]):
             upper += data[jj] * x_old[indices[jj]]
         xi = x_old[i]
         weight = omega / diag[i]
@@ -71,11 +75,11 @@ def _lagged_rows(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep,
 
 
 @nb.njit(nogil=True, cache=True, boundscheck=False, inline="always")
-def _sweep_rows(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep, lo, hi):
+def _sweep_rows(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep, skip, lo, hi):
     # _lagged_rows without the residual: the same arithmetic for x_new
     for i in range(lo, hi):
         upper = keep - keep
-        for jj in range(mid[i], indptr[i + 1]):
+        for jj in range(mid[i] + skip, indptr[i + 1]):
             upper += data[jj] * x_old[indices[jj]]
         weight = omega / diag[i]
         partial = keep * x_old[i] + weight * (b[i] - upper)
@@ -196,7 +200,7 @@ def _reverse_colored(indptr, indices, data, diag, b, x, omega, keep, color_ptr):
 
 
 @nb.njit(**_PAR)
-def _lagged_split(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep):
+def _lagged_split(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep, skip):
     # The natural sweep on two threads: its row-to-row chain keeps one core
     # busy at well under the memory bandwidth, so the residual of x_old (the
     # same arithmetic as _lagged_rows) goes to the other core, reading A
@@ -206,23 +210,49 @@ def _lagged_split(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep
     total = 0.0
     for role in prange(2):
         if role == 0:
-            _sweep_rows(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep,
+            _sweep_rows(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep, skip,
                         0, b.shape[0])
         else:
             total += _residual_rows(indptr, mid, indices, data, diag, b, x_old, keep - keep,
-                                    0, b.shape[0])
+                                    skip, 0, b.shape[0])
     return total
 
 
+@nb.njit(**_PAR)
+def _sweep_split(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep, skip, partial):
+    # The natural sweep, unmeasured, on two threads: everything of a row that
+    # reads only x_old (the upper part, the division: _sweep_rows' ``partial``)
+    # for all rows in parallel, then the chain through the lower parts on one
+    # thread -- half the entries. The same arithmetic as _sweep_rows, stored
+    # in the working dtype between (exact), so the same bits.
+    n = b.shape[0]
+    for half in prange(2):
+        lo = 0 if half == 0 else n // 2
+        hi = n // 2 if half == 0 else n
+        for i in range(lo, hi):
+            upper = keep - keep
+            for jj in range(mid[i] + skip, indptr[i + 1]):
+                upper += data[jj] * x_old[indices[jj]]
+            weight = omega / diag[i]
+            partial[i] = keep * x_old[i] + weight * (b[i] - upper)
+    for i in range(n):
+        weight = omega / diag[i]
+        lower_new = keep - keep
+        for jj in range(indptr[i], mid[i]):
+            lower_new += data[jj] * x_new[indices[jj]]
+        x_new[i] = partial[i] - weight * lower_new
+
+
 @nb.njit(nogil=True, cache=True, boundscheck=False)
-def _lagged_serial(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep):
-    return _lagged_rows(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep,
+def _lagged_serial(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep, skip):
+    return _lagged_rows(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep, skip,
                         0, b.shape[0])
 
 
 @nb.njit(nogil=True, cache=True, boundscheck=False)
-def _sweep_serial(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep):
-    _sweep_rows(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep, 0, b.shape[0])
+def _sweep_serial(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep, skip):
+    _sweep_rows(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep, skip, 0,
+                b.shape[0])
 
 
 @nb.njit(nogil=True, cache=True, boundscheck=False)
@@ -247,11 +277,11 @@ def _reverse_serial(indptr, indices, data, diag, b, x, omega, keep):
 
 
 @nb.njit(nogil=True, cache=True, boundscheck=False, inline="always")
-def _residual_square(indptr, mid, indices, data, diag, b, x, zero, i):
+def _residual_square(indptr, mid, indices, data, diag, b, x, zero, skip, i):
     # the residual arithmetic of _lagged_rows, so a history is the same to the
     # bit whichever kernel measured an entry (and wherever a chunk ended)
     upper = zero
-    for jj in range(mid[i], indptr[i + 1]):
+    for jj in range(mid[i] + skip, indptr[i + 1]):
         upper += data[jj] * x[indices[jj]]
     lower = zero
     for jj in range(indptr[i], mid[i]):
@@ -261,10 +291,10 @@ def _residual_square(indptr, mid, indices, data, diag, b, x, zero, i):
 
 
 @nb.njit(nogil=True, cache=True, boundscheck=False, inline="always")
-def _residual_rows(indptr, mid, indices, data, diag, b, x, zero, lo, hi):
+def _residual_rows(indptr, mid, indices, data, diag, b, x, zero, skip, lo, hi):
     total = 0.0
     for i in range(lo, hi):
-        total += _residual_square(indptr, mid, indices, data, diag, b, x, zero, i)
+        total += _residual_square(indptr, mid, indices, data, diag, b, x, zero, skip, i)
     return total
 
 
@@ -280,12 +310,12 @@ def _residual_colored(indptr, indices, data, diag, b, x, zero, color_ptr):
 
 
 @nb.njit(nogil=True, cache=True, boundscheck=False)
-def _residual_serial(indptr, mid, indices, data, diag, b, x, zero):
-    return _residual_rows(indptr, mid, indices, data, diag, b, x, zero, 0, b.shape[0])
+def _residual_serial(indptr, mid, indices, data, diag, b, x, zero, skip):
+    return _residual_rows(indptr, mid, indices, data, diag, b, x, zero, skip, 0, b.shape[0])
 
 
 @nb.njit(**_PAR)
-def _residual_rows_split(indptr, mid, indices, data, diag, b, x, zero):
+def _residual_rows_split(indptr, mid, indices, data, diag, b, x, zero, skip):
     # The natural ordering's residual pass on two threads with _residual_rows'
     # bits: each half's squares into a float64 buffer, then one sum in row
     # order (a parallel reduction would add in an order set by the thread
@@ -297,7 +327,8 @@ def _residual_rows_split(indptr, mid, indices, data, diag, b, x, zero):
         lo = half * (n // 2)
         hi = n // 2 if half == 0 else n
         for i in range(lo, hi):
-            squares[i] = _residual_square(indptr, mid, indices, data, diag, b, x, zero, i)
+            squares[i] = _residual_square(indptr, mid, indices, data, diag, b, x, zero, skip,
+                                          i)
     total = 0.0
     for i in range(n):
         total += squares[i]
@@ -310,18 +341,21 @@ def _scalars(data, omega):
     return kind(omega), kind(1.0 - omega)
 
 
-def sor_lagged_sweep(indptr, mid, indices, data, diag, b, x_old, x_new, omega, color_ptr) -> float:
+def sor_lagged_sweep(indptr, mid, indices, data, diag, b, x_old, x_new, omega, color_ptr,
+                     skip=0) -> float:
     """One forward sweep ``x_new <- SOR(x_old)``; returns ``||b - A x_old||^2``.
 
     The off-diagonal CSR ``(indptr, indices, data)`` has sorted columns and
     ``mid[i]`` is the first entry of row ``i`` right of the diagonal. The
     system is in sweep order; ``color_ptr`` (length > 1) marks the colours'
     row ranges, whose rows are swept in parallel; length <= 1 means one
-    sequential sweep. ``x_old`` is not modified.
+    sequential sweep. ``x_old`` is not modified. ``skip``: as
+    :func:`sor_run_lagged`.
     """
     omega, keep = _scalars(data, omega)
     return _lagged_any(unsigned_view(indptr), unsigned_view(mid), unsigned_view(indices), data,
-                       diag, b, x_old, x_new, omega, keep, color_ptr, nb.get_num_threads() > 1)
+                       diag, b, x_old, x_new, omega, keep, color_ptr, nb.get_num_threads() > 1,
+                       np.uint64(skip))
 
 
 def sor_reverse_sweep(indptr, indices, data, diag, b, x, omega, color_ptr) -> None:
@@ -340,28 +374,36 @@ def sor_reverse_sweep(indptr, indices, data, diag, b, x, omega, color_ptr) -> No
 
 @nb.njit(nogil=True, cache=True, boundscheck=False)
 def _lagged_any(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep, color_ptr,
-                split):
+                split, skip):
     if color_ptr.shape[0] > 1:
         if split:
             return _lagged_colored(indptr, mid, indices, data, diag, b, x_old, x_new, omega,
                                    keep, color_ptr)
         return _colored_serial(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep)
     if split:
-        return _lagged_split(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep)
-    return _lagged_serial(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep)
+        return _lagged_split(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep,
+                             skip)
+    return _lagged_serial(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep, skip)
 
 
 @nb.njit(nogil=True, cache=True, boundscheck=False)
-def _sweep_any(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep, color_ptr, split):
+def _sweep_any(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep, color_ptr, split,
+               skip, partial):
     """A sweep whose residual nobody reads; the same bits as _lagged_any. Returns
-    whether it wrote ``x_new`` (the natural sweep) or updated ``x_old`` in place."""
+    whether it wrote ``x_new`` (the natural sweep) or updated ``x_old`` in place.
+    (In place, the natural sweep measured 7% slower: the next row's loads wait
+    on the store of x[i], which may alias them.)"""
     if color_ptr.shape[0] > 1:
         if split:
             _inplace_colored(indptr, indices, data, diag, b, x_old, omega, keep, color_ptr)
         else:
             _inplace_serial(indptr, indices, data, diag, b, x_old, omega, keep)
         return False
-    _sweep_serial(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep)
+    if split:
+        _sweep_split(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep, skip,
+                     partial)
+    else:
+        _sweep_serial(indptr, mid, indices, data, diag, b, x_old, x_new, omega, keep, skip)
     return True
 
 
@@ -374,31 +416,36 @@ def _reverse_any(indptr, indices, data, diag, b, x, omega, keep, color_ptr, spli
 
 
 @nb.njit(nogil=True, cache=True, boundscheck=False)
-def _residual_any(indptr, mid, indices, data, diag, b, x, zero, color_ptr, split):
+def _residual_any(indptr, mid, indices, data, diag, b, x, zero, color_ptr, split, skip):
     if color_ptr.shape[0] > 1:
         if split:
             return _residual_colored(indptr, indices, data, diag, b, x, zero, color_ptr)
         return _colored_residual_serial(indptr, indices, data, diag, b, x, zero)
     if split:
-        return _residual_rows_split(indptr, mid, indices, data, diag, b, x, zero)
-    return _residual_serial(indptr, mid, indices, data, diag, b, x, zero)
+        return _residual_rows_split(indptr, mid, indices, data, diag, b, x, zero, skip)
+    return _residual_serial(indptr, mid, indices, data, diag, b, x, zero, skip)
 
 
 @nb.njit(nogil=True, cache=True, boundscheck=False)
 def _lagged_run(indptr, mid, indices, data, diag, b, x, work, omega, keep, symmetric,
-                color_ptr, tol, grow_limit, maxiter, norms, start, split, period, measure_end):
+                color_ptr, tol, grow_limit, maxiter, norms, start, split, period, measure_end,
+                skip):
     k = start
     current = x
     spare = work
     swapped = False  # whether x_k sits in work
     stopped = False
+    # the natural two-thread sweep's scratch (see _sweep_split), in the type its
+    # arithmetic has (keep - keep: a zero of the data's dtype)
+    zero = keep * x[0] + (omega / diag[0]) * (b[0] - (keep - keep)) if b.shape[0] else keep - keep
+    partial = np.full(b.shape[0] if split and color_ptr.shape[0] <= 1 else 0, zero)
     while k < maxiter:
         # the residual of x_k when k is a multiple of the period (known only
         # after this sweep; norms[start] is the caller's unless it is NaN, as
         # a previous call leaves it without measure_end); NaN where unmeasured
         if k % period == 0 and (k > start or np.isnan(norms[k])):
             rnorm = np.sqrt(_lagged_any(indptr, mid, indices, data, diag, b, current, spare,
-                                        omega, keep, color_ptr, split))
+                                        omega, keep, color_ptr, split, skip))
             norms[k] = rnorm
             if not (rnorm > tol and rnorm <= grow_limit):  # also stops on NaN
                 stopped = True
@@ -406,7 +453,7 @@ def _lagged_run(indptr, mid, indices, data, diag, b, x, work, omega, keep, symme
             moved = True
         else:
             moved = _sweep_any(indptr, mid, indices, data, diag, b, current, spare, omega, keep,
-                               color_ptr, split)
+                               color_ptr, split, skip, partial)
             if k > start:
                 norms[k] = np.nan
         if moved:
@@ -418,7 +465,7 @@ def _lagged_run(indptr, mid, indices, data, diag, b, x, work, omega, keep, symme
     if not stopped and k > start:
         if measure_end:
             norms[k] = np.sqrt(_residual_any(indptr, mid, indices, data, diag, b, current,
-                                             keep - keep, color_ptr, split))
+                                             keep - keep, color_ptr, split, skip))
         else:
             norms[k] = np.nan
     if swapped:
@@ -428,7 +475,7 @@ def _lagged_run(indptr, mid, indices, data, diag, b, x, work, omega, keep, symme
 
 def sor_run_lagged(indptr, mid, indices, data, diag, b, x, work, omega, symmetric, color_ptr,
                    tol, grow_limit, maxiter, norms, start=0, check_every=1,
-                   measure_end=True) -> int:
+                   measure_end=True, skip=0) -> int:
     """:func:`sor_run` for a system stored in sweep order, one read of ``A`` per sweep.
 
     Each forward sweep can also yield the true residual of the iterate it
@@ -446,20 +493,28 @@ def sor_run_lagged(indptr, mid, indices, data, diag, b, x, work, omega, symmetri
     ``check_every`` (a resumed solve then reads ``A`` once per sweep).
     ``x`` holds ``x_start`` on entry (``norms[start]`` its residual, or
     NaN) and ``x_k`` on return; ``work`` is a scratch vector of the same
-    size and dtype.
+    size and dtype. ``skip=1`` (natural ordering only, not ``symmetric``):
+    the CSR arrays are the whole matrix's, each row's diagonal entry stored
+    at ``mid[i]``, read from ``diag`` and skipped by the sums (a plain call
+    sweeps the caller's matrix without a split copy: see
+    :class:`linsolve.SorMatrix`).
     """
     omega, keep = _scalars(data, omega)
     return _lagged_run(unsigned_view(indptr), unsigned_view(mid), unsigned_view(indices), data,
                        diag, b, x, work, omega, keep, bool(symmetric), color_ptr, float(tol),
                        float(grow_limit), int(maxiter), norms, int(start),
-                       nb.get_num_threads() > 1, int(check_every), bool(measure_end))
+                       nb.get_num_threads() > 1, int(check_every), bool(measure_end),
+                       np.uint64(skip))
 
 
-def sor_residual_norm2_ordered(indptr, mid, indices, data, diag, b, x, color_ptr) -> float:
+def sor_residual_norm2_ordered(indptr, mid, indices, data, diag, b, x, color_ptr,
+                               skip=0) -> float:
     """``||b - (D + O) x||^2`` for a system in sweep order, as the sweeps measure it.
 
     Same arithmetic and summation order as :func:`sor_lagged_sweep`, so a
     residual history does not depend on which kernel measured each entry.
+    ``skip``: as :func:`sor_run_lagged`.
     """
     return _residual_any(unsigned_view(indptr), unsigned_view(mid), unsigned_view(indices), data,
-                         diag, b, x, data.dtype.type(0), color_ptr, nb.get_num_threads() > 1)
+                         diag, b, x, data.dtype.type(0), color_ptr, nb.get_num_threads() > 1,
+                         np.uint64(skip))

@@ -106,22 +106,23 @@ def sor_split(indptr, indices, data, off_indptr, off_indices, off_data, diag, mi
     return n, finite
 
 
-def sor_diagonal(indptr, indices, data, position, diag) -> int:
-    """Plain-loop twin of :func:`cext.numba.sor.sor_diagonal`."""
+def sor_diagonal(indptr, indices, data, position, diag):
+    """Plain-loop twin of :func:`cext.numba.sor.sor_diagonal`: ``(row, finite)``."""
     import math
 
     n = indptr.shape[0] - 1
+    finite = all(math.isfinite(float(v)) for v in data[:int(indptr[-1])])
     for i in range(n):
         start, end = int(indptr[i]), int(indptr[i + 1])
         columns = [int(j) for j in indices[start:end]]
         if (columns != sorted(set(columns)) or i not in columns
                 or any(float(v) == 0.0 for v in data[start:end])):
-            return i
+            return i, finite
         position[i] = start + columns.index(i)
         diag[i] = data[int(position[i])]
         if not math.isfinite(float(diag[i])):
-            return i
-    return n
+            return i, finite
+    return n, finite
 
 
 def sor_split_full(indptr, indices, data, position, permutation, inverse, new_indptr, new_indices,

@@ -13,7 +13,7 @@ from cext import kernels_for
 from cext.threads import kernel_threads
 
 from ..validation.sparse import checked_csr
-from .sor_setup import Split, checked_system, fast_colored, fast_split
+from .sor_setup import Split, checked_system, fast_colored, fast_split, own_arrays
 
 ORDERINGS = ("natural", "redblack", "multicolor")
 
@@ -72,6 +72,10 @@ class SorMatrix:
     >>> x.tolist()
     [0.5, 1.0, 0.5, 1.0, 0.5]
     """
+
+    # 1: the off-diagonal arrays are a whole matrix's, each row's diagonal entry
+    # stored at mid[i] and skipped (sweep_matrix's natural plain call only)
+    _skip = 0
 
     def __init__(self, A: Any, dtype=None, ordering: str = "natural"):
         if ordering not in ORDERINGS:
@@ -239,6 +243,8 @@ class SorMatrix:
 
         ``b`` and ``x`` are in the natural order of the unknowns.
         """
+        if self._skip:  # sweep_matrix's view of a caller's matrix, never handed out
+            raise RuntimeError("this SorMatrix views a caller's matrix for one solve only")
         kernels = kernels_for(np)
         if self.permutation is None:
             args = (self.off_indptr, self.off_indices, self.off_data, self.diag, b, x, omega)
@@ -280,7 +286,7 @@ class SorMatrix:
                 value = residual_norm2(*self._no_couplings, self.diag, b, x, self.color_ptr)
         else:
             value = residual_norm2(self.off_indptr, self.mid, self.off_indices, self.off_data,
-                                   self.diag, b, x, self.color_ptr)
+                                   self.diag, b, x, self.color_ptr, skip=self._skip)
         return math.sqrt(value) if value >= 0 else float("nan")
 
     def run(self, b, x, work, omega, *, symmetric, tol, grow_limit, maxiter, norms,
@@ -299,7 +305,7 @@ class SorMatrix:
                                               self.off_data, self.diag, b, x, work, omega,
                                               symmetric, self.color_ptr, tol, grow_limit,
                                               maxiter, norms, start, check_every,
-                                              measure_end)
+                                              measure_end, skip=self._skip)
 
 
 # The plain call sor(A, b, ordering="multicolor") on a sequence of matrices of
@@ -315,9 +321,27 @@ class SorMatrix:
 _RECENT: dict = {}
 
 
-def sweep_matrix(A: Any, dtype, ordering: str) -> SorMatrix:
+def sweep_matrix(A: Any, dtype, ordering: str, *, symmetric: bool = False,
+                 borrow: bool = True) -> SorMatrix:
     """The :class:`SorMatrix` of ``A`` for :func:`linsolve.sor`, reusing the last coloured
-    pattern where ``A`` has it (see ``_RECENT``)."""
+    pattern where ``A`` has it (see ``_RECENT``); for the natural forward sweep of a CSR
+    matrix, ``A``'s own arrays (:func:`~linsolve.stationary.sor_setup.own_arrays`: for this
+    solve only, as ``A`` is the caller's; :meth:`SorMatrix.sweep` does not take them).
+    ``borrow=False`` copies, as a solve whose callback could write ``A`` needs."""
+    if (borrow and ordering == "natural" and not symmetric and sp.issparse(A)
+            and A.format == "csr"):
+        csr, dtype = checked_system(A, dtype)
+        with kernel_threads(csr.indices.shape[0] + csr.shape[0] + 1):
+            split = own_arrays(csr, dtype)
+        if split is None:
+            return SorMatrix(csr, dtype=dtype, ordering=ordering)
+        S = object.__new__(SorMatrix)
+        S.shape, S.dtype, S.ordering = csr.shape, np.dtype(dtype), ordering
+        S.permutation, S.color_ptr, S.n_colors = None, np.zeros(1, dtype=np.int64), 1
+        S._no_couplings = S._pattern = None
+        (S.off_indptr, S.off_indices, S.off_data, S.diag, S.mid, S._finite) = split.arrays
+        S._skip = 1
+        return S
     if ordering == "natural" or not (sp.issparse(A) and A.format == "csr"):
         return SorMatrix(A, dtype=dtype, ordering=ordering)
     key = (ordering, np.dtype(dtype).str)

@@ -426,7 +426,7 @@ def test_two_thread_residual_pass_has_the_serial_bits(n, dtypes):
     S = SorMatrix(A.astype(data_dtype), ordering="natural")
     b, x = (rng.standard_normal(n).astype(vector_dtype) for _ in range(2))
     args = (unsigned_view(S.off_indptr), unsigned_view(S.mid), unsigned_view(S.off_indices),
-            S.off_data, S.diag, b, x, S.off_data.dtype.type(0))
+            S.off_data, S.diag, b, x, S.off_data.dtype.type(0), np.uint64(0))
     previous = numba.get_num_threads()
     numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
     try:
@@ -436,6 +436,153 @@ def test_two_thread_residual_pass_has_the_serial_bits(n, dtypes):
     assert split == _residual_serial(*args)
     expected = np.sum((b.astype(float) - A.astype(data_dtype).astype(float) @ x.astype(float)) ** 2)
     assert split == pytest.approx(expected, rel=1e-4 if np.float32 in dtypes else 1e-12)
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 301])
+@pytest.mark.parametrize("dtypes", [(np.float64, np.float64), (np.float32, np.float32),
+                                    (np.float32, np.float64)])
+@pytest.mark.parametrize("own", [False, True])
+def test_two_thread_natural_sweep_has_the_serial_bits(n, dtypes, own):
+    """The unmeasured natural sweep on two threads (the rows' old-value parts first, in
+    parallel) gives the serial sweep's bits, on a split and on a matrix's own arrays."""
+    import numba
+
+    from cext.numba.sor_lagged import _sweep_serial, _sweep_split
+    from cext.numba.spmv import unsigned_view
+    from linsolve.stationary.sor_matrix import sweep_matrix
+
+    data_dtype, vector_dtype = dtypes
+    rng = np.random.default_rng(n)
+    A = (sp.random(n, n, density=0.3, random_state=n, format="csr")
+         + 4 * sp.eye(n, format="csr")).astype(data_dtype)
+    A.sort_indices()
+    S = sweep_matrix(A, data_dtype, "natural") if own else SorMatrix(A)
+    assert S._skip == (1 if own and n else 0) or n == 0
+    b, x = (rng.standard_normal(n).astype(vector_dtype) for _ in range(2))
+    omega, keep = data_dtype(1.4), data_dtype(1.0 - 1.4)
+    args = (unsigned_view(S.off_indptr), unsigned_view(S.mid), unsigned_view(S.off_indices),
+            S.off_data, S.diag, b, x)
+    serial, split = np.zeros_like(x), np.zeros_like(x)
+    _sweep_serial(*args, serial, omega, keep, np.uint64(S._skip))
+    previous = numba.get_num_threads()
+    numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+    try:
+        partial = np.zeros(n, dtype=np.result_type(data_dtype, vector_dtype))
+        _sweep_split(*args, split, omega, keep, np.uint64(S._skip), partial)
+    finally:
+        numba.set_num_threads(previous)
+    assert split.tobytes() == serial.tobytes()
+    # against an independent dense sweep
+    dense = A.toarray().astype(float)
+    expected = x.astype(float).copy()
+    for i in range(n):
+        sigma = dense[i] @ expected - dense[i, i] * expected[i]
+        expected[i] = (1 - 1.4) * expected[i] + 1.4 * (float(b[i]) - sigma) / dense[i, i]
+    tol = 1e-4 if np.float32 in dtypes else 1e-12
+    np.testing.assert_allclose(serial, expected, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("ordering", ["natural", "multicolor"])
+def test_fixed_sweeps_measure_every_32nd_by_default(ordering):
+    """rtol = atol = 0: the residual every 32 sweeps and at the end (NaN between), the same
+    iterate and measured values as check_every=1; check_every=1 keeps every entry."""
+    A = poisson2d(12)
+    b = np.random.default_rng(4).standard_normal(144)
+    every = sor(A, b, 1.5, rtol=0.0, maxiter=70, ordering=ordering, check_every=1)
+    fixed = sor(A, b, 1.5, rtol=0.0, maxiter=70, ordering=ordering)
+    assert fixed.x.tobytes() == every.x.tobytes()
+    assert (fixed.iterations, fixed.reason) == (every.iterations, every.reason) == (
+        70, "DIVERGED_ITS")
+    measured = [0, 32, 64, 70]
+    assert np.array_equal(fixed.residual_norms[measured], every.residual_norms[measured])
+    assert np.isnan(np.delete(fixed.residual_norms, measured)).all()
+    assert not np.isnan(every.residual_norms).any()
+    assert fixed.matvecs == len(measured)
+    # the last residual is the true one
+    assert fixed.residual_norms[-1] == pytest.approx(np.linalg.norm(b - A @ fixed.x), rel=1e-12)
+    # a tolerance to meet: every sweep, as before
+    tol = sor(A, b, 1.5, rtol=1e-6, ordering=ordering)
+    assert not np.isnan(tol.residual_norms).any()
+
+
+def test_fixed_sweeps_still_see_divergence():
+    # omega outside what converges for this non-symmetric matrix: caught at a measured sweep
+    A = sp.csr_matrix(np.array([[1.0, 3.0], [-3.0, 1.0]]))
+    result = sor(A, np.ones(2), 1.9, rtol=0.0, maxiter=10_000)
+    assert result.reason == "DIVERGED_DTOL"
+    assert result.iterations % 32 == 0 and result.iterations < 10_000
+
+
+@pytest.mark.parametrize("case", ["plain", "unsorted", "stored zero", "int64 indptr",
+                                  "missing diagonal"])
+def test_natural_plain_call_on_the_matrix_arrays_matches_the_split(case):
+    """sor() sweeps a CSR matrix's own arrays (no split copy) where it can, with the split's
+    bits; any other matrix takes the split, and the caller's arrays are never written."""
+    from linsolve.stationary.sor_matrix import sweep_matrix
+
+    A = poisson2d(8).tocsr()
+    A.eliminate_zeros()  # (poisson2d stores its band's zeros: the split path's case)
+    b = np.random.default_rng(5).standard_normal(64)
+    if case == "unsorted":
+        A = A.copy()
+        A.indices[:2] = A.indices[1::-1].copy()
+        A.data[:2] = A.data[1::-1].copy()
+        A.has_sorted_indices = False
+    elif case == "stored zero":
+        A = A.copy()
+        A.data[1] = 0.0
+    elif case == "int64 indptr":
+        A = sp.csr_matrix((A.data, A.indices.astype(np.int64), A.indptr.astype(np.int64)),
+                          shape=A.shape)
+    elif case == "missing diagonal":
+        A = A.tolil()
+        A[3, 3] = 0.0
+        A = A.tocsr()
+        A.eliminate_zeros()
+    before = (A.data.copy(), A.indices.copy(), A.indptr.copy())
+    if case == "missing diagonal":  # the split's error
+        with pytest.raises(ValueError, match=r"nonzero diagonal; A\[3, 3\] = 0"):
+            sor(A, b, 1.3, rtol=0.0, maxiter=5)
+        return
+    S = sweep_matrix(A, np.float64, "natural")
+    assert S._skip == (1 if case in ("plain", "int64 indptr") else 0)
+    split = SorMatrix(A, dtype=np.float64)
+    for maxiter, check_every in ((9, 1), (70, None)):
+        ours = sor(A, b, 1.3, rtol=0.0, maxiter=maxiter, check_every=check_every)
+        theirs = sor(split, b, 1.3, rtol=0.0, maxiter=maxiter, check_every=check_every)
+        assert ours.x.tobytes() == theirs.x.tobytes()
+        assert ours.residual_norms.tobytes() == theirs.residual_norms.tobytes()
+    assert all(np.array_equal(u, v) for u, v in zip(before, (A.data, A.indices, A.indptr)))
+    with pytest.raises(RuntimeError, match="one solve"):
+        sweep_matrix(sp.csr_matrix(np.diag([2.0, 3.0])), np.float64, "natural").sweep(
+            np.ones(2), np.zeros(2), 1.2)
+
+
+def test_own_arrays_only_for_the_working_dtype_and_writeable_arrays():
+    # the others would compile the sweeps anew (or sweep in the wrong precision): the split
+    from linsolve.stationary.sor_setup import own_arrays
+
+    A = sp.csr_matrix(np.array([[4.0, -1.0], [-1.0, 4.0]]))
+    split = own_arrays(A, np.float64)
+    assert split is not None and split.arrays[4].tolist() == [0, 3]  # where the diagonal is
+    assert split.arrays[0] is A.indptr and split.arrays[3].tolist() == [4.0, 4.0]
+    assert own_arrays(A.astype(np.float32), np.float64) is None
+    assert own_arrays(A, np.float32) is None
+    frozen = A.copy()
+    frozen.data.flags.writeable = False
+    assert own_arrays(frozen, np.float64) is None
+
+
+def test_a_callback_writing_a_does_not_change_the_solve():
+    # a solve with a callback sweeps a copy of A, as SorMatrix(A) would: not A's arrays
+    A = poisson2d(6).tocsr()
+    A.eliminate_zeros()
+    b = np.random.default_rng(6).standard_normal(36)
+    quiet = sor(A, b, 1.4, rtol=0.0, maxiter=6)
+    spoiled = A.copy()
+    result = sor(spoiled, b, 1.4, rtol=0.0, maxiter=6,
+                 callback=lambda x: spoiled.data.__imul__(2.0))
+    assert result.x.tobytes() == quiet.x.tobytes()
 
 
 def test_zero_initial_guess_of_a_non_finite_matrix_still_fails_at_once():
@@ -533,7 +680,7 @@ def test_sor_chunks_hand_over_the_residual():
     np.testing.assert_allclose(result.x, np.linalg.solve(A.toarray(), b), rtol=1e-14)
 
 
-@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2", None])
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
 def test_check_every_rejected(bad):
     with pytest.raises(ValueError, match="check_every"):
         sor(poisson2d(4), np.ones(16), 1.2, check_every=bad)
@@ -752,7 +899,7 @@ def test_setup_kernels_equal_their_reference_twins(ordering):
     outputs = []
     for module in (nb_sor, ref_sor):
         position, diag = np.empty(n, np.int64), np.empty(n)
-        assert module.sor_diagonal(A.indptr, A.indices, A.data, position, diag) == n
+        assert module.sor_diagonal(A.indptr, A.indices, A.data, position, diag) == (n, True)
         out = (np.empty(n + 1, np.int32), np.empty(nnz - n, np.int32), np.empty(nnz - n),
                np.empty(n), np.empty(n, np.int32), np.empty(nnz - n, np.int64),
                np.empty(n, np.int64))
