@@ -33,8 +33,8 @@ from array_api_compat import array_namespace
 from cext import kernels_for
 
 from ._base import scipy_csr
-from ._ordering import DomainOrdering, domain_ordering, natural_ordering, pattern_graph
-from ._triangular import AUTO_MIN_WORK, _index_dtype, check_ordering, row_width
+from ._ordering import DomainOrdering, pattern_graph
+from ._triangular import _index_dtype, check_ordering, choose_ordering, row_width
 
 PATTERN_CACHE_SIZE = 2
 """Patterns the plain calls remember: each holds integer arrays of about six times the
@@ -178,13 +178,6 @@ class _Counts:
         self.indptr = np.concatenate(([0], np.cumsum(counts)))
 
 
-def _resolved(csr, ordering: str) -> str:
-    """``ordering`` with ``"auto"`` resolved, as :func:`choose_ordering` resolves it."""
-    if ordering != "auto":
-        return ordering
-    return "domains" if csr.shape[0] + csr.nnz >= AUTO_MIN_WORK else "natural"
-
-
 def pattern_of(csr, ordering: str, num_domains: int) -> TriangularPattern:
     """The :class:`TriangularPattern` of canonical ``csr``: remembered, or built and remembered.
 
@@ -202,12 +195,8 @@ def pattern_of(csr, ordering: str, num_domains: int) -> TriangularPattern:
         diagonal = np.empty(n, dtype=np.intp)
         symmetric = kernels_for(array_namespace(np.empty(0))).csr_pattern_mirror(
             csr.indptr, csr.indices, mirror, diagonal)
-        name = _resolved(csr, ordering)
-        if name == "natural":
-            domains = natural_ordering(n)
-        else:
-            graph = pattern_graph(csr, mirror, diagonal) if symmetric else None
-            domains = domain_ordering(csr, int(num_domains), graph)
+        graph = pattern_graph(csr, mirror, diagonal) if symmetric else None
+        name, domains = choose_ordering(csr, ordering, num_domains, graph)
         return triangular_pattern(csr, name, requested, domains, mirror if symmetric else None)
 
     return cached_pattern(csr, requested, build)

@@ -104,15 +104,17 @@ def check_ordering(ordering: str, num_domains: int) -> None:
         raise ValueError(f"num_domains must be a power of two >= 1, got {num_domains!r}")
 
 
-def choose_ordering(csr, ordering: str, num_domains: int) -> tuple[str, DomainOrdering]:
-    """The ordering's name (``"auto"`` resolved) and its permutation for the canonical ``csr``."""
+def choose_ordering(csr, ordering: str, num_domains: int, graph=None
+                    ) -> tuple[str, DomainOrdering]:
+    """The ordering's name (``"auto"`` resolved) and its permutation for the canonical ``csr``
+    (``graph``: its :func:`~linsolve.precond._ordering.pattern_graph`, when already at hand)."""
     check_ordering(ordering, num_domains)
     n = csr.shape[0]
     if ordering == "auto":
         ordering = "domains" if n + csr.nnz >= AUTO_MIN_WORK else "natural"
     if ordering == "natural":
         return ordering, natural_ordering(n)
-    return ordering, domain_ordering(csr, int(num_domains))
+    return ordering, domain_ordering(csr, int(num_domains), graph)
 
 
 def permuted(csr, perm: np.ndarray, natural: bool):
