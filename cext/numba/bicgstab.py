@@ -29,7 +29,9 @@ dtype; every dot product accumulates in float64.
 
 CSR row loops follow :mod:`cext.numba.spmv` (unsigned index views,
 contiguous blocks of rows per task, two rows summed as interleaved chains,
-each in CSR order, in float64). DIA takes the tuple of offsets of
+each in CSR order, in float64); on one thread, rows of
+:data:`cext.numba.minres.LONG_ROWS` entries or more on average are summed
+one at a time, with the same bits. DIA takes the tuple of offsets of
 :mod:`cext.numba.dia` but runs diagonal by diagonal over a block of rows
 (see ``_dia_rows_dots``), which vectorises where the row-by-row loop
 does not. Each row is still summed in diagonal order, so ``q`` has the bits of
@@ -43,6 +45,7 @@ import numba as nb
 import numpy as np
 from numba import prange
 
+from .minres import single_rows
 from .spmv import _BLOCK, range_pair_sums, unsigned_view
 
 # Row sums without fastmath (CSR/diagonal order, NaN/Inf reach the dots the
@@ -63,7 +66,10 @@ def bicgstab_csr_spmv_dots(indptr, indices, data, p, q, w):
     ``w`` may be ``p`` (``t = A s`` with ``t . s`` when ``s_hat = s``); ``q``
     must be neither.
     """
-    kernel = _csr_spmv_dots if nb.get_num_threads() > 1 else _csr_spmv_dots_serial
+    if nb.get_num_threads() > 1:
+        kernel = _csr_spmv_dots
+    else:
+        kernel = _csr_spmv_dots_single_serial if single_rows(indptr) else _csr_spmv_dots_serial
     return kernel(unsigned_view(indptr), unsigned_view(indices), data, p, q, w)
 
 
@@ -125,6 +131,34 @@ def _csr_spmv_dots(indptr, indices, data, p, q, w):
 @nb.njit(**_SERIAL)
 def _csr_spmv_dots_serial(indptr, indices, data, p, q, w):
     return _csr_rows_dots(indptr, indices, data, p, q, w, 0, q.shape[0])
+
+
+@nb.njit(**_INLINE)
+def _csr_rows_dots_single(indptr, indices, data, p, q, w, lo, hi):
+    """:func:`_csr_rows_dots` one row at a time (long rows): the same bits.
+
+    A kernel of its own, not a flag: one function holding both row loops
+    made the pair loop 4 % slower (2-D convection-diffusion, one thread).
+    """
+    wq = 0.0
+    qq = 0.0
+    start = indptr[lo]
+    for i in range(lo, hi):
+        end = indptr[i + 1]
+        acc = 0.0
+        for jj in range(start, end):
+            acc += data[jj] * p[indices[jj]]
+        q0 = q.dtype.type(acc)
+        q[i] = q0
+        wq += w[i] * np.float64(q0)
+        qq += np.float64(q0) * q0
+        start = end
+    return wq, qq
+
+
+@nb.njit(**_SERIAL)
+def _csr_spmv_dots_single_serial(indptr, indices, data, p, q, w):
+    return _csr_rows_dots_single(indptr, indices, data, p, q, w, 0, q.shape[0])
 
 
 # Measured (2-D convection-diffusion stencil, n = 250k, one thread, CPU time):

@@ -26,8 +26,13 @@ arrays it wrote, then the dot, as its twin in :mod:`cext.reference.minres`
 does (which returns new arrays where the namespace cannot write in place).
 
 Row loops follow :mod:`cext.numba.spmv` (unsigned index views, blocks of
-rows per task, two rows summed as interleaved chains, each in CSR order) and
-:mod:`cext.numba.dia` (a tuple of offsets, one accumulator per row).
+rows per task, each row summed in CSR order) and :mod:`cext.numba.dia` (a
+tuple of offsets, one accumulator per row). CSR rows are summed two at a
+time as interleaved chains, as :mod:`cext.numba.spmv` does, except on one
+thread when rows hold :data:`LONG_ROWS` entries or more on average
+(:func:`single_rows`): there one row at a time is faster. Either way each
+row's sum, and the order in which the rows enter the dot, are the same, so
+the bits do not depend on the choice.
 """
 
 from __future__ import annotations
@@ -39,6 +44,18 @@ from numba import prange
 from .spmv import _BLOCK, range_pair_sums, unsigned_view
 
 _JIT = dict(nogil=True, cache=True, parallel=True, boundscheck=False)
+
+LONG_ROWS = 10
+"""Mean CSR row length from which the fused products, on one thread, sum one row at a time.
+
+Measured per fused product (the Lanczos and BiCGStab kernels alike, best of
+15-31, ratio one row / two rows at a time): one thread, P1 tetrahedra (13.8
+entries a row) 0.93-0.95, P2 tetrahedra (26.5) 0.97-0.99, elasticity
+(38.3) 0.97-0.99, P1 triangles (7.0) 1.00-1.01, 2-D convection-diffusion
+(5.0) 1.04; two threads, P1 tetrahedra 1.02-1.05 (bandwidth-bound there, the
+second chain's overlap pays). On rows of 4-19 entries the pair loop's common
+part ends early and its two tail loops take varying trip counts; a single
+chain ends once per row."""
 _SERIAL = dict(_JIT, parallel=False)
 _INLINE = dict(nogil=True, cache=True, boundscheck=False, inline="always")
 # the pure vector passes: 'reassoc' lets LLVM split the dot into several partial
@@ -46,12 +63,22 @@ _INLINE = dict(nogil=True, cache=True, boundscheck=False, inline="always")
 _VECTOR = dict(_JIT, fastmath={"reassoc", "contract"})
 
 
+def single_rows(indptr) -> bool:
+    """Whether the CSR rows are long enough (:data:`LONG_ROWS`) to be summed one at a time
+    (on one thread)."""
+    n = indptr.shape[0] - 1
+    return n > 0 and int(indptr[n]) - int(indptr[0]) >= LONG_ROWS * n
+
+
 def csr_minres_lanczos(indptr, indices, data, y, r1, sq, sy, sr):
     """``r1 = sq (A @ y) + sy y + sr r1`` for CSR ``A`` in one pass; return ``(r1, y . r1)``.
 
     ``r1`` must not be ``y``.
     """
-    kernel = _csr_lanczos if nb.get_num_threads() > 1 else _csr_lanczos_serial
+    if nb.get_num_threads() > 1:
+        kernel = _csr_lanczos
+    else:
+        kernel = _csr_lanczos_single_serial if single_rows(indptr) else _csr_lanczos_serial
     total = kernel(unsigned_view(indptr), unsigned_view(indices), data, y, r1, sq, sy, sr)
     return r1, total
 
@@ -112,6 +139,23 @@ def _csr_rows(indptr, indices, data, y, r1, sq, sy, sr, lo, hi):
     return partial
 
 
+@nb.njit(**_INLINE)
+def _csr_rows_single(indptr, indices, data, y, r1, sq, sy, sr, lo, hi):
+    """:func:`_csr_rows` one row at a time (long rows, :data:`LONG_ROWS`): the same bits."""
+    partial = 0.0
+    start = indptr[lo]
+    for i in range(lo, hi):
+        end = indptr[i + 1]
+        acc = 0.0
+        for jj in range(start, end):
+            acc += data[jj] * y[indices[jj]]
+        partial += _combine(y, r1, sq, sy, sr, i, acc)
+        start = end
+    return partial
+
+
+# Separate kernels for the two row loops, not a flag: one function holding
+# both loops made the pair loop 4 % slower (2-D convection-diffusion, one thread).
 @nb.njit(**_JIT)
 def _csr_lanczos(indptr, indices, data, y, r1, sq, sy, sr):
     n = r1.shape[0]
@@ -127,6 +171,11 @@ def _csr_lanczos(indptr, indices, data, y, r1, sq, sy, sr):
 @nb.njit(**_SERIAL)
 def _csr_lanczos_serial(indptr, indices, data, y, r1, sq, sy, sr):
     return _csr_rows(indptr, indices, data, y, r1, sq, sy, sr, 0, r1.shape[0])
+
+
+@nb.njit(**_SERIAL)
+def _csr_lanczos_single_serial(indptr, indices, data, y, r1, sq, sy, sr):
+    return _csr_rows_single(indptr, indices, data, y, r1, sq, sy, sr, 0, r1.shape[0])
 
 
 @nb.njit(**_INLINE)

@@ -37,6 +37,11 @@ def gmres_project(V, j, w, h, tau):
     ``h[j + 2]``: ``||w||`` on entry; the rest of ``h`` is kept. ``w``
     is scaled to unit norm when ``h[j + 1]`` is positive and finite. Written
     into ``w`` and ``h`` where the namespace allows, else new arrays.
+
+    ``tau < 0``: one classical pass and the late check of ``V[j]``, as
+    :func:`cext.numba.gmres.gmres_project` (``h`` needs ``2 j + 4``
+    entries). Where ``V[j]`` is corrected, ``V`` is written in place (the
+    one-pass mode needs a namespace that writes in place).
     """
     xp = array_namespace(V, w, h)
     rows = j + 1
@@ -45,6 +50,8 @@ def gmres_project(V, j, w, h, tau):
     norm_in = _norm(xp, w)
     first = adjoint @ w
     projected = w - first @ basis
+    if tau < 0.0:
+        return _one_pass(xp, V, j, w, h, -tau, basis, adjoint, first, norm_in)
     second = adjoint @ projected
     unit = float(xp.finfo(V.dtype).eps) / 2
     if _norm(xp, second) <= tau * unit * _norm(xp, projected):
@@ -58,6 +65,35 @@ def gmres_project(V, j, w, h, tau):
     norms = xp.asarray([norm, norm_in], dtype=h.dtype)
     return (_store(xp, w, projected),
             _store(xp, h, xp.concat([coefficients, norms, h[rows + 2:]])))
+
+
+SEVERE = 4096.0
+"""As :data:`cext.numba.gmres.SEVERE`."""
+
+
+def _one_pass(xp, V, j, w, h, threshold, basis, adjoint, first, norm_in):
+    """``gmres_project`` for ``tau < 0`` (see :func:`gmres_project`)."""
+    rows = j + 1
+    d = adjoint[:j, ...] @ V[j, ...]
+    unit = float(xp.finfo(V.dtype).eps) / 2
+    offset = _norm(xp, d) if j > 0 else 0.0
+    status = 0
+    if j > 0 and not offset ** 2 <= j * (threshold * unit) ** 2:
+        status = 2 if not offset <= SEVERE * unit else 1
+    tail = xp.concat([xp.astype(d, h.dtype), xp.asarray([status], dtype=h.dtype)])
+    if status == 2:
+        return w, _store(xp, h, xp.concat([h[:rows + 2], tail, h[2 * j + 4:]]))
+    if status == 1:  # CGS2's second update of V[j], and w's coefficient on the new row
+        V[j, ...] = V[j, ...] - d @ basis[:j, ...]
+        first = xp.concat([first[:j], first[j:] - xp.sum(d * first[:j])])
+        basis = V[:rows, ...]
+    projected = w - first @ basis
+    norm = _norm(xp, projected)
+    if 0.0 < norm < math.inf:
+        projected = projected * (1.0 / norm)
+    head = xp.concat([xp.astype(first, h.dtype), xp.asarray([norm, norm_in], dtype=h.dtype)])
+    return (_store(xp, w, projected),
+            _store(xp, h, xp.concat([head, tail, h[2 * j + 4:]])))
 
 
 def gmres_combine(V, y, k, out):

@@ -17,7 +17,25 @@ solves the small least-squares problem with Givens rotations. Here:
   passes over the contiguous basis (:func:`cext.numba.gmres.gmres_project`
   and its twins), instead of scipy's modified Gram-Schmidt, one vector at a
   time; the second update is skipped where it is below rounding
-  (:data:`REORTHOGONALISE_ABOVE`).
+  (:data:`REORTHOGONALISE_ABOVE`). On the compiled kernels the test is made
+  one step late (:data:`LAGGED_CHECK_ABOVE`): each step runs one classical
+  pass, whose sweep over the basis also forms the inner products of the
+  previous step's vector ``v_j`` with the rows before it (CGS2's
+  second-pass dots of that step, for ``v_j`` as it stands in the basis).
+  Where they exceed rounding, the kernel applies the second update to
+  ``v_j`` before it projects the new vector, and the solver corrects
+  ``v_j``'s Hessenberg column and redoes its Givens rotation; the new
+  vector was made from the old ``v_j``, a difference of at most
+  :data:`cext.numba.gmres.SEVERE` units of roundoff that the Arnoldi
+  relation carries like the rounding of every step. Beyond that (a first
+  pass that cancelled nearly all of its vector) ``v_j`` gets both passes
+  anew and the step's product is made again from it. The second sweep's
+  dots, most of the cost of the two-pass test, are gone; each basis vector
+  ends with inner products of root mean square at most
+  :data:`LAGGED_CHECK_ABOVE` units of roundoff, against CGS2's
+  :data:`REORTHOGONALISE_ABOVE` (norm). The last vector of a cycle is not
+  checked: it enters ``x`` only through ``h_{j+1,j}``, which its second
+  pass would move by no more than the rounding already in the basis.
 - The stopping rule is ``pcg``'s: the cycle ends when ``|g_{j+1}|`` meets
   ``max(rtol ||b||, atol)``; ``b - A x`` is then recomputed and the solve
   is converged only if it meets the tolerance too (otherwise a new cycle
@@ -59,6 +77,16 @@ REORTHOGONALISE_ABOVE = 16.0
 """CGS2's second update is applied when its coefficients exceed this many units of
 roundoff times ``||w||`` (below, it would change ``w`` by rounding only; see
 :mod:`cext.numba.gmres`). 0 applies it always."""
+
+LAGGED_CHECK_ABOVE = 64.0
+"""The one-pass projection's late check (module notes): the previous step's vector
+gets CGS2's second pass when the root mean square of its inner products with the
+rows before it exceeds this many units of roundoff. One classical pass leaves about
+``4 u ||w|| / ||w_1||`` there (measured: median 10 u, at most 28 u, on the P1 and
+convection-diffusion bench matrices, where ``||w|| / ||w_1||`` is about 2.5), so the
+second pass comes where the first cancelled ``w`` by a factor of about 16 or more
+(the Daniel-Gragg-Kaufman-Stewart situation, measured rather than inferred from
+the norms), and the basis keeps ``||I - V^T V||_F`` below about ``64 u m``."""
 
 SINGULAR_FACTOR = 16.0
 """A rotated Hessenberg diagonal at most ``SINGULAR_FACTOR * eps * max_j ||A M v_j||``
@@ -139,7 +167,9 @@ def gmres(A: Any, b: Any, x0: Any = None, *, rtol: float = 1e-5, atol: float = 0
         estimate below the tolerance but not the true residual),
         ``residual_gaps`` (restarts at which ``||b - A x||`` exceeded twice
         the estimate; when one does not halve the true residual of the last,
-        the solve stops with ``DIVERGED_BREAKDOWN``), ``threads``.
+        the solve stops with ``DIVERGED_BREAKDOWN``), ``reorthogonalised``
+        (steps whose vector got the second Gram-Schmidt pass a step late;
+        see the module notes), ``threads``.
 
     Raises
     ------
@@ -156,8 +186,9 @@ def gmres(A: Any, b: Any, x0: Any = None, *, rtol: float = 1e-5, atol: float = 0
     -----
     At most ``maxiter`` cycles of at most ``restart`` steps. A step costs a
     product with ``A``, an application of ``M`` (with one more per cycle
-    unless ``flexible``) and two or three passes over the basis block; a
-    cycle ends with one product with ``A`` for ``b - A x``. Without ``M`` the iterates
+    unless ``flexible``) and two passes over the basis block (three where a
+    vector needs the second Gram-Schmidt pass in full); a cycle ends with one
+    product with ``A`` for ``b - A x``. Without ``M`` the iterates
     are scipy's, to rounding: the same ``restart`` and ``maxiter`` give the
     same number of inner iterations (CuPy's ``gmres`` counts ``maxiter`` in
     inner iterations instead).
@@ -344,12 +375,16 @@ class _GMRES:
         self.in_place = writes_in_place(xp)
         # NumPy and CuPy: A's product is written straight into the basis row it becomes
         self.views = self.in_place and _is_view_namespace(xp)
+        # the one-pass projection checked a step late (module notes): the compiled
+        # kernel's tau < 0; a projection passed in (MPI's) keeps the two-pass test
+        self.lagged = (project is None and self.views and self.kernels.backend == "numba")
         self.bnorm = system.norm(system.b)
         self.tolerance = Tolerance.of(common.rtol, common.atol, self.bnorm)
         self.tol = self.tolerance.tol
         self.test = ResidualTest(self.tolerance, system.maxiter, self.true_residual,
                                  dtype_name(system.x.dtype))
         self.iterations = 0
+        self.repairs = 0  # second passes applied a step late (the lagged check)
         self.cycles = 0
         self.gaps = 0
         self.last_gap = math.inf  # the true residual at the last restart with a gap
@@ -365,7 +400,8 @@ class _GMRES:
         extra = {"cycles": self.cycles, "restarts": max(self.cycles - 1, 0),
                  "restart": self.restart, "flexible": self.flexible,
                  "residual_replacements": self.test.replacements,
-                 "residual_gaps": self.gaps, "threads": self.threads.threads}
+                 "residual_gaps": self.gaps, "reorthogonalised": self.repairs,
+                 "threads": self.threads.threads}
         return self.record.result(self.x, stop, self.iterations, extra=extra,
                                   info_count=self.cycles)
 
@@ -408,7 +444,7 @@ class _GMRES:
         m, n, dtype = self.restart, self.system.n, self.system.dtype
         V = _Basis(xp, m + 1, n, dtype, self.in_place)
         Z = _Basis(xp, m, n, dtype, self.in_place) if self.flexible else None
-        h = xp.zeros((m + 3,), dtype=self.coef_dtype)
+        h = xp.zeros((2 * m + 4,), dtype=self.coef_dtype)  # the lagged check: 2 j + 4
         while True:
             if self.cycles >= self.system.maxiter:
                 return self.finish(Stop(
@@ -459,6 +495,18 @@ class _GMRES:
                         "preconditioner that changes: flexible=True)", beta))
                 self.last_gap = beta
 
+    def arnoldi_product(self, V: _Basis, Z: _Basis | None, j: int):
+        """``A M v_j``, written into basis row ``j + 1`` where it can be (``Z[j] = M v_j``)."""
+        v = V.row(j)
+        if self.M is None:
+            z = v
+        else:
+            z = self.M.matvec(v)
+            self.record.psolves += 1
+            if Z is not None:
+                Z.set(j, z)
+        return self.product(z, V, j + 1)
+
     def cycle(self, V: _Basis, Z: _Basis | None, h, beta: float):
         """One Arnoldi cycle from ``V[0] = r / beta``; updates ``x``.
 
@@ -466,67 +514,113 @@ class _GMRES:
         ``(reason, message)`` when the cycle ended on a NaN/Inf or a singular
         Hessenberg matrix (None otherwise), and the coefficient buffer.
         """
-        record, M = self.record, self.M
-        eps = self.eps
-        g = [beta]                  # the rotated right-hand side beta e_1
-        rotations: list = []        # (c, s) of each step
-        R: list = []                # R[j]: column j of the rotated Hessenberg matrix
-        scale = 0.0                 # max ||A M v_j||, the scale of H
-        estimate = beta
+        record = self.record
+        lagged = self.lagged
+        lsq = _LeastSquares(beta, self.eps)
         end = None
-        columns = 0
+        previous = None  # (column as projected, ||w||) of the last step absorbed
         for j in range(self.restart):
             self.threads.refresh()
-            v = V.row(j)
-            if M is None:
-                z = v
+            w = self.arnoldi_product(V, Z, j)
+            if lagged:
+                w, h = self.project(V.block(j + 1), j, w, h, -LAGGED_CHECK_ABOVE)
+                values = _host(h, 2 * j + 4)
+                status = values[2 * j + 3] if j > 0 else 0
+                outcome = None
+                if status == 1:
+                    # the kernel gave v_j CGS2's second update: its column, h_{i,j-1}
+                    # += h_{j,j-1} d_i, and its rotation again (the norm stays 1)
+                    self.repairs += 1
+                    column, norm_in = previous
+                    size = column[j]
+                    corrected = [column[i] + size * values[j + 3 + i] for i in range(j)]
+                    previous = (corrected + [size], norm_in)
+                    outcome = self.absorb_again(j - 1, list(previous[0]), norm_in, lsq)
+                elif status == 2:
+                    # v_j is far from orthogonal: both passes for it, its column again,
+                    # then this step's product from the new v_j, projected by both passes
+                    outcome = self.repair(V, j - 1, *previous, lsq)
+                    if outcome is None:
+                        w = self.arnoldi_product(V, Z, j)
+                        w, h = self.project(V.block(j + 1), j, w, h, REORTHOGONALISE_ABOVE)
+                        values = _host(h, j + 3)
+                if outcome is not None:  # the corrected step ends the cycle
+                    end = outcome if isinstance(outcome, tuple) else None
+                    break
             else:
-                z = M.matvec(v)
-                record.psolves += 1
-                if Z is not None:
-                    Z.set(j, z)
-            w = self.product(z, V, j + 1)
-            w, h = self.project(V.block(j + 1), j, w, h, REORTHOGONALISE_ABOVE)
-            if not self.views:
-                V.set(j + 1, w)
-            values = _host(h, j + 3)
+                w, h = self.project(V.block(j + 1), j, w, h, REORTHOGONALISE_ABOVE)
+                if not self.views:
+                    V.set(j + 1, w)
+                values = _host(h, j + 3)
             column, norm_in = values[:j + 2], abs(values[j + 2])
             self.iterations += 1
             if not all(map(_finite, column)) or not math.isfinite(norm_in):
-                end = ("DIVERGED_NANORINF", f"NaN or Inf in Arnoldi step {self.iterations} "
-                       "(from A or M); x is the iterate before it")
+                end = self.not_finite()
                 record.append(self.iterations, float("nan"))
                 break
-            scale = max(scale, norm_in)
-            # scipy's test of an exact solution in the Krylov space (lucky breakdown)
-            breakdown = abs(column[j + 1]) <= eps * norm_in
-            if breakdown:
-                column[j + 1] = 0.0
-            for i, (c, s) in enumerate(rotations):
-                column[i], column[i + 1] = (c * column[i] + s * column[i + 1],
-                                            -s.conjugate() * column[i] + c * column[i + 1])
-            c, s, diagonal = _givens(column[j], column[j + 1])
-            if not abs(diagonal) > SINGULAR_FACTOR * eps * scale:
-                end = ("DIVERGED_BREAKDOWN",
-                       f"the rotated Hessenberg diagonal {abs(diagonal):.3e} at iteration "
-                       f"{self.iterations} vanished to working precision: A M is singular "
-                       "on the Krylov space (x keeps the steps before it)")
-                record.append(self.iterations, estimate)
-                self._report(estimate)
+            previous = (list(column), norm_in)
+            status = lsq.absorb(j, column, norm_in)
+            if status == "singular":
+                end = self.singular(lsq.diagonal)
+                record.append(self.iterations, lsq.estimate)
+                self._report(lsq.estimate)
                 break
-            column[j] = diagonal
-            rotations.append((c, s))
-            R.append(column[:j + 1])
-            g.append(-s.conjugate() * g[j])
-            g[j] = c * g[j]
-            estimate = abs(g[j + 1])
-            columns = j + 1
-            record.append(self.iterations, estimate)
-            self._report(estimate)
-            if breakdown or estimate <= self.tol:
+            record.append(self.iterations, lsq.estimate)
+            self._report(lsq.estimate)
+            if status == "breakdown" or lsq.estimate <= self.tol:
                 break
-        self.update(V, Z, R, g, columns)
-        return estimate, end, h
+        self.update(V, Z, lsq.R, lsq.g, lsq.columns)
+        return lsq.estimate, end, h
+
+    def not_finite(self) -> tuple[str, str]:
+        return ("DIVERGED_NANORINF", (f"NaN or Inf in Arnoldi step {self.iterations} "
+                                      "(from A or M); x is the iterate before it"))
+
+    def singular(self, diagonal: float) -> tuple[str, str]:
+        return ("DIVERGED_BREAKDOWN",
+                (f"the rotated Hessenberg diagonal {diagonal:.3e} at iteration "
+                 f"{self.iterations} vanished to working precision: A M is singular "
+                 "on the Krylov space (x keeps the steps before it)"))
+
+    def absorb_again(self, j: int, column: list, norm_in: float, lsq: _LeastSquares):
+        """Column ``j`` (the last absorbed), corrected, in place of the one absorbed.
+
+        Returns None where the cycle goes on, ``(reason, message)`` where the
+        corrected column makes ``A M`` singular, and ``True`` where it ends the
+        cycle otherwise (a breakdown, or the tolerance met). The history's last
+        entry takes the corrected estimate (the callback has seen the first).
+        """
+        lsq.undo()
+        if not all(map(_finite, column)):
+            self.record.norms[-1] = float("nan")
+            return self.not_finite()
+        status = lsq.absorb(j, column, norm_in)
+        self.record.norms[-1] = lsq.estimate
+        if status == "singular":
+            return self.singular(lsq.diagonal)
+        if status == "breakdown" or lsq.estimate <= self.tol:
+            return True
+        return None
+
+    def repair(self, V: _Basis, j: int, column: list, norm_in: float, lsq: _LeastSquares):
+        """Both classical passes for ``v_{j+1}`` (made by step ``j``, the last absorbed),
+        and its column of ``H`` corrected (:meth:`absorb_again`'s returns).
+
+        ``v_{j+1} = w_1 / ||w_1||`` is orthogonalised again
+        (:func:`cext.numba.gmres.gmres_project` with ``tau = 0``): ``w_1 =
+        ||w_1|| (V c + nu v_new)``, so ``h_{i,j} += ||w_1|| c_i`` and
+        ``h_{j+1,j} = ||w_1|| nu``.
+        """
+        self.repairs += 1
+        correction = self.xp.zeros((j + 3,), dtype=self.coef_dtype)
+        _, correction = self.kernels.gmres_project(V.array, j, V.array[j + 1, :], correction,
+                                                   0.0)
+        values = _host(correction, j + 2)
+        coefficients, nu = values[:j + 1], abs(values[j + 1])
+        size = column[j + 1]
+        corrected = [column[i] + size * coefficients[i] for i in range(j + 1)]
+        corrected.append(size * nu if math.isfinite(nu) else float("nan"))
+        return self.absorb_again(j, corrected, norm_in, lsq)
 
     def _report(self, estimate: float) -> None:
         if self.callback_type == "pr_norm":
@@ -557,6 +651,57 @@ class _GMRES:
                 self.x += correction
             else:
                 self.x = self.x + correction
+
+
+class _LeastSquares:
+    """The rotated Hessenberg matrix of one cycle (``R``, ``g``, the Givens rotations),
+    one column at a time; the last column can be taken back and absorbed again."""
+
+    def __init__(self, beta: float, eps: float):
+        self.eps = eps
+        self.g = [beta]             # the rotated right-hand side beta e_1
+        self.rotations: list = []   # (c, s) of each step
+        self.R: list = []           # R[j]: column j of the rotated Hessenberg matrix
+        self.scale = 0.0            # max ||A M v_j||, the scale of H
+        self.estimate = beta
+        self.columns = 0
+        self.diagonal = 0.0         # |the last rotated diagonal|
+        self._before = None
+
+    def absorb(self, j: int, column: list, norm_in: float) -> str:
+        """Column ``j`` of ``H`` (``h_{0..j+1,j}``; modified) with ``||A M v_j||``:
+        ``"breakdown"`` (absorbed; the Krylov space is invariant), ``"singular"``
+        (not absorbed: ``A M`` is singular on the space) or ``"ok"``."""
+        eps = self.eps
+        self._before = (self.scale, self.estimate, self.g[j])
+        self.scale = max(self.scale, norm_in)
+        # scipy's test of an exact solution in the Krylov space (lucky breakdown)
+        breakdown = abs(column[j + 1]) <= eps * norm_in
+        if breakdown:
+            column[j + 1] = 0.0
+        for i, (c, s) in enumerate(self.rotations):
+            column[i], column[i + 1] = (c * column[i] + s * column[i + 1],
+                                        -s.conjugate() * column[i] + c * column[i + 1])
+        c, s, diagonal = _givens(column[j], column[j + 1])
+        self.diagonal = abs(diagonal)
+        if not self.diagonal > SINGULAR_FACTOR * eps * self.scale:
+            return "singular"
+        column[j] = diagonal
+        self.rotations.append((c, s))
+        self.R.append(column[:j + 1])
+        self.g.append(-s.conjugate() * self.g[j])
+        self.g[j] = c * self.g[j]
+        self.estimate = abs(self.g[j + 1])
+        self.columns = j + 1
+        return "breakdown" if breakdown else "ok"
+
+    def undo(self) -> None:
+        """Take back the last :meth:`absorb` (column ``columns - 1``)."""
+        j = self.columns - 1
+        self.scale, self.estimate, g_j = self._before
+        del self.rotations[j:], self.R[j:], self.g[j + 1:]
+        self.g[j] = g_j
+        self.columns = j
 
 
 def _finite(value) -> bool:
