@@ -44,9 +44,10 @@ def mpi_unavailable() -> str | None:
     try:
         probe = launch(2, "-m", "mpi4py", "-c",
                        "from mpi4py import MPI; c = MPI.COMM_WORLD; "
-                       "assert c.allreduce(1) == 2; print('MPI-UP', c.size)", timeout=60)
+                       "assert c.allreduce(1) == 2; c.rank or print('MPI-UP', c.size)", timeout=60)
     except (OSError, subprocess.TimeoutExpired) as error:
         return f"MPI cannot start: {error}"
     if probe.returncode != 0 or "MPI-UP 2" not in probe.stdout:
-        return f"MPI cannot start (status {probe.returncode}): {probe.stderr.strip()[-500:]}"
+        return (f"MPI cannot start (status {probe.returncode}): stdout {probe.stdout.strip()[-300:]!r}"
+                f", stderr {probe.stderr.strip()[-500:]!r}")
     return None
