@@ -427,10 +427,6 @@ class _PCG:
         return _Chunks(self, p, q, scale, scaled)
 
 
-_NARROW_COLUMNS = 2**16
-"""Matrices with at most this many columns run the compiled CSR loop on 16-bit indices."""
-
-
 class _Chunks:
     """:class:`_PCG`'s iterations run by :func:`cext.numba.cg_loop.cg_run_csr` (or ``_dia``).
 
@@ -450,14 +446,7 @@ class _Chunks:
         self.solver = solver
         A, K = solver.A, solver.kernels
         if A.layout == "csr":
-            indices = A.indices
-            if A.shape[1] <= _NARROW_COLUMNS and solver.threads.threads > 1:
-                # 16-bit column indices: 10 bytes an entry instead of 12, where two
-                # threads' products are bound by the shared cache's bandwidth (n = 12k-24k,
-                # P2 tetrahedra and 3-D elasticity: 3-12% a product; on one thread, which
-                # is not bound by it, +-2%). The same sums: the same bits.
-                indices = indices.astype(np.uint16)
-            matrix, self.kernel = (A.indptr, indices, A.data), K.cg_run_csr
+            matrix, self.kernel = (A.indptr, A.indices, A.data), K.cg_run_csr
             entries = A.data.shape[0] + A.shape[0]
         else:
             matrix, self.kernel = (A.offsets, A.values), K.cg_run_dia

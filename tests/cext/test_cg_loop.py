@@ -114,39 +114,6 @@ def test_dia_product_on_two_threads_regroups_only_the_dot():
     assert abs(pq - float(p @ q)) <= bound
 
 
-def _cg_iterates(indices, A, b, iterations=12):
-    """``x`` after ``iterations`` compiled CG iterations on CSR ``A`` with the given indices."""
-    n = A.shape[0]
-    x, r, p, q, empty = np.zeros(n), b.copy(), np.empty(n), np.empty(n), np.empty(0)
-    scalars = np.array([np.sqrt(b @ b), b @ b, 1.0, 0.0, 0.0])
-    counters = np.array([0, 1, 0], dtype=np.int64)
-    norms = np.empty(iterations + 1)
-    nbk.cg_run_csr(A.indptr, indices, A.data, x, r, p, q, empty, empty, scalars, counters,
-                   norms, 0.0, iterations, iterations, 0)
-    assert counters[0] == iterations
-    return x, norms[:iterations]
-
-
-def test_compiled_loop_on_16_bit_indices_gives_the_same_bits(one_thread):
-    # pcg narrows the column indices of matrices with at most 2**16 columns
-    A = (poisson2d(12) + sp.diags(np.linspace(0.1, 0.5, 143), 1)
-         + sp.diags(np.linspace(0.1, 0.5, 143), -1)).tocsr()
-    b = np.random.default_rng(4).standard_normal(144)
-    wide, wide_norms = _cg_iterates(A.indices, A, b)
-    narrow, narrow_norms = _cg_iterates(A.indices.astype(np.uint16), A, b)
-    np.testing.assert_array_equal(wide, narrow)
-    np.testing.assert_array_equal(wide_norms, narrow_norms)
-    # and they are CG's iterates: twelve steps of the textbook recurrence
-    x, r = np.zeros(144), b.copy()
-    p = r.copy()
-    for _ in range(12):
-        Ap = A @ p
-        alpha = (r @ r) / (p @ Ap)
-        x, r_next = x + alpha * p, r - alpha * Ap
-        p, r = r_next + (r_next @ r_next) / (r @ r) * p, r_next
-    np.testing.assert_allclose(narrow, x, rtol=1e-10, atol=1e-12)
-
-
 def _probe_reference(A, x, y):
     """The six inner products in float64 from scipy's products."""
     A64, x64, y64 = A.astype(np.float64), x.astype(np.float64), y.astype(np.float64)
