@@ -88,10 +88,8 @@ def sor(A: Any, b: Any, omega: float = 1.0, x0: Any = None, *, rtol: float = 1e-
         ``FIXED_SWEEPS_CHECK`` (32) sweeps, so growth past ``dtol`` and NaN
         are still seen, and at the last (pass ``check_every=1`` for the
         whole history). The sweeps between skip
-        the residual arithmetic (on two threads, the natural ordering's
-        second core, which otherwise measures it beside the sweep, takes the
-        rows' old-value parts instead), so a sweep costs about what pyamg's
-        ``sor`` does. The iterates
+        the residual arithmetic and run in place over one vector, so a
+        sweep costs about what pyamg's ``sor`` does. The iterates
         are the same; the returned one's residual is still measured
         exactly: the solve stops at the first multiple of ``check_every``
         whose residual meets the tolerance -- usually within

@@ -442,12 +442,11 @@ def test_two_thread_residual_pass_has_the_serial_bits(n, dtypes):
 @pytest.mark.parametrize("dtypes", [(np.float64, np.float64), (np.float32, np.float32),
                                     (np.float32, np.float64)])
 @pytest.mark.parametrize("own", [False, True])
-def test_two_thread_natural_sweep_has_the_serial_bits(n, dtypes, own):
-    """The unmeasured natural sweep on two threads (the rows' old-value parts first, in
-    parallel) gives the serial sweep's bits, on a split and on a matrix's own arrays."""
-    import numba
-
-    from cext.numba.sor_lagged import _sweep_serial, _sweep_split
+def test_inplace_natural_sweep_has_the_measured_sweeps_bits(n, dtypes, own):
+    """The unmeasured natural sweep, in place over one vector (the diagonal read from the
+    matrix's own data when it sweeps them), gives the bits of the measured sweep into a
+    second vector, on a split and on a matrix's own arrays; both match a dense sweep."""
+    from cext.numba.sor_lagged import _lagged_serial, _natural_inplace
     from cext.numba.spmv import unsigned_view
     from linsolve.stationary.sor_matrix import sweep_matrix
 
@@ -461,17 +460,12 @@ def test_two_thread_natural_sweep_has_the_serial_bits(n, dtypes, own):
     b, x = (rng.standard_normal(n).astype(vector_dtype) for _ in range(2))
     omega, keep = data_dtype(1.4), data_dtype(1.0 - 1.4)
     args = (unsigned_view(S.off_indptr), unsigned_view(S.mid), unsigned_view(S.off_indices),
-            S.off_data, S.diag, b, x)
-    serial, split = np.zeros_like(x), np.zeros_like(x)
-    _sweep_serial(*args, serial, omega, keep, np.uint64(S._skip))
-    previous = numba.get_num_threads()
-    numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
-    try:
-        partial = np.zeros(n, dtype=np.result_type(data_dtype, vector_dtype))
-        _sweep_split(*args, split, omega, keep, np.uint64(S._skip), partial)
-    finally:
-        numba.set_num_threads(previous)
-    assert split.tobytes() == serial.tobytes()
+            S.off_data, S.diag, b)
+    measured = np.zeros_like(x)
+    _lagged_serial(*args, x, measured, omega, keep, np.uint64(S._skip))
+    inplace = x.copy()
+    _natural_inplace(*args, inplace, omega, keep, np.uint64(S._skip))
+    assert inplace.tobytes() == measured.tobytes()
     # against an independent dense sweep
     dense = A.toarray().astype(float)
     expected = x.astype(float).copy()
@@ -479,7 +473,7 @@ def test_two_thread_natural_sweep_has_the_serial_bits(n, dtypes, own):
         sigma = dense[i] @ expected - dense[i, i] * expected[i]
         expected[i] = (1 - 1.4) * expected[i] + 1.4 * (float(b[i]) - sigma) / dense[i, i]
     tol = 1e-4 if np.float32 in dtypes else 1e-12
-    np.testing.assert_allclose(serial, expected, rtol=tol, atol=tol)
+    np.testing.assert_allclose(inplace, expected, rtol=tol, atol=tol)
 
 
 @pytest.mark.parametrize("ordering", ["natural", "multicolor"])
