@@ -11,7 +11,8 @@ only ``L`` is stored, and the backward sweep reads it by columns: an
 iteration of pcg then streams the factor once less from memory, which is
 what its time on matrices larger than the cache follows. The
 permutation ``P`` is gathered in the first sweep and scattered in the last,
-not in separate passes. A row needs
+not in separate passes. Unpadded rows keep the row just solved in a register
+for the next (no store and reload on the row-to-row chain). A row needs
 the rows before it, so each sweep is sequential -- except across the
 uncoupled *domains* of a domain ordering
 (:func:`linsolve.precond._ordering.domain_ordering`): the segments of one
@@ -248,6 +249,187 @@ def _pair_solve_serial_columns(l_indptr, l_indices, l_data, scale_in, scale_out,
     _backward_columns(l_indptr, l_indices, l_data, scale_out, perm, work, out, 0, n, quad)
 
 
+# --- the unpadded sweeps: the row just solved kept in a register ---
+#
+# On a mesh a row's sum mostly needs the row solved just before it: the last
+# entry of a sorted row of L is then column i - 1, the first of a row of U
+# column i + 1 (P1 triangles: 99.6 % of rows). Read back from memory, that value
+# waits on the store of the row before (store-to-load forwarding, some cycles on
+# top of the multiply-subtract on the row-to-row chain); taken from a register it
+# does not. Same operations in the same order: same bits. P1 triangles, n = 261k,
+# one thread: ILU(0)'s pair solve 2.15 -> 1.65 ms, IC(0)'s 1.97 -> 1.66 ms. Where the
+# row before is never named (a grid in level order: convection-diffusion, n = 250k)
+# the check costs 6 % on one thread; rows of two and three are unrolled.
+#
+# Padded rows (``quad``) keep the plain loops of the kernels above. There the row
+# before is read by the last group of four (forward) or by the padding and first
+# entry, all of the first group (backward), only in half the rows (P1 tetrahedra),
+# and checking every entry of the group cost more than it saved: the pair solve
+# 1.2-1.7 times slower on P1 tetrahedra, one thread. (In U's rows the row before
+# comes first, so the whole row's sum is on the chain whatever is done with it.)
+
+@nb.njit(**_ROW)
+def _chained(work, j, chain, last, idle):
+    """``work[j]``, taken from ``last`` (the value just stored at ``chain``) where ``j`` is
+    ``chain``. Without a branch (rows with and without the row before may alternate): the
+    load then reads ``work[idle]`` instead, where no store is pending, so the select waits
+    on ``last`` only, not on the store to ``chain``."""
+    hit = j == chain
+    loaded = work[np.uint64(idle) if hit else np.uint64(j)]  # unsigned: no wraparound code
+    return last if hit else loaded
+
+
+@nb.njit(**_ROW)
+def _forward_chained(indptr, indices, data, scale, perm, b, work, lo, hi):
+    last = work.dtype.type(0)
+    chain = -1  # no row: the first row here has no predecessor in a register
+    for i in range(lo, hi):
+        acc = scale[i] * b[perm[i]]
+        start = indptr[i]
+        stop = indptr[i + 1]
+        if stop - start == 3:  # triangle meshes: three neighbours below the diagonal
+            acc -= data[start] * work[indices[start]]
+            acc -= data[start + 1] * work[indices[start + 1]]
+            acc -= data[start + 2] * _chained(work, indices[start + 2], chain, last, i)
+        elif stop - start == 2:  # grids: two neighbours below the diagonal
+            acc -= data[start] * work[indices[start]]
+            acc -= data[start + 1] * _chained(work, indices[start + 1], chain, last, i)
+        elif start < stop:
+            for jj in range(start, stop - 1):
+                acc -= data[jj] * work[indices[jj]]
+            acc -= data[stop - 1] * _chained(work, indices[stop - 1], chain, last, i)
+        work[i] = acc
+        last = acc
+        chain = i
+
+
+@nb.njit(**_ROW)
+def _backward_chained(indptr, indices, data, scale, perm, work, out, lo, hi):
+    last = work.dtype.type(0)
+    chain = -1
+    for k in range(hi - lo):
+        i = hi - 1 - k
+        acc = work[i]
+        start = indptr[i]
+        stop = indptr[i + 1]
+        if stop - start == 3:
+            acc -= data[start] * _chained(work, indices[start], chain, last, i)
+            acc -= data[start + 1] * work[indices[start + 1]]
+            acc -= data[start + 2] * work[indices[start + 2]]
+        elif stop - start == 2:
+            acc -= data[start] * _chained(work, indices[start], chain, last, i)
+            acc -= data[start + 1] * work[indices[start + 1]]
+        elif start < stop:
+            acc -= data[start] * _chained(work, indices[start], chain, last, i)
+            for jj in range(start + 1, stop):
+                acc -= data[jj] * work[indices[jj]]
+        work[i] = acc
+        out[perm[i]] = scale[i] * acc
+        last = acc
+        chain = i
+
+
+@nb.njit(**_ROW)
+def _scatter(work, j, a, x, nxt, carry, carry_row):
+    """``work[j] -= a x``; the new value and ``nxt`` in (``carry``, ``carry_row``) where
+    ``j`` is ``nxt``, the row the column sweep takes next (without a branch)."""
+    value = work[j] - a * x
+    work[j] = value
+    hit = j == nxt
+    return (value if hit else carry), (nxt if hit else carry_row)
+
+
+@nb.njit(**_ROW)
+def _backward_columns_chained(indptr, indices, data, scale, perm, work, out, lo, hi):
+    carry = work.dtype.type(0)
+    carry_row = -1
+    for k in range(hi - lo):
+        i = hi - 1 - k
+        hit = carry_row == i
+        loaded = work[hi - 1 if hit else i]  # rows of this segment never write work[hi - 1]
+        x = carry if hit else loaded
+        out[perm[i]] = scale[i] * x
+        start = indptr[i]
+        stop = indptr[i + 1]
+        if start < stop:
+            for jj in range(start, stop - 1):
+                work[indices[jj]] -= data[jj] * x
+            carry, carry_row = _scatter(work, indices[stop - 1], data[stop - 1], x, i - 1, carry,
+                                        carry_row)
+
+
+@nb.njit(**_ROW)
+def _forward_stages_chained(l_indptr, l_indices, l_data, scale_in, perm, segment_ptr, stage_ptr,
+                            b, work):
+    for stage in range(stage_ptr.shape[0] - 1):
+        first = stage_ptr[stage]
+        count = stage_ptr[stage + 1] - first
+        if count == 1:
+            _forward_chained(l_indptr, l_indices, l_data, scale_in, perm, b, work,
+                             segment_ptr[first], segment_ptr[first + 1])
+        else:
+            for t in prange(count):
+                g = first + t
+                _forward_chained(l_indptr, l_indices, l_data, scale_in, perm, b, work,
+                                 segment_ptr[g], segment_ptr[g + 1])
+
+
+@nb.njit(**_PAR)
+def _pair_solve_rows_chained(l_indptr, l_indices, l_data, u_indptr, u_indices, u_data,
+                             scale_in, scale_out, perm, segment_ptr, stage_ptr, b, work, out):
+    _forward_stages_chained(l_indptr, l_indices, l_data, scale_in, perm, segment_ptr, stage_ptr,
+                            b, work)
+    stages = stage_ptr.shape[0] - 1
+    for back in range(stages):
+        stage = stages - 1 - back
+        first = stage_ptr[stage]
+        count = stage_ptr[stage + 1] - first
+        if count == 1:
+            _backward_chained(u_indptr, u_indices, u_data, scale_out, perm, work, out,
+                              segment_ptr[first], segment_ptr[first + 1])
+        else:
+            for t in prange(count):
+                g = first + t
+                _backward_chained(u_indptr, u_indices, u_data, scale_out, perm, work, out,
+                                  segment_ptr[g], segment_ptr[g + 1])
+
+
+@nb.njit(**_PAR)
+def _pair_solve_columns_chained(l_indptr, l_indices, l_data, scale_in, scale_out, perm,
+                                segment_ptr, stage_ptr, b, work, out):
+    _forward_stages_chained(l_indptr, l_indices, l_data, scale_in, perm, segment_ptr, stage_ptr,
+                            b, work)
+    stages = stage_ptr.shape[0] - 1
+    for back in range(stages):
+        stage = stages - 1 - back
+        first = stage_ptr[stage]
+        count = stage_ptr[stage + 1] - first
+        if count == 1:
+            _backward_columns_chained(l_indptr, l_indices, l_data, scale_out, perm, work, out,
+                                      segment_ptr[first], segment_ptr[first + 1])
+        else:
+            for t in prange(count):
+                g = first + t
+                _backward_columns_chained(l_indptr, l_indices, l_data, scale_out, perm, work,
+                                          out, segment_ptr[g], segment_ptr[g + 1])
+
+
+@nb.njit(**_SEQ)
+def _pair_solve_serial_rows_chained(l_indptr, l_indices, l_data, u_indptr, u_indices, u_data,
+                                    scale_in, scale_out, perm, b, work, out):
+    n = work.shape[0]
+    _forward_chained(l_indptr, l_indices, l_data, scale_in, perm, b, work, 0, n)
+    _backward_chained(u_indptr, u_indices, u_data, scale_out, perm, work, out, 0, n)
+
+
+@nb.njit(**_SEQ)
+def _pair_solve_serial_columns_chained(l_indptr, l_indices, l_data, scale_in, scale_out, perm, b,
+                                       work, out):
+    n = work.shape[0]
+    _forward_chained(l_indptr, l_indices, l_data, scale_in, perm, b, work, 0, n)
+    _backward_columns_chained(l_indptr, l_indices, l_data, scale_out, perm, work, out, 0, n)
+
+
 def csr_triangular_pair_solve(lower_indptr, lower_indices, lower_data, upper_indptr,
                               upper_indices, upper_data, scale_in, scale_out, perm, segment_ptr,
                               stage_ptr, b, work, out, quad=False) -> None:
@@ -304,13 +486,23 @@ def csr_triangular_pair_solve(lower_indptr, lower_indices, lower_data, upper_ind
     lower = (u(lower_indptr), u(lower_indices), lower_data)
     upper = () if transposed else (u(upper_indptr), u(upper_indices), upper_data)
     args = (*lower, *upper, scale_in, scale_out, u(perm))
-    quad = bool(quad)
-    if nb.get_num_threads() > 1 and stage_ptr.shape[0] > 2:
-        solve = _pair_solve_columns if transposed else _pair_solve_rows
-        solve(*args, u(segment_ptr), u(stage_ptr), b, work, out, quad)
+    parallel = nb.get_num_threads() > 1 and stage_ptr.shape[0] > 2
+    staged = (u(segment_ptr), u(stage_ptr)) if parallel else ()
+    if quad:
+        if parallel:
+            solve = _pair_solve_columns if transposed else _pair_solve_rows
+        else:
+            solve = _pair_solve_serial_columns if transposed else _pair_solve_serial_rows
+        solve(*args, *staged, b, work, out, True)
     else:
-        solve = _pair_solve_serial_columns if transposed else _pair_solve_serial_rows
-        solve(*args, b, work, out, quad)
+        # a kernel of its own: compiled beside the padded sweeps, the row-to-row
+        # register made those 7-10 % slower (P1 tetrahedra, one thread)
+        if parallel:
+            solve = _pair_solve_columns_chained if transposed else _pair_solve_rows_chained
+        else:
+            solve = _pair_solve_serial_columns_chained if transposed \
+                else _pair_solve_serial_rows_chained
+        solve(*args, *staged, b, work, out)
 
 
 # --- the same pair solve on an (n, k) block: batched pcg's k residuals at once ---
