@@ -271,6 +271,8 @@ def test_group_rows_carry_ratios_and_targets():
         1 for row in rows if row["target"] == row["target"])
 
 
+# slow: a whole bench job (every time-to-solution row, ~24 s of a fresh clone's make test)
+@pytest.mark.slow
 def test_solution_rows_tiny():
     from bench.solution_speed import TARGETS, solution_rows
 
