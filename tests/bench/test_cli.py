@@ -213,6 +213,8 @@ def test_sigterm_writes_the_finished_rows(tmp_path):
     assert "wrote" in out
 
 
+# slow: a whole bench run with its plot (~9 s of a fresh clone's make test)
+@pytest.mark.slow
 def test_plot_histories_are_true_residuals_at_measured_times(tmp_path):
     assert main(["linear", "--size", "8", "--methods", "pcg,scipy-cg,pcg-jacobi",
                  "--out", str(tmp_path), "--no-progress"]) == 0

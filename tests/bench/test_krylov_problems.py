@@ -256,6 +256,9 @@ def test_linear_command_on_convdiff(tmp_path, capsys):
 
 # --- our Krylov methods (skipped while their modules are missing) -------------------------------
 
+# slow: scipy's gmres and ours on every convection-diffusion case (~12 s of a fresh clone's
+# make test); tests/linsolve/test_gmres.py checks ours against dense solves on every commit
+@pytest.mark.slow
 def test_our_gmres_against_scipy_on_convdiff():
     pytest.importorskip("linsolve.krylov.gmres")
     problem = make_problem("convdiff2d", 16)

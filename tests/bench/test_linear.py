@@ -45,6 +45,8 @@ def _check_table(out, stem, rtol=RTOL):
     return rows, payload
 
 
+# slow: the whole main job (every method, table and plot; ~17 s of a fresh clone's make test)
+@pytest.mark.slow
 def test_main_job_tiny(tmp_path, capsys):
     assert main(["--size", "16", "--out", str(tmp_path), "--no-progress"]) == 0
     printed = capsys.readouterr().out
