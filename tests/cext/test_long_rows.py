@@ -69,9 +69,6 @@ def test_long_rows_match_scipy_and_the_pair_loop():
     assert abs(single_dots[1] - q @ q) <= bound * (q @ q)
 
 
-# slow: compiles both fused products for both dtypes on one and two threads (~9 s of a
-# fresh clone's make test)
-@pytest.mark.slow
 @pytest.mark.parametrize("threads", [1, 2])
 def test_public_kernels_take_the_long_row_loop(threads):
     """The wrappers the solvers call, on one thread (one row at a time) and two (pairs):

@@ -128,9 +128,6 @@ def padded(args):
 CASES = [("triangles", lambda: triangle_grid(12)), ("mixed", lambda: mixed_pattern(150, 3))]
 
 
-# slow: compiles the serial and parallel sweeps for every layout (~20 s of a fresh clone's
-# make test); the dense-solve and padded-kernel tests here cover the sweeps on every commit
-@pytest.mark.slow
 @pytest.mark.parametrize("threads", THREAD_COUNTS)
 @pytest.mark.parametrize("num_domains", [0, 2])
 @pytest.mark.parametrize("upper", ["stored", "transposed"])

@@ -114,9 +114,6 @@ def test_counts_and_reasons_equal_the_two_pass_projection(monkeypatch, precondit
             assert one.true_residual_norm <= 1.05 * both.true_residual_norm  # stalls no higher
 
 
-# slow: its first cases compile the one-pass projection for two dtypes (~20 s of a fresh
-# clone's make test); the solver tests here run that kernel in float64 on every commit
-@pytest.mark.slow
 @pytest.mark.parametrize("offset", [0.0, 1e-13, 1e-6])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_late_check_matches_the_reference(offset, dtype):
