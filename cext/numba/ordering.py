@@ -48,17 +48,7 @@ def _bfs(indptr, indices, sources, levels):
             levels[s] = 0
             queue[tail] = s
             tail += 1
-    head = 0
-    while head < tail:
-        v = queue[head]
-        head += 1
-        next_level = levels[v] + 1
-        for p in range(indptr[v], indptr[v + 1]):
-            w = indices[p]
-            if levels[w] < 0:
-                levels[w] = next_level
-                queue[tail] = w
-                tail += 1
+    _search(indptr, indices, queue, 0, tail, levels)
 
 
 def graph_bfs_levels(indptr, indices, sources, levels) -> None:
